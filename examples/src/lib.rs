@@ -1,0 +1,1 @@
+//! Shared types for the example programs.

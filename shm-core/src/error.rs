@@ -1,0 +1,150 @@
+//! The one error type of the crate.
+
+use core::fmt;
+use std::io;
+
+/// Everything that can go wrong creating, opening, reading or writing a shared segment.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this name.
+    NotFound {
+        /// The segment name.
+        name: String,
+    },
+    /// A segment with this name exists already (on `create`).
+    AlreadyExists {
+        /// The segment name.
+        name: String,
+    },
+    /// The name is not a valid segment name.
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The operating system refused access to the segment.
+    PermissionDenied {
+        /// The segment name.
+        name: String,
+    },
+    /// The segment does not start with this format's magic bytes: it is not one of ours.
+    NotASegment {
+        /// The magic value found.
+        found: u64,
+    },
+    /// The segment was written in a format version this program does not read.
+    FormatVersion {
+        /// The version this program reads.
+        expected: u32,
+        /// The version found in the segment.
+        found: u32,
+    },
+    /// The segment holds a different type than the opener expects.
+    LayoutMismatch {
+        /// The opener's layout hash.
+        expected: u64,
+        /// The layout hash stored in the segment.
+        found: u64,
+        /// The first difference, naming the field, e.g. "field `pos` is `[f64; 3]` at offset 8
+        /// in the segment but `[f32; 3]` at offset 8 in this program".
+        first_difference: String,
+    },
+    /// The segment is smaller than its header says, or too small for a header.
+    Truncated {
+        /// Bytes needed.
+        expected: u64,
+        /// Bytes present.
+        found: u64,
+    },
+    /// Another live process holds the writer lease.
+    WriterBusy {
+        /// The process id of the current writer, as recorded in the segment.
+        pid: u32,
+    },
+    /// The writer died during a write and nothing consistent can be read (one-slot segments).
+    WriterDied,
+    /// The segment's creator has not finished initializing it in time (or died doing so).
+    NotReady,
+    /// The wait timed out.
+    Timeout,
+    /// A helper value holds invalid bytes.
+    InvalidValue(crate::ValueError),
+    /// Another operating-system error.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound { name } => write!(f, "no shared segment named {name:?}"),
+            Error::AlreadyExists { name } => {
+                write!(f, "a shared segment named {name:?} already exists")
+            }
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            Error::PermissionDenied { name } => {
+                write!(f, "permission denied for shared segment {name:?}")
+            }
+            Error::NotASegment { found } => write!(
+                f,
+                "not a shared-state segment (magic {found:#018x} does not match)"
+            ),
+            Error::FormatVersion { expected, found } => write!(
+                f,
+                "segment format version {found} is not supported (this program reads version {expected})"
+            ),
+            Error::LayoutMismatch {
+                expected,
+                found,
+                first_difference,
+            } => write!(
+                f,
+                "layout mismatch: {first_difference} (layout hash {found:#018x} in the segment, {expected:#018x} in this program)"
+            ),
+            Error::Truncated { expected, found } => write!(
+                f,
+                "segment is truncated: {found} bytes, {expected} needed"
+            ),
+            Error::WriterBusy { pid } => {
+                write!(f, "another writer (pid {pid}) holds the segment")
+            }
+            Error::WriterDied => f.write_str(
+                "the writer died while writing and no consistent value is available",
+            ),
+            Error::NotReady => f.write_str(
+                "the segment was not initialized in time (its creator may have died)",
+            ),
+            Error::Timeout => f.write_str("timed out"),
+            Error::InvalidValue(e) => write!(f, "invalid value: {e}"),
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::InvalidValue(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<crate::ValueError> for Error {
+    fn from(e: crate::ValueError) -> Self {
+        Error::InvalidValue(e)
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = core::result::Result<T, E>;

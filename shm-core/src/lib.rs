@@ -1,0 +1,58 @@
+//! Typed shared state between processes.
+//!
+//! One process writes a struct, any number of processes (Rust, C, C++, Python) read consistent
+//! snapshots of it through POSIX shared memory, without locks, syscalls or serialization.
+//!
+//! `#[derive(SharedState)]` proves at compile time that a struct can be shared: `#[repr(C)]`,
+//! no pointers, references or vtables, no padding, every bit pattern valid, a fixed layout. It
+//! gives the type a [`Layout`] descriptor and a `const` [`LAYOUT_HASH`](SharedState::LAYOUT_HASH)
+//! that a process opening the segment checks.
+//!
+//! ```
+//! use shm_core::SharedState;
+//!
+//! #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+//! #[repr(C)]
+//! pub struct Telemetry {
+//!     pub tick: u64,
+//!     pub pos: [f64; 3],
+//!     pub status: u32,
+//!     pub flags: u32,
+//! }
+//!
+//! const H: u64 = Telemetry::LAYOUT_HASH;
+//! assert_eq!(Telemetry::LAYOUT.fields()[1].name, "pos");
+//! assert_eq!(Telemetry::LAYOUT.fields()[1].offset, 8);
+//! # let _ = H;
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate self as shm_core;
+
+mod error;
+pub mod layout;
+mod shared_state;
+mod types;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use error::{Error, Result};
+pub use layout::{Field, Kind, Layout, Primitive};
+pub use shared_state::SharedState;
+pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
+
+/// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time
+/// that it can be shared between processes.
+///
+/// Refused, each with an error that says why and what to use instead: enums, unions, generics,
+/// lifetimes, tuple, unit and empty structs; a missing `#[repr(C)]` or `packed`, `transparent`
+/// and integer reprs (`#[repr(C, align(N))]` is accepted); fields that are references, raw or
+/// function pointers, trait objects, `Box`, `Vec`, `String`, `Rc`, `Arc`, `Cell`, `RefCell`,
+/// `Option`, `usize`, `isize`, `bool`, `char`, or anything else that is not `SharedState`
+/// (seen through type aliases and macros); and implicit padding anywhere.
+///
+/// `#[shm(name = "Name")]` gives the type a stable name that enters the layout hash and the
+/// exports.
+pub use shm_derive::SharedState;

@@ -1,0 +1,76 @@
+//! The [`SharedState`] trait: what a type must promise to live in shared memory.
+
+use crate::__private::Sealed;
+use crate::layout::{layout_hash, Kind, Layout, Primitive};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// A type whose values can be shared between processes by copying its bytes.
+///
+/// Implemented for fixed-width integers (`u8`..`u128`, `i8`..`i128`), `f32`, `f64`, arrays of
+/// `SharedState` types, the helper types [`FixedStr`](crate::FixedStr),
+/// [`FixedVec`](crate::FixedVec) and [`ShmBool`](crate::ShmBool), and structs that
+/// `#[derive(SharedState)]`. It cannot be implemented by hand: the derive is what proves the
+/// properties below, and a hand-written impl fails to compile.
+///
+/// # Safety
+///
+/// An implementor guarantees that:
+/// - every byte of every value is initialized: the type has no padding, interior or trailing;
+/// - every pattern of `size_of::<Self>()` bytes is a valid value, so bytes written by any peer,
+///   including a hostile or crashed one, can be read as `Self` without undefined behaviour;
+/// - the type holds no pointer, reference, function pointer, vtable or interior mutability, so
+///   its value means the same thing in every process;
+/// - [`LAYOUT`](Self::LAYOUT) describes the type exactly: its size, alignment and, for structs,
+///   every field's name, offset and layout, in declaration order.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be placed in shared memory",
+    label = "`{Self}` does not implement `SharedState`",
+    note = "shared memory holds fixed-width integers, `f32`/`f64`, arrays, `shm_core::FixedStr<N>`, `shm_core::FixedVec<T, N>`, `shm_core::ShmBool` and structs that `#[derive(SharedState)]`"
+)]
+pub unsafe trait SharedState: Copy + Send + Sync + Sealed + 'static {
+    /// The type's layout descriptor.
+    const LAYOUT: &'static Layout;
+
+    /// The layout hash: [`layout_hash`] of [`LAYOUT`](Self::LAYOUT), a compile-time constant.
+    ///
+    /// Stored in every segment and checked when another process opens it.
+    const LAYOUT_HASH: u64 = layout_hash(Self::LAYOUT);
+}
+
+/// Compile-time proof, by zerocopy, that a leaf type has no padding and no invalid bit patterns.
+const fn zerocopy_proves_pod<T: FromBytes + IntoBytes + Immutable>() {}
+
+macro_rules! primitives {
+    ($($t:ty => $p:ident),* $(,)?) => {$(
+        impl Sealed for $t {}
+        // SAFETY: fixed-width integers and IEEE floats have no padding, no invalid bit patterns
+        // and no pointers (zerocopy checks the first two below); LAYOUT is built from
+        // `size_of`/`align_of` of the type itself.
+        unsafe impl SharedState for $t {
+            const LAYOUT: &'static Layout = &Layout::primitive::<$t>(Primitive::$p);
+        }
+        const _: () = zerocopy_proves_pod::<$t>();
+    )*};
+}
+
+primitives! {
+    u8 => U8, u16 => U16, u32 => U32, u64 => U64, u128 => U128,
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64, i128 => I128,
+    f32 => F32, f64 => F64,
+}
+
+impl<T: SharedState, const N: usize> Sealed for [T; N] {}
+
+// SAFETY: an array has no padding between elements (an element's size is a multiple of its
+// alignment) and none around them, so it is padding-free and all-bit-patterns-valid exactly when
+// `T` is, which `T: SharedState` guarantees; it holds nothing but `T`s.
+unsafe impl<T: SharedState, const N: usize> SharedState for [T; N] {
+    const LAYOUT: &'static Layout = &Layout {
+        size: core::mem::size_of::<[T; N]>(),
+        align: core::mem::align_of::<[T; N]>(),
+        kind: Kind::Array {
+            len: N,
+            element: T::LAYOUT,
+        },
+    };
+}

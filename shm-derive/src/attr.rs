@@ -1,0 +1,122 @@
+//! Parses the attributes the derive reads: `#[repr(...)]` and `#[shm(...)]`.
+
+use crate::ctxt::Ctxt;
+use proc_macro2::Span;
+use syn::{Attribute, LitStr};
+
+/// The `shm` attribute's name.
+pub const SHM: &str = "shm";
+/// `#[shm(name = "...")]`.
+pub const NAME: &str = "name";
+
+/// What `#[repr(...)]` says, as far as the derive cares.
+#[derive(Default)]
+pub struct Repr {
+    /// `repr(C)` is present.
+    pub c: Option<Span>,
+    /// `align(N)` is present: its span (trailing padding is reported there).
+    pub align: Option<Span>,
+}
+
+/// Parsed attributes of the input type.
+#[derive(Default)]
+pub struct Attrs {
+    /// The representation.
+    pub repr: Repr,
+    /// `#[shm(name = "...")]`.
+    pub name: Option<LitStr>,
+}
+
+/// Reads `#[repr]` and `#[shm]` from `attrs`, recording every mistake in `cx`.
+pub fn parse(cx: &mut Ctxt, attrs: &[Attribute]) -> Attrs {
+    let mut out = Attrs::default();
+    for attr in attrs {
+        if attr.path().is_ident("repr") {
+            parse_repr(cx, attr, &mut out.repr);
+        } else if attr.path().is_ident(SHM) {
+            parse_shm(cx, attr, &mut out);
+        }
+    }
+    out
+}
+
+fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
+    let result = attr.parse_nested_meta(|meta| {
+        let path = &meta.path;
+        let Some(ident) = path.get_ident() else {
+            cx.error_spanned_by(path, "unrecognized `repr`; use `#[repr(C)]`");
+            return Ok(());
+        };
+        match ident.to_string().as_str() {
+            "C" => repr.c = Some(ident.span()),
+            "align" => {
+                // Accept `align(N)`: its value is the compiler's business.
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let _: syn::LitInt = content.parse()?;
+                repr.align = Some(ident.span());
+            }
+            "packed" => {
+                if meta.input.peek(syn::token::Paren) {
+                    let content;
+                    syn::parenthesized!(content in meta.input);
+                    let _: proc_macro2::TokenStream = content.parse()?;
+                }
+                cx.error_spanned_by(
+                    ident,
+                    "`repr(packed)` is not supported: packed fields are unaligned, so they cannot be copied with atomic word accesses or borrowed; remove `packed` and add explicit `_pad: [u8; N]` fields where padding would go",
+                );
+            }
+            "transparent" => cx.error_spanned_by(
+                ident,
+                "`repr(transparent)` is not supported: use `#[repr(C)]`, whose layout is defined field by field",
+            ),
+            "Rust" => cx.error_spanned_by(
+                ident,
+                "`repr(Rust)` lets the compiler reorder fields, so two programs may disagree on the layout; use `#[repr(C)]`",
+            ),
+            "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64"
+            | "i128" | "isize" => cx.error_spanned_by(
+                ident,
+                format!("`repr({ident})` is an enum representation; a `SharedState` struct needs `#[repr(C)]`"),
+            ),
+            "simd" => cx.error_spanned_by(ident, "`repr(simd)` is not supported; use `#[repr(C)]` with an array field"),
+            _ => cx.error_spanned_by(ident, format!("unrecognized `repr({ident})`; use `#[repr(C)]`")),
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        cx.push(e);
+    }
+}
+
+fn parse_shm(cx: &mut Ctxt, attr: &Attribute, out: &mut Attrs) {
+    let result = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident(NAME) {
+            let lit: LitStr = meta.value()?.parse()?;
+            let value = lit.value();
+            if out.name.is_some() {
+                cx.error_spanned_by(&lit, "duplicate `#[shm(name)]`");
+            } else if !is_identifier(&value) {
+                cx.error_spanned_by(
+                    &lit,
+                    format!("`#[shm(name = {value:?})]` must be an identifier (ASCII letters, digits and `_`, not starting with a digit): it names the type in C and Python exports"),
+                );
+            } else {
+                out.name = Some(lit);
+            }
+            Ok(())
+        } else {
+            Err(meta.error("unknown `shm` attribute; the supported one is `#[shm(name = \"StableName\")]`"))
+        }
+    });
+    if let Err(e) = result {
+        cx.push(e);
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
