@@ -14,22 +14,38 @@ pub use core;
 )]
 pub trait Sealed {}
 
-/// `Padding<N>` stands for `N` bytes of implicit padding; only `Padding<0>` is [`NoPadding`].
-pub struct Padding<const BYTES: usize>;
-
-/// Proof that a struct has no implicit padding at one place.
+/// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0).
 #[diagnostic::on_unimplemented(
-    message = "implicit padding: `{Self}` bytes here hold no field",
-    label = "followed by implicit padding",
-    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and leaks memory contents",
-    note = "add an explicit field such as `_pad: [u8; N]` here (N = the byte count above), or reorder fields from largest to smallest alignment"
+    message = "`{Self}` has {BYTES} bytes of implicit padding after this field",
+    label = "followed by {BYTES} bytes of padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "add an explicit `_pad: [u8; {BYTES}]` field after this one, or order fields from largest to smallest alignment"
 )]
-pub trait NoPadding {}
+pub trait NoPaddingAfterField<const BYTES: usize> {}
 
-impl NoPadding for Padding<0> {}
+impl<T: ?Sized> NoPaddingAfterField<0> for T {}
 
-/// Fails to compile unless `P` is [`NoPadding`].
-pub const fn assert_no_padding<P: NoPadding>() {}
+/// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has {BYTES} bytes of implicit padding at its end",
+    label = "{BYTES} bytes of trailing padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "add an explicit `_pad: [u8; {BYTES}]` as the last field, so that the fields fill the whole size"
+)]
+pub trait NoTrailingPadding<const BYTES: usize> {}
 
-/// Fails to compile unless `T` is [`SharedState`]; the derive calls it with each field's span.
-pub const fn assert_field<T: SharedState>() {}
+impl<T: ?Sized> NoTrailingPadding<0> for T {}
+
+/// Fails to compile unless `T` has no padding after the field the call is spanned on.
+pub const fn assert_no_padding_after_field<
+    T: ?Sized + NoPaddingAfterField<BYTES>,
+    const BYTES: usize,
+>() {
+}
+
+/// Fails to compile unless `T` has no trailing padding.
+pub const fn assert_no_trailing_padding<
+    T: ?Sized + NoTrailingPadding<BYTES>,
+    const BYTES: usize,
+>() {
+}

@@ -45,7 +45,8 @@ fn expand(input: &Input) -> TokenStream {
         let fname = f.ident;
         let fname_str = fname.to_string();
         let ty = f.ty;
-        let layout = quote_spanned!(ty.span()=> <#ty as #private::SharedState>::LAYOUT);
+        let layout =
+            quote_spanned!(ty.span()=> <#ty as ::shm_core::__private::SharedState>::LAYOUT);
         quote! {
             #private::Field {
                 name: #fname_str,
@@ -56,28 +57,34 @@ fn expand(input: &Input) -> TokenStream {
     });
 
     // Padding proofs: the gap after each field up to the next field (or, for the last field,
-    // up to the end of the struct) must be zero bytes. Each proof is spanned on its field, and
-    // the trailing one on `align(N)` when that is what makes the struct larger.
+    // up to the end of the struct) must be zero bytes. Each proof is spanned on its field; the
+    // trailing one on `align(N)` when the struct has one, since that is what usually adds it.
     let padding_checks = fields.iter().enumerate().map(|(i, f)| {
         let fname = f.ident;
         let ty = f.ty;
-        let end = match fields.get(i + 1) {
+        let (end, span, check) = match fields.get(i + 1) {
             Some(next) => {
                 let next = next.ident;
-                quote!(#private::core::mem::offset_of!(#ident, #next))
+                (
+                    quote!(::shm_core::__private::core::mem::offset_of!(#ident, #next)),
+                    f.original.span(),
+                    quote!(assert_no_padding_after_field),
+                )
             }
-            None => quote!(#private::core::mem::size_of::<#ident>()),
+            None => (
+                quote!(::shm_core::__private::core::mem::size_of::<#ident>()),
+                input.attrs.repr.align.unwrap_or_else(|| ident.span()),
+                quote!(assert_no_trailing_padding),
+            ),
         };
-        let span = match (fields.get(i + 1), input.attrs.repr.align) {
-            (None, Some(align)) => align,
-            _ => f.original.span(),
-        };
-        let gap = quote! {
-            #end - (#private::core::mem::offset_of!(#ident, #fname)
-                + #private::core::mem::size_of::<#ty>())
-        };
+        // The compiler reports an unmet bound at the type argument, so that is what carries
+        // the span.
+        let self_ty = syn::Ident::new(&name, span);
         quote_spanned! {span=>
-            const _: () = #private::assert_no_padding::<#private::Padding<{ #gap }>>();
+            const _: () = ::shm_core::__private::#check::<#self_ty, {
+                #end - (::shm_core::__private::core::mem::offset_of!(#ident, #fname)
+                    + ::shm_core::__private::core::mem::size_of::<#ty>())
+            }>();
         }
     });
 

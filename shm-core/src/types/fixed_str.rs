@@ -30,7 +30,10 @@ impl<const N: usize> FixedStr<N> {
     /// The capacity in bytes.
     pub const CAPACITY: usize = N;
 
-    const FITS_U32: () = assert!(N <= u32::MAX as usize, "FixedStr capacity must fit in a u32");
+    const FITS_U32: () = assert!(
+        N <= u32::MAX as usize,
+        "FixedStr capacity must fit in a u32"
+    );
 
     /// The empty string.
     pub const fn new() -> Self {

@@ -51,7 +51,10 @@ impl fmt::Display for ValueError {
                 write!(f, "length {len} does not fit in the capacity of {capacity}")
             }
             ValueError::InvalidUtf8 { valid_up_to } => {
-                write!(f, "string bytes are not utf-8 (valid up to byte {valid_up_to})")
+                write!(
+                    f,
+                    "string bytes are not utf-8 (valid up to byte {valid_up_to})"
+                )
             }
             ValueError::InvalidBool(b) => {
                 write!(f, "boolean byte is {b}, expected 0 (false) or 1 (true)")

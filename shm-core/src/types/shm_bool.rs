@@ -11,7 +11,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// such a byte as `bool` is undefined behaviour. `ShmBool` stores the raw byte, and
 /// [`get`](Self::get) reports other bytes as [`ValueError::InvalidBool`] rather than guessing:
 /// a corrupted flag is a fault to surface, not a value to read as "true".
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
 #[repr(transparent)]
 pub struct ShmBool(u8);
 
