@@ -34,6 +34,11 @@ pub enum Error {
         /// The magic value found.
         found: u64,
     },
+    /// The segment's header is inconsistent (sizes, offsets or counts that cannot be right).
+    Corrupt {
+        /// What is inconsistent.
+        what: &'static str,
+    },
     /// The segment was written in a format version this program does not read.
     FormatVersion {
         /// The version this program reads.
@@ -92,6 +97,7 @@ impl fmt::Display for Error {
                 f,
                 "not a shared-state segment (magic {found:#018x} does not match)"
             ),
+            Error::Corrupt { what } => write!(f, "corrupt segment header: {what}"),
             Error::FormatVersion { expected, found } => write!(
                 f,
                 "segment format version {found} is not supported (this program reads version {expected})"

@@ -317,103 +317,178 @@ pub const fn layout_hash(layout: &Layout) -> u64 {
 /// Finds the first place where two layouts differ, described for a person.
 ///
 /// `segment` is the layout stored in a segment, `program` the one compiled into this program.
-/// Returns `None` when they are equal. The text names the first field that differs, e.g.
-/// "field `pos` is `[f64; 3]` at offset 8 in the segment but `[f32; 3]` at offset 8 in this
-/// program".
+/// Returns `None` when they are equal in everything [`layout_hash`] covers (so two structs that
+/// differ only in their Rust names are equal). Otherwise the text names the first field that
+/// differs by its path from the top of the type (`pos`, `inner.x`, `items[0].id`), with byte
+/// offsets counted from the start of the type:
+///
+/// - a retyped field: "field `pos` is `[f64; 3]` at offset 8 in the segment but `[f32; 3]` at
+///   offset 8 in this program";
+/// - a renamed or reordered field: "the segment has field `status: u32` at offset 32 where this
+///   program has `state: u32` at offset 32";
+/// - an added or removed field: "the type has 4 fields in the segment but 5 in this program;
+///   the first extra one is `extra: u64` at offset 40";
+/// - a changed stable name: "the type has `#[shm(name = \"Pose\")]` in the segment but no
+///   `#[shm(name)]` in this program".
+///
+/// Where the two types would print the same (two versions of a struct called `Inner`), the
+/// search goes into the struct, or into the first element of an array or
+/// [`FixedVec`](crate::FixedVec) of structs, and sizes and alignments are added when even
+/// that does not tell them apart.
 pub fn first_difference(segment: &Layout, program: &Layout) -> Option<String> {
-    diff_at("", segment, program)
+    if same_shape(segment, program) {
+        return None;
+    }
+    Some(diff_at("", 0, 0, segment, program))
 }
 
-fn diff_at(path: &str, seg: &Layout, prog: &Layout) -> Option<String> {
-    let what = if path.is_empty() {
-        "the type".to_string()
-    } else {
-        format!("field `{path}`")
-    };
-    if let (
-        Kind::Struct {
-            fields: sf,
-            stable_name: sn,
-            ..
-        },
-        Kind::Struct {
-            fields: pf,
-            stable_name: pn,
-            ..
-        },
-    ) = (seg.kind, prog.kind)
-    {
-        for (i, (s, p)) in sf.iter().zip(pf.iter()).enumerate() {
-            let sub = join(path, s.name);
-            if s.name != p.name {
-                return Some(format!(
-                    "field {} of {} is `{}: {}` at offset {} in the segment but `{}: {}` at offset {} in this program",
-                    i,
-                    if path.is_empty() { "the type".to_string() } else { format!("`{path}`") },
-                    s.name, s.layout, s.offset, p.name, p.layout, p.offset
-                ));
-            }
-            if s.offset != p.offset || !same_shape(s.layout, p.layout) {
-                if s.offset == p.offset {
-                    if let Some(d) = diff_at(&sub, s.layout, p.layout) {
-                        return Some(d);
+/// Describes how `seg` (at absolute offset `seg_at` in the segment's type) differs from `prog`
+/// (at `prog_at` in this program's type); the two must differ. A segment's descriptor comes
+/// from another process, so offsets are added without trusting them not to overflow.
+fn diff_at(path: &str, seg_at: usize, prog_at: usize, seg: &Layout, prog: &Layout) -> String {
+    if seg_at == prog_at {
+        match (seg.kind, prog.kind) {
+            (
+                Kind::Struct {
+                    fields: sf,
+                    stable_name: sn,
+                    ..
+                },
+                Kind::Struct {
+                    fields: pf,
+                    stable_name: pn,
+                    ..
+                },
+            ) => {
+                for (s, p) in sf.iter().zip(pf) {
+                    let (s_at, p_at) = (
+                        seg_at.saturating_add(s.offset),
+                        prog_at.saturating_add(p.offset),
+                    );
+                    if s.name != p.name {
+                        return format!(
+                            "the segment has field `{}: {}` at offset {s_at} where this program has `{}: {}` at offset {p_at}",
+                            join(path, s.name),
+                            s.layout,
+                            join(path, p.name),
+                            p.layout
+                        );
+                    }
+                    if s_at != p_at || !same_shape(s.layout, p.layout) {
+                        return diff_at(&join(path, s.name), s_at, p_at, s.layout, p.layout);
                     }
                 }
-                return Some(format!(
-                    "field `{sub}` is `{}` at offset {} in the segment but `{}` at offset {} in this program",
-                    s.layout, s.offset, p.layout, p.offset
-                ));
+                if sf.len() != pf.len() {
+                    let (extra, at) = if sf.len() > pf.len() {
+                        (&sf[pf.len()], seg_at)
+                    } else {
+                        (&pf[sf.len()], prog_at)
+                    };
+                    return format!(
+                        "{} has {} fields in the segment but {} in this program; the first extra one is `{}: {}` at offset {}",
+                        what(path),
+                        sf.len(),
+                        pf.len(),
+                        join(path, extra.name),
+                        extra.layout,
+                        at.saturating_add(extra.offset)
+                    );
+                }
+                if sn != pn {
+                    return format!(
+                        "{} has {} in the segment but {} in this program",
+                        what(path),
+                        shm_name(sn),
+                        shm_name(pn)
+                    );
+                }
             }
-        }
-        if sf.len() != pf.len() {
-            let (more, n) = if sf.len() > pf.len() {
-                ("the segment", &sf[pf.len()])
-            } else {
-                ("this program", &pf[sf.len()])
-            };
-            return Some(format!(
-                "{what} has {} fields in the segment but {} in this program; the first extra field, in {more}, is `{}: {}` at offset {}",
-                sf.len(),
-                pf.len(),
-                join(path, n.name),
-                n.layout,
-                n.offset
-            ));
-        }
-        if sn != pn {
-            return Some(format!(
-                "{what} is named {:?} in the segment but {:?} in this program (`#[shm(name)]`)",
-                sn, pn
-            ));
-        }
-    }
-    if let (
-        Kind::Array {
-            len: sl,
-            element: se,
-        },
-        Kind::Array {
-            len: pl,
-            element: pe,
-        },
-    ) = (seg.kind, prog.kind)
-    {
-        if sl == pl && !same_shape(se, pe) {
-            return diff_at(&format!("{path}[..]"), se, pe);
+            // Same length, different elements that print alike: look into the first element.
+            (
+                Kind::Array {
+                    len: sl,
+                    element: se,
+                },
+                Kind::Array {
+                    len: pl,
+                    element: pe,
+                },
+            ) if sl == pl && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+                return diff_at(&format!("{path}[0]"), seg_at, prog_at, se, pe);
+            }
+            (
+                Kind::FixedVec {
+                    capacity: sc,
+                    element: se,
+                },
+                Kind::FixedVec {
+                    capacity: pc,
+                    element: pe,
+                },
+            ) if sc == pc && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+                // The elements start after the 8-byte length.
+                return diff_at(
+                    &format!("{path}[0]"),
+                    seg_at.saturating_add(8),
+                    prog_at.saturating_add(8),
+                    se,
+                    pe,
+                );
+            }
+            _ => {}
         }
     }
-    if !same_shape(seg, prog) {
-        return Some(format!(
-            "{what} is `{seg}` (size {}, align {}) in the segment but `{prog}` (size {}, align {}) in this program",
-            seg.size, seg.align, prog.size, prog.align
-        ));
+    // Types that print alike (and sit at the same offset) are told apart by size and alignment.
+    let sized = seg_at == prog_at && seg.to_string() == prog.to_string();
+    let (s, p) = (shown(seg, sized), shown(prog, sized));
+    if path.is_empty() {
+        format!("the type is {s} in the segment but {p} in this program")
+    } else {
+        format!(
+            "{} is {s} at offset {seg_at} in the segment but {p} at offset {prog_at} in this program",
+            what(path)
+        )
     }
-    None
+}
+
+fn shown(l: &Layout, sized: bool) -> String {
+    if sized {
+        format!("`{l}` (size {}, align {})", l.size, l.align)
+    } else {
+        format!("`{l}`")
+    }
 }
 
 /// Equal in everything the hash covers (Rust struct names aside).
 fn same_shape(a: &Layout, b: &Layout) -> bool {
     layout_hash(a) == layout_hash(b)
+}
+
+/// Whether the layout is a struct or an array or `FixedVec` of them: a type whose printed name
+/// may hide a difference.
+fn holds_struct(l: &Layout) -> bool {
+    match l.kind {
+        Kind::Struct { .. } => true,
+        Kind::Array { element, .. } | Kind::FixedVec { element, .. } => holds_struct(element),
+        _ => false,
+    }
+}
+
+fn what(path: &str) -> String {
+    if path.is_empty() {
+        "the type".to_string()
+    } else if path.starts_with('[') {
+        format!("element `{path}`")
+    } else {
+        format!("field `{path}`")
+    }
+}
+
+fn shm_name(name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("`#[shm(name = {n:?})]`"),
+        None => "no `#[shm(name)]`".to_string(),
+    }
 }
 
 fn join(path: &str, name: &str) -> String {

@@ -26,13 +26,22 @@
 //! # let _ = H;
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 extern crate self as shm_core;
 
+pub mod descriptor;
 mod error;
 pub mod layout;
+mod options;
+mod payload;
+mod reader;
+mod segment;
+pub mod seqlock;
 mod shared_state;
+mod sys;
 mod types;
+mod writer;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -40,8 +49,11 @@ pub mod __private;
 
 pub use error::{Error, Result};
 pub use layout::{Field, Kind, Layout, Primitive};
+pub use options::{remove, Backend, Options};
+pub use reader::Reader;
 pub use shared_state::SharedState;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
+pub use writer::Writer;
 
 /// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time
 /// that it can be shared between processes.

@@ -8,18 +8,18 @@ pub use core;
 /// Implemented only by types that may implement [`SharedState`]: primitives, arrays, the helper
 /// types and structs that derive it.
 #[diagnostic::on_unimplemented(
-    message = "`SharedState` cannot be implemented by hand for `{Self}`",
+    message = "`SharedState` cannot be implemented by hand for `{Self}`; remove this impl and add `#[derive(SharedState)]` to the struct",
     label = "hand-written `SharedState` impl",
-    note = "add `#[derive(SharedState)]` to the struct: only the derive proves that a type is safe to share between processes"
+    note = "only the derive proves that a type is safe to share between processes: `#[repr(C)]`, no padding, no pointers, every bit pattern valid"
 )]
 pub trait Sealed {}
 
 /// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` has {BYTES} bytes of implicit padding after this field",
+    message = "`{Self}` has {BYTES} bytes of implicit padding after this field; add `_pad: [u8; {BYTES}]` after it",
     label = "followed by {BYTES} bytes of padding",
     note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
-    note = "add an explicit `_pad: [u8; {BYTES}]` field after this one, or order fields from largest to smallest alignment"
+    note = "or order the fields from largest to smallest alignment, which often leaves no gap"
 )]
 pub trait NoPaddingAfterField<const BYTES: usize> {}
 
@@ -27,10 +27,10 @@ impl<T: ?Sized> NoPaddingAfterField<0> for T {}
 
 /// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` has {BYTES} bytes of implicit padding at its end",
+    message = "`{Self}` has {BYTES} bytes of implicit padding at its end; add `_pad: [u8; {BYTES}]` as the last field",
     label = "{BYTES} bytes of trailing padding",
     note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
-    note = "add an explicit `_pad: [u8; {BYTES}]` as the last field, so that the fields fill the whole size"
+    note = "a struct's size is a multiple of its alignment (raised by `align(N)`), so fields that end short of it leave a gap"
 )]
 pub trait NoTrailingPadding<const BYTES: usize> {}
 

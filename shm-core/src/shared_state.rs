@@ -2,6 +2,7 @@
 
 use crate::__private::Sealed;
 use crate::layout::{layout_hash, Kind, Layout, Primitive};
+use crate::{Options, Reader, Result, Writer};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// A type whose values can be shared between processes by copying its bytes.
@@ -35,6 +36,31 @@ pub unsafe trait SharedState: Copy + Send + Sync + Sealed + 'static {
     ///
     /// Stored in every segment and checked when another process opens it.
     const LAYOUT_HASH: u64 = layout_hash(Self::LAYOUT);
+
+    /// Creates the named shared-memory segment `name` (e.g. `"/robot-state"`) holding
+    /// `initial`, and returns its writer. Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if it exists.
+    /// See [`Options`] for slots, mode and other backends.
+    fn create(name: &str, initial: &Self) -> Result<Writer<Self>> {
+        Options::new().create(name, initial)
+    }
+
+    /// Opens the segment `name` for reading, checking the layout hash: a segment holding
+    /// another type fails with [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) naming the first field that differs.
+    fn open(name: &str) -> Result<Reader<Self>> {
+        Options::new().open(name)
+    }
+
+    /// Opens the segment `name` as its writer, taking over from a writer that exited or died
+    /// (a new epoch); fails with [`Error::WriterBusy`](crate::Error::WriterBusy) while a live writer holds it.
+    fn open_writer(name: &str) -> Result<Writer<Self>> {
+        Options::new().open_writer(name)
+    }
+
+    /// Creates the segment `name` with `initial`, or opens it as its writer if it exists:
+    /// an idempotent start, safe when many processes race to do it.
+    fn open_or_create(name: &str, initial: &Self) -> Result<Writer<Self>> {
+        Options::new().open_or_create(name, initial)
+    }
 }
 
 /// Compile-time proof, by zerocopy, that a leaf type has no padding and no invalid bit patterns.

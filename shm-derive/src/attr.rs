@@ -2,6 +2,7 @@
 
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::{Attribute, LitStr};
 
 /// The `shm` attribute's name.
@@ -16,6 +17,9 @@ pub struct Repr {
     pub c: Option<Span>,
     /// `align(N)` is present: its span (trailing padding is reported there).
     pub align: Option<Span>,
+    /// A representation other than `C` and `align(N)` was refused; its error already says to
+    /// use `#[repr(C)]`, so a missing `C` is not reported again.
+    pub refused: bool,
 }
 
 /// Parsed attributes of the input type.
@@ -45,8 +49,12 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
         let path = &meta.path;
         let Some(ident) = path.get_ident() else {
             cx.error_spanned_by(path, "unrecognized `repr`; use `#[repr(C)]`");
+            repr.refused = true;
             return Ok(());
         };
+        if ident != "C" && ident != "align" {
+            repr.refused = true;
+        }
         match ident.to_string().as_str() {
             "C" => repr.c = Some(ident.span()),
             "align" => {
@@ -64,12 +72,12 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
                 }
                 cx.error_spanned_by(
                     ident,
-                    "`repr(packed)` is not supported: packed fields are unaligned, so they cannot be copied with atomic word accesses or borrowed; remove `packed` and add explicit `_pad: [u8; N]` fields where padding would go",
+                    "`repr(packed)` is not supported: packed fields are unaligned, so they cannot be copied with atomic word accesses or borrowed; use `#[repr(C)]` without `packed`, and add explicit `_pad: [u8; N]` fields where padding would go",
                 );
             }
             "transparent" => cx.error_spanned_by(
                 ident,
-                "`repr(transparent)` is not supported: use `#[repr(C)]`, whose layout is defined field by field",
+                "`repr(transparent)` is not supported: its layout is that of one inner field, not a struct other languages can declare; use `#[repr(C)]`",
             ),
             "Rust" => cx.error_spanned_by(
                 ident,
@@ -78,7 +86,7 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
             "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64"
             | "i128" | "isize" => cx.error_spanned_by(
                 ident,
-                format!("`repr({ident})` is an enum representation; a `SharedState` struct needs `#[repr(C)]`"),
+                format!("`repr({ident})` is an enum representation, not a struct layout; use `#[repr(C)]`"),
             ),
             "simd" => cx.error_spanned_by(ident, "`repr(simd)` is not supported; use `#[repr(C)]` with an array field"),
             _ => cx.error_spanned_by(ident, format!("unrecognized `repr({ident})`; use `#[repr(C)]`")),
@@ -96,23 +104,45 @@ fn parse_shm(cx: &mut Ctxt, attr: &Attribute, out: &mut Attrs) {
             let lit: LitStr = meta.value()?.parse()?;
             let value = lit.value();
             if out.name.is_some() {
-                cx.error_spanned_by(&lit, "duplicate `#[shm(name)]`");
+                cx.error_spanned_by(&lit, "duplicate `#[shm(name)]`; keep one");
             } else if !is_identifier(&value) {
+                let fix = match to_identifier(&value) {
+                    Some(fixed) => format!(", e.g. `#[shm(name = {fixed:?})]`"),
+                    None => String::new(),
+                };
                 cx.error_spanned_by(
                     &lit,
-                    format!("`#[shm(name = {value:?})]` must be an identifier (ASCII letters, digits and `_`, not starting with a digit): it names the type in C and Python exports"),
+                    format!("`#[shm(name = {value:?})]` is not an identifier, but it becomes the type's name in C and Python exports; use ASCII letters, digits and `_`, not starting with a digit{fix}"),
                 );
             } else {
                 out.name = Some(lit);
             }
             Ok(())
         } else {
-            Err(meta.error("unknown `shm` attribute; the supported one is `#[shm(name = \"StableName\")]`"))
+            let key = meta.path.to_token_stream().to_string().replace(' ', "");
+            Err(meta.error(format!(
+                "unknown `shm` attribute `{key}`; the only one is `#[shm(name = \"StableName\")]`"
+            )))
         }
     });
     if let Err(e) = result {
         cx.push(e);
     }
+}
+
+/// `s` with every character that cannot appear in an identifier replaced by `_`, and a `_`
+/// prepended if it starts with a digit; `None` if nothing identifier-like is left.
+fn to_identifier(s: &str) -> Option<String> {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out.chars()
+        .any(|c| c.is_ascii_alphanumeric())
+        .then_some(out)
 }
 
 fn is_identifier(s: &str) -> bool {

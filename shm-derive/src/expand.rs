@@ -5,6 +5,7 @@ use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::DeriveInput;
 
@@ -31,22 +32,20 @@ fn private() -> TokenStream {
 fn expand(input: &Input) -> TokenStream {
     let private = private();
     let ident = input.ident;
-    let name = ident.to_string();
+    let name = ident.unraw().to_string();
     let stable_name = match &input.attrs.name {
         Some(lit) => quote!(#private::core::option::Option::Some(#lit)),
         None => quote!(#private::core::option::Option::None),
     };
     let fields = input.fields();
 
-    // Each field's layout is reached through `<T as SharedState>::LAYOUT`, spanned on the
-    // field type: that is the trait bound that refuses a non-shareable field (one error per
-    // field, at the field), even when an alias or a macro hides the type.
+    // Each field's layout comes from a function whose bound, spanned on the field type, is the
+    // check that the type is `SharedState`: one error per refused field, at the field, even
+    // when an alias or a macro hides the type.
     let descriptors = fields.iter().map(|f| {
         let fname = f.ident;
-        let fname_str = fname.to_string();
-        let ty = f.ty;
-        let layout =
-            quote_spanned!(ty.span()=> <#ty as ::shm_core::__private::SharedState>::LAYOUT);
+        let fname_str = fname.unraw().to_string();
+        let layout = field_layout(&name, f.ident, f.ty);
         quote! {
             #private::Field {
                 name: #fname_str,
@@ -79,7 +78,8 @@ fn expand(input: &Input) -> TokenStream {
         };
         // The compiler reports an unmet bound at the type argument, so that is what carries
         // the span.
-        let self_ty = syn::Ident::new(&name, span);
+        let mut self_ty = ident.clone();
+        self_ty.set_span(span);
         quote_spanned! {span=>
             const _: () = ::shm_core::__private::#check::<#self_ty, {
                 #end - (::shm_core::__private::core::mem::offset_of!(#ident, #fname)
@@ -96,12 +96,20 @@ fn expand(input: &Input) -> TokenStream {
             impl #private::Sealed for #ident {}
 
             // SAFETY: the derive checked that the struct is `repr(C)`, not generic and has only
-            // named fields; the compiler proves below that every field type is `SharedState`
-            // (all bit patterns valid, no padding, no pointers) and that no implicit padding
-            // lies between or after the fields. A `repr(C)` struct of such fields with no
-            // padding is itself all-bit-patterns-valid and padding-free. LAYOUT is built from
-            // `offset_of!`/`size_of`/`align_of` of the struct itself.
-            #unsafe_impl #private::SharedState for #ident {
+            // named fields; the impl requires every field type to be `SharedState` (all bit
+            // patterns valid, no padding, no pointers), and the compiler proves below that no
+            // implicit padding lies between or after the fields. A `repr(C)` struct of such
+            // fields with no padding is itself all-bit-patterns-valid and padding-free. LAYOUT
+            // is built from `offset_of!`/`size_of`/`align_of` of the struct itself.
+            //
+            // `Send` and `Sync` follow from the fields being `SharedState`; as where clauses
+            // they keep a field that is not (a pointer behind an alias) from adding errors
+            // about them to the one that names the field. `for<'__shm>` keeps the compiler
+            // from rejecting a clause it can already see is false.
+            #unsafe_impl #private::SharedState for #ident
+            where
+                for<'__shm> #ident: #private::core::marker::Send + #private::core::marker::Sync,
+            {
                 const LAYOUT: &'static #private::Layout = &#private::Layout {
                     size: #private::core::mem::size_of::<#ident>(),
                     align: #private::core::mem::align_of::<#ident>(),
@@ -116,4 +124,32 @@ fn expand(input: &Input) -> TokenStream {
             #(#padding_checks)*
         };
     }
+}
+
+/// The layout of field `field` of struct `owner`, through a bound that fails, spanned on the
+/// field's type, with a message that names the field when the type is not `SharedState`.
+///
+/// The trait is local so that its message can name the field; it is called `SharedState` so
+/// that the compiler's "the trait `SharedState` is not implemented for `T`" reads right. It
+/// lives in a block of its own, where nothing but the field type is named.
+fn field_layout(owner: &str, field: &syn::Ident, ty: &syn::Type) -> TokenStream {
+    let private = private();
+    let field = field.unraw().to_string();
+    let message = format!(
+        "field `{field}` of `{owner}` has type `{{Self}}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`"
+    );
+    let label = "`{Self}` does not implement `SharedState`";
+    let note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`";
+    let call = quote_spanned!(ty.span()=> layout_of::<#ty>());
+    quote! {{
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        trait SharedState: #private::SharedState {}
+        #[allow(unknown_or_malformed_diagnostic_attributes)]
+        #[diagnostic::do_not_recommend]
+        impl<T: #private::SharedState> SharedState for T {}
+        const fn layout_of<T: SharedState>() -> &'static #private::Layout {
+            <T as #private::SharedState>::LAYOUT
+        }
+        #call
+    }}
 }

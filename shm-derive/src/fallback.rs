@@ -14,13 +14,22 @@ pub fn expand(input: &Input) -> TokenStream {
         return TokenStream::new();
     }
     let ident = input.ident;
+    // The supertraits are where clauses, so that a refused field that is not `Copy`, `Send` or
+    // `Sync` (a `String`, a pointer, a `Cell`) does not add errors about those traits to the
+    // one that names the field; `for<'__shm>` keeps the compiler from rejecting a clause it can
+    // already see is false.
     quote! {
         #[allow(non_local_definitions)]
         const _: () = {
             impl ::shm_core::__private::Sealed for #ident {}
             // SAFETY: never compiled into a program: this impl is only emitted together with a
             // `compile_error!`, so that the real error is not buried under cascading ones.
-            unsafe impl ::shm_core::__private::SharedState for #ident {
+            unsafe impl ::shm_core::__private::SharedState for #ident
+            where
+                for<'__shm> #ident: ::shm_core::__private::core::marker::Copy
+                    + ::shm_core::__private::core::marker::Send
+                    + ::shm_core::__private::core::marker::Sync,
+            {
                 const LAYOUT: &'static ::shm_core::__private::Layout =
                     &::shm_core::__private::Layout::UNCHECKED;
             }

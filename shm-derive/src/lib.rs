@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `#[derive(SharedState)]`: compile-time proof that a struct can live in shared memory.
 //!
 //! Use it through `shm_core`, which re-exports it next to the trait of the same name. The

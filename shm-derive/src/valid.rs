@@ -7,16 +7,33 @@
 
 use crate::ast::{Input, Shape};
 use crate::ctxt::Ctxt;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::{GenericArgument, GenericParam, PathArguments, Type};
 
 /// Records in `cx` every syntactic reason `input` cannot derive `SharedState`.
 pub fn check(cx: &mut Ctxt, input: &Input) {
-    check_shape(cx, input);
-    check_generics(cx, input);
-    check_repr(cx, input);
+    // Field errors come last in the output, but are found first: a lifetime parameter that
+    // only exists for a refused field (`struct S<'a> { r: &'a u8 }`) is one mistake, reported
+    // once, at the field.
+    let mut field_errors = Ctxt::default();
+    let mut explained_lifetimes = Vec::new();
     for field in input.fields() {
-        check_type(cx, &field.ident.to_string(), field.ty);
+        if check_type(
+            &mut field_errors,
+            &field.ident.unraw().to_string(),
+            field.ty,
+            false,
+        ) {
+            lifetimes_in(field.ty.to_token_stream(), &mut explained_lifetimes);
+        }
+    }
+    check_shape(cx, input);
+    check_generics(cx, input, &explained_lifetimes);
+    check_repr(cx, input);
+    if let Err(e) = field_errors.check() {
+        cx.push(e);
     }
 }
 
@@ -43,9 +60,11 @@ fn check_shape(cx: &mut Ctxt, input: &Input) {
     }
 }
 
-fn check_generics(cx: &mut Ctxt, input: &Input) {
+fn check_generics(cx: &mut Ctxt, input: &Input, explained_lifetimes: &[String]) {
     for param in &input.original.generics.params {
         match param {
+            GenericParam::Lifetime(l)
+                if explained_lifetimes.contains(&l.lifetime.ident.to_string()) => {}
             GenericParam::Lifetime(l) => cx.error_spanned_by(
                 l,
                 format!("`SharedState` types cannot have lifetime parameters: `{}` means `{}` borrows memory of this process, which another process cannot see; store the data itself", l.lifetime, input.ident),
@@ -71,7 +90,7 @@ fn check_repr(cx: &mut Ctxt, input: &Input) {
     if !matches!(input.shape, Shape::Named(_) | Shape::Empty) {
         return; // the shape error says enough
     }
-    if input.attrs.repr.c.is_none() {
+    if input.attrs.repr.c.is_none() && !input.attrs.repr.refused {
         cx.error_spanned_by(
             input.ident,
             format!("`{}` needs `#[repr(C)]` to derive `SharedState`: without it the compiler may reorder fields, and another program could disagree on the layout; add `#[repr(C)]` above the struct", input.ident),
@@ -79,66 +98,159 @@ fn check_repr(cx: &mut Ctxt, input: &Input) {
     }
 }
 
-/// What a field type is, when it is one the derive refuses by name.
-fn refusal(ident: &str) -> Option<&'static str> {
-    Some(match ident {
-        "String" => "owns heap memory another process cannot see; use `shm_core::FixedStr<N>`",
-        "str" => "is unsized string data; use `shm_core::FixedStr<N>`",
-        "Vec" | "VecDeque" => "owns heap memory another process cannot see; use `shm_core::FixedVec<T, N>` or an array `[T; N]`",
-        "Box" => "is a pointer to this process's heap, meaningless in another process; store the value itself",
-        "Rc" | "Arc" | "Weak" => "is a reference-counted pointer to this process's heap, meaningless in another process; store the value itself",
+/// Why a field type is refused, when the derive refuses it by the name of its last path
+/// segment, and what to use instead. `inner` is the type's first generic argument, if any;
+/// the text follows "field `x` is a `T`, ".
+fn refusal(name: &str, inner: Option<&str>) -> Option<String> {
+    let inner_or = |default: &str| inner.unwrap_or(default).to_string();
+    Some(match name {
+        "String" => "which owns heap memory another process cannot see; use `shm_core::FixedStr<N>`".into(),
+        "str" => "which is unsized; use `shm_core::FixedStr<N>`".into(),
+        "Vec" | "VecDeque" => "which owns heap memory another process cannot see; use `shm_core::FixedVec<T, N>` or an array `[T; N]`".into(),
+        "Box" => format!("which points into this process's heap, meaningless in another process; store the `{}` itself", inner_or("value")),
+        "Rc" | "Arc" | "Weak" => format!("a reference-counted pointer into this process's heap, meaningless in another process; store the `{}` itself", inner_or("value")),
         "HashMap" | "BTreeMap" | "HashSet" | "BTreeSet" | "LinkedList" | "BinaryHeap" => {
-            "owns heap memory and pointers another process cannot see; use fixed-size arrays or `shm_core::FixedVec<T, N>`"
+            "which owns heap memory and pointers another process cannot see; use an array `[T; N]` or `shm_core::FixedVec<T, N>`".into()
         }
-        "Cell" | "RefCell" | "UnsafeCell" | "OnceCell" | "Mutex" | "RwLock" => {
-            "has interior mutability, which shared memory cannot honour across processes; use the plain type: the writer publishes whole values with `write`/`update` and readers get consistent snapshots"
-        }
+        "Cell" | "RefCell" | "UnsafeCell" | "OnceCell" | "Mutex" | "RwLock" => format!(
+            "whose interior mutability shared memory cannot honour across processes; use the plain `{}`: the writer publishes whole values with `write`/`update` and readers get consistent snapshots",
+            inner_or("value")
+        ),
         "AtomicBool" | "AtomicU8" | "AtomicU16" | "AtomicU32" | "AtomicU64" | "AtomicUsize"
-        | "AtomicI8" | "AtomicI16" | "AtomicI32" | "AtomicI64" | "AtomicIsize" | "AtomicPtr" => {
-            "is an atomic, which a `SharedState` struct does not need: every read is already a consistent snapshot (seqlock); use the plain integer type"
-        }
-        "Option" => "has a discriminant that a peer could set to an invalid value, and no layout other languages know; use a value plus a `shm_core::ShmBool` flag, or a sentinel value",
-        "usize" | "isize" => "has a size that differs between 32-bit and 64-bit processes; use `u64`/`i64` (or `u32`/`i32`)",
-        "bool" => "makes every byte other than 0 and 1 undefined behaviour, and a peer may write any byte; use `shm_core::ShmBool`",
-        "char" => "makes most `u32` values undefined behaviour, and a peer may write any value; use `u32` (and `char::from_u32`) or `shm_core::FixedStr<4>`",
-        "NonZeroU8" | "NonZeroU16" | "NonZeroU32" | "NonZeroU64" | "NonZeroU128" | "NonZeroUsize"
-        | "NonZeroI8" | "NonZeroI16" | "NonZeroI32" | "NonZeroI64" | "NonZeroI128" | "NonZeroIsize"
-        | "NonZero" => "makes zero undefined behaviour, and a peer may write zero; use the plain integer type",
-        "PhantomData" | "PhantomPinned" => "is a zero-sized marker that has no place in a shared layout; remove the field",
-        "NonNull" => "is a pointer into this process's memory, meaningless in another process; store an offset or an index instead",
+        | "AtomicI8" | "AtomicI16" | "AtomicI32" | "AtomicI64" | "AtomicIsize" => format!(
+            "which is not needed: readers always get a consistent snapshot of the whole value; use `{}`",
+            plain_type(&name["Atomic".len()..])
+        ),
+        "AtomicPtr" | "NonNull" => "a pointer into this process's memory, meaningless in another process; store an offset or an index instead".into(),
+        "Option" => "whose discriminant a peer could set to an invalid value, and whose layout other languages do not know; use the value plus a `shm_core::ShmBool` flag, or a sentinel value".into(),
+        "usize" => "whose size differs between 32-bit and 64-bit processes; use `u64`".into(),
+        "isize" => "whose size differs between 32-bit and 64-bit processes; use `i64`".into(),
+        "bool" => "for which any byte other than 0 and 1 is undefined behaviour, and a peer may write any byte; use `shm_core::ShmBool`".into(),
+        "char" => "for which most `u32` values are undefined behaviour, and a peer may write any value; use `u32` (and `char::from_u32`) or `shm_core::FixedStr<4>`".into(),
+        "NonZero" => format!("for which zero is undefined behaviour, and a peer may write zero; use `{}`", inner_or("the plain integer type")),
+        _ if name.starts_with("NonZero") && plain_type(&name["NonZero".len()..]) != "?" => format!(
+            "for which zero is undefined behaviour, and a peer may write zero; use `{}`",
+            plain_type(&name["NonZero".len()..])
+        ),
+        "PhantomData" | "PhantomPinned" => "a zero-sized marker that has no place in a shared layout; remove the field".into(),
         _ => return None,
     })
 }
 
-fn article(what: &str) -> &'static str {
-    if what.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) {
-        "an"
-    } else {
-        "a"
+/// The shareable integer type for a suffix of `AtomicU64`/`NonZeroU64`-style names: `U64` ->
+/// `u64`, `Usize` -> `u64`, `Bool` -> `shm_core::ShmBool`; `?` for anything else.
+fn plain_type(suffix: &str) -> &'static str {
+    match suffix {
+        "U8" => "u8",
+        "U16" => "u16",
+        "U32" => "u32",
+        "U64" | "Usize" => "u64",
+        "U128" => "u128",
+        "I8" => "i8",
+        "I16" => "i16",
+        "I32" => "i32",
+        "I64" | "Isize" => "i64",
+        "I128" => "i128",
+        "Bool" => "shm_core::ShmBool",
+        _ => "?",
     }
 }
 
-/// Checks one field type, recursing into arrays and generic arguments; `field` names the field.
-fn check_type(cx: &mut Ctxt, field: &str, ty: &Type) {
+/// "a" or "an", as the type name is read aloud.
+fn article(name: &str) -> &'static str {
+    match name {
+        "usize" | "OnceCell" => "a",
+        "Rc" => "an",
+        _ if name.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) => "an",
+        _ => "a",
+    }
+}
+
+/// A type as the user would write it: `&'static u8` rather than `& 'static u8`.
+fn pretty(tokens: &impl ToTokens) -> String {
+    let mut s = tokens.to_token_stream().to_string();
+    for (from, to) in [
+        ("& '", "&'"),
+        ("& mut ", "&mut "),
+        ("& ", "&"),
+        ("* const ", "*const "),
+        ("* mut ", "*mut "),
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        (" ;", ";"),
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" (", "("),
+        ("( ", "("),
+        (" )", ")"),
+    ] {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+/// Whether `ty` (or the type behind a reference or smart pointer) is a trait object.
+fn points_to_trait_object(ty: &Type) -> bool {
     match ty {
-        Type::Reference(_) => cx.error_spanned_by(
+        Type::TraitObject(_) => true,
+        Type::Reference(r) => points_to_trait_object(&r.elem),
+        Type::Ptr(p) => points_to_trait_object(&p.elem),
+        Type::Paren(p) => points_to_trait_object(&p.elem),
+        Type::Group(g) => points_to_trait_object(&g.elem),
+        Type::Path(p) => match p.path.segments.last() {
+            Some(last) if matches!(last.ident.to_string().as_str(), "Box" | "Rc" | "Arc") => {
+                first_type_argument(&last.arguments).is_some_and(points_to_trait_object)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn first_type_argument(args: &PathArguments) -> Option<&Type> {
+    match args {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|arg| match arg {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+/// Checks one field type, recursing into arrays and generic arguments; `field` names the field
+/// and `nested` says whether `ty` is the field's type itself or a part of it. Returns whether
+/// an error was recorded.
+fn check_type(cx: &mut Ctxt, field: &str, ty: &Type, nested: bool) -> bool {
+    let is = if nested { "holds" } else { "is" };
+    if points_to_trait_object(ty) {
+        cx.error_spanned_by(
             ty,
             format!(
-                "field `{field}` is a reference (`{}`), an address in this process that means nothing in another; store the value itself, or an offset or index",
-                ty.to_token_stream()
+                "field `{field}` {is} a trait object (`{}`): its data and vtable pointers are addresses in this process that mean nothing in another; store an integer tag and the data itself, and dispatch on the tag in each process",
+                pretty(ty)
+            ),
+        );
+        return true;
+    }
+    match ty {
+        Type::Reference(r) => cx.error_spanned_by(
+            ty,
+            format!(
+                "field `{field}` {is} {} (`{}`), an address in this process that means nothing in another; store the value itself, or an offset or an index",
+                if r.mutability.is_some() { "a mutable reference" } else { "a reference" },
+                pretty(ty)
             ),
         ),
         Type::Ptr(_) => cx.error_spanned_by(
             ty,
-            format!("field `{field}` is a raw pointer (`{}`), an address in this process that means nothing in another; store an offset or an index instead", ty.to_token_stream()),
+            format!("field `{field}` {is} a raw pointer (`{}`), an address in this process that means nothing in another; store an offset or an index instead", pretty(ty)),
         ),
         Type::BareFn(_) => cx.error_spanned_by(
             ty,
-            format!("field `{field}` is a function pointer, an address in this program that means nothing in another; store an integer tag and dispatch on it in each process"),
-        ),
-        Type::TraitObject(_) => cx.error_spanned_by(
-            ty,
-            format!("field `{field}` is a trait object (`{}`): it is unsized and its vtable pointer means nothing in another process; store an integer tag and the data itself", ty.to_token_stream()),
+            format!("field `{field}` {is} a function pointer (`{}`), an address in this program that means nothing in another; store an integer tag and dispatch on it in each process", pretty(ty)),
         ),
         Type::ImplTrait(_) => cx.error_spanned_by(
             ty,
@@ -146,47 +258,63 @@ fn check_type(cx: &mut Ctxt, field: &str, ty: &Type) {
         ),
         Type::Slice(_) => cx.error_spanned_by(
             ty,
-            format!("field `{field}` is a slice, which is unsized; use an array `[T; N]` or `shm_core::FixedVec<T, N>`"),
+            format!("field `{field}` {is} a slice (`{}`), which is unsized; use an array `[T; N]` or `shm_core::FixedVec<T, N>`", pretty(ty)),
         ),
         Type::Tuple(t) if t.elems.is_empty() => cx.error_spanned_by(
             ty,
-            format!("field `{field}` is `()`, which holds nothing; remove the field"),
+            format!("field `{field}` {is} `()`, which holds nothing; remove the field"),
         ),
         Type::Tuple(_) => cx.error_spanned_by(
             ty,
-            format!("field `{field}` is a tuple, whose layout Rust does not specify; use an array or a `#[repr(C)]` struct that derives `SharedState`"),
+            format!("field `{field}` {is} a tuple (`{}`), whose layout Rust does not specify; use an array or a `#[repr(C)]` struct that derives `SharedState`", pretty(ty)),
         ),
         Type::Never(_) => cx.error_spanned_by(ty, format!("field `{field}` has type `!`; remove the field")),
-        Type::Array(a) => check_type(cx, field, &a.elem),
-        Type::Paren(p) => check_type(cx, field, &p.elem),
-        Type::Group(g) => check_type(cx, field, &g.elem),
+        Type::Array(a) => return check_type(cx, field, &a.elem, true),
+        Type::Paren(p) => return check_type(cx, field, &p.elem, nested),
+        Type::Group(g) => return check_type(cx, field, &g.elem, nested),
         Type::Path(p) => {
+            let mut refused = false;
             if let Some(q) = &p.qself {
-                check_type(cx, field, &q.ty);
+                refused |= check_type(cx, field, &q.ty, true);
             }
-            let Some(last) = p.path.segments.last() else { return };
+            let Some(last) = p.path.segments.last() else { return refused };
             let name = last.ident.to_string();
-            if let Some(why) = refusal(&name) {
-                let what = if matches!(last.arguments, PathArguments::None) {
-                    format!("`{name}`")
-                } else {
-                    format!("`{name}<..>`")
-                };
+            let inner = first_type_argument(&last.arguments).map(pretty);
+            if let Some(why) = refusal(&name, inner.as_deref()) {
                 cx.error_spanned_by(
                     ty,
-                    format!("field `{field}` is {} {what}, which {why}", article(&name)),
+                    format!("field `{field}` {is} {} `{}`, {why}", article(&name), pretty(ty)),
                 );
-                return;
+                return true;
             }
             if let PathArguments::AngleBracketed(args) = &last.arguments {
                 for arg in &args.args {
                     if let GenericArgument::Type(inner) = arg {
-                        check_type(cx, field, inner);
+                        refused |= check_type(cx, field, inner, true);
                     }
                 }
             }
+            return refused;
         }
         // Macros, inferred types and anything newer are left to the trait checks.
-        _ => {}
+        _ => return false,
+    }
+    true
+}
+
+/// The lifetimes named in `tokens`, e.g. `a` for `&'a u8`.
+fn lifetimes_in(tokens: TokenStream, out: &mut Vec<String>) {
+    let mut after_quote = false;
+    for tt in tokens {
+        match tt {
+            TokenTree::Punct(p) if p.as_char() == '\'' => {
+                after_quote = true;
+                continue;
+            }
+            TokenTree::Ident(i) if after_quote => out.push(i.to_string()),
+            TokenTree::Group(g) => lifetimes_in(g.stream(), out),
+            _ => {}
+        }
+        after_quote = false;
     }
 }

@@ -17,6 +17,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// use shm_core::FixedStr;
 /// let s = FixedStr::<16>::try_from("ready").unwrap();
 /// assert_eq!(s.as_str(), Ok("ready"));
+/// assert_eq!("ready".parse::<FixedStr<16>>(), Ok(s));
 /// assert!(FixedStr::<4>::try_from("too long").is_err());
 /// ```
 #[derive(Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable)]
@@ -46,7 +47,8 @@ impl<const N: usize> FixedStr<N> {
     }
 
     /// Copies `s`, or fails with [`ValueError::CapacityExceeded`] if it is longer than `N` bytes.
-    pub fn from_str(s: &str) -> Result<Self, ValueError> {
+    /// Reached through `TryFrom<&str>` and `FromStr` (`"ready".parse::<FixedStr<16>>()`).
+    fn copy_of(s: &str) -> Result<Self, ValueError> {
         if s.len() > N {
             return Err(ValueError::CapacityExceeded {
                 len: s.len(),
@@ -65,7 +67,7 @@ impl<const N: usize> FixedStr<N> {
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        match Self::from_str(&s[..end]) {
+        match Self::copy_of(&s[..end]) {
             Ok(v) => v,
             Err(_) => unreachable!("prefix of at most N bytes fits"),
         }
@@ -114,10 +116,20 @@ impl<const N: usize> Default for FixedStr<N> {
     }
 }
 
+/// Copies the string, or fails with [`ValueError::CapacityExceeded`] if it is longer than `N`
+/// bytes.
 impl<const N: usize> TryFrom<&str> for FixedStr<N> {
     type Error = ValueError;
     fn try_from(s: &str) -> Result<Self, ValueError> {
-        Self::from_str(s)
+        Self::copy_of(s)
+    }
+}
+
+/// Parses by copying, the same as `FixedStr::try_from(s)`.
+impl<const N: usize> core::str::FromStr for FixedStr<N> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Self::copy_of(s)
     }
 }
 

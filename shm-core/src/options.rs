@@ -1,0 +1,160 @@
+//! Options for creating and opening segments: backend, slot count, mode, ready wait.
+
+use crate::error::Result;
+use crate::reader::Reader;
+use crate::segment::{self, MAX_SLOTS};
+use crate::writer::Writer;
+use crate::SharedState;
+use std::time::Duration;
+
+/// Where a segment's memory lives.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// POSIX named shared memory (`shm_open`, under `/dev/shm` on Linux); names look like
+    /// `"/robot-state"`. The default.
+    #[default]
+    Shm,
+    /// A regular file, mapped shared: the state survives restarts (and reboots, on a disk).
+    /// Names are file paths.
+    File,
+    /// Anonymous memory (`memfd_create`) shared with `fork` children: no name, gone when the
+    /// last process holding it exits. Create with [`Options::create_anonymous`] and give
+    /// children a [`Writer::reader`] made before forking.
+    Anonymous,
+}
+
+/// How to create or open a segment. `SharedState::create` and friends use the defaults.
+///
+/// ```no_run
+/// use shm_core::{Options, SharedState};
+/// # #[derive(SharedState, Clone, Copy)] #[repr(C)] struct Pose { x: f64 }
+/// let w = Options::new().slots(4).mode(0o640).create::<Pose>("/pose", &Pose { x: 0.0 })?;
+/// # Ok::<(), shm_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    slots: usize,
+    mode: u32,
+    ready_wait: Duration,
+    backend: Backend,
+    crash_before_ready: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            slots: 2,
+            mode: 0o600,
+            ready_wait: Duration::from_secs(1),
+            backend: Backend::Shm,
+            crash_before_ready: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: named shared memory, 2 slots, mode `0o600`, wait up to 1 s for a segment
+    /// being created by another process.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of slots (default 2). With `n >= 2` readers never wait for a write in progress;
+    /// a read is retried only when the writer laps it `n - 1` times. `n = 1` is the classic
+    /// seqlock: the smallest segment, but readers retry during every write.
+    ///
+    /// # Panics
+    /// If `n` is 0 or more than 1024.
+    pub fn slots(mut self, n: usize) -> Self {
+        assert!(
+            (1..=MAX_SLOTS).contains(&n),
+            "slot count must be between 1 and {MAX_SLOTS}, got {n}"
+        );
+        self.slots = n;
+        self
+    }
+
+    /// Permission bits of a created segment (default `0o600`: the owner only).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long `open` waits for a segment that another process is still creating before it
+    /// fails with [`Error::NotReady`](crate::Error::NotReady) (default 1 s).
+    pub fn ready_wait(mut self, wait: Duration) -> Self {
+        self.ready_wait = wait;
+        self
+    }
+
+    /// The backend (default [`Backend::Shm`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Test hook: the creator aborts the process after writing everything but the `ready`
+    /// state, as a creator that dies mid-initialization would.
+    #[doc(hidden)]
+    pub fn crash_before_ready(mut self, yes: bool) -> Self {
+        self.crash_before_ready = yes;
+        self
+    }
+
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots
+    }
+    pub(crate) fn file_mode(&self) -> u32 {
+        self.mode
+    }
+    pub(crate) fn ready_wait_time(&self) -> Duration {
+        self.ready_wait
+    }
+    pub(crate) fn backend_ref(&self) -> &Backend {
+        &self.backend
+    }
+    pub(crate) fn crashes_before_ready(&self) -> bool {
+        self.crash_before_ready
+    }
+
+    /// Creates the segment `name` holding `initial` and returns its writer. Fails with
+    /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
+    pub fn create<T: SharedState>(&self, name: &str, initial: &T) -> Result<Writer<T>> {
+        Writer::create(self, name, initial)
+    }
+
+    /// Creates an anonymous segment (whatever the backend option says) holding `initial`.
+    pub fn create_anonymous<T: SharedState>(&self, initial: &T) -> Result<Writer<T>> {
+        let opts = self.clone().backend(Backend::Anonymous);
+        Writer::create(&opts, "", initial)
+    }
+
+    /// Opens the segment `name` for reading, checking that it holds a `T`.
+    pub fn open<T: SharedState>(&self, name: &str) -> Result<Reader<T>> {
+        Reader::open(self, name)
+    }
+
+    /// Opens the segment `name` as its writer: takes the writer lease (a new epoch), or fails
+    /// with [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
+    pub fn open_writer<T: SharedState>(&self, name: &str) -> Result<Writer<T>> {
+        Writer::open(self, name)
+    }
+
+    /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer
+    /// (keeping its current value). Safe to race: of many processes starting at once, exactly
+    /// one creates it and every other one attaches to the initialized segment.
+    pub fn open_or_create<T: SharedState>(&self, name: &str, initial: &T) -> Result<Writer<T>> {
+        Writer::open_or_create(self, name, initial)
+    }
+
+    /// Removes the segment's name (processes that have it open keep using it).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        segment::unlink(&self.backend, name)
+    }
+}
+
+/// Removes the named shared-memory segment `name` (processes that have it open keep using it).
+pub fn remove(name: &str) -> Result<()> {
+    Options::new().remove(name)
+}

@@ -1,0 +1,69 @@
+//! Moving a `SharedState` value in and out of a slot's 8-byte words.
+
+use crate::seqlock;
+use crate::SharedState;
+use core::mem::{size_of, MaybeUninit};
+use core::sync::atomic::AtomicU64;
+
+/// Copies a consistent value of `T` out of a slot, or `None` if a write interfered.
+///
+/// `words` must hold `size_of::<T>().div_ceil(8)` words (the caller's validated geometry).
+#[inline(always)]
+pub fn read<T: SharedState>(seq: &AtomicU64, words: &[AtomicU64]) -> Option<T> {
+    let full = size_of::<T>() / 8;
+    let tail = size_of::<T>() % 8;
+    debug_assert_eq!(words.len(), size_of::<T>().div_ceil(8));
+    let mut out = MaybeUninit::<T>::uninit();
+    let dst = out.as_mut_ptr() as *mut u8;
+    let ok = seqlock::read_slot(seq, words, |k, w| {
+        if k < full {
+            // SAFETY: `k < full` so bytes `8k..8k+8` lie within `out`'s `size_of::<T>()`
+            // bytes; the write is unaligned-tolerant and `out` is a local, not shared memory.
+            unsafe { (dst as *mut u64).add(k).write_unaligned(w) };
+        } else {
+            let bytes = w.to_ne_bytes();
+            // SAFETY: the last, partial word: bytes `8 * full .. 8 * full + tail` are exactly
+            // the end of `out`; the source is a local array of 8 >= tail bytes.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(full * 8), tail) };
+        }
+    });
+    // SAFETY: when the copy is consistent, every one of `out`'s bytes was written above (full
+    // words, then the tail), and `T: SharedState` makes every bit pattern a valid `T`.
+    ok.map(|_| unsafe { out.assume_init() })
+}
+
+/// Copies the slot's words into a `T` without checking consistency. Test hook: shows what the
+/// seqlock's validation prevents.
+pub fn read_unvalidated<T: SharedState>(words: &[AtomicU64]) -> T {
+    let seq = AtomicU64::new(0);
+    let words_copy: Vec<AtomicU64> = words
+        .iter()
+        .map(|w| AtomicU64::new(w.load(core::sync::atomic::Ordering::Relaxed)))
+        .collect();
+    match read::<T>(&seq, &words_copy) {
+        Some(v) => v,
+        None => unreachable!("a private, quiescent copy always reads consistently"),
+    }
+}
+
+/// Writes `value` into a slot through the seqlock; returns the slot's new sequence value.
+#[inline(always)]
+pub fn write<T: SharedState>(seq: &AtomicU64, words: &[AtomicU64], value: &T) -> u64 {
+    let full = size_of::<T>() / 8;
+    let tail = size_of::<T>() % 8;
+    debug_assert_eq!(words.len(), size_of::<T>().div_ceil(8));
+    let src = value as *const T as *const u8;
+    seqlock::write_slot(seq, words, |k| {
+        if k < full {
+            // SAFETY: `k < full` so bytes `8k..8k+8` lie within `*value`; `T: SharedState` has
+            // no padding, so they are initialized; the read tolerates any alignment.
+            unsafe { (src as *const u64).add(k).read_unaligned() }
+        } else {
+            let mut bytes = [0u8; 8];
+            // SAFETY: the last, partial word: bytes `8 * full .. 8 * full + tail` are the end
+            // of `*value`, initialized (no padding); the destination is a local array.
+            unsafe { core::ptr::copy_nonoverlapping(src.add(full * 8), bytes.as_mut_ptr(), tail) };
+            u64::from_ne_bytes(bytes)
+        }
+    })
+}

@@ -1,0 +1,251 @@
+//! [`Reader`]: a handle that reads consistent snapshots of a segment.
+
+use crate::descriptor::Descriptor;
+use crate::error::{Error, Result};
+use crate::options::Options;
+use crate::payload;
+use crate::segment::Segment;
+use crate::sys::{self, Access};
+use crate::SharedState;
+use core::marker::PhantomData;
+use core::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Failed attempts `try_read` makes before it gives up.
+const TRY_READ_ATTEMPTS: u32 = 1 << 12;
+/// How often a stuck `read` checks whether the writer is still alive.
+const LIVENESS_PROBE_EVERY: Duration = Duration::from_millis(1);
+
+/// Reads consistent snapshots of a `T` that another process (or this one) publishes.
+///
+/// Reads never lock and never make a syscall: they copy the latest published slot with atomic
+/// word loads and retry if the writer overwrote it during the copy (seqlock). Created by
+/// [`SharedState::open`] or [`Options::open`].
+pub struct Reader<T: SharedState> {
+    seg: Segment,
+    slot_mask: u64,
+    slot_count: u64,
+    can_register_waiters: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedState> Reader<T> {
+    pub(crate) fn open(opts: &Options, name: &str) -> Result<Self> {
+        let desc = Descriptor::from(T::LAYOUT);
+        // Readers map the segment writable when they may, only to register as futex waiters;
+        // a read-only opener falls back to polling in `wait_for_update`.
+        let seg = match Segment::open(opts, name, Access::ReadWrite, &desc, T::LAYOUT_HASH) {
+            Err(Error::PermissionDenied { .. }) => {
+                Segment::open(opts, name, Access::ReadOnly, &desc, T::LAYOUT_HASH)?
+            }
+            other => other?,
+        };
+        Ok(Self::from_segment(seg, true))
+    }
+
+    pub(crate) fn from_segment(seg: Segment, writable: bool) -> Self {
+        let n = seg.geometry().slot_count as u64;
+        let writable = writable && seg.is_writable();
+        Reader {
+            seg,
+            slot_mask: if n.is_power_of_two() { n - 1 } else { 0 },
+            slot_count: n,
+            can_register_waiters: writable,
+            _type: PhantomData,
+        }
+    }
+
+    #[inline(always)]
+    fn slot_of(&self, version: u64) -> usize {
+        (if self.slot_mask != 0 || self.slot_count == 1 {
+            version & self.slot_mask
+        } else {
+            version % self.slot_count
+        }) as usize
+    }
+
+    /// One attempt: the latest published value if the copy was consistent.
+    #[inline(always)]
+    fn attempt(&self) -> Option<T> {
+        let v = self.seg.header().published.load(Ordering::Acquire);
+        let i = self.slot_of(v);
+        payload::read::<T>(self.seg.slot_seq(i), self.seg.slot_words(i))
+    }
+
+    /// The latest published value, a consistent snapshot, never torn.
+    ///
+    /// With two or more slots this does not wait for a write in progress: it copies the last
+    /// complete value. It retries only when the writer laps the copy (writes `slots - 1` new
+    /// values during it), or on one-slot segments while a write is in progress.
+    ///
+    /// # Panics
+    /// If no consistent value can be read because the writer died in the middle of a write to
+    /// a one-slot segment (with two or more slots that cannot happen). Use
+    /// [`try_read`](Self::try_read) or [`read_timeout`](Self::read_timeout) to get
+    /// [`Error::WriterDied`] instead.
+    #[inline]
+    pub fn read(&self) -> T {
+        match self.attempt() {
+            Some(v) => v,
+            None => self
+                .read_slow(None)
+                .unwrap_or_else(|e| panic!("cannot read segment {:?}: {e}", self.seg.name())),
+        }
+    }
+
+    /// Like [`read`](Self::read), but gives up after a bounded number of attempts: with
+    /// [`Error::WriterDied`] if the writer died mid-write, else [`Error::Timeout`].
+    pub fn try_read(&self) -> Result<T> {
+        for _ in 0..TRY_READ_ATTEMPTS {
+            if let Some(v) = self.attempt() {
+                return Ok(v);
+            }
+            core::hint::spin_loop();
+        }
+        if self.writer_alive() {
+            Err(Error::Timeout)
+        } else {
+            // The writer may have finished just before dying: one more look.
+            self.attempt().ok_or(Error::WriterDied)
+        }
+    }
+
+    /// Like [`read`](Self::read), but waits at most `timeout` for a consistent value: fails with
+    /// [`Error::WriterDied`] if the writer died mid-write, or [`Error::Timeout`].
+    pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
+        match self.attempt() {
+            Some(v) => Ok(v),
+            None => self.read_slow(Some(Instant::now() + timeout)),
+        }
+    }
+
+    #[cold]
+    fn read_slow(&self, deadline: Option<Instant>) -> Result<T> {
+        let mut failures = 0u32;
+        let mut next_probe = Instant::now() + LIVENESS_PROBE_EVERY;
+        loop {
+            if let Some(v) = self.attempt() {
+                return Ok(v);
+            }
+            failures += 1;
+            if failures < 64 {
+                core::hint::spin_loop();
+                continue;
+            }
+            std::thread::yield_now();
+            let now = Instant::now();
+            if now >= next_probe {
+                next_probe = now + LIVENESS_PROBE_EVERY;
+                if !self.writer_alive() {
+                    return self.attempt().ok_or(Error::WriterDied);
+                }
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// Test hook: copies the latest published slot WITHOUT the seqlock's consistency check, so
+    /// tests can show that the check is what prevents torn reads.
+    #[doc(hidden)]
+    pub fn read_unvalidated(&self) -> T {
+        let v = self.seg.header().published.load(Ordering::Acquire);
+        payload::read_unvalidated::<T>(self.seg.slot_words(self.slot_of(v)))
+    }
+
+    /// The publish counter: how many values were published since creation (0 for the initial
+    /// value). Monotonic.
+    #[inline]
+    pub fn version(&self) -> u64 {
+        self.seg.header().published.load(Ordering::Acquire)
+    }
+
+    /// Blocks until the version is greater than `since`, or `timeout` passes
+    /// ([`Error::Timeout`]). Returns the new version.
+    ///
+    /// Sleeps on a process-shared futex in the segment; the writer wakes it, and pays for a
+    /// syscall only while somebody waits. A reader that could only map the segment read-only
+    /// polls instead.
+    pub fn wait_for_update(&self, since: u64, timeout: Duration) -> Result<u64> {
+        let h = self.seg.header();
+        let v = h.published.load(Ordering::Acquire);
+        if v > since {
+            return Ok(v);
+        }
+        let deadline = Instant::now() + timeout;
+        if !self.can_register_waiters {
+            loop {
+                let v = h.published.load(Ordering::Acquire);
+                if v > since {
+                    return Ok(v);
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Timeout);
+                }
+                std::thread::sleep((deadline - now).min(Duration::from_micros(200)));
+            }
+        }
+        // Registration protocol (see docs/segment-format.md): count ourselves as a waiter,
+        // then read the futex word, then re-check the version. The writer publishes, fences,
+        // then reads the waiter count, so either we see its new version or it sees us and
+        // bumps the futex word, which makes our wait return.
+        h.waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            let word = h.futex.load(Ordering::SeqCst);
+            let v = h.published.load(Ordering::SeqCst);
+            if v > since {
+                break Ok(v);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break Err(Error::Timeout);
+            }
+            sys::futex_wait(&h.futex, word, deadline - now);
+        };
+        h.waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Whether a writer currently holds the segment's writer lease. Only asks the kernel
+    /// (an open-file-description lock query): it neither takes a lock nor disturbs the writer.
+    pub fn writer_alive(&self) -> bool {
+        sys::writer_lock_held(self.seg.file()).unwrap_or(false)
+    }
+
+    /// The process id recorded by the last writer that took the lease (it may have exited;
+    /// see [`writer_alive`](Self::writer_alive)).
+    pub fn writer_pid(&self) -> u32 {
+        self.seg.header().writer_pid.load(Ordering::Relaxed)
+    }
+
+    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
+    pub fn writer_epoch(&self) -> u64 {
+        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The number of slots.
+    pub fn slot_count(&self) -> usize {
+        self.slot_count as usize
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    pub(crate) fn into_segment(self) -> Segment {
+        self.seg
+    }
+}
+
+impl<T: SharedState> core::fmt::Debug for Reader<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Reader")
+            .field("name", &self.seg.name())
+            .field("slots", &self.slot_count)
+            .field("version", &self.version())
+            .finish()
+    }
+}

@@ -1,0 +1,174 @@
+//! Operating-system calls: named shared memory, files, memfd, OFD locks and futexes.
+//!
+//! Every `unsafe` call into libc lives here, behind small safe functions that take and return
+//! owned file descriptors and `io::Result`s.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Access wanted on a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read only.
+    ReadOnly,
+    /// Read and write.
+    ReadWrite,
+}
+
+impl Access {
+    fn flags(self) -> libc::c_int {
+        match self {
+            Access::ReadOnly => libc::O_RDONLY,
+            Access::ReadWrite => libc::O_RDWR,
+        }
+    }
+}
+
+/// `shm_open(name, O_CREAT|O_EXCL|O_RDWR, mode)`, or without `O_CREAT|O_EXCL` when `create` is
+/// false. The descriptor is close-on-exec.
+pub fn shm_open(name: &str, create: bool, access: Access, mode: u32) -> io::Result<File> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut flags = access.flags() | libc::O_CLOEXEC;
+    if create {
+        flags |= libc::O_CREAT | libc::O_EXCL;
+    }
+    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call; flags and mode
+    // are plain integers.
+    let fd = cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, mode as libc::mode_t) })?;
+    // SAFETY: `fd` was just returned by a successful `shm_open`, so it is open and owned by
+    // nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `shm_unlink(name)`.
+pub fn shm_unlink(name: &str) -> io::Result<()> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::shm_unlink(cname.as_ptr()) })?;
+    Ok(())
+}
+
+/// Opens (or exclusively creates) a regular file for a file-backed segment.
+pub fn file_open(path: &Path, create: bool, access: Access, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(access == Access::ReadWrite);
+    if create {
+        o.create_new(true).mode(mode);
+    }
+    o.custom_flags(libc::O_CLOEXEC).open(path)
+}
+
+/// `memfd_create` for an anonymous segment shared with `fork` children.
+pub fn memfd() -> io::Result<File> {
+    let name = c"shm-state-anonymous";
+    // SAFETY: `name` is a valid NUL-terminated string; the flags are constants.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by a successful `memfd_create`; nobody else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Opens a new open file description for the same file as `file` (through `/proc/self/fd`),
+/// so that locks taken or probed through it are distinct from `file`'s.
+pub fn reopen(file: &File, access: Access) -> io::Result<File> {
+    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    file_open(Path::new(&path), false, access, 0)
+}
+
+fn lock_struct(l_type: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct of integers, for which all-zero bytes are valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = l_type as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    fl
+}
+
+/// Takes the writer lease: an exclusive open-file-description lock on byte 0, released by the
+/// kernel when the last descriptor of this open file description closes (including at process
+/// death). `Ok(false)` when another open file description holds it.
+pub fn try_lock_writer(file: &File) -> io::Result<bool> {
+    let fl = lock_struct(libc::F_WRLCK);
+    // SAFETY: `file` is an open descriptor and `fl` a valid `flock` that outlives the call.
+    match cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether some open file description other than `file`'s holds the writer lease. Only
+/// queries: it takes no lock and disturbs no one.
+pub fn writer_lock_held(file: &File) -> io::Result<bool> {
+    let mut fl = lock_struct(libc::F_WRLCK);
+    // SAFETY: `file` is an open descriptor; `fl` is a valid `flock` the kernel may overwrite.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// The size of the file, from `fstat`.
+pub fn file_size(file: &File) -> io::Result<u64> {
+    Ok(file.metadata()?.len())
+}
+
+/// The calling process's id.
+pub fn pid() -> u32 {
+    std::process::id()
+}
+
+/// Blocks while `*word == expected`, at most `timeout`, on a process-shared futex.
+///
+/// Returns early on a wake-up, a changed value, a signal or a spurious wake-up; callers
+/// re-check their condition.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned 32-bit atomic that lives in shared memory mapped for
+    // the duration of the call; FUTEX_WAIT (not private) only reads it; `ts` outlives the call.
+    // The result is deliberately ignored: every outcome (woken, EAGAIN, EINTR, ETIMEDOUT) makes
+    // the caller re-check.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes every process blocked in [`futex_wait`] on `word`.
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: `word` is a valid, aligned 32-bit atomic in mapped shared memory; FUTEX_WAKE
+    // does not access it beyond identifying the futex.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}

@@ -1,0 +1,9 @@
+use shm_core::SharedState;
+
+#[derive(SharedState, Clone, Copy)]
+#[repr(C)]
+struct Sample<T> {
+    value: T,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use shm_core::SharedState;
+
+#[derive(SharedState, Clone, Copy)]
+#[repr(C)]
+struct Position(f64, f64);
+
+fn main() {}
