@@ -343,103 +343,106 @@ pub fn first_difference(segment: &Layout, program: &Layout) -> Option<String> {
 }
 
 /// Describes how `seg` (at absolute offset `seg_at` in the segment's type) differs from `prog`
-/// (at `prog_at` in this program's type); the two must differ. A segment's descriptor comes
-/// from another process, so offsets are added without trusting them not to overflow.
+/// (at `prog_at` in this program's type, the same place); the two must differ. A segment's
+/// descriptor comes from another process, so offsets are added without trusting them not to
+/// overflow.
 fn diff_at(path: &str, seg_at: usize, prog_at: usize, seg: &Layout, prog: &Layout) -> String {
-    if seg_at == prog_at {
-        match (seg.kind, prog.kind) {
-            (
-                Kind::Struct {
-                    fields: sf,
-                    stable_name: sn,
-                    ..
-                },
-                Kind::Struct {
-                    fields: pf,
-                    stable_name: pn,
-                    ..
-                },
-            ) => {
-                for (s, p) in sf.iter().zip(pf) {
-                    let (s_at, p_at) = (
-                        seg_at.saturating_add(s.offset),
-                        prog_at.saturating_add(p.offset),
-                    );
-                    if s.name != p.name {
-                        return format!(
-                            "the segment has field `{}: {}` at offset {s_at} where this program has `{}: {}` at offset {p_at}",
-                            join(path, s.name),
-                            s.layout,
-                            join(path, p.name),
-                            p.layout
-                        );
-                    }
-                    if s_at != p_at || !same_shape(s.layout, p.layout) {
-                        return diff_at(&join(path, s.name), s_at, p_at, s.layout, p.layout);
-                    }
-                }
-                if sf.len() != pf.len() {
-                    let (extra, at) = if sf.len() > pf.len() {
-                        (&sf[pf.len()], seg_at)
-                    } else {
-                        (&pf[sf.len()], prog_at)
-                    };
+    match (seg.kind, prog.kind) {
+        (
+            Kind::Struct {
+                fields: sf,
+                stable_name: sn,
+                ..
+            },
+            Kind::Struct {
+                fields: pf,
+                stable_name: pn,
+                ..
+            },
+        ) => {
+            for (s, p) in sf.iter().zip(pf) {
+                let (s_at, p_at) = (
+                    seg_at.saturating_add(s.offset),
+                    prog_at.saturating_add(p.offset),
+                );
+                if s.name != p.name {
                     return format!(
-                        "{} has {} fields in the segment but {} in this program; the first extra one is `{}: {}` at offset {}",
-                        what(path),
-                        sf.len(),
-                        pf.len(),
-                        join(path, extra.name),
-                        extra.layout,
-                        at.saturating_add(extra.offset)
+                        "the segment has field `{}: {}` at offset {s_at} where this program has `{}: {}` at offset {p_at}",
+                        join(path, s.name),
+                        s.layout,
+                        join(path, p.name),
+                        p.layout
                     );
                 }
-                if sn != pn {
-                    return format!(
-                        "{} has {} in the segment but {} in this program",
-                        what(path),
-                        shm_name(sn),
-                        shm_name(pn)
-                    );
+                let sub = join(path, s.name);
+                if s.offset != p.offset {
+                    return mismatch(&sub, s_at, p_at, s.layout, p.layout);
+                }
+                if !same_shape(s.layout, p.layout) {
+                    return diff_at(&sub, s_at, p_at, s.layout, p.layout);
                 }
             }
-            // Same length, different elements that print alike: look into the first element.
-            (
-                Kind::Array {
-                    len: sl,
-                    element: se,
-                },
-                Kind::Array {
-                    len: pl,
-                    element: pe,
-                },
-            ) if sl == pl && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
-                return diff_at(&format!("{path}[0]"), seg_at, prog_at, se, pe);
-            }
-            (
-                Kind::FixedVec {
-                    capacity: sc,
-                    element: se,
-                },
-                Kind::FixedVec {
-                    capacity: pc,
-                    element: pe,
-                },
-            ) if sc == pc && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
-                // The elements start after the 8-byte length.
-                return diff_at(
-                    &format!("{path}[0]"),
-                    seg_at.saturating_add(8),
-                    prog_at.saturating_add(8),
-                    se,
-                    pe,
+            if sf.len() != pf.len() {
+                let (extra, at) = if sf.len() > pf.len() {
+                    (&sf[pf.len()], seg_at)
+                } else {
+                    (&pf[sf.len()], prog_at)
+                };
+                return format!(
+                    "{} has {} fields in the segment but {} in this program; the first extra one is `{}: {}` at offset {}",
+                    what(path),
+                    sf.len(),
+                    pf.len(),
+                    join(path, extra.name),
+                    extra.layout,
+                    at.saturating_add(extra.offset)
                 );
             }
-            _ => {}
+            if sn != pn {
+                return format!(
+                    "{} has {} in the segment but {} in this program",
+                    what(path),
+                    shm_name(sn),
+                    shm_name(pn)
+                );
+            }
         }
+        // Same length, different elements that may print alike: look into the first element.
+        (
+            Kind::Array {
+                len: sl,
+                element: se,
+            },
+            Kind::Array {
+                len: pl,
+                element: pe,
+            },
+        ) if sl == pl && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+            return diff_at(&format!("{path}[0]"), seg_at, prog_at, se, pe);
+        }
+        (
+            Kind::FixedVec {
+                capacity: sc,
+                element: se,
+            },
+            Kind::FixedVec {
+                capacity: pc,
+                element: pe,
+            },
+        ) if sc == pc && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+            // The elements start after the 8-byte length.
+            let (s_at, p_at) = (seg_at.saturating_add(8), prog_at.saturating_add(8));
+            return diff_at(&format!("{path}[0]"), s_at, p_at, se, pe);
+        }
+        _ => {}
     }
-    // Types that print alike (and sit at the same offset) are told apart by size and alignment.
-    let sized = seg_at == prog_at && seg.to_string() == prog.to_string();
+    mismatch(path, seg_at, prog_at, seg, prog)
+}
+
+/// Names the type and offset of `path` on both sides.
+fn mismatch(path: &str, seg_at: usize, prog_at: usize, seg: &Layout, prog: &Layout) -> String {
+    // Different types that print alike are told apart by size and alignment.
+    let sized = !same_shape(seg, prog) && seg.to_string() == prog.to_string();
     let (s, p) = (shown(seg, sized), shown(prog, sized));
     if path.is_empty() {
         format!("the type is {s} in the segment but {p} in this program")

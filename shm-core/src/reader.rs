@@ -154,6 +154,15 @@ impl<T: SharedState> Reader<T> {
         payload::read_unvalidated::<T>(self.seg.slot_words(self.slot_of(v)))
     }
 
+    /// The sequence word of every slot, in slot order: even when the slot is complete, odd
+    /// while (or since) a write to it is in progress. For tools and tests.
+    #[doc(hidden)]
+    pub fn slot_sequences(&self) -> Vec<u64> {
+        (0..self.slot_count as usize)
+            .map(|i| self.seg.slot_seq(i).load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// The publish counter: how many values were published since creation (0 for the initial
     /// value). Monotonic.
     #[inline]

@@ -789,3 +789,69 @@ fn any_two_different_layouts_have_a_difference() {
         }
     }
 }
+
+/// A segment's descriptor is read from memory another process wrote, so it need not come from
+/// any derive: it may place a field elsewhere, or hold absurd offsets.
+#[test]
+fn hand_built_segment_descriptors() {
+    use shm_core::Field;
+
+    fn two_u32(b_offset: usize, size: usize) -> &'static Layout {
+        let fields: &'static [Field] = Box::leak(Box::new([
+            Field {
+                name: "a",
+                offset: 0,
+                layout: u32::LAYOUT,
+            },
+            Field {
+                name: "b",
+                offset: b_offset,
+                layout: u32::LAYOUT,
+            },
+        ]));
+        Box::leak(Box::new(Layout {
+            size,
+            align: 4,
+            kind: Kind::Struct {
+                name: "Pair",
+                stable_name: None,
+                fields,
+            },
+        }))
+    }
+
+    assert_eq!(first_difference(two_u32(4, 8), two_u32(4, 8)), None);
+    assert_eq!(
+        first_difference(two_u32(8, 12), two_u32(4, 8)).unwrap(),
+        "field `b` is `u32` at offset 8 in the segment but `u32` at offset 4 in this program"
+    );
+    let absurd = first_difference(two_u32(usize::MAX, 8), two_u32(4, 8)).unwrap();
+    assert!(
+        absurd.starts_with("field `b` is `u32` at offset 18446744073709551615"),
+        "{absurd}"
+    );
+
+    // Nested under an absurd offset: the sums saturate instead of overflowing.
+    let outer = |inner: &'static Layout, at: usize| -> &'static Layout {
+        let fields: &'static [Field] = Box::leak(Box::new([Field {
+            name: "pair",
+            offset: at,
+            layout: inner,
+        }]));
+        Box::leak(Box::new(Layout {
+            size: 8,
+            align: 4,
+            kind: Kind::Struct {
+                name: "Outer",
+                stable_name: None,
+                fields,
+            },
+        }))
+    };
+    let d = first_difference(
+        outer(two_u32(usize::MAX, 8), usize::MAX),
+        outer(two_u32(4, 8), usize::MAX),
+    )
+    .unwrap();
+    assert!(d.starts_with("field `pair.b` is `u32`"), "{d}");
+}

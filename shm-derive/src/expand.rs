@@ -4,7 +4,7 @@ use crate::ast::Input;
 use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::DeriveInput;
@@ -39,13 +39,17 @@ fn expand(input: &Input) -> TokenStream {
     };
     let fields = input.fields();
 
-    // Each field's layout comes from a function whose bound, spanned on the field type, is the
-    // check that the type is `SharedState`: one error per refused field, at the field, even
-    // when an alias or a macro hides the type.
+    // Each field's layout is reached through a trait of its own, implemented for every
+    // `SharedState` type and spanned on the field type: that bound refuses a field whose type
+    // is not `SharedState`, once, at the field, with a message that names it, even when an
+    // alias or a macro hides the type.
+    let field_traits = fields.iter().map(|f| field_trait(&name, f.ident));
     let descriptors = fields.iter().map(|f| {
         let fname = f.ident;
         let fname_str = fname.unraw().to_string();
-        let layout = field_layout(&name, f.ident, f.ty);
+        let ty = f.ty;
+        let field_trait = field_trait_ident(&name, fname);
+        let layout = quote_spanned!(ty.span()=> <#ty as #field_trait>::LAYOUT);
         quote! {
             #private::Field {
                 name: #fname_str,
@@ -95,6 +99,8 @@ fn expand(input: &Input) -> TokenStream {
         const _: () = {
             impl #private::Sealed for #ident {}
 
+            #(#field_traits)*
+
             // SAFETY: the derive checked that the struct is `repr(C)`, not generic and has only
             // named fields; the impl requires every field type to be `SharedState` (all bit
             // patterns valid, no padding, no pointers), and the compiler proves below that no
@@ -126,30 +132,33 @@ fn expand(input: &Input) -> TokenStream {
     }
 }
 
-/// The layout of field `field` of struct `owner`, through a bound that fails, spanned on the
-/// field's type, with a message that names the field when the type is not `SharedState`.
-///
-/// The trait is local so that its message can name the field; it is called `SharedState` so
-/// that the compiler's "the trait `SharedState` is not implemented for `T`" reads right. It
-/// lives in a block of its own, where nothing but the field type is named.
-fn field_layout(owner: &str, field: &syn::Ident, ty: &syn::Type) -> TokenStream {
+/// The name of the trait [`field_trait`] defines: unique in the crate (unless two modules
+/// have structs of the same name) so that the compiler prints it without a path.
+fn field_trait_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
+    format_ident!("{owner}_{}_is_SharedState", field.unraw())
+}
+
+/// A trait that gives the layout of field `field` of struct `owner` for every `SharedState`
+/// type, and otherwise fails with a message that names the field.
+fn field_trait(owner: &str, field: &syn::Ident) -> TokenStream {
     let private = private();
+    let trait_ident = field_trait_ident(owner, field);
     let field = field.unraw().to_string();
     let message = format!(
         "field `{field}` of `{owner}` has type `{{Self}}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`"
     );
     let label = "`{Self}` does not implement `SharedState`";
     let note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`";
-    let call = quote_spanned!(ty.span()=> layout_of::<#ty>());
-    quote! {{
+    quote! {
+        #[allow(non_camel_case_types)]
         #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-        trait SharedState: #private::SharedState {}
+        trait #trait_ident {
+            const LAYOUT: &'static #private::Layout;
+        }
         #[allow(unknown_or_malformed_diagnostic_attributes)]
         #[diagnostic::do_not_recommend]
-        impl<T: #private::SharedState> SharedState for T {}
-        const fn layout_of<T: SharedState>() -> &'static #private::Layout {
-            <T as #private::SharedState>::LAYOUT
+        impl<T: #private::SharedState> #trait_ident for T {
+            const LAYOUT: &'static #private::Layout = <T as #private::SharedState>::LAYOUT;
         }
-        #call
-    }}
+    }
 }

@@ -1,9 +1,15 @@
 use shm_core::SharedState;
 
+#[derive(Clone, Copy)]
+struct Label<'a> {
+    text: &'a str,
+}
+
 #[derive(SharedState, Clone, Copy)]
 #[repr(C)]
-struct Borrowed<'a> {
-    value: &'a u64,
+struct Tagged<'a> {
+    id: u64,
+    label: Label<'a>,
 }
 
 fn main() {}
