@@ -288,7 +288,10 @@ impl Descriptor {
     /// Where `self` (the layout stored in a segment) first differs from `program` (the layout
     /// compiled into this program), for a person; `None` when they hash the same.
     pub fn first_difference(&self, program: &Descriptor) -> Option<String> {
-        diff_at("", None, self, program)
+        if same_shape(self, program) {
+            return None;
+        }
+        Some(diff_at("", 0, 0, self, program))
     }
 }
 
@@ -416,27 +419,11 @@ impl fmt::Display for Descriptor {
     }
 }
 
-fn same_shape(a: &Descriptor, b: &Descriptor) -> bool {
-    a.layout_hash() == b.layout_hash()
-}
-
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
-}
-
-fn diff_at(path: &str, offset: Option<u64>, seg: &Descriptor, prog: &Descriptor) -> Option<String> {
-    if same_shape(seg, prog) {
-        return None;
-    }
-    let what = if path.is_empty() {
-        "the type".to_string()
-    } else {
-        format!("field `{path}`")
-    };
+/// Describes how `seg` (at absolute offset `seg_at` in the segment's type) differs from `prog`
+/// (at `prog_at` in this program's type, the same place); the two must differ. A segment's
+/// descriptor comes from another process, so offsets are added without trusting them not to
+/// overflow.
+fn diff_at(path: &str, seg_at: u64, prog_at: u64, seg: &Descriptor, prog: &Descriptor) -> String {
     match (&seg.kind, &prog.kind) {
         (
             DescriptorKind::Struct {
@@ -450,53 +437,54 @@ fn diff_at(path: &str, offset: Option<u64>, seg: &Descriptor, prog: &Descriptor)
                 ..
             },
         ) => {
-            for (s, p) in sf.iter().zip(pf.iter()) {
+            for (s, p) in sf.iter().zip(pf) {
+                let (s_at, p_at) = (
+                    seg_at.saturating_add(s.offset),
+                    prog_at.saturating_add(p.offset),
+                );
                 if s.name != p.name {
-                    return Some(format!(
-                        "field `{}` (`{}` at offset {}) in the segment is field `{}` (`{}` at offset {}) in this program",
+                    return format!(
+                        "the segment has field `{}: {}` at offset {s_at} where this program has `{}: {}` at offset {p_at}",
                         join(path, &s.name),
                         s.layout,
-                        s.offset,
                         join(path, &p.name),
-                        p.layout,
-                        p.offset
-                    ));
+                        p.layout
+                    );
                 }
                 let sub = join(path, &s.name);
-                if s.offset == p.offset {
-                    if let Some(d) = diff_at(&sub, Some(s.offset), &s.layout, &p.layout) {
-                        return Some(d);
-                    }
-                } else {
-                    return Some(format!(
-                        "field `{sub}` is `{}` at offset {} in the segment but `{}` at offset {} in this program",
-                        s.layout, s.offset, p.layout, p.offset
-                    ));
+                if s.offset != p.offset {
+                    return mismatch(&sub, s_at, p_at, &s.layout, &p.layout);
+                }
+                if !same_shape(&s.layout, &p.layout) {
+                    return diff_at(&sub, s_at, p_at, &s.layout, &p.layout);
                 }
             }
             if sf.len() != pf.len() {
-                let (side, extra) = if sf.len() > pf.len() {
-                    ("the segment", &sf[pf.len()])
+                let (extra, at) = if sf.len() > pf.len() {
+                    (&sf[pf.len()], seg_at)
                 } else {
-                    ("this program", &pf[sf.len()])
+                    (&pf[sf.len()], prog_at)
                 };
-                return Some(format!(
-                    "{what} has {} fields in the segment but {} in this program; the first extra one, in {side}, is `{}: {}` at offset {}",
+                return format!(
+                    "{} has {} fields in the segment but {} in this program; the first extra one is `{}: {}` at offset {}",
+                    what(path),
                     sf.len(),
                     pf.len(),
                     join(path, &extra.name),
                     extra.layout,
-                    extra.offset
-                ));
+                    at.saturating_add(extra.offset)
+                );
             }
             if sn != pn {
-                return Some(format!(
-                    "{what} has `#[shm(name)]` {} in the segment but {} in this program",
-                    show_name(sn),
-                    show_name(pn)
-                ));
+                return format!(
+                    "{} has {} in the segment but {} in this program",
+                    what(path),
+                    shm_name(sn.as_deref()),
+                    shm_name(pn.as_deref())
+                );
             }
         }
+        // Same length, different elements that may print alike: look into the first element.
         (
             DescriptorKind::Array {
                 len: sl,
@@ -506,30 +494,89 @@ fn diff_at(path: &str, offset: Option<u64>, seg: &Descriptor, prog: &Descriptor)
                 len: pl,
                 element: pe,
             },
-        ) if sl == pl
-            && matches!(se.kind, DescriptorKind::Struct { .. })
-            && matches!(pe.kind, DescriptorKind::Struct { .. }) =>
-        {
-            if let Some(d) = diff_at(&format!("{path}[_]"), None, se, pe) {
-                return Some(d);
-            }
+        ) if sl == pl && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+            return diff_at(&format!("{path}[0]"), seg_at, prog_at, se, pe);
+        }
+        (
+            DescriptorKind::FixedVec {
+                capacity: sc,
+                element: se,
+            },
+            DescriptorKind::FixedVec {
+                capacity: pc,
+                element: pe,
+            },
+        ) if sc == pc && holds_struct(se) && holds_struct(pe) && !same_shape(se, pe) => {
+            // The elements start after the 8-byte length.
+            let (s_at, p_at) = (seg_at.saturating_add(8), prog_at.saturating_add(8));
+            return diff_at(&format!("{path}[0]"), s_at, p_at, se, pe);
         }
         _ => {}
     }
-    Some(match offset {
-        Some(at) => format!(
-            "{what} is `{seg}` at offset {at} in the segment but `{prog}` at offset {at} in this program"
-        ),
-        None => format!(
-            "{what} is `{seg}` (size {}, align {}) in the segment but `{prog}` (size {}, align {}) in this program",
-            seg.size, seg.align, prog.size, prog.align
-        ),
-    })
+    mismatch(path, seg_at, prog_at, seg, prog)
 }
 
-fn show_name(n: &Option<String>) -> String {
-    match n {
-        Some(n) => format!("{n:?}"),
-        None => "none".to_string(),
+/// Names the type and offset of `path` on both sides.
+fn mismatch(path: &str, seg_at: u64, prog_at: u64, seg: &Descriptor, prog: &Descriptor) -> String {
+    // Different types that print alike are told apart by size and alignment.
+    let sized = !same_shape(seg, prog) && seg.to_string() == prog.to_string();
+    let (s, p) = (shown(seg, sized), shown(prog, sized));
+    if path.is_empty() {
+        format!("the type is {s} in the segment but {p} in this program")
+    } else {
+        format!(
+            "{} is {s} at offset {seg_at} in the segment but {p} at offset {prog_at} in this program",
+            what(path)
+        )
+    }
+}
+
+fn shown(l: &Descriptor, sized: bool) -> String {
+    if sized {
+        format!("`{l}` (size {}, align {})", l.size, l.align)
+    } else {
+        format!("`{l}`")
+    }
+}
+
+/// Equal in everything the hash covers (Rust struct names aside).
+fn same_shape(a: &Descriptor, b: &Descriptor) -> bool {
+    a.layout_hash() == b.layout_hash()
+}
+
+/// Whether the layout is a struct or an array or `FixedVec` of them: a type whose printed name
+/// may hide a difference.
+fn holds_struct(l: &Descriptor) -> bool {
+    match &l.kind {
+        DescriptorKind::Struct { .. } => true,
+        DescriptorKind::Array { element, .. } | DescriptorKind::FixedVec { element, .. } => {
+            holds_struct(element)
+        }
+        _ => false,
+    }
+}
+
+fn what(path: &str) -> String {
+    if path.is_empty() {
+        "the type".to_string()
+    } else if path.starts_with('[') {
+        format!("element `{path}`")
+    } else {
+        format!("field `{path}`")
+    }
+}
+
+fn shm_name(name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("`#[shm(name = {n:?})]`"),
+        None => "no `#[shm(name)]`".to_string(),
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
     }
 }
