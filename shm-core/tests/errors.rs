@@ -1,0 +1,339 @@
+//! Every error variant, produced by a test that causes it.
+
+mod common;
+
+use common::{role, spawn_role, Name};
+use shm_core::{Error, Options, SharedState};
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+const ENTRY: &str = "role_entry_point";
+
+mod v1 {
+    use shm_core::SharedState;
+    #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    pub struct Telemetry {
+        pub tick: u64,
+        pub pos: [f64; 3],
+        pub status: u32,
+        pub flags: u32,
+    }
+}
+
+mod v2 {
+    use shm_core::SharedState;
+    #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    pub struct Telemetry {
+        pub tick: u64,
+        pub pos: [f32; 3],
+        pub status: u32,
+        pub flags: u32,
+        pub _pad: [u8; 4],
+    }
+}
+
+const T1: v1::Telemetry = v1::Telemetry {
+    tick: 1,
+    pos: [1.0, 2.0, 3.0],
+    status: 2,
+    flags: 3,
+};
+
+/// Child-process entry point: does nothing unless started by `spawn_role`.
+#[test]
+fn role_entry_point() {
+    match role().as_deref() {
+        Some("open") => {
+            let name = common::env("SHM_NAME");
+            match v1::Telemetry::open(&name) {
+                Ok(_) => println!("outcome ok"),
+                Err(e) => println!("outcome {e:?}"),
+            }
+        }
+        Some("crashing-creator") => {
+            let name = common::env("SHM_NAME");
+            let _ = Options::new().crash_before_ready(true).create(&name, &T1);
+            unreachable!("the creator aborts before the segment is ready");
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+}
+
+/// The file behind a named segment, for tests that damage it.
+fn shm_file(name: &str) -> std::fs::File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .unwrap()
+}
+
+fn write_at(name: &str, offset: u64, bytes: &[u8]) {
+    let mut f = shm_file(name);
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+#[test]
+fn not_found() {
+    let name = Name::new("missing");
+    assert!(matches!(
+        v1::Telemetry::open(&name),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        v1::Telemetry::open_writer(&name),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        shm_core::remove(&name),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn already_exists() {
+    let name = Name::new("exists");
+    let _w = v1::Telemetry::create(&name, &T1).unwrap();
+    let e = v1::Telemetry::create(&name, &T1).unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("a shared segment named {:?} already exists", &*name)
+    );
+}
+
+#[test]
+fn invalid_names() {
+    for bad in [
+        "no-slash",
+        "/",
+        "/a/b",
+        "/nul\0",
+        "/..",
+        &format!("/{}", "x".repeat(300)),
+    ] {
+        let e = v1::Telemetry::create(bad, &T1).unwrap_err();
+        assert!(matches!(e, Error::InvalidName { .. }), "{bad:?}: {e}");
+        assert!(e.to_string().starts_with("invalid segment name"), "{e}");
+        assert!(matches!(
+            v1::Telemetry::open(bad),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+}
+
+#[test]
+fn layout_mismatch_names_the_field() {
+    let name = Name::new("mismatch");
+    let _w = v1::Telemetry::create(&name, &T1).unwrap();
+    let e = v2::Telemetry::open(&name).unwrap_err();
+    let Error::LayoutMismatch {
+        expected,
+        found,
+        first_difference,
+    } = &e
+    else {
+        panic!("expected LayoutMismatch, got {e}");
+    };
+    assert_eq!(*expected, v2::Telemetry::LAYOUT_HASH);
+    assert_eq!(*found, v1::Telemetry::LAYOUT_HASH);
+    assert_eq!(
+        first_difference,
+        "field `pos` is `[f64; 3]` at offset 8 in the segment but `[f32; 3]` at offset 8 in this program"
+    );
+    assert!(
+        e.to_string().starts_with("layout mismatch: field `pos`"),
+        "{e}"
+    );
+    // The writer side checks too.
+    assert!(matches!(
+        v2::Telemetry::open_writer(&name),
+        Err(Error::LayoutMismatch { .. })
+    ));
+}
+
+#[test]
+fn wrong_magic_is_not_a_segment() {
+    let name = Name::new("magic");
+    drop(v1::Telemetry::create(&name, &T1).unwrap());
+    write_at(&name, 0, b"NOTOURS!");
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(matches!(e, Error::NotASegment { .. }), "{e}");
+}
+
+#[test]
+fn newer_format_version_is_refused() {
+    let name = Name::new("version");
+    drop(v1::Telemetry::create(&name, &T1).unwrap());
+    write_at(&name, 8, &99u32.to_ne_bytes());
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::FormatVersion {
+                expected: 1,
+                found: 99
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_segment() {
+    let name = Name::new("trunc");
+    drop(v1::Telemetry::create(&name, &T1).unwrap());
+    let f = shm_file(&name);
+    let full = f.metadata().unwrap().len();
+    // Shorter than the header says.
+    f.set_len(full - 1).unwrap();
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(
+        matches!(e, Error::Truncated { expected, found } if expected == full && found == full - 1),
+        "{e}"
+    );
+    // Too short for a header at all.
+    f.set_len(100).unwrap();
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Truncated { found: 100, .. }), "{e}");
+}
+
+#[test]
+fn corrupt_geometry() {
+    let name = Name::new("corrupt");
+    drop(v1::Telemetry::create(&name, &T1).unwrap());
+    // slot_count (offset 36) = 0.
+    write_at(&name, 36, &0u32.to_ne_bytes());
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    // slot_count = 3: the stored offsets no longer add up.
+    write_at(&name, 36, &3u32.to_ne_bytes());
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+}
+
+#[test]
+fn creator_died_before_ready_gives_not_ready() {
+    if role().is_some() {
+        return;
+    }
+    let name = Name::new("notready");
+    let mut child = spawn_role(ENTRY, "crashing-creator", &[("SHM_NAME", name.to_string())]);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the creator should have aborted");
+    let wait = Duration::from_millis(200);
+    let start = Instant::now();
+    let e = Options::new()
+        .ready_wait(wait)
+        .open::<v1::Telemetry>(&name)
+        .unwrap_err();
+    assert!(matches!(e, Error::NotReady), "{e}");
+    assert!(start.elapsed() >= wait, "gave up before the bounded wait");
+    let e = Options::new()
+        .ready_wait(wait)
+        .open_or_create(&name, &T1)
+        .unwrap_err();
+    assert!(matches!(e, Error::NotReady), "{e}");
+}
+
+#[test]
+fn empty_segment_gives_not_ready() {
+    // A creator that died between `shm_open` and `ftruncate` leaves an empty object.
+    let name = Name::new("empty");
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(format!("/dev/shm{}", &*name))
+        .unwrap();
+    let e = Options::new()
+        .ready_wait(Duration::from_millis(50))
+        .open::<v1::Telemetry>(&name)
+        .unwrap_err();
+    assert!(matches!(e, Error::NotReady), "{e}");
+}
+
+#[test]
+fn permission_denied() {
+    if role().is_some() {
+        return;
+    }
+    let name = Name::new("perm");
+    let _w = Options::new().mode(0o600).create(&name, &T1).unwrap();
+    // SAFETY: `geteuid` has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let outcome = if root {
+        // Root bypasses file modes: ask an unprivileged process to open it.
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        use std::os::unix::process::CommandExt;
+        cmd.args([ENTRY, "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .env(common::ROLE, "open")
+            .env("SHM_NAME", name.to_string())
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::piped());
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("outcome ").map(str::to_string))
+            .expect("child outcome")
+    } else {
+        std::fs::set_permissions(
+            format!("/dev/shm{}", &*name),
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
+        format!("{:?}", v1::Telemetry::open(&name).unwrap_err())
+    };
+    assert!(outcome.starts_with("PermissionDenied"), "{outcome}");
+}
+
+#[test]
+fn second_writer_is_busy_with_the_holder_pid() {
+    let name = Name::new("busy");
+    let _w = v1::Telemetry::create(&name, &T1).unwrap();
+    let e = v1::Telemetry::open_writer(&name).unwrap_err();
+    assert!(
+        matches!(e, Error::WriterBusy { pid } if pid == std::process::id()),
+        "{e}"
+    );
+    let e = v1::Telemetry::open_or_create(&name, &T1).unwrap_err();
+    assert!(matches!(e, Error::WriterBusy { .. }), "{e}");
+}
+
+#[test]
+fn wait_times_out_when_nothing_is_written() {
+    let name = Name::new("timeout");
+    let _w = v1::Telemetry::create(&name, &T1).unwrap();
+    let r = v1::Telemetry::open(&name).unwrap();
+    let start = Instant::now();
+    let e = r
+        .wait_for_update(r.version(), Duration::from_millis(100))
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e}");
+    assert!(start.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn display_is_lowercase_and_sources_chain() {
+    use std::error::Error as _;
+    let io = Error::from(std::io::Error::other("boom"));
+    assert!(io.source().is_some());
+    for e in [
+        Error::NotReady,
+        Error::Timeout,
+        Error::WriterDied,
+        Error::WriterBusy { pid: 7 },
+        io,
+    ] {
+        let s = e.to_string();
+        assert!(s.chars().next().unwrap().is_lowercase(), "{s}");
+        assert!(!s.ends_with('.'), "{s}");
+    }
+}
