@@ -1,1 +1,160 @@
-fn main() {}
+//! Read and write cost against a raw copy of the same bytes in and out of shared memory.
+//!
+//! Each group is one payload size; in it, `memcpy_baseline` copies the payload out of (or into)
+//! a shared tmpfs mapping with `copy_nonoverlapping`, which is what a hand-rolled
+//! `shm_open` + `mmap` + cast does (and is racy). `uncontended` is `Reader::read` or
+//! `Writer::write` on a segment of `[u64; N]`; `w1` reads while another thread writes the
+//! same segment continuously.
+//!
+//! ```text
+//! cargo bench -p shm-core --bench read_write
+//! ```
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use memmap2::MmapMut;
+use shm_core::{Reader, SharedState, Writer};
+use std::hint::black_box;
+use std::mem::{size_of, MaybeUninit};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A shared mapping of `len` bytes on tmpfs, as the segments themselves are; the file is
+/// unlinked at once, the mapping stays.
+fn shared_mapping(len: usize) -> MmapMut {
+    let path = format!("/dev/shm/shm-bench-baseline-{}-{len}", std::process::id());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("create the baseline file");
+    std::fs::remove_file(&path).expect("unlink the baseline file");
+    file.set_len(len as u64).expect("size the baseline file");
+    // SAFETY: the file was created above by this process and is already unlinked, so nothing
+    // else can map, resize or modify it while the mapping lives.
+    let mut map = unsafe { MmapMut::map_mut(&file) }.expect("map the baseline file");
+    map.fill(0x5a);
+    map
+}
+
+/// Removes the bench's segment however the bench ends.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = shm_core::remove(&self.0);
+    }
+}
+
+fn group<'c>(c: &'c mut Criterion, name: String, bytes: usize) -> BenchmarkGroup<'c, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g
+}
+
+fn read_cases<const WORDS: usize>(
+    c: &mut Criterion,
+    label: &str,
+    writer: Writer<[u64; WORDS]>,
+    reader: &Reader<[u64; WORDS]>,
+) -> Writer<[u64; WORDS]> {
+    let bytes = size_of::<[u64; WORDS]>();
+    let mut g = group(c, format!("read_{label}"), bytes);
+
+    let map = shared_mapping(bytes);
+    let src = map.as_ptr();
+    g.bench_function("memcpy_baseline", |b| {
+        b.iter(|| {
+            let mut out = MaybeUninit::<[u64; WORDS]>::uninit();
+            // SAFETY: `src` points to `bytes` readable bytes of the mapping, which outlives the
+            // benchmark; `out` is a local of exactly `bytes` bytes; they do not overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(black_box(src), out.as_mut_ptr().cast::<u8>(), bytes)
+            };
+            // SAFETY: all `bytes` bytes of `out` were written just above, and every bit
+            // pattern is a valid `[u64; WORDS]`.
+            unsafe { out.assume_init() }
+        })
+    });
+
+    g.bench_function("uncontended", |b| b.iter(|| black_box(reader).read()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = {
+        let stop = stop.clone();
+        let mut writer = writer;
+        std::thread::spawn(move || {
+            let mut value = [0u64; WORDS];
+            while !stop.load(Ordering::Relaxed) {
+                value[0] = value[0].wrapping_add(1);
+                writer.write(&value);
+            }
+            writer
+        })
+    };
+    g.bench_function("w1", |b| b.iter(|| black_box(reader).read()));
+    stop.store(true, Ordering::Relaxed);
+    let writer = background.join().expect("the background writer");
+    g.finish();
+    writer
+}
+
+fn write_cases<const WORDS: usize>(
+    c: &mut Criterion,
+    label: &str,
+    writer: &mut Writer<[u64; WORDS]>,
+) {
+    let bytes = size_of::<[u64; WORDS]>();
+    let mut g = group(c, format!("write_{label}"), bytes);
+    let value = [7u64; WORDS];
+
+    let mut map = shared_mapping(bytes);
+    let dst = map.as_mut_ptr();
+    g.bench_function("memcpy_baseline", |b| {
+        b.iter(|| {
+            // SAFETY: `dst` points to `bytes` writable bytes of the mapping, which outlives the
+            // benchmark; `value` is a local of exactly `bytes` bytes; they do not overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    black_box(&value).as_ptr().cast::<u8>(),
+                    black_box(dst),
+                    bytes,
+                )
+            }
+        })
+    });
+
+    g.bench_function("uncontended", |b| {
+        b.iter(|| writer.write(black_box(&value)))
+    });
+    g.finish();
+}
+
+fn size<const WORDS: usize>(c: &mut Criterion, label: &str) {
+    let name = format!("/shm-bench-{}-{label}", std::process::id());
+    let _ = shm_core::remove(&name);
+    let writer = <[u64; WORDS]>::create(&name, &[0; WORDS]).expect("create the bench segment");
+    let _remove = RemoveOnDrop(name.clone());
+    let reader = <[u64; WORDS]>::open(&name).expect("open the bench segment");
+
+    let mut writer = read_cases(c, label, writer, &reader);
+    write_cases(c, label, &mut writer);
+}
+
+fn benches(c: &mut Criterion) {
+    size::<8>(c, "64B");
+    size::<512>(c, "4KiB");
+    size::<8192>(c, "64KiB");
+}
+
+criterion_group! {
+    name = read_write;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = benches
+}
+criterion_main!(read_write);

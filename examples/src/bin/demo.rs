@@ -1,0 +1,168 @@
+//! The demo: one writer process and two reader processes share a telemetry struct.
+//!
+//! ```text
+//! cargo run --release -p examples --bin demo
+//! ```
+//! Creates a segment, starts a writer (which takes the segment over) and two readers as
+//! separate processes, relays what they print (live values, read rate, update latency), and
+//! exits by itself after about 8 seconds. The segment's name is removed as soon as all three
+//! processes have attached, so nothing is left in /dev/shm, even if the demo is interrupted.
+
+use clap::Parser;
+use examples::{reader, writer, Telemetry};
+use shm_core::SharedState;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Run a writer and two readers on a shared telemetry struct.
+#[derive(Parser)]
+struct Args {
+    /// How long the readers run, in seconds.
+    #[arg(long, default_value_t = 6.0)]
+    seconds: f64,
+    /// Values the writer publishes per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Internal: run as one of the demo's child processes.
+    #[arg(long, hide = true)]
+    role: Option<String>,
+    /// Internal: the segment name, for child processes.
+    #[arg(long, hide = true)]
+    name: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match (args.role.as_deref(), args.name.clone()) {
+        (Some("writer"), Some(name)) => writer::run(&writer::Args {
+            name,
+            rate: args.rate,
+            seconds: args.seconds + 1.5,
+            slots: 2,
+            keep: true,
+            take_over: true,
+        }),
+        (Some(label), Some(name)) => reader::run(&reader::Args {
+            name,
+            mode: if label == "reader-1" {
+                reader::Mode::Rate
+            } else {
+                reader::Mode::Latency
+            },
+            seconds: args.seconds,
+            label: label.to_string(),
+        }),
+        _ => demo(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("demo: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn spawn(args: &Args, role: &str, name: &str) -> std::io::Result<Child> {
+    Command::new(std::env::current_exe()?)
+        .args(["--role", role, "--name", name])
+        .args(["--seconds", &args.seconds.to_string()])
+        .args(["--rate", &args.rate.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+}
+
+fn demo(args: &Args) -> shm_core::Result<()> {
+    let name = format!("/shm-demo-{}", std::process::id());
+    println!(
+        "demo: `Telemetry` is {} bytes, layout hash {:#018x}; segment {name:?}",
+        Telemetry::LAYOUT.size,
+        Telemetry::LAYOUT_HASH
+    );
+    println!(
+        "demo: 1 writer process ({} updates/s), reader-1 measures read rate, reader-2 update latency",
+        args.rate
+    );
+    // The demo creates the segment; the writer process takes it over (a new epoch).
+    let created = Telemetry::create(&name, &Telemetry::initial())?;
+    drop(created);
+
+    let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
+    let mut children = Vec::new();
+    for role in ["writer", "reader-1", "reader-2"] {
+        let mut child = match spawn(args, role, &name) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = shm_core::remove(&name);
+                return Err(e.into());
+            }
+        };
+        let out = child.stdout.take().expect("piped stdout");
+        let tx = tx.clone();
+        let tag = role.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send((tag.clone(), Some(line)));
+            }
+            let _ = tx.send((tag, None));
+        });
+        children.push(child);
+        if role == "writer" {
+            // Readers start once the writer has taken over.
+            wait_for_line(&rx);
+        }
+    }
+    drop(tx);
+
+    let mut attached = 1; // the writer
+    let mut removed = false;
+    let mut finished = 0;
+    while finished < children.len() {
+        match rx.recv_timeout(Duration::from_secs_f64(args.seconds + 10.0)) {
+            Ok((_, Some(line))) => {
+                println!("{line}");
+                if line.contains(": opened ") {
+                    attached += 1;
+                }
+            }
+            Ok((_, None)) => finished += 1,
+            Err(_) => {
+                eprintln!("demo: a child stopped responding");
+                break;
+            }
+        }
+        if attached == 3 && !removed {
+            // Everyone has it mapped: the name can go. Nothing is left behind from here on.
+            shm_core::remove(&name)?;
+            removed = true;
+            println!("demo: all processes attached; segment name removed (mappings stay valid)");
+        }
+    }
+    if !removed {
+        let _ = shm_core::remove(&name);
+    }
+    let mut ok = true;
+    for mut c in children {
+        ok &= c.wait().map(|s| s.success()).unwrap_or(false);
+    }
+    let left = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
+    println!(
+        "demo: done; {} in /dev/shm",
+        if left.exists() {
+            "the segment is STILL"
+        } else {
+            "nothing left"
+        }
+    );
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Prints lines until one arrives (the writer's first line), so readers start after it.
+fn wait_for_line(rx: &mpsc::Receiver<(String, Option<String>)>) {
+    if let Ok((_, Some(line))) = rx.recv_timeout(Duration::from_secs(10)) {
+        println!("{line}");
+    }
+}
