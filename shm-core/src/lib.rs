@@ -68,3 +68,8 @@ pub use writer::Writer;
 /// `#[shm(name = "Name")]` gives the type a stable name that enters the layout hash and the
 /// exports.
 pub use shm_derive::SharedState;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
