@@ -5,6 +5,17 @@ use crate::SharedState;
 use core::mem::{size_of, MaybeUninit};
 use core::sync::atomic::AtomicU64;
 
+/// Compile-time refusal of zero-sized payloads, which hold nothing to share (`[u8; 0]`).
+pub struct NonEmpty<T>(core::marker::PhantomData<T>);
+
+impl<T> NonEmpty<T> {
+    /// Evaluating this fails to compile for a zero-sized `T`.
+    pub const CHECK: () = assert!(
+        size_of::<T>() > 0,
+        "a zero-sized type holds nothing to share between processes"
+    );
+}
+
 /// Copies a consistent value of `T` out of a slot, or `None` if a write interfered.
 ///
 /// `words` must hold `size_of::<T>().div_ceil(8)` words (the caller's validated geometry).

@@ -25,6 +25,8 @@ pub struct Writer<T: SharedState> {
 
 impl<T: SharedState> Writer<T> {
     pub(crate) fn create(opts: &Options, name: &str, initial: &T) -> Result<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = payload::NonEmpty::<T>::CHECK;
         let desc = Descriptor::from(T::LAYOUT);
         let seg = Segment::create(opts, name, &desc, T::LAYOUT_HASH, |seg| {
             payload::write(seg.slot_seq(0), seg.slot_words(0), initial);

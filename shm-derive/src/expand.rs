@@ -102,11 +102,13 @@ fn expand(input: &Input) -> TokenStream {
             #(#field_traits)*
 
             // SAFETY: the derive checked that the struct is `repr(C)`, not generic and has only
-            // named fields; the impl requires every field type to be `SharedState` (all bit
-            // patterns valid, no padding, no pointers), and the compiler proves below that no
-            // implicit padding lies between or after the fields. A `repr(C)` struct of such
-            // fields with no padding is itself all-bit-patterns-valid and padding-free. LAYOUT
-            // is built from `offset_of!`/`size_of`/`align_of` of the struct itself.
+            // named fields. LAYOUT names every field's layout through a trait implemented only
+            // for `SharedState` types, so this impl compiles only when every field type is
+            // `SharedState` (all bit patterns valid, no padding, no pointers); the compiler
+            // proves below that no implicit padding lies between or after the fields. A
+            // `repr(C)` struct of such fields with no padding is itself all-bit-patterns-valid
+            // and padding-free. LAYOUT is built from `offset_of!`/`size_of`/`align_of` of the
+            // struct itself.
             //
             // `Send` and `Sync` follow from the fields being `SharedState`; as where clauses
             // they keep a field that is not (a pointer behind an alias) from adding errors

@@ -81,7 +81,10 @@ fn check_generics(cx: &mut Ctxt, input: &Input, explained_lifetimes: &[String]) 
     }
     if let Some(w) = &input.original.generics.where_clause {
         if input.original.generics.params.is_empty() {
-            cx.error_spanned_by(w, "`SharedState` types cannot have a where clause");
+            cx.error_spanned_by(
+                w,
+                "`SharedState` types cannot have a where clause; remove it",
+            );
         }
     }
 }
@@ -102,19 +105,21 @@ fn check_repr(cx: &mut Ctxt, input: &Input) {
 /// segment, and what to use instead. `inner` is the type's first generic argument, if any;
 /// the text follows "field `x` is a `T`, ".
 fn refusal(name: &str, inner: Option<&str>) -> Option<String> {
-    let inner_or = |default: &str| inner.unwrap_or(default).to_string();
+    let the_inner = match inner {
+        Some(t) => format!("the `{t}`"),
+        None => "the value".to_string(),
+    };
     Some(match name {
         "String" => "which owns heap memory another process cannot see; use `shm_core::FixedStr<N>`".into(),
         "str" => "which is unsized; use `shm_core::FixedStr<N>`".into(),
         "Vec" | "VecDeque" => "which owns heap memory another process cannot see; use `shm_core::FixedVec<T, N>` or an array `[T; N]`".into(),
-        "Box" => format!("which points into this process's heap, meaningless in another process; store the `{}` itself", inner_or("value")),
-        "Rc" | "Arc" | "Weak" => format!("a reference-counted pointer into this process's heap, meaningless in another process; store the `{}` itself", inner_or("value")),
+        "Box" => format!("which points into this process's heap, meaningless in another process; store {the_inner} itself"),
+        "Rc" | "Arc" | "Weak" => format!("a reference-counted pointer into this process's heap, meaningless in another process; store {the_inner} itself"),
         "HashMap" | "BTreeMap" | "HashSet" | "BTreeSet" | "LinkedList" | "BinaryHeap" => {
             "which owns heap memory and pointers another process cannot see; use an array `[T; N]` or `shm_core::FixedVec<T, N>`".into()
         }
         "Cell" | "RefCell" | "UnsafeCell" | "OnceCell" | "Mutex" | "RwLock" => format!(
-            "whose interior mutability shared memory cannot honour across processes; use the plain `{}`: the writer publishes whole values with `write`/`update` and readers get consistent snapshots",
-            inner_or("value")
+            "whose interior mutability shared memory cannot honour across processes; store {the_inner} itself: the writer publishes whole values with `write`/`update` and readers get consistent snapshots"
         ),
         "AtomicBool" | "AtomicU8" | "AtomicU16" | "AtomicU32" | "AtomicU64" | "AtomicUsize"
         | "AtomicI8" | "AtomicI16" | "AtomicI32" | "AtomicI64" | "AtomicIsize" => format!(
@@ -127,7 +132,10 @@ fn refusal(name: &str, inner: Option<&str>) -> Option<String> {
         "isize" => "whose size differs between 32-bit and 64-bit processes; use `i64`".into(),
         "bool" => "for which any byte other than 0 and 1 is undefined behaviour, and a peer may write any byte; use `shm_core::ShmBool`".into(),
         "char" => "for which most `u32` values are undefined behaviour, and a peer may write any value; use `u32` (and `char::from_u32`) or `shm_core::FixedStr<4>`".into(),
-        "NonZero" => format!("for which zero is undefined behaviour, and a peer may write zero; use `{}`", inner_or("the plain integer type")),
+        "NonZero" => format!(
+            "for which zero is undefined behaviour, and a peer may write zero; use {}",
+            inner.map_or("the plain integer type".to_string(), |t| format!("`{t}`"))
+        ),
         _ if name.starts_with("NonZero") && plain_type(&name["NonZero".len()..]) != "?" => format!(
             "for which zero is undefined behaviour, and a peer may write zero; use `{}`",
             plain_type(&name["NonZero".len()..])

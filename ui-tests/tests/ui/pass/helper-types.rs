@@ -16,7 +16,10 @@ fn main() {
     let fields = layout.fields();
     assert_eq!(fields[1].offset, offset_of!(Status, message));
     assert_eq!(fields[2].offset, offset_of!(Status, ready));
-    assert!(matches!(fields[0].layout.kind, Kind::FixedVec { capacity: 4, .. }));
+    assert!(matches!(
+        fields[0].layout.kind,
+        Kind::FixedVec { capacity: 4, .. }
+    ));
     assert_eq!(fields[1].layout.kind, Kind::FixedStr { capacity: 16 });
     assert_eq!(fields[2].layout.kind, Kind::Bool);
 

@@ -1,5 +1,5 @@
-use std::mem::size_of;
 use shm_core::SharedState;
+use std::mem::size_of;
 
 // User types named like the items the derive refers to: generated code must not pick them up.
 #[derive(SharedState, Clone, Copy)]

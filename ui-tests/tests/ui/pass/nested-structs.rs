@@ -44,7 +44,10 @@ fn main() {
     assert_eq!(position, Vec3::LAYOUT);
     assert_eq!(position.fields()[2].name, "z");
     assert_eq!(position.fields()[2].offset, offset_of!(Vec3, z));
-    assert!(matches!(pose.fields()[1].layout.kind, Kind::Array { len: 4, .. }));
+    assert!(matches!(
+        pose.fields()[1].layout.kind,
+        Kind::Array { len: 4, .. }
+    ));
 
     // Changing the nested type would change the outer hash: the hashes differ by content.
     assert_ne!(Robot::LAYOUT_HASH, Pose::LAYOUT_HASH);
