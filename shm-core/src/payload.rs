@@ -20,13 +20,20 @@ impl<T> NonEmpty<T> {
 ///
 /// `words` must hold `size_of::<T>().div_ceil(8)` words (the caller's validated geometry).
 #[inline(always)]
-pub fn read<T: SharedState>(seq: &AtomicU64, words: &[AtomicU64]) -> Option<T> {
+pub fn read<T: SharedState>(
+    seq: &AtomicU64,
+    words: &[AtomicU64],
+    expected: Option<u64>,
+) -> Option<T> {
     let full = size_of::<T>() / 8;
     let tail = size_of::<T>() % 8;
-    debug_assert_eq!(words.len(), size_of::<T>().div_ceil(8));
+    // Slicing to the compile-time word count gives the copy loop a constant trip count: small
+    // payloads unroll into straight-line loads, and the `k < full` test folds away. Over the
+    // runtime-length slice, the loop kept a per-word branch and a 64-byte read took twice as long.
+    let words = &words[..size_of::<T>().div_ceil(8)];
     let mut out = MaybeUninit::<T>::uninit();
     let dst = out.as_mut_ptr() as *mut u8;
-    let ok = seqlock::read_slot(seq, words, |k, w| {
+    let ok = seqlock::read_slot(seq, words, expected, |k, w| {
         if k < full {
             // SAFETY: `k < full` so bytes `8k..8k+8` lie within `out`'s `size_of::<T>()`
             // bytes; the write is unaligned-tolerant and `out` is a local, not shared memory.
@@ -51,7 +58,7 @@ pub fn read_unvalidated<T: SharedState>(words: &[AtomicU64]) -> T {
         .iter()
         .map(|w| AtomicU64::new(w.load(core::sync::atomic::Ordering::Relaxed)))
         .collect();
-    match read::<T>(&seq, &words_copy) {
+    match read::<T>(&seq, &words_copy, None) {
         Some(v) => v,
         None => unreachable!("a private, quiescent copy always reads consistently"),
     }
@@ -59,12 +66,13 @@ pub fn read_unvalidated<T: SharedState>(words: &[AtomicU64]) -> T {
 
 /// Writes `value` into a slot through the seqlock; returns the slot's new sequence value.
 #[inline(always)]
-pub fn write<T: SharedState>(seq: &AtomicU64, words: &[AtomicU64], value: &T) -> u64 {
+pub fn write<T: SharedState>(seq: &AtomicU64, words: &[AtomicU64], version: u64, value: &T) -> u64 {
     let full = size_of::<T>() / 8;
     let tail = size_of::<T>() % 8;
-    debug_assert_eq!(words.len(), size_of::<T>().div_ceil(8));
+    // A constant trip count, as in `read`.
+    let words = &words[..size_of::<T>().div_ceil(8)];
     let src = value as *const T as *const u8;
-    seqlock::write_slot(seq, words, |k| {
+    seqlock::write_slot(seq, words, version, |k| {
         if k < full {
             // SAFETY: `k < full` so bytes `8k..8k+8` lie within `*value`; `T: SharedState` has
             // no padding, so they are initialized; the read tolerates any alignment.

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::payload;
 use crate::segment::Segment;
+use crate::seqlock;
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -57,7 +58,9 @@ impl<T: SharedState> Reader<T> {
 
     #[inline(always)]
     fn slot_of(&self, version: u64) -> usize {
-        (if self.slot_mask != 0 || self.slot_count == 1 {
+        // `slot_mask + 1 == slot_count` exactly when the count is a power of two (1 included):
+        // one comparison on the read path instead of two.
+        (if self.slot_mask.wrapping_add(1) == self.slot_count {
             version & self.slot_mask
         } else {
             version % self.slot_count
@@ -69,7 +72,11 @@ impl<T: SharedState> Reader<T> {
     fn attempt(&self) -> Option<T> {
         let v = self.seg.header().published.load(Ordering::Acquire);
         let i = self.slot_of(v);
-        payload::read::<T>(self.seg.slot_seq(i), self.seg.slot_words(i))
+        // With two or more slots, accept only the value of version `v` itself: a later value in
+        // the same slot (the writer lapped us after we loaded `published`) is not published yet,
+        // and returning it would let the next read go backwards. One slot has no such case.
+        let expected = (self.slot_count > 1).then(|| seqlock::complete(v));
+        payload::read::<T>(self.seg.slot_seq(i), self.seg.slot_words(i), expected)
     }
 
     /// The latest published value, a consistent snapshot, never torn.

@@ -40,13 +40,23 @@ impl Word for AtomicU64 {
 /// Reads one slot: calls `sink(i, word)` for every payload word, then reports whether the copy
 /// is consistent.
 ///
+/// `expected`, when given, is the only sequence value to accept: [`complete`]`(v)` for a reader
+/// that loaded `published == v` from a segment of two or more slots, so that a later version
+/// the writer put in the slot after lapping the reader is refused (it is not published yet, and
+/// accepting it would let the reader's next read go backwards). With one slot, pass `None`.
+///
 /// Returns the (even) sequence value the copy is consistent with, or `None` if a write was in
-/// progress or happened during the copy, in which case whatever `sink` received must be
-/// discarded. The copy never blocks.
+/// progress or happened during the copy, or the slot holds another version than `expected`; then
+/// whatever `sink` received must be discarded. The copy never blocks.
 #[inline(always)]
-pub fn read_slot<W: Word>(seq: &W, words: &[W], mut sink: impl FnMut(usize, u64)) -> Option<u64> {
+pub fn read_slot<W: Word>(
+    seq: &W,
+    words: &[W],
+    expected: Option<u64>,
+    mut sink: impl FnMut(usize, u64),
+) -> Option<u64> {
     let s1 = seq.load(Ordering::Acquire);
-    if s1 & 1 == 1 {
+    if s1 & 1 == 1 || expected.is_some_and(|e| e != s1) {
         return None;
     }
     for (i, w) in words.iter().enumerate() {
@@ -59,25 +69,36 @@ pub fn read_slot<W: Word>(seq: &W, words: &[W], mut sink: impl FnMut(usize, u64)
     (s1 == s2).then_some(s1)
 }
 
-/// Writes one slot: marks it busy (odd), stores `source(i)` into every payload word, marks it
-/// done (even). Returns the new, even, sequence value.
+/// The sequence value of a slot that holds version `version`, complete. While the writer
+/// writes that version into the slot, the slot's sequence value is one less (odd).
+///
+/// Encoding the version lets a reader that loaded `published == v` tell the value of version
+/// `v` apart from a later value the writer put in the same slot after lapping the reader.
+#[inline(always)]
+pub const fn complete(version: u64) -> u64 {
+    version.wrapping_mul(2).wrapping_add(2)
+}
+
+/// Writes version `version` into one slot: marks it busy (odd), stores `source(i)` into every
+/// payload word, marks it done (`complete(version)`). Returns the new sequence value.
 ///
 /// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
-/// mid-write is completed normally by the next write.
+/// mid-write is overwritten normally by the next write.
 #[inline(always)]
-pub fn write_slot<W: Word>(seq: &W, words: &[W], mut source: impl FnMut(usize) -> u64) -> u64 {
-    let s = seq.load(Ordering::Relaxed);
-    let busy = s | 1;
-    if s != busy {
-        seq.store(busy, Ordering::Relaxed);
-    }
+pub fn write_slot<W: Word>(
+    seq: &W,
+    words: &[W],
+    version: u64,
+    mut source: impl FnMut(usize) -> u64,
+) -> u64 {
+    let done = complete(version);
+    seq.store(done.wrapping_sub(1), Ordering::Relaxed);
     // Orders the odd sequence store before the payload stores: a reader that sees any new
     // payload word and then fences sees the slot busy.
     W::fence(Ordering::Release);
     for (i, w) in words.iter().enumerate() {
         w.store(source(i), Ordering::Relaxed);
     }
-    let done = busy.wrapping_add(1);
     seq.store(done, Ordering::Release);
     done
 }

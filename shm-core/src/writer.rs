@@ -29,7 +29,7 @@ impl<T: SharedState> Writer<T> {
         let () = payload::NonEmpty::<T>::CHECK;
         let desc = Descriptor::from(T::LAYOUT);
         let seg = Segment::create(opts, name, &desc, T::LAYOUT_HASH, |seg| {
-            payload::write(seg.slot_seq(0), seg.slot_words(0), initial);
+            payload::write(seg.slot_seq(0), seg.slot_words(0), 0, initial);
         })?;
         Ok(Writer {
             seg,
@@ -90,7 +90,7 @@ impl<T: SharedState> Writer<T> {
         let next = self.version.wrapping_add(1);
         let n = self.seg.geometry().slot_count as u64;
         let i = (next % n) as usize;
-        payload::write(self.seg.slot_seq(i), self.seg.slot_words(i), value);
+        payload::write(self.seg.slot_seq(i), self.seg.slot_words(i), next, value);
         let h = self.seg.header();
         h.published.store(next, Ordering::Release);
         self.version = next;
