@@ -3,7 +3,8 @@
 //! Each group is one payload size; in it, `memcpy_baseline` copies the payload out of (or into)
 //! a shared tmpfs mapping with `copy_nonoverlapping`, which is what a hand-rolled
 //! `shm_open` + `mmap` + cast does (and is racy). `uncontended` is `Reader::read` or
-//! `Writer::write` on a segment of `[u64; N]`; `w1` reads while another thread writes the
+//! `Writer::write` on a segment of `[u64; N]`; `read_into/uncontended` is `Reader::read_into`,
+//! which copies into the caller's buffer as the baseline does; `w1` reads while another thread writes the
 //! same segment continuously.
 //!
 //! ```text
@@ -85,6 +86,13 @@ fn read_cases<const WORDS: usize>(
     });
 
     g.bench_function("uncontended", |b| b.iter(|| read_into_black_box(reader)));
+    g.bench_function("read_into/uncontended", |b| {
+        let mut out = Box::new([0u64; WORDS]);
+        b.iter(|| {
+            black_box(reader).read_into(&mut out);
+            black_box(&out);
+        })
+    });
 
     let stop = Arc::new(AtomicBool::new(false));
     let background = {

@@ -16,27 +16,31 @@ impl<T> NonEmpty<T> {
     );
 }
 
-/// Copies a consistent value of `T` out of a slot, or `None` if a write interfered.
+/// Copies a value of `T` out of a slot into `out`; returns whether the copy is consistent.
 ///
-/// `words` must hold `size_of::<T>().div_ceil(8)` words (the caller's validated geometry).
+/// Only when it returns `true` are all of `out`'s bytes written with one consistent value;
+/// otherwise `out` holds whatever was copied and must be treated as uninitialized. `expected`
+/// is as for [`seqlock::read_slot`]. `words` must hold `size_of::<T>().div_ceil(8)` words (the
+/// caller's validated geometry).
 #[inline(always)]
-pub fn read<T: SharedState>(
+pub fn read_into<T: SharedState>(
     seq: &AtomicU64,
     words: &[AtomicU64],
     expected: Option<u64>,
-) -> Option<T> {
+    out: &mut MaybeUninit<T>,
+) -> bool {
     let full = size_of::<T>() / 8;
     let tail = size_of::<T>() % 8;
     // Slicing to the compile-time word count gives the copy loop a constant trip count: small
     // payloads unroll into straight-line loads, and the `k < full` test folds away. Over the
     // runtime-length slice, the loop kept a per-word branch and a 64-byte read took twice as long.
     let words = &words[..size_of::<T>().div_ceil(8)];
-    let mut out = MaybeUninit::<T>::uninit();
     let dst = out.as_mut_ptr() as *mut u8;
-    let ok = seqlock::read_slot(seq, words, expected, |k, w| {
+    seqlock::read_slot(seq, words, expected, |k, w| {
         if k < full {
             // SAFETY: `k < full` so bytes `8k..8k+8` lie within `out`'s `size_of::<T>()`
-            // bytes; the write is unaligned-tolerant and `out` is a local, not shared memory.
+            // bytes; the write is unaligned-tolerant and `out` is this process's memory, not
+            // shared memory.
             unsafe { (dst as *mut u64).add(k).write_unaligned(w) };
         } else {
             let bytes = w.to_ne_bytes();
@@ -44,10 +48,8 @@ pub fn read<T: SharedState>(
             // the end of `out`; the source is a local array of 8 >= tail bytes.
             unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(full * 8), tail) };
         }
-    });
-    // SAFETY: when the copy is consistent, every one of `out`'s bytes was written above (full
-    // words, then the tail), and `T: SharedState` makes every bit pattern a valid `T`.
-    ok.map(|_| unsafe { out.assume_init() })
+    })
+    .is_some()
 }
 
 /// Copies the slot's words into a `T` without checking consistency. Test hook: shows what the
@@ -58,10 +60,15 @@ pub fn read_unvalidated<T: SharedState>(words: &[AtomicU64]) -> T {
         .iter()
         .map(|w| AtomicU64::new(w.load(core::sync::atomic::Ordering::Relaxed)))
         .collect();
-    match read::<T>(&seq, &words_copy, None) {
-        Some(v) => v,
-        None => unreachable!("a private, quiescent copy always reads consistently"),
-    }
+    let mut out = MaybeUninit::<T>::uninit();
+    let consistent = read_into(&seq, &words_copy, None, &mut out);
+    assert!(
+        consistent,
+        "a private, quiescent copy always reads consistently"
+    );
+    // SAFETY: `read_into` returned true, so every byte of `out` was written, and every bit
+    // pattern is a valid `T` (`T: SharedState`).
+    unsafe { out.assume_init() }
 }
 
 /// Writes `value` into a slot through the seqlock; returns the slot's new sequence value.

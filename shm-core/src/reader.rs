@@ -9,6 +9,7 @@ use crate::seqlock;
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -67,72 +68,116 @@ impl<T: SharedState> Reader<T> {
         }) as usize
     }
 
-    /// One attempt: the latest published value if the copy was consistent.
+    /// One attempt: copies the latest published value into `out`; `true` if the copy is
+    /// consistent (then all of `out` is written).
     #[inline(always)]
-    fn attempt(&self) -> Option<T> {
+    fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
         let v = self.seg.header().published.load(Ordering::Acquire);
         let i = self.slot_of(v);
         // With two or more slots, accept only the value of version `v` itself: a later value in
         // the same slot (the writer lapped us after we loaded `published`) is not published yet,
         // and returning it would let the next read go backwards. One slot has no such case.
         let expected = (self.slot_count > 1).then(|| seqlock::complete(v));
-        payload::read::<T>(self.seg.slot_seq(i), self.seg.slot_words(i), expected)
+        payload::read_into(self.seg.slot_seq(i), self.seg.slot_words(i), expected, out)
     }
 
     /// The latest published value, a consistent snapshot, never torn.
     ///
     /// With two or more slots this does not wait for a write in progress: it copies the last
     /// complete value. It retries only when the writer laps the copy (writes `slots - 1` new
-    /// values during it), or on one-slot segments while a write is in progress.
+    /// values during it), or on one-slot segments while a write is in progress. Successive
+    /// reads never go backwards.
     ///
     /// # Panics
     /// If no consistent value can be read because the writer died in the middle of a write to
     /// a one-slot segment (with two or more slots that cannot happen). Use
     /// [`try_read`](Self::try_read) or [`read_timeout`](Self::read_timeout) to get
     /// [`Error::WriterDied`] instead.
-    #[inline]
+    #[inline(always)]
     pub fn read(&self) -> T {
-        match self.attempt() {
-            Some(v) => v,
-            None => self
-                .read_slow(None)
-                .unwrap_or_else(|e| panic!("cannot read segment {:?}: {e}", self.seg.name())),
+        let mut out = MaybeUninit::uninit();
+        if !self.attempt(&mut out) {
+            out = MaybeUninit::new(self.read_or_panic());
+        }
+        // SAFETY: the attempt returned true: one consistent copy wrote every byte of `out`,
+        // and every bit pattern is a valid `T` (`T: SharedState`).
+        unsafe { out.assume_init() }
+    }
+
+    /// Like [`read`](Self::read), but copies into `dst` instead of returning the value: for
+    /// large payloads a caller can reuse one buffer.
+    ///
+    /// # Panics
+    /// As [`read`](Self::read); `dst` then holds unspecified (but valid) bytes.
+    #[inline]
+    pub fn read_into(&self, dst: &mut T) {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the attempt only writes bytes into
+        // it, and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays a valid
+        // `T` whatever is written.
+        let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
+        if !self.attempt(out) {
+            *dst = self.read_or_panic();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_or_panic(&self) -> T {
+        let mut out = MaybeUninit::uninit();
+        match self.read_slow(None, &mut out) {
+            // SAFETY: `read_slow` returned Ok: a consistent copy wrote every byte of `out`;
+            // every bit pattern is a valid `T`.
+            Ok(()) => unsafe { out.assume_init() },
+            Err(e) => panic!("cannot read segment {:?}: {e}", self.seg.name()),
         }
     }
 
     /// Like [`read`](Self::read), but gives up after a bounded number of attempts: with
     /// [`Error::WriterDied`] if the writer died mid-write, else [`Error::Timeout`].
     pub fn try_read(&self) -> Result<T> {
+        let mut out = MaybeUninit::uninit();
+        let mut consistent = false;
         for _ in 0..TRY_READ_ATTEMPTS {
-            if let Some(v) = self.attempt() {
-                return Ok(v);
+            if self.attempt(&mut out) {
+                consistent = true;
+                break;
             }
             core::hint::spin_loop();
         }
-        if self.writer_alive() {
-            Err(Error::Timeout)
-        } else {
+        if !consistent {
+            if self.writer_alive() {
+                return Err(Error::Timeout);
+            }
             // The writer may have finished just before dying: one more look.
-            self.attempt().ok_or(Error::WriterDied)
+            if !self.attempt(&mut out) {
+                return Err(Error::WriterDied);
+            }
         }
+        // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
+        // written; every bit pattern is a valid `T`.
+        Ok(unsafe { out.assume_init() })
     }
 
     /// Like [`read`](Self::read), but waits at most `timeout` for a consistent value: fails with
     /// [`Error::WriterDied`] if the writer died mid-write, or [`Error::Timeout`].
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
-        match self.attempt() {
-            Some(v) => Ok(v),
-            None => self.read_slow(Some(Instant::now() + timeout)),
+        let mut out = MaybeUninit::uninit();
+        if !self.attempt(&mut out) {
+            self.read_slow(Some(Instant::now() + timeout), &mut out)?;
         }
+        // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
+        // written; every bit pattern is a valid `T`.
+        Ok(unsafe { out.assume_init() })
     }
 
+    /// Retries until a consistent copy is in `out`, the writer is found dead, or `deadline`.
     #[cold]
-    fn read_slow(&self, deadline: Option<Instant>) -> Result<T> {
+    fn read_slow(&self, deadline: Option<Instant>, out: &mut MaybeUninit<T>) -> Result<()> {
         let mut failures = 0u32;
         let mut next_probe = Instant::now() + LIVENESS_PROBE_EVERY;
         loop {
-            if let Some(v) = self.attempt() {
-                return Ok(v);
+            if self.attempt(out) {
+                return Ok(());
             }
             failures += 1;
             if failures < 64 {
@@ -144,7 +189,11 @@ impl<T: SharedState> Reader<T> {
             if now >= next_probe {
                 next_probe = now + LIVENESS_PROBE_EVERY;
                 if !self.writer_alive() {
-                    return self.attempt().ok_or(Error::WriterDied);
+                    return if self.attempt(out) {
+                        Ok(())
+                    } else {
+                        Err(Error::WriterDied)
+                    };
                 }
             }
             if deadline.is_some_and(|d| now >= d) {
@@ -249,10 +298,6 @@ impl<T: SharedState> Reader<T> {
     /// The segment's name.
     pub fn name(&self) -> &str {
         self.seg.name()
-    }
-
-    pub(crate) fn into_segment(self) -> Segment {
-        self.seg
     }
 }
 

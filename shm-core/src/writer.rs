@@ -8,7 +8,9 @@ use crate::reader::Reader;
 use crate::segment::Segment;
 use crate::sys::{self, Access};
 use crate::SharedState;
-use core::sync::atomic::{self, Ordering};
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use core::sync::atomic::Ordering;
 
 /// Publishes values of `T` to a segment. There is one writer per segment at a time.
 ///
@@ -18,9 +20,9 @@ use core::sync::atomic::{self, Ordering};
 /// writer does not remove the segment: readers keep reading the last value.
 pub struct Writer<T: SharedState> {
     seg: Segment,
-    current: T,
     version: u64,
     created: bool,
+    _type: PhantomData<fn() -> T>,
 }
 
 impl<T: SharedState> Writer<T> {
@@ -33,9 +35,9 @@ impl<T: SharedState> Writer<T> {
         })?;
         Ok(Writer {
             seg,
-            current: *initial,
             version: 0,
             created: true,
+            _type: PhantomData,
         })
     }
 
@@ -52,17 +54,11 @@ impl<T: SharedState> Writer<T> {
         h.writer_epoch.fetch_add(1, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
         let version = h.published.load(Ordering::Acquire);
-        let reader = Reader::<T>::from_segment(seg, false);
-        // The published slot is complete unless a one-slot writer died mid-write; then the
-        // bytes are whatever was left (still a valid `T`), and the next write completes it.
-        let current = reader
-            .try_read()
-            .unwrap_or_else(|_| reader.read_unvalidated());
         Ok(Writer {
-            seg: reader.into_segment(),
-            current,
+            seg,
             version,
             created: false,
+            _type: PhantomData,
         })
     }
 
@@ -92,13 +88,13 @@ impl<T: SharedState> Writer<T> {
         let i = (next % n) as usize;
         payload::write(self.seg.slot_seq(i), self.seg.slot_words(i), next, value);
         let h = self.seg.header();
-        h.published.store(next, Ordering::Release);
+        // A SeqCst read-modify-write publishes (it is also a Release store) and orders the
+        // publication before the waiter-count load below, pairing with the waiter's SeqCst
+        // registration: either the waiter sees `next`, or we see it registered (see
+        // `Reader::wait_for_update`). One locked instruction, cheaper than a store and a fence.
+        h.published.swap(next, Ordering::SeqCst);
         self.version = next;
-        self.current = *value;
-        // Pairs with the waiter's SeqCst registration: either the waiter sees `next`, or we
-        // see it registered (see `Reader::wait_for_update`).
-        atomic::fence(Ordering::SeqCst);
-        if h.waiters.load(Ordering::Relaxed) != 0 {
+        if h.waiters.load(Ordering::SeqCst) != 0 {
             h.futex.fetch_add(1, Ordering::SeqCst);
             sys::futex_wake_all(&h.futex);
         }
@@ -107,14 +103,28 @@ impl<T: SharedState> Writer<T> {
     /// Applies `f` to a copy of the current value and publishes the result.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
-        let mut v = self.current;
+        let mut v = self.get();
         f(&mut v);
         self.write(&v);
     }
 
-    /// The value this writer last published (kept locally; no shared-memory read).
-    pub fn get(&self) -> &T {
-        &self.current
+    /// The last published value, copied from its slot.
+    ///
+    /// Only the writer writes slots, so this copy does not race with a write (unless another
+    /// process scribbles on the segment, in which case it returns whatever bytes are there,
+    /// still a valid `T`). After taking over a one-slot segment whose writer died mid-write, it
+    /// is the half-written value, which the next write replaces.
+    pub fn get(&self) -> T {
+        let n = self.seg.geometry().slot_count as u64;
+        let i = (self.version % n) as usize;
+        let mut out = MaybeUninit::uninit();
+        if payload::read_into(self.seg.slot_seq(i), self.seg.slot_words(i), None, &mut out) {
+            // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
+            // valid `T` (`T: SharedState`).
+            unsafe { out.assume_init() }
+        } else {
+            payload::read_unvalidated(self.seg.slot_words(i))
+        }
     }
 
     /// The version of the last published value.
@@ -169,7 +179,7 @@ impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
         f.debug_struct("Writer")
             .field("name", &self.seg.name())
             .field("version", &self.version)
-            .field("current", &self.current)
+            .field("current", &self.get())
             .finish()
     }
 }

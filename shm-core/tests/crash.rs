@@ -26,7 +26,7 @@ fn role_entry_point() {
 /// Takes over the segment and publishes `previous + 1` in every word, forever.
 fn writer() {
     let mut w = Payload::open_writer(&env("SHM_NAME")).expect("take over");
-    let mut value: Box<Payload> = Box::new(*w.get());
+    let mut value: Box<Payload> = Box::new(w.get());
     loop {
         let next = value[0] + 1;
         value.fill(next);

@@ -41,7 +41,7 @@ fn racer() {
         let outcome = match Payload::open_or_create(&name, &expected) {
             Ok(mut w) => {
                 let created = w.created();
-                if *w.get() != expected {
+                if w.get() != expected {
                     format!("bad-value {:?}", w.get()[0])
                 } else {
                     w.write(&expected);
