@@ -146,7 +146,7 @@ fn for_each_capacity(text: &str) {
         assert!(got.len() <= N);
         let next = text[got.len()..].chars().next();
         assert!(
-            next.map_or(true, |c| got.len() + c.len_utf8() > N),
+            next.is_none_or(|c| got.len() + c.len_utf8() > N),
             "{got:?} is not the longest prefix of {text:?} that fits in {N}"
         );
     }
