@@ -49,3 +49,10 @@ pub const fn assert_no_trailing_padding<
     const BYTES: usize,
 >() {
 }
+
+/// The size of the type a field projection `|s| &s.field` points to. The derive measures
+/// fields this way rather than by repeating their type tokens, which a macro could expand
+/// differently the second time.
+pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
+    core::mem::size_of::<T>()
+}

@@ -44,12 +44,14 @@ fn expand(input: &Input) -> TokenStream {
     // is not `SharedState`, once, at the field, with a message that names it, even when an
     // alias or a macro hides the type.
     let field_traits = fields.iter().map(|f| field_trait(&name, f.ident));
+    // The field's type is taken from the struct itself, through a projection `|s| &s.field`,
+    // never by repeating the field's type tokens: a macro in type position could expand to
+    // another type the second time.
     let descriptors = fields.iter().map(|f| {
         let fname = f.ident;
         let fname_str = fname.unraw().to_string();
-        let ty = f.ty;
-        let field_trait = field_trait_ident(&name, fname);
-        let layout = quote_spanned!(ty.span()=> <#ty as #field_trait>::LAYOUT);
+        let layout_fn = field_layout_fn_ident(&name, fname);
+        let layout = quote_spanned!(f.ty.span()=> #layout_fn(|s: &#ident| &s.#fname));
         quote! {
             #private::Field {
                 name: #fname_str,
@@ -64,7 +66,6 @@ fn expand(input: &Input) -> TokenStream {
     // trailing one on `align(N)` when the struct has one, since that is what usually adds it.
     let padding_checks = fields.iter().enumerate().map(|(i, f)| {
         let fname = f.ident;
-        let ty = f.ty;
         let (end, span, check) = match fields.get(i + 1) {
             Some(next) => {
                 let next = next.ident;
@@ -87,7 +88,7 @@ fn expand(input: &Input) -> TokenStream {
         quote_spanned! {span=>
             const _: () = ::shm_core::__private::#check::<#self_ty, {
                 #end - (::shm_core::__private::core::mem::offset_of!(#ident, #fname)
-                    + ::shm_core::__private::core::mem::size_of::<#ty>())
+                    + ::shm_core::__private::field_size(|s: &#ident| &s.#fname))
             }>();
         }
     });
@@ -134,6 +135,11 @@ fn expand(input: &Input) -> TokenStream {
     }
 }
 
+/// The name of the function [`field_trait`] defines to read the field's layout.
+fn field_layout_fn_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
+    format_ident!("__{owner}_{}_layout", field.unraw())
+}
+
 /// The name of the trait [`field_trait`] defines: unique in the crate (unless two modules
 /// have structs of the same name) so that the compiler prints it without a path.
 fn field_trait_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
@@ -145,6 +151,7 @@ fn field_trait_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
 fn field_trait(owner: &str, field: &syn::Ident) -> TokenStream {
     let private = private();
     let trait_ident = field_trait_ident(owner, field);
+    let layout_fn = field_layout_fn_ident(owner, field);
     let field = field.unraw().to_string();
     let message = format!(
         "field `{field}` of `{owner}` has type `{{Self}}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`"
@@ -161,6 +168,11 @@ fn field_trait(owner: &str, field: &syn::Ident) -> TokenStream {
         #[diagnostic::do_not_recommend]
         impl<T: #private::SharedState> #trait_ident for T {
             const LAYOUT: &'static #private::Layout = <T as #private::SharedState>::LAYOUT;
+        }
+        /// The layout of the type a field projection `|s| &s.field` points to.
+        #[allow(non_snake_case)]
+        const fn #layout_fn<S, T: #trait_ident>(_: fn(&S) -> &T) -> &'static #private::Layout {
+            <T as #trait_ident>::LAYOUT
         }
     }
 }
