@@ -60,7 +60,7 @@ pub fn run(args: &Args) -> shm_core::Result<()> {
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
-            let t = w.get();
+            let t = w.get()?;
             println!(
                 "writer: tick {:>9}  pos ({:+.2}, {:+.2}, {:+.2})  {}",
                 t.tick,

@@ -4,7 +4,7 @@ use crate::descriptor::Descriptor;
 use crate::error::{Error, Result};
 use crate::options::Options;
 use crate::payload;
-use crate::segment::Segment;
+use crate::segment::{deadline_after, load_acquire, Segment};
 use crate::seqlock;
 use crate::sys::{self, Access};
 use crate::SharedState;
@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Failed attempts `try_read` makes before it gives up.
 const TRY_READ_ATTEMPTS: u32 = 1 << 12;
+/// Longest single futex sleep in `wait_for_update`: a writer that dies between publishing and
+/// waking cannot strand a waiter for longer than this.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// How often a stuck `read` checks whether the writer is still alive.
 const LIVENESS_PROBE_EVERY: Duration = Duration::from_millis(1);
 
@@ -72,7 +75,7 @@ impl<T: SharedState> Reader<T> {
     /// consistent (then all of `out` is written).
     #[inline(always)]
     fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
-        let v = self.seg.header().published.load(Ordering::Acquire);
+        let v = load_acquire(&self.seg.header().published);
         let i = self.slot_of(v);
         // With two or more slots, accept only the value of version `v` itself: a later value in
         // the same slot (the writer lapped us after we loaded `published`) is not published yet,
@@ -86,7 +89,8 @@ impl<T: SharedState> Reader<T> {
     /// With two or more slots this does not wait for a write in progress: it copies the last
     /// complete value. It retries only when the writer laps the copy (writes `slots - 1` new
     /// values during it), or on one-slot segments while a write is in progress. Successive
-    /// reads never go backwards.
+    /// reads never go backwards. A process that scribbles on the segment can make it retry
+    /// without end; use [`read_timeout`](Self::read_timeout) where time must be bounded.
     ///
     /// # Panics
     /// If no consistent value can be read because the writer died in the middle of a write to
@@ -163,7 +167,7 @@ impl<T: SharedState> Reader<T> {
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
         let mut out = MaybeUninit::uninit();
         if !self.attempt(&mut out) {
-            self.read_slow(Some(Instant::now() + timeout), &mut out)?;
+            self.read_slow(deadline_after(timeout), &mut out)?;
         }
         // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
         // written; every bit pattern is a valid `T`.
@@ -206,7 +210,7 @@ impl<T: SharedState> Reader<T> {
     /// tests can show that the check is what prevents torn reads.
     #[doc(hidden)]
     pub fn read_unvalidated(&self) -> T {
-        let v = self.seg.header().published.load(Ordering::Acquire);
+        let v = load_acquire(&self.seg.header().published);
         payload::read_unvalidated::<T>(self.seg.slot_words(self.slot_of(v)))
     }
 
@@ -223,7 +227,7 @@ impl<T: SharedState> Reader<T> {
     /// value). Monotonic.
     #[inline]
     pub fn version(&self) -> u64 {
-        self.seg.header().published.load(Ordering::Acquire)
+        load_acquire(&self.seg.header().published)
     }
 
     /// Blocks until the version is greater than `since`, or `timeout` passes
@@ -234,28 +238,35 @@ impl<T: SharedState> Reader<T> {
     /// polls instead.
     pub fn wait_for_update(&self, since: u64, timeout: Duration) -> Result<u64> {
         let h = self.seg.header();
-        let v = h.published.load(Ordering::Acquire);
+        let v = load_acquire(&h.published);
         if v > since {
             return Ok(v);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
+        // What is left of the wait, at most one slice (see `WAIT_SLICE`); `None` when over.
+        let slice = || match deadline {
+            None => Some(WAIT_SLICE),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then(|| left.min(WAIT_SLICE))
+            }
+        };
         if !self.can_register_waiters {
             loop {
-                let v = h.published.load(Ordering::Acquire);
+                let v = load_acquire(&h.published);
                 if v > since {
                     return Ok(v);
                 }
-                let now = Instant::now();
-                if now >= deadline {
+                let Some(left) = slice() else {
                     return Err(Error::Timeout);
-                }
-                std::thread::sleep((deadline - now).min(Duration::from_micros(200)));
+                };
+                std::thread::sleep(left.min(Duration::from_micros(200)));
             }
         }
         // Registration protocol (see docs/segment-format.md): count ourselves as a waiter,
-        // then read the futex word, then re-check the version. The writer publishes, fences,
-        // then reads the waiter count, so either we see its new version or it sees us and
-        // bumps the futex word, which makes our wait return.
+        // then read the futex word, then re-check the version. The writer publishes with a
+        // SeqCst swap, then reads the waiter count, so either we see its new version or it
+        // sees us and bumps the futex word, which makes our wait return.
         h.waiters.fetch_add(1, Ordering::SeqCst);
         let result = loop {
             let word = h.futex.load(Ordering::SeqCst);
@@ -263,11 +274,10 @@ impl<T: SharedState> Reader<T> {
             if v > since {
                 break Ok(v);
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let Some(left) = slice() else {
                 break Err(Error::Timeout);
-            }
-            sys::futex_wait(&h.futex, word, deadline - now);
+            };
+            sys::futex_wait(&h.futex, word, left);
         };
         h.waiters.fetch_sub(1, Ordering::SeqCst);
         result
@@ -275,8 +285,11 @@ impl<T: SharedState> Reader<T> {
 
     /// Whether a writer currently holds the segment's writer lease. Only asks the kernel
     /// (an open-file-description lock query): it neither takes a lock nor disturbs the writer.
+    ///
+    /// If the kernel cannot answer (an error no supported file system gives), the writer is
+    /// presumed alive: a reader never reports [`Error::WriterDied`] without evidence.
     pub fn writer_alive(&self) -> bool {
-        sys::writer_lock_held(self.seg.file()).unwrap_or(false)
+        sys::writer_lock_held(self.seg.file()).unwrap_or(true)
     }
 
     /// The process id recorded by the last writer that took the lease (it may have exited;

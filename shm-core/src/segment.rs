@@ -72,6 +72,22 @@ const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
 
+/// An acquire load of `a`, done as a relaxed load followed by an acquire fence: the same
+/// ordering, and also sound on a read-only mapping, where only relaxed atomic loads are
+/// guaranteed to work.
+#[inline(always)]
+pub fn load_acquire(a: &AtomicU64) -> u64 {
+    let v = a.load(Ordering::Relaxed);
+    core::sync::atomic::fence(Ordering::Acquire);
+    v
+}
+
+/// The instant `timeout` from now, or `None` ("no deadline") if that is too far to represent,
+/// as `Duration::MAX` is.
+pub fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
 /// Where things are in a segment holding one payload type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -184,7 +200,15 @@ fn open_file(
                     reason: "a file path is non-empty and has no NUL",
                 });
             }
-            sys::file_open(Path::new(name), create, access, mode).map_err(|e| open_error(name, e))
+            let file = sys::file_open(Path::new(name), create, access, mode)
+                .map_err(|e| open_error(name, e))?;
+            if !file.metadata()?.is_file() {
+                return Err(Error::InvalidName {
+                    name: name.to_string(),
+                    reason: "a file-backed segment must be a regular file",
+                });
+            }
+            Ok(file)
         }
         Backend::Anonymous => Err(Error::InvalidName {
             name: name.to_string(),
@@ -227,6 +251,73 @@ impl Segment {
         hash: u64,
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
+        let file = match opts.backend_ref() {
+            Backend::Anonymous => sys::memfd()?,
+            b => open_file(b, name, true, Access::ReadWrite, opts.file_mode())?,
+        };
+        // Take the lease before anything else: while the creator lives, nobody can mistake its
+        // half-built segment for one whose creator died (see `recover`).
+        if !sys::try_lock_writer(&file)? {
+            return Err(Error::Io(io::Error::other(
+                "a freshly created segment is already locked",
+            )));
+        }
+        // From here on the name exists: remove it again if initialization fails, so a failed
+        // create leaves nothing behind.
+        let built = Self::initialize(opts, name, file, descriptor, hash, fill);
+        if built.is_err() {
+            let _ = unlink(opts.backend_ref(), name);
+        }
+        built
+    }
+
+    /// Re-creates a segment whose creator died before making it ready (what `open` reports as
+    /// `NotReady`), holding `descriptor` with `fill`'s initial value. The caller becomes its
+    /// writer.
+    ///
+    /// Only a segment nobody holds the lease of can be recovered, since a creator holds it from
+    /// the moment it creates the name: `Err(NotReady)` while someone does (a live, slow
+    /// creator), `Ok(None)` if the segment turns out to be ready after all.
+    pub fn recover(
+        opts: &Options,
+        name: &str,
+        descriptor: &Descriptor,
+        hash: u64,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Option<Segment>> {
+        let file = open_file(opts.backend_ref(), name, false, Access::ReadWrite, 0)?;
+        if !sys::try_lock_writer(&file)? {
+            return Err(Error::NotReady);
+        }
+        let size = sys::file_size(&file)?;
+        if size >= HEADER_SIZE as u64 {
+            let map = map(&file, HEADER_SIZE, Access::ReadWrite)?;
+            // SAFETY: the mapping is HEADER_SIZE bytes, page-aligned; `Header` is all atomics,
+            // valid for any bytes; the reference is dropped with `map` at the end of the block.
+            let h = unsafe { &*(map.as_ptr() as *const Header) };
+            let magic = h.magic.load(Ordering::Relaxed);
+            if magic != 0 && magic != MAGIC {
+                return Err(Error::NotASegment { found: magic });
+            }
+            if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
+                return Ok(None);
+            }
+        }
+        Self::initialize(opts, name, file, descriptor, hash, fill).map(Some)
+    }
+
+    /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
+    ///
+    /// The file is only ever grown, never shrunk: other openers may have it mapped while they
+    /// wait for it to be ready.
+    fn initialize(
+        opts: &Options,
+        name: &str,
+        file: File,
+        descriptor: &Descriptor,
+        hash: u64,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Segment> {
         let desc = descriptor.encode();
         let geometry = Geometry::new(
             descriptor.size as usize,
@@ -234,31 +325,15 @@ impl Segment {
             opts.slot_count(),
             desc.len(),
         );
-        let file = match opts.backend_ref() {
-            Backend::Anonymous => sys::memfd()?,
-            b => open_file(b, name, true, Access::ReadWrite, opts.file_mode())?,
-        };
-        // From here on the name exists: remove it again if initialization fails, so a failed
-        // create leaves nothing behind.
-        let built = Self::initialize(opts, name, file, geometry, &desc, hash, fill);
-        if built.is_err() {
-            let _ = unlink(opts.backend_ref(), name);
+        if sys::file_size(&file)? < geometry.total_size as u64 {
+            file.set_len(geometry.total_size as u64)?;
         }
-        built
-    }
-
-    fn initialize(
-        opts: &Options,
-        name: &str,
-        file: File,
-        geometry: Geometry,
-        desc: &[u8],
-        hash: u64,
-        fill: impl FnOnce(&Segment),
-    ) -> Result<Segment> {
-        file.set_len(geometry.total_size as u64)?;
-        if !sys::try_lock_writer(&file)? {
-            return Err(Error::WriterBusy { pid: 0 });
+        // Reserve the memory now: on tmpfs `set_len` reserves nothing, and a full /dev/shm
+        // would otherwise kill this process with SIGBUS at its first store instead of
+        // returning an error here.
+        sys::allocate(&file, geometry.total_size as u64)?;
+        if *opts.backend_ref() == Backend::Anonymous {
+            sys::seal_size(&file)?;
         }
         let map = map(&file, geometry.total_size, Access::ReadWrite)?;
         let seg = Segment {
@@ -272,6 +347,7 @@ impl Segment {
         let h = seg.header();
         let r = Ordering::Relaxed;
         h.state.store(STATE_CREATING, r);
+        h.magic.store(0, r);
         h.format_version.store(FORMAT_VERSION, r);
         h.layout_hash.store(hash, r);
         h.payload_size.store(geometry.payload_size as u64, r);
@@ -286,8 +362,12 @@ impl Segment {
         h.writer_pid.store(sys::pid(), r);
         h.creator_pid.store(sys::pid(), r);
         h.writer_epoch.store(1, r);
+        h.waiters.store(0, r);
         for (i, b) in desc.iter().enumerate() {
             seg.descriptor_byte(i).store(*b, r);
+        }
+        for i in 0..geometry.slot_count {
+            seg.slot_seq(i).store(0, r);
         }
         fill(&seg);
         h.published.store(0, r);
@@ -323,7 +403,7 @@ impl Segment {
         descriptor: &Descriptor,
         hash: u64,
     ) -> Result<Segment> {
-        let deadline = Instant::now() + opts.ready_wait_time();
+        let deadline = deadline_after(opts.ready_wait_time());
         let mut pause = Duration::from_micros(50);
         let map = loop {
             let size = sys::file_size(&file)?;
@@ -334,7 +414,10 @@ impl Segment {
                 // outlive `map` (it is dropped at the end of this block).
                 let h = unsafe { &*(map.as_ptr() as *const Header) };
                 let magic = h.magic.load(Ordering::Relaxed);
-                let state = h.state.load(Ordering::Acquire);
+                let state = h.state.load(Ordering::Relaxed);
+                // Acquire, as a fence (see `load_acquire`): pairs with the creator's Release
+                // store of `state`.
+                core::sync::atomic::fence(Ordering::Acquire);
                 if magic == MAGIC && state == STATE_READY {
                     break map;
                 }
@@ -348,7 +431,7 @@ impl Segment {
                 });
             }
             // Size 0, or a zero magic: the creator is still initializing (or died doing so).
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::NotReady);
             }
             std::thread::sleep(pause);

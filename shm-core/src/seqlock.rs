@@ -55,7 +55,10 @@ pub fn read_slot<W: Word>(
     expected: Option<u64>,
     mut sink: impl FnMut(usize, u64),
 ) -> Option<u64> {
-    let s1 = seq.load(Ordering::Acquire);
+    // A relaxed load and an acquire fence rather than an acquire load: the same ordering, and
+    // also sound on a read-only mapping, where only relaxed atomic loads are guaranteed to work.
+    let s1 = seq.load(Ordering::Relaxed);
+    W::fence(Ordering::Acquire);
     if s1 & 1 == 1 || expected.is_some_and(|e| e != s1) {
         return None;
     }

@@ -6,6 +6,7 @@ use crate::options::{Backend, Options};
 use crate::payload;
 use crate::reader::Reader;
 use crate::segment::Segment;
+use crate::seqlock;
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -20,7 +21,11 @@ use core::sync::atomic::Ordering;
 /// writer does not remove the segment: readers keep reading the last value.
 pub struct Writer<T: SharedState> {
     seg: Segment,
+    /// The last version this writer used (published, or after a takeover possibly written but
+    /// never published by the previous writer); the next write is `version + 1`.
     version: u64,
+    /// The newest version whose slot holds a complete value, if any: what `get` returns.
+    complete: Option<u64>,
     created: bool,
     _type: PhantomData<fn() -> T>,
 }
@@ -36,6 +41,7 @@ impl<T: SharedState> Writer<T> {
         Ok(Writer {
             seg,
             version: 0,
+            complete: Some(0),
             created: true,
             _type: PhantomData,
         })
@@ -53,13 +59,45 @@ impl<T: SharedState> Writer<T> {
         // We hold the lease: nobody else writes. Record the takeover.
         h.writer_epoch.fetch_add(1, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
-        let version = h.published.load(Ordering::Acquire);
-        Ok(Writer {
+        let published = h.published.load(Ordering::Acquire);
+        // With one slot, readers accept any complete value in it, so a version number (and
+        // with it a sequence value) must never be used twice: the previous writer may have
+        // written, or half-written, the version after the last one it published, and a reader
+        // that loaded that write's sequence value must not find the same value after ours.
+        // With two or more slots readers accept only the published version, so rewriting an
+        // unpublished one is harmless, and the published slot holds the current value.
+        let (version, complete) = if seg.geometry().slot_count == 1 {
+            let seq = seg.slot_seq(0).load(Ordering::Acquire);
+            let v = seq.saturating_sub(1) / 2;
+            let complete = (seq == seqlock::complete(v)).then_some(v);
+            (v.max(published), complete)
+        } else {
+            (published, Some(published))
+        };
+        let writer = Writer {
             seg,
             version,
+            complete,
             created: false,
             _type: PhantomData,
-        })
+        };
+        // A writer that died between publishing and waking left sleepers behind: wake them.
+        writer.wake_waiters();
+        Ok(writer)
+    }
+
+    fn recover(opts: &Options, name: &str, initial: &T) -> Result<Option<Self>> {
+        let desc = Descriptor::from(T::LAYOUT);
+        let seg = Segment::recover(opts, name, &desc, T::LAYOUT_HASH, |seg| {
+            payload::write(seg.slot_seq(0), seg.slot_words(0), 0, initial);
+        })?;
+        Ok(seg.map(|seg| Writer {
+            seg,
+            version: 0,
+            complete: Some(0),
+            created: true,
+            _type: PhantomData,
+        }))
     }
 
     pub(crate) fn open_or_create(opts: &Options, name: &str, initial: &T) -> Result<Self> {
@@ -72,6 +110,12 @@ impl<T: SharedState> Writer<T> {
             }
             match Self::open(opts, name) {
                 Err(Error::NotFound { .. }) => continue,
+                // Its creator died before making it ready: take it over and initialize it.
+                Err(Error::NotReady) => match Self::recover(opts, name, initial) {
+                    Ok(Some(w)) => return Ok(w),
+                    Ok(None) | Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
                 other => return other,
             }
         }
@@ -94,40 +138,75 @@ impl<T: SharedState> Writer<T> {
         // `Reader::wait_for_update`). One locked instruction, cheaper than a store and a fence.
         h.published.swap(next, Ordering::SeqCst);
         self.version = next;
+        self.complete = Some(next);
         if h.waiters.load(Ordering::SeqCst) != 0 {
-            h.futex.fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake_all(&h.futex);
+            self.wake_waiters();
         }
     }
 
-    /// Applies `f` to a copy of the current value and publishes the result.
+    /// Bumps the futex word and wakes every waiter.
+    fn wake_waiters(&self) {
+        let h = self.seg.header();
+        h.futex.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(&h.futex);
+    }
+
+    /// Applies `f` to a copy of the current value (see [`get`](Self::get)) and publishes the
+    /// result.
+    ///
+    /// # Panics
+    /// If there is no complete current value: only after taking over a one-slot segment whose
+    /// writer died mid-write, until the next [`write`](Self::write). Use
+    /// [`try_update`](Self::try_update) to get an error instead.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
-        let mut v = self.get();
-        f(&mut v);
-        self.write(&v);
-    }
-
-    /// The last published value, copied from its slot.
-    ///
-    /// Only the writer writes slots, so this copy does not race with a write (unless another
-    /// process scribbles on the segment, in which case it returns whatever bytes are there,
-    /// still a valid `T`). After taking over a one-slot segment whose writer died mid-write, it
-    /// is the half-written value, which the next write replaces.
-    pub fn get(&self) -> T {
-        let n = self.seg.geometry().slot_count as u64;
-        let i = (self.version % n) as usize;
-        let mut out = MaybeUninit::uninit();
-        if payload::read_into(self.seg.slot_seq(i), self.seg.slot_words(i), None, &mut out) {
-            // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
-            // valid `T` (`T: SharedState`).
-            unsafe { out.assume_init() }
-        } else {
-            payload::read_unvalidated(self.seg.slot_words(i))
+        if let Err(e) = self.try_update(f) {
+            panic!("cannot update segment {:?}: {e}", self.seg.name());
         }
     }
 
-    /// The version of the last published value.
+    /// Like [`update`](Self::update), but fails with [`Error::WriterDied`] instead of panicking
+    /// when there is no complete current value.
+    #[inline]
+    pub fn try_update(&mut self, f: impl FnOnce(&mut T)) -> Result<()> {
+        let mut v = self.get()?;
+        f(&mut v);
+        self.write(&v);
+        Ok(())
+    }
+
+    /// The newest complete value, copied from its slot: the last value this writer published
+    /// or, right after a takeover, the newest value the previous writer completed.
+    ///
+    /// Fails with [`Error::WriterDied`] when no slot holds a complete value: only after taking
+    /// over a one-slot segment whose writer died mid-write, until the next
+    /// [`write`](Self::write). A half-written value is never handed out as current.
+    pub fn get(&self) -> Result<T> {
+        let v = self.complete.ok_or(Error::WriterDied)?;
+        let n = self.seg.geometry().slot_count as u64;
+        let i = (v % n) as usize;
+        let mut out = MaybeUninit::uninit();
+        let expected = Some(seqlock::complete(v));
+        if payload::read_into(
+            self.seg.slot_seq(i),
+            self.seg.slot_words(i),
+            expected,
+            &mut out,
+        ) {
+            // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
+            // valid `T` (`T: SharedState`).
+            Ok(unsafe { out.assume_init() })
+        } else {
+            // Only this writer writes slots; another process scribbled on the segment.
+            Err(Error::Corrupt {
+                what: "the current slot changed under its writer",
+            })
+        }
+    }
+
+    /// The version this writer last wrote: the last one it published or, right after a
+    /// takeover, the newest version the previous writer got to (published or not). The next
+    /// write publishes `version() + 1`.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -179,7 +258,7 @@ impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
         f.debug_struct("Writer")
             .field("name", &self.seg.name())
             .field("version", &self.version)
-            .field("current", &self.get())
+            .field("current", &self.get().ok())
             .finish()
     }
 }

@@ -34,7 +34,7 @@ fn role_entry_point() {
                 c.runs += 1;
                 c.total += 10;
             });
-            println!("runs={}", w.get().runs);
+            println!("runs={}", w.get().expect("current value").runs);
         }
         Some(other) => panic!("unknown role {other}"),
         None => {}

@@ -41,8 +41,8 @@ fn racer() {
         let outcome = match Payload::open_or_create(&name, &expected) {
             Ok(mut w) => {
                 let created = w.created();
-                if w.get() != expected {
-                    format!("bad-value {:?}", w.get()[0])
+                if w.get().ok() != Some(expected) {
+                    format!("bad-value {:?}", w.get().map(|v| v[0]))
                 } else {
                     w.write(&expected);
                     if created {

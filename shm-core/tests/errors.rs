@@ -235,11 +235,16 @@ fn creator_died_before_ready_gives_not_ready() {
         .unwrap_err();
     assert!(matches!(e, Error::NotReady), "{e}");
     assert!(start.elapsed() >= wait, "gave up before the bounded wait");
-    let e = Options::new()
+    // Nobody holds the dead creator's lease, so an idempotent start takes the segment over and
+    // initializes it; readers then open it normally.
+    let w = Options::new()
         .ready_wait(wait)
         .open_or_create(&name, &T1)
-        .unwrap_err();
-    assert!(matches!(e, Error::NotReady), "{e}");
+        .expect("recover a segment whose creator died");
+    assert!(w.created());
+    let r = v1::Telemetry::open(&name).unwrap();
+    assert_eq!(r.read(), T1);
+    assert!(r.writer_alive());
 }
 
 #[test]
@@ -252,11 +257,60 @@ fn empty_segment_gives_not_ready() {
         .mode(0o600)
         .open(format!("/dev/shm{}", &*name))
         .unwrap();
+    let opts = Options::new().ready_wait(Duration::from_millis(50));
+    let e = opts.open::<v1::Telemetry>(&name).unwrap_err();
+    assert!(matches!(e, Error::NotReady), "{e}");
+    let mut w = opts
+        .open_or_create(&name, &T1)
+        .expect("recover an empty segment");
+    w.update(|t| t.tick += 1);
+    assert_eq!(v1::Telemetry::open(&name).unwrap().read().tick, 2);
+}
+
+#[test]
+fn a_slow_live_creator_is_not_taken_over() {
+    // A process that holds the lease of a segment that is not ready is a live creator: an
+    // idempotent start must wait for it and give up with NotReady, never re-initialize.
+    let name = Name::new("slow");
+    let path = format!("/dev/shm{}", &*name);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    let fl = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 1,
+        l_pid: 0,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: `f` is open and `fl` is a valid `flock` that outlives the call.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(rc, 0);
     let e = Options::new()
         .ready_wait(Duration::from_millis(50))
-        .open::<v1::Telemetry>(&name)
+        .open_or_create(&name, &T1)
         .unwrap_err();
     assert!(matches!(e, Error::NotReady), "{e}");
+    assert_eq!(f.metadata().unwrap().len(), 0, "the segment was touched");
+}
+
+#[test]
+fn forever_is_a_valid_timeout() {
+    let name = Name::new("forever");
+    let mut w = v1::Telemetry::create(&name, &T1).unwrap();
+    w.update(|t| t.tick += 1);
+    let r = v1::Telemetry::open(&name).unwrap();
+    assert_eq!(r.wait_for_update(0, Duration::MAX).unwrap(), 1);
+    assert_eq!(r.read_timeout(Duration::MAX).unwrap().tick, 2);
+    assert!(Options::new()
+        .ready_wait(Duration::MAX)
+        .open::<v1::Telemetry>(&name)
+        .is_ok());
 }
 
 #[test]

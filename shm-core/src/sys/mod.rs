@@ -69,14 +69,45 @@ pub fn file_open(path: &Path, create: bool, access: Access, mode: u32) -> io::Re
     if create {
         o.create_new(true).mode(mode);
     }
-    o.custom_flags(libc::O_CLOEXEC).open(path)
+    // O_NONBLOCK: opening a FIFO (or device) by mistake must not block; it is refused after.
+    o.custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Reserves the first `len` bytes of `file`'s storage (`posix_fallocate`), so that running out
+/// of memory or disk is an error now rather than a SIGBUS at first touch. File systems that
+/// cannot preallocate are left as they are.
+pub fn allocate(file: &File, len: u64) -> io::Result<()> {
+    // SAFETY: `file` is an open descriptor; offset and length are plain integers.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Seals a memfd's size (`F_SEAL_SHRINK | F_SEAL_GROW`): no process holding it can truncate it
+/// under the others' mappings.
+pub fn seal_size(file: &File) -> io::Result<()> {
+    // SAFETY: `file` is an open memfd created with MFD_ALLOW_SEALING; the seals are constants.
+    cvt(unsafe {
+        libc::fcntl(
+            file.as_raw_fd(),
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+        )
+    })?;
+    Ok(())
 }
 
 /// `memfd_create` for an anonymous segment shared with `fork` children.
 pub fn memfd() -> io::Result<File> {
     let name = c"shm-state-anonymous";
     // SAFETY: `name` is a valid NUL-terminated string; the flags are constants.
-    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    let fd = cvt(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
     // SAFETY: `fd` was just returned by a successful `memfd_create`; nobody else owns it.
     Ok(unsafe { File::from_raw_fd(fd) })
 }
