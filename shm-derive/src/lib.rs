@@ -2,7 +2,7 @@
 //! `#[derive(SharedState)]`: compile-time proof that a struct can live in shared memory.
 //!
 //! Use it through `shm_core`, which re-exports it next to the trait of the same name. The
-//! derive checks in two layers: [`valid`] rejects, by syntax, everything it can recognise
+//! derive checks in two layers: `valid` rejects, by syntax, everything it can recognise
 //! (wrong `repr`, enums, generics, pointers, `String`, `bool`, ...) with one spanned error per
 //! mistake, all at once; the generated code then makes the compiler prove the rest through
 //! traits (each field is `SharedState`, no implicit padding), which sees through type aliases
