@@ -40,6 +40,18 @@ fn role_entry_point() {
                 start.elapsed().as_millis()
             );
         }
+        // Writes 10,000 times under a seccomp filter that kills the process at its first
+        // system call other than exit_group: it survives only if writing makes no syscall.
+        Some("write-without-syscalls") => {
+            let mut w = u64::open_writer(&env("SHM_NAME")).unwrap();
+            forbid_syscalls_except_exit();
+            for i in 0..10_000u64 {
+                w.write(&i);
+            }
+            // SAFETY: exit_group ends the process at once; nothing after it runs.
+            unsafe { libc::syscall(libc::SYS_exit_group, 0) };
+            unreachable!();
+        }
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -137,4 +149,93 @@ fn a_write_wakes_waiters_in_other_processes() {
         assert!(after_ms < 10_000, "{line}");
         assert!(c.wait().unwrap().success());
     }
+}
+
+/// Installs a seccomp filter that allows `exit_group` and kills the process (SIGSYS) at any
+/// other system call.
+fn forbid_syscalls_except_exit() {
+    // Classic BPF opcodes, as in <linux/filter.h>: BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K
+    // and BPF_RET|BPF_K; return values from <linux/seccomp.h>.
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JEQ_K: u16 = 0x15;
+    const BPF_RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+    let filter = [
+        // Load seccomp_data.nr (offset 0).
+        libc::sock_filter {
+            code: BPF_LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: BPF_JMP_JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_exit_group as u32,
+        },
+        libc::sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_ALLOW,
+        },
+        libc::sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: SECCOMP_RET_KILL_PROCESS,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; PR_SET_SECCOMP gets a valid program
+    // that outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog
+            ),
+            0
+        );
+    }
+}
+
+#[test]
+fn writing_makes_no_syscall_unless_somebody_waits() {
+    use std::os::unix::process::ExitStatusExt;
+    if role().is_some() {
+        return;
+    }
+    let name = Name::new("nosys");
+    drop(u64::create(&name, &0).unwrap());
+    let run = || {
+        let mut child = spawn_role(
+            ENTRY,
+            "write-without-syscalls",
+            &[("SHM_NAME", name.to_string())],
+        );
+        child.wait().unwrap()
+    };
+    let status = run();
+    assert!(status.success(), "a write made a syscall: {status:?}");
+    assert_eq!(u64::open(&name).unwrap().read(), 9_999);
+
+    // With a waiter registered (as a reader blocked in wait_for_update would be), a write
+    // wakes it with a futex syscall, and the filter kills the writer: the check above can fail.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{}", &*name))
+        .unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start(196)).unwrap(); // `waiters`, docs/segment-format.md
+    f.write_all(&1u32.to_ne_bytes()).unwrap();
+    let status = run();
+    assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
 }
