@@ -323,16 +323,27 @@ fn permission_denied() {
     // SAFETY: `geteuid` has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let outcome = if root {
-        // Root bypasses file modes: ask an unprivileged process to open it.
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        // Root bypasses file modes: ask an unprivileged process to open it. The test binary is
+        // copied to a world-readable temporary directory first, since the build directory may
+        // sit where an unprivileged user cannot reach it.
+        use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
+        let dir = std::env::temp_dir().join(format!("shmtest-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.join("errors-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new(&exe);
         cmd.args([ENTRY, "--exact", "--nocapture", "--test-threads=1", "-q"])
             .env(common::ROLE, "open")
             .env("SHM_NAME", name.to_string())
             .uid(65534)
             .gid(65534)
             .stdout(std::process::Stdio::piped());
-        let out = cmd.output().unwrap();
+        let out = cmd.output();
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = out.expect("run the test binary as an unprivileged user");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .find_map(|l| l.strip_prefix("outcome ").map(str::to_string))
