@@ -77,7 +77,7 @@ pub fn run(args: &Args) -> shm_core::Result<()> {
         start.elapsed().as_secs_f64()
     );
     if !args.keep {
-        w.remove()?;
+        shm_core::remove(w.name())?;
     }
     Ok(())
 }

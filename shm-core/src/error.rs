@@ -65,7 +65,7 @@ pub enum Error {
     },
     /// Another live process holds the writer lease.
     WriterBusy {
-        /// The process id of the current writer, as recorded in the segment.
+        /// The process id of the current writer, as recorded in the segment (0 if unknown).
         pid: u32,
     },
     /// The writer died during a write and nothing consistent can be read (one-slot segments).
@@ -76,8 +76,17 @@ pub enum Error {
     Timeout,
     /// A helper value holds invalid bytes.
     InvalidValue(crate::ValueError),
-    /// Another operating-system error.
-    Io(io::Error),
+    /// The operating system refused an operation on the segment for a reason not covered
+    /// above (out of memory or disk space, too many open files, ...). The cause is the
+    /// [`source`](std::error::Error::source).
+    Io {
+        /// What was being done, e.g. `"creating"` or `"mapping"`.
+        action: &'static str,
+        /// The segment name (empty for anonymous segments).
+        name: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -124,8 +133,8 @@ impl fmt::Display for Error {
                 "the segment was not initialized in time (its creator may have died)",
             ),
             Error::Timeout => f.write_str("timed out"),
-            Error::InvalidValue(e) => write!(f, "invalid value: {e}"),
-            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::InvalidValue(_) => f.write_str("a helper value holds invalid bytes"),
+            Error::Io { action, name, .. } => write!(f, "{action} segment {name:?}"),
         }
     }
 }
@@ -133,16 +142,22 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(e) => Some(e),
+            Error::Io { source, .. } => Some(source),
             Error::InvalidValue(e) => Some(e),
             _ => None,
         }
     }
 }
 
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Self {
-        Error::Io(e)
+impl Error {
+    /// A function that wraps an `io::Error` met while doing `action` to segment `name`.
+    pub(crate) fn io(action: &'static str, name: &str) -> impl FnOnce(io::Error) -> Error {
+        let name = name.to_string();
+        move |source| Error::Io {
+            action,
+            name,
+            source,
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! Typed shared state between processes.
 //!
-//! One process writes a struct, any number of processes (Rust, C, C++, Python) read consistent
-//! snapshots of it through POSIX shared memory, without locks, syscalls or serialization.
+//! One process writes a struct, any number of processes read consistent snapshots of it
+//! through POSIX shared memory, without locks, syscalls or serialization. The segment format is
+//! specified in `docs/segment-format.md`, so that readers in other languages can be written
+//! from it; [`RawReader`] reads any segment by the layout it stores.
 //!
 //! `#[derive(SharedState)]` proves at compile time that a struct can be shared: `#[repr(C)]`,
 //! no pointers, references or vtables, no padding, every bit pattern valid, a fixed layout. It
-//! gives the type a [`Layout`] descriptor and a `const` [`LAYOUT_HASH`](SharedState::LAYOUT_HASH)
+//! gives the type a [`Layout`] and a `const` [`LAYOUT_HASH`](SharedState::LAYOUT_HASH)
 //! that a process opening the segment checks.
 //!
 //! ```
@@ -28,17 +30,25 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shm-core supports Linux only: it relies on futexes, memfd and open-file-description locks"
+);
+
 extern crate self as shm_core;
 
-pub mod descriptor;
+mod backend;
+mod deadline;
 mod error;
+mod format;
 pub mod layout;
 mod options;
 mod payload;
+mod protocol;
 mod reader;
 mod segment;
-pub mod seqlock;
 mod shared_state;
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod types;
 mod writer;
@@ -47,10 +57,12 @@ mod writer;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use backend::Backend;
 pub use error::{Error, Result};
-pub use layout::{Field, Kind, Layout, Primitive};
-pub use options::{remove, Backend, Options};
-pub use reader::Reader;
+pub use format::FORMAT_VERSION;
+pub use layout::{Layout, LayoutBuf};
+pub use options::{remove, Options};
+pub use reader::{RawReader, Reader};
 pub use shared_state::SharedState;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
 pub use writer::Writer;

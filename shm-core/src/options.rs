@@ -1,28 +1,13 @@
-//! Options for creating and opening segments: backend, slot count, mode, ready wait.
+//! [`Options`]: the builder that creates and opens segments, and [`remove`].
 
+use crate::backend::Backend;
 use crate::error::Result;
-use crate::reader::Reader;
-use crate::segment::{self, MAX_SLOTS};
-use crate::writer::Writer;
+use crate::format::MAX_SLOTS;
+use crate::reader::{RawReader, Reader};
+use crate::segment::Expect;
+use crate::writer::{Make, Writer};
 use crate::SharedState;
 use std::time::Duration;
-
-/// Where a segment's memory lives.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Backend {
-    /// POSIX named shared memory (`shm_open`, under `/dev/shm` on Linux); names look like
-    /// `"/robot-state"`. The default.
-    #[default]
-    Shm,
-    /// A regular file, mapped shared: the state survives restarts (and reboots, on a disk).
-    /// Names are file paths.
-    File,
-    /// Anonymous memory (`memfd_create`) shared with `fork` children: no name, gone when the
-    /// last process holding it exits. Create with [`Options::create_anonymous`] and give
-    /// children a [`Writer::reader`] made before forking.
-    Anonymous,
-}
 
 /// How to create or open a segment. `SharedState::create` and friends use the defaults.
 ///
@@ -38,7 +23,8 @@ pub struct Options {
     mode: u32,
     ready_wait: Duration,
     backend: Backend,
-    crash_before_ready: bool,
+    /// Test hook (see `__private::hooks`): the creator aborts before marking the segment ready.
+    pub(crate) crash_before_ready: bool,
 }
 
 impl Default for Options {
@@ -94,67 +80,55 @@ impl Options {
         self
     }
 
-    /// Test hook: the creator aborts the process after writing everything but the `ready`
-    /// state, as a creator that dies mid-initialization would.
-    #[doc(hidden)]
-    pub fn crash_before_ready(mut self, yes: bool) -> Self {
-        self.crash_before_ready = yes;
-        self
-    }
-
-    pub(crate) fn slot_count(&self) -> usize {
-        self.slots
-    }
-    pub(crate) fn file_mode(&self) -> u32 {
-        self.mode
-    }
-    pub(crate) fn ready_wait_time(&self) -> Duration {
-        self.ready_wait
-    }
-    pub(crate) fn backend_ref(&self) -> &Backend {
-        &self.backend
-    }
-    pub(crate) fn crashes_before_ready(&self) -> bool {
-        self.crash_before_ready
+    fn make(&self) -> Make {
+        Make {
+            slots: self.slots,
+            mode: self.mode,
+            ready_wait: self.ready_wait,
+            crash_before_ready: self.crash_before_ready,
+        }
     }
 
     /// Creates the segment `name` holding `initial` and returns its writer. Fails with
     /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
     pub fn create<T: SharedState>(&self, name: &str, initial: &T) -> Result<Writer<T>> {
-        Writer::create(self, name, initial)
+        Writer::create(&self.backend, name, &self.make(), initial)
     }
 
     /// Creates an anonymous segment (whatever the backend option says) holding `initial`.
     pub fn create_anonymous<T: SharedState>(&self, initial: &T) -> Result<Writer<T>> {
-        let opts = self.clone().backend(Backend::Anonymous);
-        Writer::create(&opts, "", initial)
+        Writer::create(&Backend::Anonymous, "", &self.make(), initial)
     }
 
     /// Opens the segment `name` for reading, checking that it holds a `T`.
     pub fn open<T: SharedState>(&self, name: &str) -> Result<Reader<T>> {
-        Reader::open(self, name)
+        Reader::open_with(&self.backend, name, self.ready_wait)
+    }
+
+    /// Opens the segment `name` for reading whatever type it holds; see [`RawReader`].
+    pub fn open_raw(&self, name: &str) -> Result<RawReader> {
+        RawReader::open_with(&self.backend, name, self.ready_wait, &Expect::Any)
     }
 
     /// Opens the segment `name` as its writer: takes the writer lease (a new epoch), or fails
     /// with [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
     pub fn open_writer<T: SharedState>(&self, name: &str) -> Result<Writer<T>> {
-        Writer::open(self, name)
+        Writer::open(&self.backend, name, self.ready_wait)
     }
 
     /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer
     /// (keeping its current value). Safe to race: of many processes starting at once, exactly
     /// one creates it and every other one attaches to the initialized segment.
     pub fn open_or_create<T: SharedState>(&self, name: &str, initial: &T) -> Result<Writer<T>> {
-        Writer::open_or_create(self, name, initial)
-    }
-
-    /// Removes the segment's name (processes that have it open keep using it).
-    pub fn remove(&self, name: &str) -> Result<()> {
-        segment::unlink(&self.backend, name)
+        Writer::open_or_create(&self.backend, name, &self.make(), initial)
     }
 }
 
-/// Removes the named shared-memory segment `name` (processes that have it open keep using it).
+/// Removes the named shared-memory segment `name` (`"/robot-state"`). Processes that have it
+/// open keep using it; the memory is freed when the last of them unmaps it.
+///
+/// A file-backed segment ([`Backend::File`]) is a file: remove it with `std::fs::remove_file`.
+/// An anonymous one has no name.
 pub fn remove(name: &str) -> Result<()> {
-    Options::new().remove(name)
+    Backend::Shm.unlink(name)
 }

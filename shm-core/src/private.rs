@@ -1,5 +1,5 @@
-//! Items the derive's generated code refers to. Not public API: names and signatures may change
-//! in any release.
+//! Items the derive's generated code and the crate's own tests refer to. Not public API: names
+//! and signatures may change in any release.
 
 pub use crate::layout::{Field, Kind, Layout};
 pub use crate::shared_state::SharedState;
@@ -13,6 +13,38 @@ pub use core;
     note = "only the derive proves that a type is safe to share between processes: `#[repr(C)]`, no padding, no pointers, every bit pattern valid"
 )]
 pub trait Sealed {}
+
+/// The layout of a derived struct (`Layout` and `Field` are `#[non_exhaustive]`: only this
+/// crate and the derive build them).
+pub const fn struct_layout(
+    size: usize,
+    align: usize,
+    name: &'static str,
+    stable_name: Option<&'static str>,
+    fields: &'static [Field],
+) -> Layout {
+    Layout {
+        size,
+        align,
+        kind: Kind::Struct {
+            name,
+            stable_name,
+            fields,
+        },
+    }
+}
+
+/// One field of a derived struct's layout.
+pub const fn field(name: &'static str, offset: usize, layout: &'static Layout) -> Field {
+    Field {
+        name,
+        offset,
+        layout,
+    }
+}
+
+/// Placeholder layout the derive emits next to a compile error; never part of a program.
+pub const UNCHECKED_LAYOUT: Layout = struct_layout(0, 1, "", None, &[]);
 
 /// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0).
 #[diagnostic::on_unimplemented(
@@ -55,4 +87,53 @@ pub const fn assert_no_trailing_padding<
 /// differently the second time.
 pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
     core::mem::size_of::<T>()
+}
+
+/// Hooks for the crate's own tests, which show what the protocol's checks prevent and simulate
+/// crashes. Never for programs.
+pub mod hooks {
+    use crate::payload;
+    use crate::protocol::{load_acquire, Slots};
+    use crate::{Options, RawReader, Reader, SharedState};
+    use core::mem::MaybeUninit;
+    use core::sync::atomic::Ordering;
+
+    /// Makes the creator abort the process after writing everything but the `ready` state, as
+    /// a creator that dies mid-initialization would.
+    pub fn crash_before_ready(mut opts: Options) -> Options {
+        opts.crash_before_ready = true;
+        opts
+    }
+
+    /// Copies the latest published slot WITHOUT the seqlock's consistency check, so tests can
+    /// show that the check is what prevents torn reads.
+    pub fn read_unvalidated<T: SharedState>(r: &Reader<T>) -> T {
+        let seg = r.raw().segment();
+        let v = load_acquire(seg.published());
+        let (_, words) = seg.slot(seg.index().slot_of(v));
+        let len = payload::words(core::mem::size_of::<T>());
+        let mut out = MaybeUninit::<T>::uninit();
+        let mut sink = payload::sink_into(&mut out);
+        for (i, w) in words[..len].iter().enumerate() {
+            sink(i, w.load(Ordering::Relaxed));
+        }
+        drop(sink);
+        // SAFETY: the sink received every one of the `len` words of a `T`, so every byte of
+        // `out` is written; every bit pattern is a valid `T` (`T: SharedState`).
+        unsafe { out.assume_init() }
+    }
+
+    /// The sequence word of every slot, in slot order: even when the slot is complete, odd
+    /// while (or since) a write to it is in progress.
+    pub fn slot_sequences(r: &RawReader) -> Vec<u64> {
+        let seg = r.segment();
+        (0..seg.index().count())
+            .map(|i| seg.slot(i).0.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The untyped reader under a typed one.
+    pub fn raw<T: SharedState>(r: &Reader<T>) -> &RawReader {
+        r.raw()
+    }
 }

@@ -1,7 +1,7 @@
 //! The [`SharedState`] trait: what a type must promise to live in shared memory.
 
 use crate::__private::Sealed;
-use crate::layout::{layout_hash, Kind, Layout, Primitive};
+use crate::layout::{Kind, Layout, Primitive};
 use crate::{Options, Reader, Result, Writer};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -32,10 +32,11 @@ pub unsafe trait SharedState: Copy + Send + Sync + Sealed + 'static {
     /// The type's layout descriptor.
     const LAYOUT: &'static Layout;
 
-    /// The layout hash: [`layout_hash`] of [`LAYOUT`](Self::LAYOUT), a compile-time constant.
+    /// The layout hash: [`Layout::layout_hash`] of [`LAYOUT`](Self::LAYOUT), a compile-time
+    /// constant.
     ///
     /// Stored in every segment and checked when another process opens it.
-    const LAYOUT_HASH: u64 = layout_hash(Self::LAYOUT);
+    const LAYOUT_HASH: u64 = Self::LAYOUT.layout_hash();
 
     /// Creates the named shared-memory segment `name` (e.g. `"/robot-state"`) holding
     /// `initial`, and returns its writer. Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if it exists.

@@ -1,57 +1,87 @@
 //! [`Writer`]: the one handle that publishes values to a segment.
 
-use crate::descriptor::Descriptor;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::options::{Backend, Options};
+use crate::layout::LayoutBuf;
 use crate::payload;
-use crate::reader::Reader;
-use crate::segment::Segment;
-use crate::seqlock;
+use crate::protocol::{self, Resume};
+use crate::reader::{expect_type, RawReader, Reader};
+use crate::segment::{Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
-use core::mem::MaybeUninit;
+use core::mem::{size_of, MaybeUninit};
 use core::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Publishes values of `T` to a segment. There is one writer per segment at a time.
 ///
 /// The writer holds the segment's writer lease, a kernel lock on its open file description,
 /// for its whole lifetime; the kernel releases it when the writer is dropped or its process
 /// dies, and another process can then take over with [`SharedState::open_writer`]. Dropping a
-/// writer does not remove the segment: readers keep reading the last value.
+/// writer does not remove the segment: readers keep reading the last value (see
+/// [`remove`](crate::remove)).
 pub struct Writer<T: SharedState> {
     seg: Segment,
-    /// The last version this writer used (published, or after a takeover possibly written but
-    /// never published by the previous writer); the next write is `version + 1`.
-    version: u64,
-    /// The newest version whose slot holds a complete value, if any: what `get` returns.
-    complete: Option<u64>,
+    /// Where this writer is: the last version it used (published, or after a takeover
+    /// possibly written but never published by the previous writer), and the newest version
+    /// whose slot holds a complete value, if any (what `get` returns).
+    at: Resume,
     created: bool,
     _type: PhantomData<fn() -> T>,
 }
 
+/// How to make a new segment for a `T`, and how long to wait for one being made.
+pub(crate) struct Make {
+    pub slots: usize,
+    pub mode: u32,
+    pub ready_wait: Duration,
+    pub crash_before_ready: bool,
+}
+
 impl<T: SharedState> Writer<T> {
-    pub(crate) fn create(opts: &Options, name: &str, initial: &T) -> Result<Self> {
-        #[allow(clippy::let_unit_value)]
-        let () = payload::NonEmpty::<T>::CHECK;
-        let desc = Descriptor::from(T::LAYOUT);
-        let seg = Segment::create(opts, name, &desc, T::LAYOUT_HASH, |seg| {
-            payload::write(seg.slot_seq(0), seg.slot_words(0), 0, initial);
-        })?;
-        Ok(Writer {
+    /// Words of a `T`: a compile-time constant, so small copies unroll.
+    const WORDS: usize = payload::words(size_of::<T>());
+
+    /// A writer of the segment `seg`, which holds version 0 and nothing else yet.
+    fn of_new_segment(seg: Segment) -> Self {
+        Writer {
             seg,
-            version: 0,
-            complete: Some(0),
+            at: Resume {
+                version: 0,
+                complete: Some(0),
+            },
             created: true,
             _type: PhantomData,
-        })
+        }
     }
 
-    pub(crate) fn open(opts: &Options, name: &str) -> Result<Self> {
-        let desc = Descriptor::from(T::LAYOUT);
-        let seg = Segment::open(opts, name, Access::ReadWrite, &desc, T::LAYOUT_HASH)?;
+    pub(crate) fn create(backend: &Backend, name: &str, make: &Make, initial: &T) -> Result<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = payload::NonEmpty::<T>::CHECK;
+        let layout = LayoutBuf::from(T::LAYOUT);
+        let spec = Self::spec(&layout, make);
+        let seg = Segment::create(backend, name, &spec, |seg| {
+            protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
+        })?;
+        Ok(Self::of_new_segment(seg))
+    }
+
+    fn spec<'a>(layout: &'a LayoutBuf, make: &Make) -> Spec<'a> {
+        Spec {
+            layout,
+            hash: T::LAYOUT_HASH,
+            slots: make.slots,
+            mode: make.mode,
+            crash_before_ready: make.crash_before_ready,
+        }
+    }
+
+    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
+        let expect = expect_type::<T>();
+        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
         let h = seg.header();
-        if !sys::try_lock_writer(seg.file())? {
+        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
             return Err(Error::WriterBusy {
                 pid: h.writer_pid.load(Ordering::Relaxed),
             });
@@ -59,25 +89,9 @@ impl<T: SharedState> Writer<T> {
         // We hold the lease: nobody else writes. Record the takeover.
         h.writer_epoch.fetch_add(1, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
-        let published = h.published.load(Ordering::Acquire);
-        // With one slot, readers accept any complete value in it, so a version number (and
-        // with it a sequence value) must never be used twice: the previous writer may have
-        // written, or half-written, the version after the last one it published, and a reader
-        // that loaded that write's sequence value must not find the same value after ours.
-        // With two or more slots readers accept only the published version, so rewriting an
-        // unpublished one is harmless, and the published slot holds the current value.
-        let (version, complete) = if seg.geometry().slot_count == 1 {
-            let seq = seg.slot_seq(0).load(Ordering::Acquire);
-            let v = seq.saturating_sub(1) / 2;
-            let complete = (seq == seqlock::complete(v)).then_some(v);
-            (v.max(published), complete)
-        } else {
-            (published, Some(published))
-        };
         let writer = Writer {
+            at: protocol::resume(&seg),
             seg,
-            version,
-            complete,
             created: false,
             _type: PhantomData,
         };
@@ -86,36 +100,34 @@ impl<T: SharedState> Writer<T> {
         Ok(writer)
     }
 
-    fn recover(opts: &Options, name: &str, initial: &T) -> Result<Option<Self>> {
-        let desc = Descriptor::from(T::LAYOUT);
-        let seg = Segment::recover(opts, name, &desc, T::LAYOUT_HASH, |seg| {
-            payload::write(seg.slot_seq(0), seg.slot_words(0), 0, initial);
-        })?;
-        Ok(seg.map(|seg| Writer {
-            seg,
-            version: 0,
-            complete: Some(0),
-            created: true,
-            _type: PhantomData,
-        }))
-    }
-
-    pub(crate) fn open_or_create(opts: &Options, name: &str, initial: &T) -> Result<Self> {
+    pub(crate) fn open_or_create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        initial: &T,
+    ) -> Result<Self> {
         // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
         // segment removed between the two steps sends us round again.
         loop {
-            match Self::create(opts, name, initial) {
+            match Self::create(backend, name, make, initial) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
             }
-            match Self::open(opts, name) {
+            match Self::open(backend, name, make.ready_wait) {
                 Err(Error::NotFound { .. }) => continue,
                 // Its creator died before making it ready: take it over and initialize it.
-                Err(Error::NotReady) => match Self::recover(opts, name, initial) {
-                    Ok(Some(w)) => return Ok(w),
-                    Ok(None) | Err(Error::NotFound { .. }) => continue,
-                    Err(e) => return Err(e),
-                },
+                Err(Error::NotReady) => {
+                    let layout = LayoutBuf::from(T::LAYOUT);
+                    let spec = Self::spec(&layout, make);
+                    let recovered = Segment::recover(backend, name, &spec, |seg| {
+                        protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
+                    });
+                    match recovered {
+                        Ok(Some(seg)) => return Ok(Self::of_new_segment(seg)),
+                        Ok(None) | Err(Error::NotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
                 other => return other,
             }
         }
@@ -127,19 +139,13 @@ impl<T: SharedState> Writer<T> {
     /// No syscall unless a reader is blocked in [`Reader::wait_for_update`].
     #[inline]
     pub fn write(&mut self, value: &T) {
-        let next = self.version.wrapping_add(1);
-        let n = self.seg.geometry().slot_count as u64;
-        let i = (next % n) as usize;
-        payload::write(self.seg.slot_seq(i), self.seg.slot_words(i), next, value);
-        let h = self.seg.header();
-        // A SeqCst read-modify-write publishes (it is also a Release store) and orders the
-        // publication before the waiter-count load below, pairing with the waiter's SeqCst
-        // registration: either the waiter sees `next`, or we see it registered (see
-        // `Reader::wait_for_update`). One locked instruction, cheaper than a store and a fence.
-        h.published.swap(next, Ordering::SeqCst);
-        self.version = next;
-        self.complete = Some(next);
-        if h.waiters.load(Ordering::SeqCst) != 0 {
+        let next = self.at.version.wrapping_add(1);
+        let wake = protocol::publish(&self.seg, next, Self::WORDS, payload::source_of(value));
+        self.at = Resume {
+            version: next,
+            complete: Some(next),
+        };
+        if wake {
             self.wake_waiters();
         }
     }
@@ -182,17 +188,9 @@ impl<T: SharedState> Writer<T> {
     /// over a one-slot segment whose writer died mid-write, until the next
     /// [`write`](Self::write). A half-written value is never handed out as current.
     pub fn get(&self) -> Result<T> {
-        let v = self.complete.ok_or(Error::WriterDied)?;
-        let n = self.seg.geometry().slot_count as u64;
-        let i = (v % n) as usize;
+        let v = self.at.complete.ok_or(Error::WriterDied)?;
         let mut out = MaybeUninit::uninit();
-        let expected = Some(seqlock::complete(v));
-        if payload::read_into(
-            self.seg.slot_seq(i),
-            self.seg.slot_words(i),
-            expected,
-            &mut out,
-        ) {
+        if protocol::read_version(&self.seg, v, Self::WORDS, payload::sink_into(&mut out)) {
             // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
             // valid `T` (`T: SharedState`).
             Ok(unsafe { out.assume_init() })
@@ -208,7 +206,7 @@ impl<T: SharedState> Writer<T> {
     /// takeover, the newest version the previous writer got to (published or not). The next
     /// write publishes `version() + 1`.
     pub fn version(&self) -> u64 {
-        self.version
+        self.at.version
     }
 
     /// Whether this handle created the segment (as opposed to taking over an existing one).
@@ -230,26 +228,18 @@ impl<T: SharedState> Writer<T> {
     /// [`Reader::writer_alive`] sees this writer's lease. For anonymous segments, this is how
     /// `fork` children get a reader: make it before forking.
     pub fn reader(&self) -> Result<Reader<T>> {
-        let file = sys::reopen(self.seg.file(), Access::ReadWrite)?;
-        let desc = Descriptor::from(T::LAYOUT);
-        let opts = Options::new().backend(self.seg.backend().clone());
+        let name = self.seg.name();
+        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
+            .map_err(Error::io("reopening", name))?;
         let seg = Segment::open_file(
-            &opts,
-            self.seg.name(),
+            self.seg.backend(),
+            name,
             file,
             Access::ReadWrite,
-            &desc,
-            T::LAYOUT_HASH,
+            Duration::ZERO,
+            &expect_type::<T>(),
         )?;
-        Ok(Reader::from_segment(seg, true))
-    }
-
-    /// Removes the segment's name; the writer and open readers keep working.
-    pub fn remove(&self) -> Result<()> {
-        match self.seg.backend() {
-            Backend::Anonymous => Ok(()),
-            b => crate::segment::unlink(b, self.seg.name()),
-        }
+        Ok(Reader::from_raw(RawReader::from_segment(seg)))
     }
 }
 
@@ -257,7 +247,7 @@ impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Writer")
             .field("name", &self.seg.name())
-            .field("version", &self.version)
+            .field("version", &self.at.version)
             .field("current", &self.get().ok())
             .finish()
     }

@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::{env, role, spawn_role};
+use common::{env, role, spawn_role, ENTRY};
 use shm_core::{Backend, Options, SharedState};
 use std::io::Read;
-
-const ENTRY: &str = "role_entry_point";
 
 #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
@@ -20,9 +18,10 @@ fn file_opts() -> Options {
     Options::new().backend(Backend::File)
 }
 
-/// Child-process entry point: does nothing unless started by `spawn_role`.
+/// Child-process entry point (see `common::ENTRY`).
 #[test]
-fn role_entry_point() {
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
     match role().as_deref() {
         // One "run" of a program that keeps its state in a file segment.
         Some("file-run") => {
@@ -73,7 +72,7 @@ fn file_segment_survives_its_processes() {
     let r = file_opts().open::<Counter>(&p).unwrap();
     assert_eq!(r.read(), Counter { runs: 3, total: 30 });
     assert!(!r.writer_alive());
-    file_opts().remove(&p).unwrap();
+    std::fs::remove_file(&p).unwrap();
     assert!(!path.0.exists());
 }
 

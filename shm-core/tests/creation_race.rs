@@ -4,23 +4,23 @@
 
 mod common;
 
-use common::{env, role, spawn_role, Name};
+use common::{env, role, spawn_role, Name, ENTRY};
 use shm_core::{Error, SharedState};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const ENTRY: &str = "role_entry_point";
 const PROCESSES: usize = 8;
 const ROUNDS: u64 = 50;
 type Payload = [u64; 16];
 /// The control segment: the round number the racers may start.
 type Control = u64;
 
-/// Child-process entry point: does nothing unless started by `spawn_role`.
+/// Child-process entry point (see `common::ENTRY`).
 #[test]
-fn role_entry_point() {
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
     match role().as_deref() {
         Some("racer") => racer(),
         Some(other) => panic!("unknown role {other}"),

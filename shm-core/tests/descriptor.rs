@@ -4,8 +4,13 @@
 
 use core::mem::{align_of, offset_of, size_of, size_of_val};
 use core::ptr::addr_of;
-use shm_core::layout::first_difference;
-use shm_core::{FixedStr, FixedVec, Kind, Layout, Primitive, SharedState, ShmBool};
+use shm_core::layout::{FieldBuf, Kind, KindBuf, Primitive};
+use shm_core::{FixedStr, FixedVec, Layout, LayoutBuf, SharedState, ShmBool};
+
+/// Where the layout a segment stores (`segment`) first differs from this program's.
+fn first_difference(segment: &Layout, program: &Layout) -> Option<String> {
+    LayoutBuf::from(segment).first_difference(&LayoutBuf::from(program))
+}
 
 #[derive(SharedState, Clone, Copy)]
 #[repr(C)]
@@ -794,63 +799,52 @@ fn any_two_different_layouts_have_a_difference() {
 /// any derive: it may place a field elsewhere, or hold absurd offsets.
 #[test]
 fn hand_built_segment_descriptors() {
-    use shm_core::Field;
-
-    fn two_u32(b_offset: usize, size: usize) -> &'static Layout {
-        let fields: &'static [Field] = Box::leak(Box::new([
-            Field {
-                name: "a",
-                offset: 0,
-                layout: u32::LAYOUT,
-            },
-            Field {
-                name: "b",
-                offset: b_offset,
-                layout: u32::LAYOUT,
-            },
-        ]));
-        Box::leak(Box::new(Layout {
+    fn two_u32(b_offset: u64, size: u64) -> LayoutBuf {
+        let field = |name: &str, offset| FieldBuf {
+            name: name.to_string(),
+            offset,
+            layout: LayoutBuf::from(u32::LAYOUT),
+        };
+        LayoutBuf {
             size,
             align: 4,
-            kind: Kind::Struct {
-                name: "Pair",
+            kind: KindBuf::Struct {
+                name: "Pair".to_string(),
                 stable_name: None,
-                fields,
+                fields: vec![field("a", 0), field("b", b_offset)],
             },
-        }))
+        }
     }
+    let diff = |a: &LayoutBuf, b: &LayoutBuf| a.first_difference(b);
 
-    assert_eq!(first_difference(two_u32(4, 8), two_u32(4, 8)), None);
+    assert_eq!(diff(&two_u32(4, 8), &two_u32(4, 8)), None);
     assert_eq!(
-        first_difference(two_u32(8, 12), two_u32(4, 8)).unwrap(),
+        diff(&two_u32(8, 12), &two_u32(4, 8)).unwrap(),
         "field `b` is `u32` at offset 8 in the segment but `u32` at offset 4 in this program"
     );
-    let absurd = first_difference(two_u32(usize::MAX, 8), two_u32(4, 8)).unwrap();
+    let absurd = diff(&two_u32(u64::MAX, 8), &two_u32(4, 8)).unwrap();
     assert!(
         absurd.starts_with("field `b` is `u32` at offset 18446744073709551615"),
         "{absurd}"
     );
 
     // Nested under an absurd offset: the sums saturate instead of overflowing.
-    let outer = |inner: &'static Layout, at: usize| -> &'static Layout {
-        let fields: &'static [Field] = Box::leak(Box::new([Field {
-            name: "pair",
-            offset: at,
-            layout: inner,
-        }]));
-        Box::leak(Box::new(Layout {
-            size: 8,
-            align: 4,
-            kind: Kind::Struct {
-                name: "Outer",
-                stable_name: None,
-                fields,
-            },
-        }))
+    let outer = |inner: LayoutBuf, at: u64| LayoutBuf {
+        size: 8,
+        align: 4,
+        kind: KindBuf::Struct {
+            name: "Outer".to_string(),
+            stable_name: None,
+            fields: vec![FieldBuf {
+                name: "pair".to_string(),
+                offset: at,
+                layout: inner,
+            }],
+        },
     };
-    let d = first_difference(
-        outer(two_u32(usize::MAX, 8), usize::MAX),
-        outer(two_u32(4, 8), usize::MAX),
+    let d = diff(
+        &outer(two_u32(u64::MAX, 8), u64::MAX),
+        &outer(two_u32(4, 8), u64::MAX),
     )
     .unwrap();
     assert!(d.starts_with("field `pair.b` is `u32`"), "{d}");

@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use shm_core::descriptor::Descriptor;
+use shm_core::LayoutBuf;
 use shm_core::{FixedStr, FixedVec, SharedState, ShmBool};
 
 #[derive(SharedState, Clone, Copy)]
@@ -27,17 +27,17 @@ struct Arm {
 }
 
 fn check<T: SharedState>() {
-    let d = Descriptor::from(T::LAYOUT);
+    let d = LayoutBuf::from(T::LAYOUT);
     assert_eq!(d.layout_hash(), T::LAYOUT_HASH, "{}", T::LAYOUT);
     let bytes = d.encode();
-    assert_eq!(Descriptor::decode(&bytes).as_ref(), Ok(&d));
+    assert_eq!(LayoutBuf::decode(&bytes).as_ref(), Ok(&d));
     // Every strict prefix is refused, and so is trailing data.
     for cut in 0..bytes.len() {
-        assert!(Descriptor::decode(&bytes[..cut]).is_err(), "prefix {cut}");
+        assert!(LayoutBuf::decode(&bytes[..cut]).is_err(), "prefix {cut}");
     }
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(Descriptor::decode(&longer).is_err());
+    assert!(LayoutBuf::decode(&longer).is_err());
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn round_trips_and_hashes_like_the_layout() {
 
 #[test]
 fn hostile_bytes_never_panic() {
-    let good = Descriptor::from(Arm::LAYOUT).encode();
+    let good = LayoutBuf::from(Arm::LAYOUT).encode();
     let mut rng = Rng(7);
     let mut decoded = 0;
     for _ in 0..20_000 {
@@ -71,7 +71,7 @@ fn hostile_bytes_never_panic() {
             let i = rng.below(b.len() as u64 - 4) as usize;
             b[i..i + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         }
-        if Descriptor::decode(&b).is_ok() {
+        if LayoutBuf::decode(&b).is_ok() {
             decoded += 1;
         }
     }
@@ -80,7 +80,7 @@ fn hostile_bytes_never_panic() {
     assert!(decoded > 0);
     for len in 0..64 {
         let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let _ = Descriptor::decode(&junk);
+        let _ = LayoutBuf::decode(&junk);
     }
     // Deep nesting is refused, not a stack overflow.
     let mut deep = Vec::new();
@@ -89,5 +89,5 @@ fn hostile_bytes_never_panic() {
         deep.extend_from_slice(&[0; 16]);
         deep.extend_from_slice(&1u64.to_le_bytes());
     }
-    assert!(Descriptor::decode(&deep).is_err());
+    assert!(LayoutBuf::decode(&deep).is_err());
 }

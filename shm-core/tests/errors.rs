@@ -2,14 +2,11 @@
 
 mod common;
 
-use common::{role, spawn_role, Name};
+use common::{poke, poke_bytes, role, spawn_role, Field, Name, ENTRY};
 use shm_core::{Error, Options, SharedState};
 use std::fs::OpenOptions;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
-
-const ENTRY: &str = "role_entry_point";
 
 mod v1 {
     use shm_core::SharedState;
@@ -43,9 +40,10 @@ const T1: v1::Telemetry = v1::Telemetry {
     flags: 3,
 };
 
-/// Child-process entry point: does nothing unless started by `spawn_role`.
+/// Child-process entry point (see `common::ENTRY`).
 #[test]
-fn role_entry_point() {
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
     match role().as_deref() {
         Some("open") => {
             let name = common::env("SHM_NAME");
@@ -56,7 +54,8 @@ fn role_entry_point() {
         }
         Some("crashing-creator") => {
             let name = common::env("SHM_NAME");
-            let _ = Options::new().crash_before_ready(true).create(&name, &T1);
+            let _ =
+                shm_core::__private::hooks::crash_before_ready(Options::new()).create(&name, &T1);
             unreachable!("the creator aborts before the segment is ready");
         }
         Some(other) => panic!("unknown role {other}"),
@@ -71,12 +70,6 @@ fn shm_file(name: &str) -> std::fs::File {
         .write(true)
         .open(format!("/dev/shm{name}"))
         .unwrap()
-}
-
-fn write_at(name: &str, offset: u64, bytes: &[u8]) {
-    let mut f = shm_file(name);
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 #[test]
@@ -162,7 +155,7 @@ fn layout_mismatch_names_the_field() {
 fn wrong_magic_is_not_a_segment() {
     let name = Name::new("magic");
     drop(v1::Telemetry::create(&name, &T1).unwrap());
-    write_at(&name, 0, b"NOTOURS!");
+    poke_bytes(&name, Field::Magic.place().0, b"NOTOURS!");
     let e = v1::Telemetry::open(&name).unwrap_err();
     assert!(matches!(e, Error::NotASegment { .. }), "{e}");
 }
@@ -171,7 +164,7 @@ fn wrong_magic_is_not_a_segment() {
 fn newer_format_version_is_refused() {
     let name = Name::new("version");
     drop(v1::Telemetry::create(&name, &T1).unwrap());
-    write_at(&name, 8, &99u32.to_ne_bytes());
+    poke(&name, Field::FormatVersion, 99);
     let e = v1::Telemetry::open(&name).unwrap_err();
     assert!(
         matches!(
@@ -208,12 +201,11 @@ fn truncated_segment() {
 fn corrupt_geometry() {
     let name = Name::new("corrupt");
     drop(v1::Telemetry::create(&name, &T1).unwrap());
-    // slot_count (offset 36) = 0.
-    write_at(&name, 36, &0u32.to_ne_bytes());
+    poke(&name, Field::SlotCount, 0);
     let e = v1::Telemetry::open(&name).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     // slot_count = 3: the stored offsets no longer add up.
-    write_at(&name, 36, &3u32.to_ne_bytes());
+    poke(&name, Field::SlotCount, 3);
     let e = v1::Telemetry::open(&name).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
 }
@@ -335,12 +327,19 @@ fn permission_denied() {
         std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut cmd = std::process::Command::new(&exe);
-        cmd.args([ENTRY, "--exact", "--nocapture", "--test-threads=1", "-q"])
-            .env(common::ROLE, "open")
-            .env("SHM_NAME", name.to_string())
-            .uid(65534)
-            .gid(65534)
-            .stdout(std::process::Stdio::piped());
+        cmd.args([
+            ENTRY,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(common::ROLE, "open")
+        .env("SHM_NAME", name.to_string())
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped());
         let out = cmd.output();
         let _ = std::fs::remove_dir_all(&dir);
         let out = out.expect("run the test binary as an unprivileged user");
@@ -388,8 +387,14 @@ fn wait_times_out_when_nothing_is_written() {
 #[test]
 fn display_is_lowercase_and_sources_chain() {
     use std::error::Error as _;
-    let io = Error::from(std::io::Error::other("boom"));
+    let io = Error::Io {
+        action: "creating",
+        name: "/x".to_string(),
+        source: std::io::Error::other("no space left on device"),
+    };
     assert!(io.source().is_some());
+    // Display describes this error only; the cause is reached through `source()`.
+    assert_eq!(io.to_string(), "creating segment \"/x\"");
     for e in [
         Error::NotReady,
         Error::Timeout,

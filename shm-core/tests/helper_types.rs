@@ -5,6 +5,9 @@ use core::mem::{align_of, size_of};
 use shm_core::{FixedStr, FixedVec, ShmBool, ValueError};
 use zerocopy::{FromBytes, IntoBytes};
 
+mod common;
+use common::Rng;
+
 // ---------------------------------------------------------------------------------------------
 // FixedStr
 
@@ -414,31 +417,6 @@ fn shm_bool_from_every_byte_through_zerocopy() {
 // ---------------------------------------------------------------------------------------------
 // Hostile bytes: whatever another process wrote, reading gives a value or an error.
 
-/// Marsaglia's xorshift64: deterministic, good enough to spray bytes.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let bytes = self.next().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
-
 const ROUNDS: usize = 20_000;
 
 /// Text fragments to write as string bytes, so that valid UTF-8 (and UTF-8 cut mid-character)
@@ -447,7 +425,7 @@ const FRAGMENTS: &[&str] = &["a", "Z", " ", "é", "日", "🦀", "\0", "\u{301}"
 
 /// A length for a field of capacity `cap`: often small, sometimes at or just past the
 /// capacity, sometimes extreme, sometimes anything.
-fn hostile_len(rng: &mut XorShift, cap: u64, max: u64) -> u64 {
+fn hostile_len(rng: &mut Rng, cap: u64, max: u64) -> u64 {
     match rng.below(6) {
         0 | 1 => rng.below(cap + 1),
         2 => cap + rng.below(3),
@@ -501,7 +479,7 @@ fn check_str<const N: usize>(s: &FixedStr<N>, seen: &mut Seen) {
 }
 
 fn hostile_str<const N: usize>(seed: u64) -> Seen {
-    let mut rng = XorShift(seed);
+    let mut rng = Rng(seed);
     let mut seen = Seen::default();
     let mut buf = vec![0u8; size_of::<FixedStr<N>>()];
     for _ in 0..ROUNDS {
@@ -550,7 +528,7 @@ fn hostile_bytes_as_fixed_str() {
 
 #[test]
 fn hostile_bytes_as_shm_bools() {
-    let mut rng = XorShift(0x1234_5678_9abc_def1);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut buf = [0u8; 64];
     let (mut valid, mut invalid) = (0, 0);
     for _ in 0..ROUNDS / 10 {
@@ -583,13 +561,13 @@ fn hostile_bytes_as_shm_bools() {
 /// Builds a `FixedVec` with a hostile length and hostile elements, and reads it every way.
 fn hostile_vec<T, const N: usize>(
     seed: u64,
-    element: impl Fn(&mut XorShift) -> T,
+    element: impl Fn(&mut Rng) -> T,
     check_element: impl Fn(&T),
 ) -> (usize, usize)
 where
     T: shm_core::SharedState + core::fmt::Debug,
 {
-    let mut rng = XorShift(seed);
+    let mut rng = Rng(seed);
     let (mut ok, mut over) = (0, 0);
     for _ in 0..ROUNDS {
         let len = hostile_len(&mut rng, N as u64, u64::MAX);

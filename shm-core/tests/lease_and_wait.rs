@@ -2,16 +2,15 @@
 
 mod common;
 
-use common::{env, kill, role, spawn_role, Name};
+use common::{env, kill, role, spawn_role, Name, ENTRY};
 use shm_core::{Error, SharedState};
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-const ENTRY: &str = "role_entry_point";
-
-/// Child-process entry point: does nothing unless started by `spawn_role`.
+/// Child-process entry point (see `common::ENTRY`).
 #[test]
-fn role_entry_point() {
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
     match role().as_deref() {
         // Takes the writer lease, says so, then holds it until killed.
         Some("hold-writer") => {
@@ -229,13 +228,7 @@ fn writing_makes_no_syscall_unless_somebody_waits() {
 
     // With a waiter registered (as a reader blocked in wait_for_update would be), a write
     // wakes it with a futex syscall, and the filter kills the writer: the check above can fail.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm{}", &*name))
-        .unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    f.seek(SeekFrom::Start(196)).unwrap(); // `waiters`, docs/segment-format.md
-    f.write_all(&1u32.to_ne_bytes()).unwrap();
+    common::poke(&name, common::Field::Waiters, 1);
     let status = run();
     assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
 }

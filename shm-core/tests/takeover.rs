@@ -2,21 +2,12 @@
 
 mod common;
 
-use common::Name;
-use shm_core::seqlock::complete;
+use common::{poke, poke_bytes, Field, Name};
 use shm_core::{Error, Options, SharedState};
-use std::io::{Seek, SeekFrom, Write};
 
-/// Offset of slot 0's sequence word (docs/segment-format.md).
-const SLOT0_SEQ: u64 = 256;
-
-fn poke_u64(name: &str, offset: u64, value: u64) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm{name}"))
-        .unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(&value.to_ne_bytes()).unwrap();
+/// The sequence value of a slot that holds version `v` complete (docs/segment-format.md).
+fn complete(v: u64) -> u64 {
+    2 * v + 2
 }
 
 #[test]
@@ -27,7 +18,7 @@ fn one_slot_takeover_never_reuses_a_sequence_value() {
     let published = w.version();
     drop(w);
     // As a writer that completed version `published + 1` and died before publishing it.
-    poke_u64(&name, SLOT0_SEQ, complete(published + 1));
+    poke(&name, Field::Slot0Seq, complete(published + 1));
     let mut w = <[u64; 4]>::open_writer(&name).unwrap();
     assert_eq!(
         w.version(),
@@ -36,7 +27,10 @@ fn one_slot_takeover_never_reuses_a_sequence_value() {
     );
     w.write(&[3; 4]);
     let r = <[u64; 4]>::open(&name).unwrap();
-    assert_eq!(r.slot_sequences(), vec![complete(published + 2)]);
+    assert_eq!(
+        shm_core::__private::hooks::slot_sequences(shm_core::__private::hooks::raw(&r)),
+        vec![complete(published + 2)]
+    );
     assert_eq!(r.read(), [3; 4]);
 }
 
@@ -48,7 +42,7 @@ fn one_slot_takeover_of_a_half_written_slot_refuses_update() {
     let published = w.version();
     drop(w);
     // As a writer that died in the middle of writing version `published + 1`.
-    poke_u64(&name, SLOT0_SEQ, complete(published + 1) - 1);
+    poke(&name, Field::Slot0Seq, complete(published + 1) - 1);
     let r = <[u64; 4]>::open(&name).unwrap();
     assert!(matches!(r.try_read(), Err(Error::WriterDied)));
     let mut w = <[u64; 4]>::open_writer(&name).unwrap();
@@ -72,10 +66,10 @@ fn two_slot_takeover_continues_from_the_published_value() {
     drop(w);
     // The dead writer half-wrote the next version into the other slot.
     let stride = 64 + 64; // sequence line + 32 payload bytes, rounded to 64
-    poke_u64(
+    poke_bytes(
         &name,
-        SLOT0_SEQ + stride * ((published + 1) % 2),
-        complete(published + 1) - 1,
+        Field::Slot0Seq.place().0 + stride * ((published + 1) % 2),
+        &(complete(published + 1) - 1).to_ne_bytes(),
     );
     let r = <[u64; 4]>::open(&name).unwrap();
     assert_eq!(r.read(), [2; 4], "readers keep the last published value");
@@ -99,7 +93,7 @@ fn a_writer_that_dies_between_publishing_and_waking_strands_no_waiter() {
     });
     std::thread::sleep(std::time::Duration::from_millis(50));
     // As a writer that stored `published` and died before its futex wake-up.
-    poke_u64(&name, 128, since + 1);
+    poke(&name, Field::Published, since + 1);
     let (v, waited) = waiter.join().unwrap();
     assert_eq!(v.unwrap(), since + 1);
     // Noticed at the end of a wait slice, not at the 60 s timeout.

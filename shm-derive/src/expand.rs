@@ -53,11 +53,11 @@ fn expand(input: &Input) -> TokenStream {
         let layout_fn = field_layout_fn_ident(&name, fname);
         let layout = quote_spanned!(f.ty.span()=> #layout_fn(|s: &#ident| &s.#fname));
         quote! {
-            #private::Field {
-                name: #fname_str,
-                offset: #private::core::mem::offset_of!(#ident, #fname),
-                layout: #layout,
-            }
+            #private::field(
+                #fname_str,
+                #private::core::mem::offset_of!(#ident, #fname),
+                #layout,
+            )
         }
     });
 
@@ -119,15 +119,13 @@ fn expand(input: &Input) -> TokenStream {
             where
                 for<'__shm> #ident: #private::core::marker::Send + #private::core::marker::Sync,
             {
-                const LAYOUT: &'static #private::Layout = &#private::Layout {
-                    size: #private::core::mem::size_of::<#ident>(),
-                    align: #private::core::mem::align_of::<#ident>(),
-                    kind: #private::Kind::Struct {
-                        name: #name,
-                        stable_name: #stable_name,
-                        fields: &[#(#descriptors),*],
-                    },
-                };
+                const LAYOUT: &'static #private::Layout = &#private::struct_layout(
+                    #private::core::mem::size_of::<#ident>(),
+                    #private::core::mem::align_of::<#ident>(),
+                    #name,
+                    #stable_name,
+                    &[#(#descriptors),*],
+                );
             }
 
             #(#padding_checks)*

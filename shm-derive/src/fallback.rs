@@ -31,7 +31,7 @@ pub fn expand(input: &Input) -> TokenStream {
                     + ::shm_core::__private::core::marker::Sync,
             {
                 const LAYOUT: &'static ::shm_core::__private::Layout =
-                    &::shm_core::__private::Layout::UNCHECKED;
+                    &::shm_core::__private::UNCHECKED_LAYOUT;
             }
         };
     }

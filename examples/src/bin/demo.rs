@@ -6,7 +6,8 @@
 //! Creates a segment, starts a writer (which takes the segment over) and two readers as
 //! separate processes, relays what they print (live values, read rate, update latency), and
 //! exits by itself after about 8 seconds. The segment's name is removed as soon as all three
-//! processes have attached, so nothing is left in /dev/shm, even if the demo is interrupted.
+//! processes have it mapped (as `/proc/PID/maps` shows), so nothing is left in /dev/shm, even if
+//! the demo is interrupted.
 
 use clap::Parser;
 use examples::{reader, writer, Telemetry};
@@ -14,7 +15,7 @@ use shm_core::SharedState;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Run a writer and two readers on a shared telemetry struct.
 #[derive(Parser)]
@@ -83,68 +84,14 @@ fn demo(args: &Args) -> shm_core::Result<()> {
         "demo: 1 writer process ({} updates/s), reader-1 measures read rate, reader-2 update latency",
         args.rate
     );
-    // The demo creates the segment; the writer process takes it over (a new epoch).
+    // The demo creates the segment; the writer process takes it over (a new epoch). The demo
+    // keeps a reader of its own to see that happen.
     let created = Telemetry::create(&name, &Telemetry::initial())?;
+    let watch = Telemetry::open(&name);
     drop(created);
-
-    let (tx, rx) = mpsc::channel::<(String, Option<String>)>();
-    let mut children = Vec::new();
-    for role in ["writer", "reader-1", "reader-2"] {
-        let mut child = match spawn(args, role, &name) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = shm_core::remove(&name);
-                return Err(e.into());
-            }
-        };
-        let out = child.stdout.take().expect("piped stdout");
-        let tx = tx.clone();
-        let tag = role.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send((tag.clone(), Some(line)));
-            }
-            let _ = tx.send((tag, None));
-        });
-        children.push(child);
-        if role == "writer" {
-            // Readers start once the writer has taken over.
-            wait_for_line(&rx);
-        }
-    }
-    drop(tx);
-
-    let mut attached = 1; // the writer
-    let mut removed = false;
-    let mut finished = 0;
-    while finished < children.len() {
-        match rx.recv_timeout(Duration::from_secs_f64(args.seconds + 10.0)) {
-            Ok((_, Some(line))) => {
-                println!("{line}");
-                if line.contains(": opened ") {
-                    attached += 1;
-                }
-            }
-            Ok((_, None)) => finished += 1,
-            Err(_) => {
-                eprintln!("demo: a child stopped responding");
-                break;
-            }
-        }
-        if attached == 3 && !removed {
-            // Everyone has it mapped: the name can go. Nothing is left behind from here on.
-            shm_core::remove(&name)?;
-            removed = true;
-            println!("demo: all processes attached; segment name removed (mappings stay valid)");
-        }
-    }
-    if !removed {
-        let _ = shm_core::remove(&name);
-    }
-    let mut ok = true;
-    for mut c in children {
-        ok &= c.wait().map(|s| s.success()).unwrap_or(false);
-    }
+    let result = watch.and_then(|watch| run_children(args, &name, &watch));
+    let _ = shm_core::remove(&name);
+    let ok = result?;
     let left = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
     println!(
         "demo: done; {} in /dev/shm",
@@ -160,9 +107,69 @@ fn demo(args: &Args) -> shm_core::Result<()> {
     Ok(())
 }
 
-/// Prints lines until one arrives (the writer's first line), so readers start after it.
-fn wait_for_line(rx: &mpsc::Receiver<(String, Option<String>)>) {
-    if let Ok((_, Some(line))) = rx.recv_timeout(Duration::from_secs(10)) {
-        println!("{line}");
+/// Starts the writer, then the readers once it has taken over, relays what they print, removes
+/// the segment's name once every child has it mapped, and returns whether all succeeded.
+fn run_children(
+    args: &Args,
+    name: &str,
+    watch: &shm_core::Reader<Telemetry>,
+) -> shm_core::Result<bool> {
+    let io = |e: std::io::Error| shm_core::Error::Io {
+        action: "starting a child process for",
+        name: name.to_string(),
+        source: e,
+    };
+    let (tx, rx) = mpsc::channel::<Option<String>>();
+    let mut children = Vec::new();
+    for role in ["writer", "reader-1", "reader-2"] {
+        let mut child = spawn(args, role, name).map_err(io)?;
+        let out = child.stdout.take().expect("piped stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(Some(line));
+            }
+            let _ = tx.send(None);
+        });
+        children.push(child);
+        if role == "writer" {
+            // Readers start once the writer has taken the segment over.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while watch.writer_epoch() < 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
+    drop(tx);
+
+    let mut removed = false;
+    let mut finished = 0;
+    while finished < children.len() {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => finished += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if !removed && children.iter().all(|c| maps_segment(c.id(), name)) {
+            // Everyone has it mapped: the name can go. Nothing is left behind from here on.
+            shm_core::remove(name)?;
+            removed = true;
+            println!("demo: all processes attached; segment name removed (mappings stay valid)");
+        }
+    }
+    let mut ok = true;
+    for mut c in children {
+        ok &= c.wait().map(|s| s.success()).unwrap_or(false);
+    }
+    Ok(ok)
+}
+
+/// Whether process `pid` has the shared-memory segment `name` mapped (from `/proc/PID/maps`,
+/// where a POSIX shared-memory object appears as `/dev/shm/NAME`).
+fn maps_segment(pid: u32, name: &str) -> bool {
+    let path = format!("/dev/shm{name}");
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|maps| maps.lines().any(|l| l.ends_with(&path)))
+        .unwrap_or(false)
 }

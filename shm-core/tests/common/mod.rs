@@ -1,5 +1,6 @@
-//! Support for tests that run real processes: unique segment names that are removed on drop,
-//! and re-running the test binary itself in a child role.
+//! Shared test support: unique segment names that are removed on drop, re-running the test
+//! binary itself in a child role, damaging a segment's header field by name, and one
+//! deterministic random generator.
 #![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
@@ -35,14 +36,28 @@ impl Drop for Name {
     }
 }
 
-/// Starts this test binary again, running only the test `entry` (which must dispatch on
-/// [`ROLE`]) in role `role`, with extra environment `env`. Stdout is piped.
+/// The name of every test file's child-process entry point: an ignored test (so that it is not
+/// counted as a passing test in a normal run) that dispatches on [`ROLE`].
+pub const ENTRY: &str = "child_process_entry_point";
+
+/// Why the entry point is ignored in a normal run.
+pub const ENTRY_ONLY: &str = "child-process entry point: runs only when a test spawns it";
+
+/// Starts this test binary again, running only the ignored test `entry` (which must dispatch
+/// on [`ROLE`]) in role `role`, with extra environment `env`. Stdout is piped.
 pub fn spawn_role(entry: &str, role: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().expect("current test binary"));
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE, role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -72,7 +87,8 @@ pub fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A small deterministic pseudo-random generator (xorshift64*), for varied timings.
+/// A small deterministic pseudo-random generator (xorshift64*), for varied timings and hostile
+/// bytes. The seed must not be 0.
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -85,4 +101,82 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+}
+
+/// A header field of a segment, or a slot's sequence word: its offset and width, from the
+/// tables in docs/segment-format.md.
+#[derive(Clone, Copy, Debug)]
+pub enum Field {
+    Magic,
+    FormatVersion,
+    State,
+    LayoutHash,
+    PayloadSize,
+    PayloadAlign,
+    SlotCount,
+    SlotsOffset,
+    SlotStride,
+    DescriptorOffset,
+    DescriptorLen,
+    TotalSize,
+    WriterPid,
+    CreatorPid,
+    WriterEpoch,
+    Published,
+    Futex,
+    Waiters,
+    /// The first slot's sequence word.
+    Slot0Seq,
+}
+
+impl Field {
+    /// (offset, width in bytes)
+    pub fn place(self) -> (u64, usize) {
+        use Field::*;
+        match self {
+            Magic => (0, 8),
+            FormatVersion => (8, 4),
+            State => (12, 4),
+            LayoutHash => (16, 8),
+            PayloadSize => (24, 8),
+            PayloadAlign => (32, 4),
+            SlotCount => (36, 4),
+            SlotsOffset => (40, 8),
+            SlotStride => (48, 8),
+            DescriptorOffset => (56, 8),
+            DescriptorLen => (64, 8),
+            TotalSize => (72, 8),
+            WriterPid => (80, 4),
+            CreatorPid => (84, 4),
+            WriterEpoch => (88, 8),
+            Published => (128, 8),
+            Futex => (192, 4),
+            Waiters => (196, 4),
+            Slot0Seq => (256, 8),
+        }
+    }
+}
+
+/// Writes `value` (native-endian, cut to the field's width) into `field` of the named
+/// shared-memory segment, as a hostile or buggy peer would.
+pub fn poke(name: &str, field: Field, value: u64) {
+    let (offset, width) = field.place();
+    poke_bytes(name, offset, &value.to_ne_bytes()[..width]);
+}
+
+/// Writes `bytes` at `offset` of the named shared-memory segment.
+pub fn poke_bytes(name: &str, offset: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .expect("open the segment's file");
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
 }

@@ -1,4 +1,5 @@
-use shm_core::{Kind, Primitive, SharedState};
+use shm_core::layout::{Kind, Primitive};
+use shm_core::SharedState;
 
 type Meters = f64;
 type Samples = [u16; 4];

@@ -1,5 +1,6 @@
 use core::mem::{offset_of, size_of};
-use shm_core::{Kind, Layout, Primitive, SharedState};
+use shm_core::layout::{Kind, Primitive};
+use shm_core::{Layout, SharedState};
 
 #[derive(SharedState, Clone, Copy)]
 #[repr(C)]

@@ -1,5 +1,6 @@
 use core::mem::{offset_of, size_of};
-use shm_core::{Kind, SharedState};
+use shm_core::layout::Kind;
+use shm_core::SharedState;
 
 #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
 #[repr(C)]

@@ -1,5 +1,6 @@
 use core::mem::{offset_of, size_of};
-use shm_core::{FixedStr, FixedVec, Kind, SharedState, ShmBool};
+use shm_core::layout::Kind;
+use shm_core::{FixedStr, FixedVec, SharedState, ShmBool};
 
 #[derive(SharedState, Clone, Copy)]
 #[repr(C)]

@@ -20,7 +20,7 @@ fn classify(hash: u64) -> &'static str {
 
 fn main() {
     assert_eq!(TABLE.len(), BUCKETS);
-    assert_eq!(HASH, Tick::LAYOUT.hash());
+    assert_eq!(HASH, Tick::LAYOUT.layout_hash());
     assert_eq!(classify(Tick::LAYOUT_HASH), "tick");
     assert_eq!(classify(<u64 as SharedState>::LAYOUT_HASH), "other");
 }

@@ -1,4 +1,5 @@
-use shm_core::{Kind, SharedState};
+use shm_core::layout::Kind;
+use shm_core::SharedState;
 
 #[derive(SharedState, Clone, Copy)]
 #[repr(C)]

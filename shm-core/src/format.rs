@@ -1,0 +1,137 @@
+//! The segment format, version 1: constants, the header, the slot geometry and the name rules.
+//!
+//! Mirrors `docs/segment-format.md` section by section (Overview, Header, Slots, Names); the
+//! layout descriptor's encoding is in `layout/codec.rs`, the read and write protocol in
+//! `protocol.rs`, and creating and opening in `segment.rs`. Nothing here touches the operating
+//! system.
+
+use crate::error::{Error, Result};
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+/// The version of the segment format and of the layout hash algorithm.
+///
+/// It is stored in every segment and enters every layout hash, so a deliberate change to the
+/// header, the slots, the descriptor encoding, the hash or the protocol must bump it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `magic`: the bytes `SHMSTATE`, stored as a native-endian `u64` whose value is this.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTATE");
+/// Size of the header; slot 0 starts here.
+pub(crate) const HEADER_SIZE: usize = 256;
+/// The alignment unit of slots and of hot header words.
+pub(crate) const CACHE_LINE: usize = 64;
+/// Most slots a segment may have.
+pub(crate) const MAX_SLOTS: usize = 1024;
+/// Largest descriptor a segment may store, in bytes.
+pub(crate) const MAX_DESCRIPTOR: usize = 1 << 20;
+
+/// `state` while the creator initializes the segment.
+pub(crate) const STATE_CREATING: u32 = 0;
+/// `state` once the segment is fully initialized.
+pub(crate) const STATE_READY: u32 = 1;
+
+/// The segment header, as mapped (section "Header"). Every field is atomic: other processes may
+/// change any byte at any time.
+#[repr(C)]
+pub(crate) struct Header {
+    pub magic: AtomicU64,
+    pub format_version: AtomicU32,
+    pub state: AtomicU32,
+    pub layout_hash: AtomicU64,
+    pub payload_size: AtomicU64,
+    pub payload_align: AtomicU32,
+    pub slot_count: AtomicU32,
+    pub slots_offset: AtomicU64,
+    pub slot_stride: AtomicU64,
+    pub descriptor_offset: AtomicU64,
+    pub descriptor_len: AtomicU64,
+    pub total_size: AtomicU64,
+    pub writer_pid: AtomicU32,
+    pub creator_pid: AtomicU32,
+    pub writer_epoch: AtomicU64,
+    _reserved: [AtomicU64; 4],
+    /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
+    pub published: AtomicU64,
+    _pad1: [AtomicU64; 7],
+    /// Futex word, bumped by the writer when waiters are registered. Own cache line.
+    pub futex: AtomicU32,
+    /// Number of processes blocked (or about to block) on `futex`.
+    pub waiters: AtomicU32,
+    _pad2: [AtomicU64; 7],
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
+const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
+const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
+
+/// Where things are in a segment holding one payload type (sections "Overview" and "Slots").
+///
+/// Openers compute it from `payload_size` and `slot_count` and compare it with what the header
+/// says; they keep their own copy and never re-read the header's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub payload_size: usize,
+    pub payload_align: usize,
+    pub payload_words: usize,
+    pub slot_count: usize,
+    pub slots_offset: usize,
+    pub slot_stride: usize,
+    pub descriptor_offset: usize,
+    pub descriptor_len: usize,
+    pub total_size: usize,
+}
+
+impl Geometry {
+    /// The geometry for a payload of `size`/`align` bytes in `slots` slots followed by a
+    /// descriptor of `descriptor_len` bytes, or `None` if the sizes overflow (only a hostile
+    /// header asks for that).
+    pub fn new(size: u64, align: u64, slots: usize, descriptor_len: u64) -> Option<Geometry> {
+        let payload_words = usize::try_from(size.div_ceil(8)).ok()?;
+        let slot_stride = payload_words
+            .checked_mul(8)?
+            .checked_add(CACHE_LINE)?
+            .checked_next_multiple_of(CACHE_LINE)?;
+        let descriptor_offset = slot_stride.checked_mul(slots)?.checked_add(HEADER_SIZE)?;
+        let descriptor_len = usize::try_from(descriptor_len).ok()?;
+        Some(Geometry {
+            payload_size: usize::try_from(size).ok()?,
+            payload_align: usize::try_from(align).ok()?,
+            payload_words,
+            slot_count: slots,
+            slots_offset: HEADER_SIZE,
+            slot_stride,
+            descriptor_offset,
+            descriptor_len,
+            total_size: descriptor_offset.checked_add(descriptor_len)?,
+        })
+    }
+
+    /// Offset of slot `i`'s sequence word (its payload words follow one cache line later).
+    pub fn slot_offset(&self, i: usize) -> usize {
+        self.slots_offset + i * self.slot_stride
+    }
+}
+
+/// Checks a POSIX shared-memory name (section "Names"): `/` then 1 to 254 bytes, no other `/`,
+/// no NUL, not `/.` or `/..`.
+pub(crate) fn validate_shm_name(name: &str) -> Result<()> {
+    let reason = if !name.starts_with('/') {
+        "a shared-memory name starts with `/`, e.g. \"/robot-state\""
+    } else if name.len() < 2 {
+        "a shared-memory name has at least one character after `/`"
+    } else if name.len() > 255 {
+        "a shared-memory name is at most 255 bytes"
+    } else if name[1..].contains('/') {
+        "a shared-memory name has no `/` after the first character"
+    } else if name.contains('\0') {
+        "a shared-memory name cannot contain NUL"
+    } else if name == "/." || name == "/.." {
+        "`.` and `..` are not segment names"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}

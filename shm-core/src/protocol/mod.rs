@@ -1,0 +1,270 @@
+//! The read and write protocol, whole: a multi-slot seqlock over 8-byte words.
+//!
+//! Everything a reader or the writer does to shared words is here: choosing a slot for a
+//! version, writing a slot and publishing it (with the check for registered waiters), reading
+//! the latest published slot and deciding whether the copy is consistent, reading one known
+//! version, and where a writer that takes over continues. `Reader`, `Writer` and the untyped
+//! [`RawReader`](crate::RawReader) call these functions; the loom model (`model.rs`) runs the
+//! same functions on loom's atomics. This is the reference implementation of
+//! `docs/segment-format.md`, sections "Writing" and "Reading" (Boehm, "Can Seqlocks Get Along
+//! with Programming Language Memory Models?", 2012).
+//!
+//! Payload words are copied with relaxed atomic loads and stores, never plain or volatile
+//! copies: a racing non-atomic access is undefined behaviour even when the torn result is
+//! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
+//! memory and under the model checker.
+
+#[cfg(all(test, loom))]
+mod model;
+
+use core::sync::atomic::{self, AtomicU64, Ordering};
+
+/// An atomic 64-bit word and the fence that goes with it: [`AtomicU64`] in shared memory,
+/// loom's atomic under the model checker.
+pub(crate) trait Word {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+    /// Atomic swap.
+    fn swap(&self, value: u64, order: Ordering) -> u64;
+    /// A memory fence of the same memory model as the word.
+    fn fence(order: Ordering);
+}
+
+impl Word for AtomicU64 {
+    #[inline(always)]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline(always)]
+    fn store(&self, value: u64, order: Ordering) {
+        AtomicU64::store(self, value, order)
+    }
+    #[inline(always)]
+    fn swap(&self, value: u64, order: Ordering) -> u64 {
+        AtomicU64::swap(self, value, order)
+    }
+    #[inline(always)]
+    fn fence(order: Ordering) {
+        atomic::fence(order)
+    }
+}
+
+/// The words of a segment the protocol works on: `published`, the slots, and whether anybody
+/// waits for a publication.
+pub(crate) trait Slots {
+    /// The atomic word type.
+    type Word: Word;
+    /// The slot count, and which slot holds which version.
+    fn index(&self) -> SlotIndex;
+    /// The publish counter.
+    fn published(&self) -> &Self::Word;
+    /// Slot `i`'s sequence word and payload words (`i` < the slot count).
+    fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
+    /// Whether a waiter is registered, loaded with SeqCst ordering (see [`publish`]).
+    fn waiters_registered(&self) -> bool;
+}
+
+/// The slot count, and which slot holds which version: version `v` lives in slot
+/// `v % count`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotIndex {
+    count: u64,
+    /// `count - 1` when `count` is a power of two, else 0.
+    mask: u64,
+}
+
+impl SlotIndex {
+    /// The index of `count` slots (1 or more).
+    pub fn new(count: usize) -> SlotIndex {
+        let count = count as u64;
+        let mask = if count.is_power_of_two() {
+            count - 1
+        } else {
+            0
+        };
+        SlotIndex { count, mask }
+    }
+
+    /// The number of slots.
+    pub fn count(self) -> usize {
+        self.count as usize
+    }
+
+    /// The slot that holds version `version`.
+    #[inline(always)]
+    pub fn slot_of(self, version: u64) -> usize {
+        // `mask + 1 == count` exactly when the count is a power of two (1 included): one
+        // comparison on the read path, and no division for the usual counts.
+        (if self.mask.wrapping_add(1) == self.count {
+            version & self.mask
+        } else {
+            version % self.count
+        }) as usize
+    }
+
+    /// The sequence value a reader of version `version` accepts: with two or more slots only
+    /// `complete(version)`, so that a later value the writer put in the same slot after lapping
+    /// the reader is refused (it is not published yet, and returning it would let the next
+    /// read go backwards); with one slot any even value (`None`), since that slot only ever
+    /// moves forward.
+    #[inline(always)]
+    fn expected(self, version: u64) -> Option<u64> {
+        (self.count > 1).then(|| complete(version))
+    }
+}
+
+/// An acquire load, done as a relaxed load followed by an acquire fence: the same ordering, and
+/// also sound on a read-only mapping, where only relaxed atomic loads are guaranteed to work.
+#[inline(always)]
+pub(crate) fn load_acquire<W: Word>(w: &W) -> u64 {
+    let v = w.load(Ordering::Relaxed);
+    W::fence(Ordering::Acquire);
+    v
+}
+
+/// The sequence value of a slot that holds version `version`, complete. While the writer
+/// writes that version into the slot, the slot's sequence value is one less (odd).
+///
+/// Encoding the version lets a reader that loaded `published == v` tell the value of version
+/// `v` apart from a later value the writer put in the same slot after lapping the reader.
+#[inline(always)]
+pub(crate) const fn complete(version: u64) -> u64 {
+    version.wrapping_mul(2).wrapping_add(2)
+}
+
+/// Reads the latest published value: loads `published`, copies the first `len` payload words
+/// of its slot into `sink(i, word)`, and returns the version if the copy is consistent.
+///
+/// On `None` (a write was in progress or happened during the copy, or the writer lapped the
+/// reader) whatever `sink` received must be discarded. Never blocks.
+#[inline(always)]
+pub(crate) fn read_latest<S: Slots>(
+    s: &S,
+    len: usize,
+    sink: impl FnMut(usize, u64),
+) -> Option<u64> {
+    let version = load_acquire(s.published());
+    read_version(s, version, len, sink).then_some(version)
+}
+
+/// Copies version `version` out of its slot, as [`read_latest`] does; `true` if the copy is
+/// consistent (on a one-slot segment, consistent with `version` or a later value).
+#[inline(always)]
+pub(crate) fn read_version<S: Slots>(
+    s: &S,
+    version: u64,
+    len: usize,
+    sink: impl FnMut(usize, u64),
+) -> bool {
+    let index = s.index();
+    let (seq, words) = s.slot(index.slot_of(version));
+    read_slot(seq, &words[..len], index.expected(version), sink).is_some()
+}
+
+/// Writes version `version` (the one after the last published) into its slot with
+/// `source(i)` as payload word `i` of the first `len`, publishes it, and returns whether a
+/// waiter is registered (then the caller wakes the futex).
+///
+/// Only the one writer calls this. The SeqCst swap publishes (it is also a Release store) and
+/// orders the publication before the waiter-count load, pairing with a waiter's SeqCst
+/// registration: either the waiter sees the new version, or the writer sees the waiter. One
+/// locked instruction, cheaper than a store and a fence.
+#[inline(always)]
+pub(crate) fn publish<S: Slots>(
+    s: &S,
+    version: u64,
+    len: usize,
+    source: impl FnMut(usize) -> u64,
+) -> bool {
+    let (seq, words) = s.slot(s.index().slot_of(version));
+    write_slot(seq, &words[..len], version, source);
+    s.published().swap(version, Ordering::SeqCst);
+    s.waiters_registered()
+}
+
+/// Writes the initial value, version 0, into slot 0 without publishing it (`published` is 0
+/// from creation). Only the creator calls this, before the segment is ready.
+pub(crate) fn write_initial<S: Slots>(s: &S, len: usize, source: impl FnMut(usize) -> u64) {
+    let (seq, words) = s.slot(0);
+    write_slot(seq, &words[..len], 0, source);
+}
+
+/// Where a writer that takes a segment over continues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// The last version used; the next write publishes `version + 1`.
+    pub version: u64,
+    /// The newest version whose slot holds a complete value, if any.
+    pub complete: Option<u64>,
+}
+
+/// Where a writer that takes over continues, from `published` and the slots.
+///
+/// With one slot, readers accept any complete value in it, so a version number (and with it a
+/// sequence value) must never be used twice: the previous writer may have written, or
+/// half-written, the version after the last one it published, and a reader that loaded that
+/// write's sequence value must not find the same value after ours. With two or more slots
+/// readers accept only the published version, so rewriting an unpublished one is harmless,
+/// and the published slot holds the current value.
+pub(crate) fn resume<S: Slots>(s: &S) -> Resume {
+    let published = load_acquire(s.published());
+    if s.index().count() > 1 {
+        return Resume {
+            version: published,
+            complete: Some(published),
+        };
+    }
+    let seq = load_acquire(s.slot(0).0);
+    let newest = seq.saturating_sub(1) / 2;
+    Resume {
+        version: newest.max(published),
+        complete: (seq == complete(newest)).then_some(newest),
+    }
+}
+
+/// Reads one slot: calls `sink(i, word)` for every payload word, then reports whether the copy
+/// is consistent: the (even) sequence value it is consistent with, or `None`.
+///
+/// `expected`, when given, is the only sequence value to accept (see [`SlotIndex::expected`]).
+#[inline(always)]
+fn read_slot<W: Word>(
+    seq: &W,
+    words: &[W],
+    expected: Option<u64>,
+    mut sink: impl FnMut(usize, u64),
+) -> Option<u64> {
+    // A relaxed load and an acquire fence rather than an acquire load: the same ordering, and
+    // also sound on a read-only mapping (see `load_acquire`).
+    let s1 = load_acquire(seq);
+    if s1 & 1 == 1 || expected.is_some_and(|e| e != s1) {
+        return None;
+    }
+    for (i, w) in words.iter().enumerate() {
+        sink(i, w.load(Ordering::Relaxed));
+    }
+    // Orders the payload loads before the second sequence load: if any of them saw a store of a
+    // later write, this load sees that write's odd sequence value (or later).
+    W::fence(Ordering::Acquire);
+    let s2 = seq.load(Ordering::Relaxed);
+    (s1 == s2).then_some(s1)
+}
+
+/// Writes version `version` into one slot: marks it busy (odd), stores `source(i)` into every
+/// payload word, marks it done (`complete(version)`).
+///
+/// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
+/// mid-write is overwritten normally by the next write.
+#[inline(always)]
+fn write_slot<W: Word>(seq: &W, words: &[W], version: u64, mut source: impl FnMut(usize) -> u64) {
+    let done = complete(version);
+    seq.store(done.wrapping_sub(1), Ordering::Relaxed);
+    // Orders the odd sequence store before the payload stores: a reader that sees any new
+    // payload word and then fences sees the slot busy.
+    W::fence(Ordering::Release);
+    for (i, w) in words.iter().enumerate() {
+        w.store(source(i), Ordering::Relaxed);
+    }
+    seq.store(done, Ordering::Release);
+}
