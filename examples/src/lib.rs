@@ -6,6 +6,25 @@ pub mod writer;
 
 use shm_core::{FixedStr, SharedState, ShmBool};
 
+/// A 2-D pose, the type `minimal_writer` and `minimal_reader` share: a crate both programs
+/// depend on defines it once.
+#[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct Pose {
+    /// Publish counter.
+    pub tick: u64,
+    /// Position, metres.
+    pub x: f64,
+    /// Position, metres.
+    pub y: f64,
+    /// Heading, radians.
+    pub heading: f32,
+    /// Whether the robot is moving.
+    pub moving: ShmBool,
+    /// Explicit padding: the derive refuses implicit padding bytes.
+    pub _pad: [u8; 3],
+}
+
 /// A robot's telemetry: what one process publishes and others watch.
 #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
 #[repr(C)]

@@ -34,7 +34,8 @@ pub enum Error {
         /// The magic value found.
         found: u64,
     },
-    /// The segment's header is inconsistent (sizes, offsets or counts that cannot be right).
+    /// The segment is inconsistent: its header (sizes, offsets or counts that cannot be right),
+    /// its stored layout, or a slot that changed under its own writer.
     Corrupt {
         /// What is inconsistent.
         what: &'static str,
@@ -106,7 +107,7 @@ impl fmt::Display for Error {
                 f,
                 "not a shared-state segment (magic {found:#018x} does not match)"
             ),
-            Error::Corrupt { what } => write!(f, "corrupt segment header: {what}"),
+            Error::Corrupt { what } => write!(f, "corrupt segment: {what}"),
             Error::FormatVersion { expected, found } => write!(
                 f,
                 "segment format version {found} is not supported (this program reads version {expected})"

@@ -54,7 +54,7 @@ fn read_checked(r: &Reader<Payload>) -> u64 {
 }
 
 #[test]
-fn writer_killed_mid_write_two_slots() {
+fn two_slot_readers_keep_the_last_value_when_the_writer_is_killed_mid_write() {
     if role().is_some() {
         return;
     }

@@ -65,7 +65,7 @@ fn racer() {
 }
 
 #[test]
-fn eight_processes_fifty_rounds_one_creator_each() {
+fn of_eight_racing_processes_exactly_one_creates_each_round() {
     if role().is_some() {
         return;
     }

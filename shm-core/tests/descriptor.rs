@@ -798,7 +798,7 @@ fn any_two_different_layouts_have_a_difference() {
 /// A segment's descriptor is read from memory another process wrote, so it need not come from
 /// any derive: it may place a field elsewhere, or hold absurd offsets.
 #[test]
-fn hand_built_segment_descriptors() {
+fn hand_built_segment_layouts_are_compared_without_overflow() {
     fn two_u32(b_offset: u64, size: u64) -> LayoutBuf {
         let field = |name: &str, offset| FieldBuf {
             name: name.to_string(),

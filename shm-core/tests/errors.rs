@@ -73,7 +73,7 @@ fn shm_file(name: &str) -> std::fs::File {
 }
 
 #[test]
-fn not_found() {
+fn a_missing_segment_is_not_found() {
     let name = Name::new("missing");
     assert!(matches!(
         v1::Telemetry::open(&name),
@@ -90,7 +90,7 @@ fn not_found() {
 }
 
 #[test]
-fn already_exists() {
+fn creating_a_taken_name_fails_with_already_exists() {
     let name = Name::new("exists");
     let _w = v1::Telemetry::create(&name, &T1).unwrap();
     let e = v1::Telemetry::create(&name, &T1).unwrap_err();
@@ -102,7 +102,7 @@ fn already_exists() {
 }
 
 #[test]
-fn invalid_names() {
+fn invalid_names_are_refused_with_the_reason() {
     for bad in [
         "no-slash",
         "/",
@@ -179,7 +179,7 @@ fn newer_format_version_is_refused() {
 }
 
 #[test]
-fn truncated_segment() {
+fn a_truncated_segment_is_refused() {
     let name = Name::new("trunc");
     drop(v1::Telemetry::create(&name, &T1).unwrap());
     let f = shm_file(&name);
@@ -198,7 +198,7 @@ fn truncated_segment() {
 }
 
 #[test]
-fn corrupt_geometry() {
+fn a_corrupt_geometry_is_refused() {
     let name = Name::new("corrupt");
     drop(v1::Telemetry::create(&name, &T1).unwrap());
     poke(&name, Field::SlotCount, 0);
@@ -306,7 +306,7 @@ fn forever_is_a_valid_timeout() {
 }
 
 #[test]
-fn permission_denied() {
+fn an_unreadable_segment_gives_permission_denied() {
     if role().is_some() {
         return;
     }

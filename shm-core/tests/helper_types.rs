@@ -171,7 +171,7 @@ fn for_each_capacity(text: &str) {
 }
 
 #[test]
-fn fixed_str_empty() {
+fn fixed_str_new_is_empty() {
     let empty = FixedStr::<8>::new();
     assert!(empty.is_empty());
     assert_eq!(empty.as_str(), Ok(""));

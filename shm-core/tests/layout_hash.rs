@@ -539,7 +539,7 @@ fn hash_is_usable_as_a_constant() {
 // aligned (endianness and alignments enter the hash).
 #[cfg(all(target_endian = "little", target_pointer_width = "64"))]
 #[test]
-fn golden_values() {
+fn golden_hashes_never_change() {
     assert_eq!(
         FORMAT_VERSION, 1,
         "update the pinned values with the version"

@@ -128,21 +128,21 @@ fn stress<const W: usize>() {
 }
 
 #[test]
-fn no_torn_reads_64_bytes() {
+fn reads_are_never_torn_at_64_bytes() {
     if role().is_none() {
         stress::<8>();
     }
 }
 
 #[test]
-fn no_torn_reads_4_kib() {
+fn reads_are_never_torn_at_4_kib() {
     if role().is_none() {
         stress::<512>();
     }
 }
 
 #[test]
-fn no_torn_reads_64_kib() {
+fn reads_are_never_torn_at_64_kib() {
     if role().is_none() {
         stress::<8192>();
     }
