@@ -32,6 +32,7 @@ extern crate self as shm_core;
 
 pub mod descriptor;
 mod error;
+pub mod export;
 pub mod layout;
 mod options;
 mod payload;
