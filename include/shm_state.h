@@ -614,7 +614,7 @@ static inline shm_status shm__layout_mismatch(shm_reader *r, const shm_layout *w
     free(copy);
     r->status = SHM_ERR_LAYOUT_MISMATCH;
     snprintf(r->message, sizeof r->message,
-             "layout mismatch: %s (layout hash %#018llx in the segment, %#018llx in this program)",
+             "layout mismatch: %s (layout hash 0x%016llx in the segment, 0x%016llx in this program)",
              diff, (unsigned long long)found, (unsigned long long)want->hash);
     return r->status;
 }
@@ -626,24 +626,25 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
     uint32_t version = shm__load32(h + SHM_OFF_FORMAT_VERSION), slots, palign;
     char msg[160];
     if (version != SHM_FORMAT_VERSION) {
-        snprintf(msg, sizeof msg, "segment format version %u, this program reads version %u",
+        snprintf(msg, sizeof msg,
+                 "segment format version %u is not supported (this program reads version %u)",
                  version, SHM_FORMAT_VERSION);
         return shm__fail(r, SHM_ERR_FORMAT_VERSION, msg);
     }
     total = shm__load64(h + SHM_OFF_TOTAL_SIZE);
     if (total > mapped) {
-        snprintf(msg, sizeof msg, "segment truncated: %llu bytes expected, %llu found",
-                 (unsigned long long)total, (unsigned long long)mapped);
+        snprintf(msg, sizeof msg, "segment is truncated: %llu bytes, %llu needed",
+                 (unsigned long long)mapped, (unsigned long long)total);
         return shm__fail(r, SHM_ERR_TRUNCATED, msg);
     }
     slots = shm__load32(h + SHM_OFF_SLOT_COUNT);
-    if (slots == 0 || slots > SHM_MAX_SLOTS) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: slot count out of range");
+    if (slots == 0 || slots > SHM_MAX_SLOTS) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment header: slot count out of range");
     desc_len = shm__load64(h + SHM_OFF_DESCRIPTOR_LEN);
-    if (desc_len > SHM_MAX_DESCRIPTOR) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: descriptor too large");
+    if (desc_len > SHM_MAX_DESCRIPTOR) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment header: descriptor too large");
     psize = shm__load64(h + SHM_OFF_PAYLOAD_SIZE);
     palign = shm__load32(h + SHM_OFF_PAYLOAD_ALIGN);
     if (psize == 0 || psize > mapped || palign == 0)
-        return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: payload size out of range");
+        return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment header: payload size out of range");
     /* psize <= mapped, so none of this wraps; the product is still checked. */
     words = psize / 8 + (psize % 8 != 0);
     stride = (SHM_CACHE_LINE + words * 8 + SHM_CACHE_LINE - 1) / SHM_CACHE_LINE * SHM_CACHE_LINE;
@@ -654,7 +655,7 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
         shm__load64(h + SHM_OFF_DESCRIPTOR_OFFSET) != desc_off || desc_off > total ||
         total - desc_off != desc_len)
         return shm__fail(r, SHM_ERR_CORRUPT,
-                         "corrupt segment: slot geometry does not match the payload size and slot count");
+                         "corrupt segment header: slot geometry does not match the payload size and slot count");
     r->payload_size = psize;
     r->payload_words = words;
     r->slot_count = slots;
@@ -733,21 +734,22 @@ static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, s
                 break;
             }
             if (magic != 0 && magic != SHM_MAGIC) {
-                snprintf(msg, sizeof msg, "not a segment (magic %#018llx)", (unsigned long long)magic);
+                snprintf(msg, sizeof msg, "not a shared-state segment (magic 0x%016llx does not match)",
+                         (unsigned long long)magic);
                 shm__fail(r, SHM_ERR_NOT_A_SEGMENT, msg);
                 break;
             }
             munmap(r->base, r->mapped);
             r->base = NULL;
         } else if (st.st_size != 0) {
-            snprintf(msg, sizeof msg, "segment truncated: %u bytes expected, %lld found",
-                     SHM_HEADER_SIZE, (long long)st.st_size);
+            snprintf(msg, sizeof msg, "segment is truncated: %lld bytes, %u needed",
+                     (long long)st.st_size, SHM_HEADER_SIZE);
             shm__fail(r, SHM_ERR_TRUNCATED, msg);
             break;
         }
         /* Size 0 or magic 0: the creator is still initializing (or died doing so). */
         if (shm__now_ns() >= deadline) {
-            shm__fail(r, SHM_ERR_NOT_READY, "the segment is not ready (its creator did not finish initializing it)");
+            shm__fail(r, SHM_ERR_NOT_READY, "the segment was not initialized in time (its creator may have died)");
             break;
         }
         shm__sleep_ns(pause);
@@ -828,7 +830,7 @@ static inline shm_status shm__read_until(shm_reader *r, void *out, int64_t deadl
                         memcpy(out, r->buffer, r->payload_size);
                         return SHM_OK;
                     }
-                    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died and left no consistent value");
+                    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
                 }
             }
             if (now >= deadline) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
@@ -862,7 +864,7 @@ static inline shm_status shm_try_read(shm_reader *r, void *out) {
         memcpy(out, r->buffer, r->payload_size);
         return SHM_OK;
     }
-    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died and left no consistent value");
+    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
 }
 
 /* ---------------------------------------------------------------- waiting */

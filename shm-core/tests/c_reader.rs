@@ -480,3 +480,143 @@ fn a_header_that_disagrees_with_the_compiler_fails_to_compile() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Creates a `Pose` segment, lets `patch` change bytes of its object (as a hostile or buggy
+/// peer could), then opens it from C and from Rust; returns both outcomes.
+fn open_patched(tag: &str, patch: impl FnOnce(&mut Vec<u8>)) -> (String, String) {
+    let dir = TempDir::new(tag);
+    let name = Name::new(tag);
+    let value = segment_side::Pose {
+        tick: 1,
+        pos: [0.0; 3],
+        status: 0,
+        flags: 0,
+    };
+    drop(segment_side::Pose::create(&name, &value).unwrap());
+    let path = format!("/dev/shm{}", &*name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    patch(&mut bytes);
+    std::fs::write(&path, &bytes).unwrap();
+    let (ok, out) = run_open(
+        dir.path(),
+        shm_core::export::c_header::<segment_side::Pose>(),
+        &name,
+    );
+    assert!(!ok, "the C reader accepted a damaged segment: {out}");
+    let rust = match segment_side::Pose::open(&name) {
+        Err(e) => e.to_string(),
+        Ok(_) => "accepted".to_string(),
+    };
+    (out, rust)
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+#[test]
+fn c_reader_refuses_damaged_headers_as_the_rust_reader_does() {
+    // (tag, patch, the C status code, a word the message must contain); the C message must
+    // also be the Rust reader's, word for word.
+    type Patch = fn(&mut Vec<u8>);
+    let cases: [(&str, Patch, u32, &str); 7] = [
+        ("cmagic", |b| put_u64(b, 0, 0x1234), 4, "magic"),
+        ("cversion", |b| b[8] = 2, 5, "version 2"),
+        // A payload size near 2^64 must not wrap the slot stride into something small.
+        (
+            "cpsize",
+            |b| put_u64(b, 24, u64::MAX - 7),
+            7,
+            "payload size",
+        ),
+        (
+            "cslots",
+            |b| b[36..40].copy_from_slice(&0u32.to_ne_bytes()),
+            7,
+            "slot count",
+        ),
+        ("cstride", |b| put_u64(b, 48, 192), 7, "geometry"),
+        ("ctotal", |b| put_u64(b, 72, 1 << 40), 6, "truncated"),
+        // Another hash, and a stored descriptor that does not decode.
+        (
+            "cdesc",
+            |b| {
+                put_u64(b, 16, 0xdead_beef);
+                let at = u64::from_ne_bytes(b[56..64].try_into().unwrap()) as usize;
+                b[at] = 99;
+            },
+            8,
+            "malformed layout descriptor: unknown kind tag",
+        ),
+    ];
+    for (tag, patch, status, word) in cases {
+        let (c, rust) = open_patched(tag, patch);
+        assert_eq!(c, format!("status={status} message={rust}"), "{tag}");
+        assert!(c.contains(word), "{tag}: {c}");
+    }
+}
+
+const WAIT_C: &str = r#"#include "shm_state.h"
+#include "pose.h"
+
+int main(int argc, char **argv) {
+    shm_reader r;
+    uint64_t v0, v = 0;
+    shm_status st;
+    int i;
+    (void)argc;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (shm_reader_open(&r, argv[1], SHM_LAYOUT(POSE)) != SHM_OK) {
+        printf("error %s\n", r.message);
+        return 1;
+    }
+    v0 = shm_version(&r);
+    printf("alive=%d writable=%d\n", shm_writer_alive(&r), r.writable);
+    st = shm_wait_for_update(&r, v0, INT64_C(10000000000), &v);
+    printf("updated=%d %d\n", (int)st, v > v0);
+    for (i = 0; i < 1000 && shm_writer_alive(&r); i++) shm__sleep_ns(10000000);
+    printf("alive=%d\n", shm_writer_alive(&r));
+    st = shm_wait_for_update(&r, v, 50000000, NULL);
+    printf("timeout=%d\n", (int)(st == SHM_ERR_TIMEOUT));
+    shm_reader_close(&r);
+    return 0;
+}
+"#;
+
+#[test]
+fn c_reader_waits_on_the_futex_and_sees_the_writer_go() {
+    use std::io::{BufRead, BufReader};
+    let dir = TempDir::new("cwait");
+    let name = Name::new("cwait");
+    std::fs::write(
+        dir.path().join("pose.h"),
+        shm_core::export::c_header::<segment_side::Pose>(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("wait.c"), WAIT_C).unwrap();
+    let exe = compile("cc", C_FLAGS, dir.path(), "wait.c", "wait", &[]);
+    let mut value = segment_side::Pose {
+        tick: 1,
+        pos: [0.0; 3],
+        status: 0,
+        flags: 0,
+    };
+    let mut w = segment_side::Pose::create(&name, &value).unwrap();
+    let mut child = Command::new(exe)
+        .arg(&*name)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert_eq!(next(), "alive=1 writable=1");
+    // The reader is (about to be) blocked on the futex: publishing must wake it.
+    std::thread::sleep(Duration::from_millis(50));
+    value.tick = 2;
+    w.write(&value);
+    assert_eq!(next(), "updated=0 1");
+    drop(w);
+    assert_eq!(next(), "alive=0");
+    assert_eq!(next(), "timeout=1");
+    assert!(child.wait().unwrap().success());
+}
