@@ -306,8 +306,13 @@ static inline uint32_t shm__node(shm__desc *d, uint32_t depth) {
     shm__dnode n;
     memset(&n, 0, sizeof n);
     if (depth > SHM_MAX_DEPTH) { d->error = "nested too deeply"; return UINT32_MAX; }
-    if (d->nnodes >= SHM_MAX_NODES || d->nnodes >= d->cap_nodes) {
+    if (d->nnodes >= SHM_MAX_NODES) {
         d->error = "too many types";
+        return UINT32_MAX;
+    }
+    /* Every node takes at least 17 bytes, so a node past the capacity has no data left. */
+    if (d->nnodes >= d->cap_nodes) {
+        d->error = "unexpected end of data";
         return UINT32_MAX;
     }
     idx = d->nnodes++;
