@@ -1,0 +1,960 @@
+/* shm_state.h: a header-only C11 (and C++17) reader of shm-state segments.
+ *
+ * It implements the reader side of docs/segment-format.md (format version 1): open and validate
+ * a segment, check it holds the type a generated header describes (naming the first differing
+ * field when it does not), read consistent snapshots through the multi-slot seqlock, wait for
+ * updates on the shared futex, and probe whether the writer is alive. Include it in one or many
+ * translation units; it links nothing but libc. Linux only (futex, OFD locks).
+ *
+ *     #include "shm_state.h"
+ *     #include "telemetry.h"      // from shm_core::export::c_header::<Telemetry>()
+ *
+ *     shm_reader r;
+ *     if (shm_reader_open(&r, "/demo-telemetry", SHM_LAYOUT(TELEMETRY)) != SHM_OK) {
+ *         fprintf(stderr, "%s\n", r.message);   // e.g. "layout mismatch: field `pos` is ..."
+ *         return 1;
+ *     }
+ *     Telemetry t;
+ *     shm_read(&r, &t);
+ *     shm_reader_close(&r);
+ *
+ * Every access to shared memory is an atomic load (`__atomic_load_n`, the GCC/Clang builtins
+ * that C11 `atomic_load_explicit` compiles to, usable from C and C++ alike) with the orderings
+ * and fences the format prescribes: payload words are copied with relaxed 8-byte loads into a
+ * buffer of the handle, never with memcpy from shared memory, and only a copy the sequence word
+ * validates is copied into the caller's value.
+ *
+ * A handle is not safe to use from two threads at once (its copy buffer and message are its
+ * own); open one handle per thread. */
+#ifndef SHM_STATE_H
+#define SHM_STATE_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Under strict -std=c11 glibc hides these; their values are the Linux ABI's. */
+#ifndef F_OFD_GETLK
+#define F_OFD_GETLK 36
+#endif
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 02000000
+#endif
+#if !defined(__cplusplus) && !defined(__USE_MISC)
+extern long syscall(long number, ...);
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The handle and the decoder are this process's own memory, not a shared layout: padding in
+ * them is harmless, and programs built with -Wpadded should not hear about it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpadded"
+
+/* ---------------------------------------------------------------- format constants */
+
+#define SHM_FORMAT_VERSION 1u
+#define SHM_MAGIC UINT64_C(0x45544154534d4853) /* the bytes "SHMSTATE" read as a little-endian u64 */
+#define SHM_HEADER_SIZE 256u
+#define SHM_CACHE_LINE 64u
+#define SHM_MAX_SLOTS 1024u
+#define SHM_MAX_DESCRIPTOR (1u << 20)
+#define SHM_MAX_DEPTH 32u
+#define SHM_MAX_NODES 65536u
+#define SHM_MAX_NAME 1024u
+#define SHM_STATE_READY 1u
+#define SHM_DEFAULT_READY_WAIT_NS INT64_C(1000000000)
+
+/* Header field offsets. */
+#define SHM_OFF_MAGIC 0
+#define SHM_OFF_FORMAT_VERSION 8
+#define SHM_OFF_STATE 12
+#define SHM_OFF_LAYOUT_HASH 16
+#define SHM_OFF_PAYLOAD_SIZE 24
+#define SHM_OFF_PAYLOAD_ALIGN 32
+#define SHM_OFF_SLOT_COUNT 36
+#define SHM_OFF_SLOTS_OFFSET 40
+#define SHM_OFF_SLOT_STRIDE 48
+#define SHM_OFF_DESCRIPTOR_OFFSET 56
+#define SHM_OFF_DESCRIPTOR_LEN 64
+#define SHM_OFF_TOTAL_SIZE 72
+#define SHM_OFF_WRITER_PID 80
+#define SHM_OFF_WRITER_EPOCH 88
+#define SHM_OFF_PUBLISHED 128
+#define SHM_OFF_FUTEX 192
+#define SHM_OFF_WAITERS 196
+
+/* ---------------------------------------------------------------- public types */
+
+/* What went wrong; the handle's `message` says it in words. */
+typedef enum shm_status {
+    SHM_OK = 0,
+    SHM_ERR_NOT_FOUND,        /* no segment of that name */
+    SHM_ERR_PERMISSION_DENIED,
+    SHM_ERR_INVALID_NAME,
+    SHM_ERR_NOT_A_SEGMENT,    /* bad magic, or not a regular file */
+    SHM_ERR_FORMAT_VERSION,
+    SHM_ERR_TRUNCATED,        /* smaller than its header says */
+    SHM_ERR_CORRUPT,          /* inconsistent header */
+    SHM_ERR_LAYOUT_MISMATCH,  /* another type; the message names the first differing field */
+    SHM_ERR_NOT_READY,        /* its creator did not finish within the wait */
+    SHM_ERR_TIMEOUT,
+    SHM_ERR_WRITER_DIED,      /* no consistent value and no live writer */
+    SHM_ERR_IO                /* an unexpected system error */
+} shm_status;
+
+/* The type a program expects, from a generated header: `SHM_LAYOUT(TELEMETRY)`. */
+typedef struct shm_layout {
+    uint64_t hash;
+    uint64_t size;
+    uint64_t align;
+    const uint8_t *descriptor;
+    size_t descriptor_len;
+} shm_layout;
+
+static inline shm_layout shm_layout_make(uint64_t hash, uint64_t size, uint64_t align,
+                                         const uint8_t *descriptor, size_t descriptor_len) {
+    shm_layout l;
+    l.hash = hash;
+    l.size = size;
+    l.align = align;
+    l.descriptor = descriptor;
+    l.descriptor_len = descriptor_len;
+    return l;
+}
+
+/* The expected layout of the type whose generated macros start with PREFIX. */
+#define SHM_LAYOUT(PREFIX)                                                                   \
+    shm_layout_make(PREFIX##_LAYOUT_HASH, PREFIX##_SIZE, PREFIX##_ALIGN, PREFIX##_DESCRIPTOR, \
+                    PREFIX##_DESCRIPTOR_LEN)
+
+/* An open segment. Fields are read-only for users; the geometry is this process's validated
+ * copy, never re-read from the header. */
+typedef struct shm_reader {
+    int fd;
+    int writable; /* mapped read-write: may register as a futex waiter */
+    unsigned char *base;
+    size_t mapped;
+    uint64_t payload_size, payload_words, slot_count, slots_offset, slot_stride;
+    uint64_t descriptor_offset, descriptor_len, total_size;
+    uint64_t *buffer; /* payload_words words: the copy a read validates */
+    shm_status status;
+    char message[1024];
+} shm_reader;
+
+/* ---------------------------------------------------------------- atomics and time */
+
+static inline uint64_t shm__load64(const unsigned char *p) {
+    return __atomic_load_n((const uint64_t *)(const void *)p, __ATOMIC_RELAXED);
+}
+static inline uint32_t shm__load32(const unsigned char *p) {
+    return __atomic_load_n((const uint32_t *)(const void *)p, __ATOMIC_RELAXED);
+}
+static inline uint8_t shm__load8(const unsigned char *p) {
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+/* An acquire load as a relaxed load and an acquire fence: also sound on read-only mappings. */
+static inline uint64_t shm__load64_acquire(const unsigned char *p) {
+    uint64_t v = shm__load64(p);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return v;
+}
+
+static inline int64_t shm__now_ns(void) {
+    struct timespec ts = {0, 0};
+    syscall(SYS_clock_gettime, 1 /* CLOCK_MONOTONIC */, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void shm__sleep_ns(int64_t ns) {
+    struct timespec ts;
+    ts.tv_sec = (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    syscall(SYS_clock_nanosleep, 1 /* CLOCK_MONOTONIC */, 0, &ts, (struct timespec *)NULL);
+}
+
+/* A deadline `timeout_ns` from now; negative timeouts mean none (INT64_MAX). */
+static inline int64_t shm__deadline(int64_t timeout_ns) {
+    int64_t now = shm__now_ns();
+    if (timeout_ns < 0 || timeout_ns > INT64_MAX - now) return INT64_MAX;
+    return now + timeout_ns;
+}
+
+/* ---------------------------------------------------------------- messages */
+
+typedef struct shm__str {
+    char *p;
+    size_t cap, len;
+} shm__str;
+
+static inline void shm__put(shm__str *s, const char *t, size_t n) {
+    while (n-- && s->len + 1 < s->cap) s->p[s->len++] = *t++;
+    if (s->cap) s->p[s->len] = 0;
+}
+static inline void shm__puts(shm__str *s, const char *t) { shm__put(s, t, strlen(t)); }
+static inline void shm__putu(shm__str *s, uint64_t v) {
+    char b[24];
+    snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+    shm__puts(s, b);
+}
+
+static inline shm_status shm__fail(shm_reader *r, shm_status st, const char *msg) {
+    r->status = st;
+    snprintf(r->message, sizeof r->message, "%s", msg);
+    return st;
+}
+
+/* ---------------------------------------------------------------- descriptor decoding */
+
+typedef struct shm__dnode {
+    uint8_t kind, prim, has_stable;
+    uint64_t size, align, len; /* len: array length or helper capacity */
+    uint32_t child;            /* element node (array, FixedVec) */
+    const uint8_t *name, *stable;
+    uint32_t name_len, stable_len, nfields, first_field;
+} shm__dnode;
+
+typedef struct shm__dfield {
+    const uint8_t *name;
+    uint32_t name_len, node;
+    uint64_t offset;
+} shm__dfield;
+
+typedef struct shm__desc {
+    const uint8_t *bytes;
+    size_t len, pos;
+    shm__dnode *nodes;
+    shm__dfield *fields;
+    uint32_t nnodes, cap_nodes, nfields, cap_fields;
+    const char *error;
+} shm__desc;
+
+static inline int shm__take(shm__desc *d, size_t n, const uint8_t **out) {
+    if (n > d->len - d->pos) {
+        d->error = "unexpected end of data";
+        return 0;
+    }
+    *out = d->bytes + d->pos;
+    d->pos += n;
+    return 1;
+}
+static inline int shm__u8(shm__desc *d, uint8_t *v) {
+    const uint8_t *p;
+    if (!shm__take(d, 1, &p)) return 0;
+    *v = p[0];
+    return 1;
+}
+static inline int shm__u32(shm__desc *d, uint32_t *v) {
+    const uint8_t *p;
+    if (!shm__take(d, 4, &p)) return 0;
+    *v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return 1;
+}
+static inline int shm__u64(shm__desc *d, uint64_t *v) {
+    const uint8_t *p;
+    int i;
+    if (!shm__take(d, 8, &p)) return 0;
+    *v = 0;
+    for (i = 7; i >= 0; i--) *v = *v << 8 | p[i];
+    return 1;
+}
+static inline int shm__utf8(const uint8_t *s, uint32_t n) {
+    uint32_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        uint32_t k, cp;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xc2 && c <= 0xdf) { k = 1; cp = c & 0x1fu; }
+        else if (c >= 0xe0 && c <= 0xef) { k = 2; cp = c & 0x0fu; }
+        else if (c >= 0xf0 && c <= 0xf4) { k = 3; cp = c & 0x07u; }
+        else return 0;
+        if (n - i <= k) return 0;
+        for (uint32_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + j] & 0x3fu);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+static inline int shm__str_field(shm__desc *d, const uint8_t **s, uint32_t *n) {
+    if (!shm__u32(d, n)) return 0;
+    if (*n > SHM_MAX_NAME) { d->error = "name too long"; return 0; }
+    if (!shm__take(d, *n, s)) return 0;
+    if (!shm__utf8(*s, *n)) { d->error = "name is not utf-8"; return 0; }
+    return 1;
+}
+
+/* Decodes one node at `depth`; returns its index, or UINT32_MAX with d->error set. */
+static inline uint32_t shm__node(shm__desc *d, uint32_t depth) {
+    uint32_t idx, count, i;
+    shm__dnode n;
+    memset(&n, 0, sizeof n);
+    if (depth > SHM_MAX_DEPTH) { d->error = "nested too deeply"; return UINT32_MAX; }
+    if (d->nnodes >= SHM_MAX_NODES) {
+        d->error = "too many types";
+        return UINT32_MAX;
+    }
+    /* Every node takes at least 17 bytes, so a node past the capacity has no data left. */
+    if (d->nnodes >= d->cap_nodes) {
+        d->error = "unexpected end of data";
+        return UINT32_MAX;
+    }
+    idx = d->nnodes++;
+    if (!shm__u8(d, &n.kind) || !shm__u64(d, &n.size) || !shm__u64(d, &n.align)) return UINT32_MAX;
+    switch (n.kind) {
+    case 1:
+        if (!shm__u8(d, &n.prim)) return UINT32_MAX;
+        if (n.prim < 1 || n.prim > 12) { d->error = "unknown primitive"; return UINT32_MAX; }
+        break;
+    case 2:
+    case 5:
+        if (!shm__u64(d, &n.len)) return UINT32_MAX;
+        if ((n.child = shm__node(d, depth + 1)) == UINT32_MAX) return UINT32_MAX;
+        break;
+    case 3:
+        if (!shm__str_field(d, &n.name, &n.name_len) || !shm__u8(d, &n.has_stable)) return UINT32_MAX;
+        if (n.has_stable > 1) { d->error = "bad stable-name flag"; return UINT32_MAX; }
+        if (n.has_stable && !shm__str_field(d, &n.stable, &n.stable_len)) return UINT32_MAX;
+        if (!shm__u32(d, &count)) return UINT32_MAX;
+        /* Each field takes at least 4 + 8 + 17 bytes. */
+        if (count > (d->len - d->pos) / 29 || count > d->cap_fields - d->nfields) {
+            d->error = "field count exceeds the data";
+            return UINT32_MAX;
+        }
+        n.nfields = count;
+        n.first_field = d->nfields;
+        d->nfields += count;
+        for (i = 0; i < count; i++) {
+            shm__dfield *f = &d->fields[n.first_field + i];
+            if (!shm__str_field(d, &f->name, &f->name_len) || !shm__u64(d, &f->offset)) return UINT32_MAX;
+            if ((f->node = shm__node(d, depth + 1)) == UINT32_MAX) return UINT32_MAX;
+        }
+        break;
+    case 4:
+        if (!shm__u64(d, &n.len)) return UINT32_MAX;
+        break;
+    case 6:
+        break;
+    default:
+        d->error = "unknown kind tag";
+        return UINT32_MAX;
+    }
+    d->nodes[idx] = n;
+    return idx;
+}
+
+/* Decodes `len` bytes; the whole input must be consumed. Returns 1, or 0 with d->error set. */
+static inline int shm__decode(shm__desc *d, const uint8_t *bytes, size_t len) {
+    memset(d, 0, sizeof *d);
+    d->bytes = bytes;
+    d->len = len;
+    d->cap_nodes = (uint32_t)(len / 17 + 1);
+    d->cap_fields = (uint32_t)(len / 29 + 1);
+    d->nodes = (shm__dnode *)calloc(d->cap_nodes, sizeof(shm__dnode));
+    d->fields = (shm__dfield *)calloc(d->cap_fields, sizeof(shm__dfield));
+    if (!d->nodes || !d->fields) { d->error = "out of memory"; return 0; }
+    if (shm__node(d, 0) == UINT32_MAX) return 0;
+    if (d->pos != len) { d->error = "trailing bytes after the descriptor"; return 0; }
+    return 1;
+}
+
+static inline void shm__desc_free(shm__desc *d) {
+    free(d->nodes);
+    free(d->fields);
+}
+
+/* ---------------------------------------------------------------- descriptor comparison */
+
+#define SHM__FNV(h, b) ((h) = ((h) ^ (uint8_t)(b)) * UINT64_C(0x100000001b3))
+
+static inline uint64_t shm__fnv64(uint64_t h, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) SHM__FNV(h, v >> (8 * i));
+    return h;
+}
+static inline uint64_t shm__fnvs(uint64_t h, const uint8_t *s, uint32_t n) {
+    uint32_t i;
+    h = shm__fnv64(h, n);
+    for (i = 0; i < n; i++) SHM__FNV(h, s[i]);
+    return h;
+}
+/* The layout hash's stream over one node (docs/segment-format.md): equal exactly when two
+ * nodes describe the same bytes. */
+static inline uint64_t shm__shape(const shm__desc *d, uint32_t i, uint64_t h) {
+    const shm__dnode *n = &d->nodes[i];
+    uint32_t k;
+    SHM__FNV(h, n->kind);
+    h = shm__fnv64(h, n->size);
+    h = shm__fnv64(h, n->align);
+    switch (n->kind) {
+    case 1: SHM__FNV(h, n->prim); break;
+    case 2:
+    case 5: h = shm__shape(d, n->child, shm__fnv64(h, n->len)); break;
+    case 3:
+        SHM__FNV(h, n->has_stable);
+        if (n->has_stable) h = shm__fnvs(h, n->stable, n->stable_len);
+        h = shm__fnv64(h, n->nfields);
+        for (k = 0; k < n->nfields; k++) {
+            const shm__dfield *f = &d->fields[n->first_field + k];
+            h = shm__fnvs(h, f->name, f->name_len);
+            h = shm__fnv64(h, f->offset);
+            h = shm__shape(d, f->node, h);
+        }
+        break;
+    case 4: h = shm__fnv64(h, n->len); break;
+    default: break;
+    }
+    return h;
+}
+static inline int shm__same(const shm__desc *a, uint32_t i, const shm__desc *b, uint32_t j) {
+    uint64_t basis = UINT64_C(0xcbf29ce484222325);
+    return shm__shape(a, i, basis) == shm__shape(b, j, basis);
+}
+
+/* The type as Rust spells it: `u32`, `[f64; 3]`, `Pose`, `FixedStr<16>`. */
+static inline void shm__type(shm__str *s, const shm__desc *d, uint32_t i) {
+    static const char *const prims[] = {"?",   "u8",  "u16", "u32", "u64", "u128", "i8",
+                                        "i16", "i32", "i64", "i128", "f32", "f64"};
+    const shm__dnode *n = &d->nodes[i];
+    switch (n->kind) {
+    case 1: shm__puts(s, prims[n->prim]); break;
+    case 2: shm__puts(s, "["); shm__type(s, d, n->child); shm__puts(s, "; "); shm__putu(s, n->len); shm__puts(s, "]"); break;
+    case 3:
+        if (n->has_stable) shm__put(s, (const char *)n->stable, n->stable_len);
+        else shm__put(s, (const char *)n->name, n->name_len);
+        break;
+    case 4: shm__puts(s, "FixedStr<"); shm__putu(s, n->len); shm__puts(s, ">"); break;
+    case 5: shm__puts(s, "FixedVec<"); shm__type(s, d, n->child); shm__puts(s, ", "); shm__putu(s, n->len); shm__puts(s, ">"); break;
+    default: shm__puts(s, "ShmBool"); break;
+    }
+}
+
+static inline int shm__holds_struct(const shm__desc *d, uint32_t i) {
+    const shm__dnode *n = &d->nodes[i];
+    if (n->kind == 3) return 1;
+    if (n->kind == 2 || n->kind == 5) return shm__holds_struct(d, n->child);
+    return 0;
+}
+
+static inline uint64_t shm__sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+static inline void shm__what(shm__str *s, const char *path) {
+    if (!*path) { shm__puts(s, "the type"); return; }
+    shm__puts(s, path[0] == '[' ? "element `" : "field `");
+    shm__puts(s, path);
+    shm__puts(s, "`");
+}
+static inline void shm__join(char *out, size_t cap, const char *path, const uint8_t *name, uint32_t n) {
+    snprintf(out, cap, "%s%s%.*s", path, *path ? "." : "", (int)n, (const char *)name);
+}
+static inline void shm__shown(shm__str *s, const shm__desc *d, uint32_t i, int sized) {
+    shm__puts(s, "`");
+    shm__type(s, d, i);
+    shm__puts(s, "`");
+    if (sized) {
+        shm__puts(s, " (size "); shm__putu(s, d->nodes[i].size);
+        shm__puts(s, ", align "); shm__putu(s, d->nodes[i].align); shm__puts(s, ")");
+    }
+}
+static inline void shm__mismatch(shm__str *s, const char *path, uint64_t sat, uint64_t pat,
+                                 const shm__desc *sd, uint32_t si, const shm__desc *pd, uint32_t pi) {
+    char a[256], b[256];
+    shm__str ta = {a, sizeof a, 0}, tb = {b, sizeof b, 0};
+    int sized;
+    a[0] = b[0] = 0;
+    shm__type(&ta, sd, si);
+    shm__type(&tb, pd, pi);
+    sized = !shm__same(sd, si, pd, pi) && strcmp(a, b) == 0;
+    if (!*path) {
+        shm__puts(s, "the type is "); shm__shown(s, sd, si, sized);
+        shm__puts(s, " in the segment but "); shm__shown(s, pd, pi, sized);
+        shm__puts(s, " in this program");
+        return;
+    }
+    shm__what(s, path);
+    shm__puts(s, " is "); shm__shown(s, sd, si, sized);
+    shm__puts(s, " at offset "); shm__putu(s, sat);
+    shm__puts(s, " in the segment but "); shm__shown(s, pd, pi, sized);
+    shm__puts(s, " at offset "); shm__putu(s, pat);
+    shm__puts(s, " in this program");
+}
+static inline void shm__shm_name(shm__str *s, const shm__dnode *n) {
+    if (!n->has_stable) { shm__puts(s, "no `#[shm(name)]`"); return; }
+    shm__puts(s, "`#[shm(name = \"");
+    shm__put(s, (const char *)n->stable, n->stable_len);
+    shm__puts(s, "\")]`");
+}
+
+/* Where the segment's node `si` (at offset `sat` of its type) first differs from this program's
+ * node `pi`; as shm_core's `first_difference`. The two must differ. */
+static inline void shm__diff(shm__str *s, const char *path, uint64_t sat, uint64_t pat,
+                             const shm__desc *sd, uint32_t si, const shm__desc *pd, uint32_t pi) {
+    const shm__dnode *sn = &sd->nodes[si], *pn = &pd->nodes[pi];
+    char sub[512];
+    if (sn->kind == 3 && pn->kind == 3) {
+        uint32_t k, common = sn->nfields < pn->nfields ? sn->nfields : pn->nfields;
+        for (k = 0; k < common; k++) {
+            const shm__dfield *sf = &sd->fields[sn->first_field + k];
+            const shm__dfield *pf = &pd->fields[pn->first_field + k];
+            uint64_t s_at = shm__sat_add(sat, sf->offset), p_at = shm__sat_add(pat, pf->offset);
+            if (sf->name_len != pf->name_len || memcmp(sf->name, pf->name, sf->name_len) != 0) {
+                shm__puts(s, "the segment has field `");
+                shm__join(sub, sizeof sub, path, sf->name, sf->name_len);
+                shm__puts(s, sub); shm__puts(s, ": "); shm__type(s, sd, sf->node);
+                shm__puts(s, "` at offset "); shm__putu(s, s_at);
+                shm__puts(s, " where this program has `");
+                shm__join(sub, sizeof sub, path, pf->name, pf->name_len);
+                shm__puts(s, sub); shm__puts(s, ": "); shm__type(s, pd, pf->node);
+                shm__puts(s, "` at offset "); shm__putu(s, p_at);
+                return;
+            }
+            shm__join(sub, sizeof sub, path, sf->name, sf->name_len);
+            if (sf->offset != pf->offset) { shm__mismatch(s, sub, s_at, p_at, sd, sf->node, pd, pf->node); return; }
+            if (!shm__same(sd, sf->node, pd, pf->node)) { shm__diff(s, sub, s_at, p_at, sd, sf->node, pd, pf->node); return; }
+        }
+        if (sn->nfields != pn->nfields) {
+            const shm__desc *xd = sn->nfields > pn->nfields ? sd : pd;
+            const shm__dnode *xn = sn->nfields > pn->nfields ? sn : pn;
+            const shm__dfield *x = &xd->fields[xn->first_field + common];
+            shm__what(s, path);
+            shm__puts(s, " has "); shm__putu(s, sn->nfields);
+            shm__puts(s, " fields in the segment but "); shm__putu(s, pn->nfields);
+            shm__puts(s, " in this program; the first extra one is `");
+            shm__join(sub, sizeof sub, path, x->name, x->name_len);
+            shm__puts(s, sub); shm__puts(s, ": "); shm__type(s, xd, x->node);
+            shm__puts(s, "` at offset ");
+            shm__putu(s, shm__sat_add(xd == sd ? sat : pat, x->offset));
+            return;
+        }
+        if (sn->has_stable != pn->has_stable || sn->stable_len != pn->stable_len ||
+            (sn->has_stable && memcmp(sn->stable, pn->stable, sn->stable_len) != 0)) {
+            shm__what(s, path);
+            shm__puts(s, " has "); shm__shm_name(s, sn);
+            shm__puts(s, " in the segment but "); shm__shm_name(s, pn);
+            shm__puts(s, " in this program");
+            return;
+        }
+    } else if (((sn->kind == 2 && pn->kind == 2) || (sn->kind == 5 && pn->kind == 5)) &&
+               sn->len == pn->len && shm__holds_struct(sd, sn->child) &&
+               shm__holds_struct(pd, pn->child) && !shm__same(sd, sn->child, pd, pn->child)) {
+        /* A FixedVec's elements start after its 8-byte length. */
+        uint64_t skip = sn->kind == 5 ? 8 : 0;
+        snprintf(sub, sizeof sub, "%s[0]", path);
+        shm__diff(s, sub, shm__sat_add(sat, skip), shm__sat_add(pat, skip), sd, sn->child, pd, pn->child);
+        return;
+    }
+    shm__mismatch(s, path, sat, pat, sd, si, pd, pi);
+}
+
+/* ---------------------------------------------------------------- opening */
+
+static inline void shm__reset(shm_reader *r) {
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+}
+
+/* Unmaps and closes the segment; safe on a handle whose open failed. */
+static inline void shm_reader_close(shm_reader *r) {
+    if (r->base) munmap(r->base, r->mapped);
+    if (r->fd >= 0) close(r->fd);
+    free(r->buffer);
+    r->base = NULL;
+    r->buffer = NULL;
+    r->fd = -1;
+}
+
+/* Checks a POSIX shared-memory name: `/` then 1 to 254 bytes, no other `/`, not `/.` or `/..`. */
+static inline const char *shm__name_problem(const char *name) {
+    size_t n = strlen(name);
+    if (name[0] != '/') return "a shared-memory name starts with `/`, e.g. \"/robot-state\"";
+    if (n < 2) return "a shared-memory name has at least one character after `/`";
+    if (n > 255) return "a shared-memory name is at most 255 bytes";
+    if (strchr(name + 1, '/')) return "a shared-memory name has no `/` after the first character";
+    if (!strcmp(name, "/.") || !strcmp(name, "/..")) return "`.` and `..` are not segment names";
+    return NULL;
+}
+
+static inline shm_status shm__layout_mismatch(shm_reader *r, const shm_layout *want, uint64_t found) {
+    shm__desc stored, program;
+    shm__str s;
+    uint8_t *copy;
+    uint64_t i;
+    char diff[768];
+    s.p = diff; s.cap = sizeof diff; s.len = 0; diff[0] = 0;
+    copy = (uint8_t *)malloc(r->descriptor_len ? r->descriptor_len : 1);
+    if (!copy) return shm__fail(r, SHM_ERR_IO, "out of memory");
+    /* Descriptor bytes are shared memory too: copied with relaxed atomic byte loads. */
+    for (i = 0; i < r->descriptor_len; i++) copy[i] = shm__load8(r->base + r->descriptor_offset + i);
+    if (!shm__decode(&stored, copy, r->descriptor_len)) {
+        shm__puts(&s, "the segment's malformed layout descriptor: ");
+        shm__puts(&s, stored.error);
+    } else if (!shm__decode(&program, want->descriptor, want->descriptor_len)) {
+        shm__puts(&s, "this program's layout descriptor is malformed: ");
+        shm__puts(&s, program.error);
+        shm__desc_free(&program);
+    } else {
+        if (shm__same(&stored, 0, &program, 0))
+            shm__puts(&s, "the stored descriptor matches this program's but the layout hash does not (corrupt header)");
+        else
+            shm__diff(&s, "", 0, 0, &stored, 0, &program, 0);
+        shm__desc_free(&program);
+    }
+    shm__desc_free(&stored);
+    free(copy);
+    r->status = SHM_ERR_LAYOUT_MISMATCH;
+    snprintf(r->message, sizeof r->message,
+             "layout mismatch: %s (layout hash 0x%016llx in the segment, 0x%016llx in this program)",
+             diff, (unsigned long long)found, (unsigned long long)want->hash);
+    return r->status;
+}
+
+/* Step 6 of Opening: the stored descriptor decodes, hashes to the stored layout hash, and its
+ * size and alignment are the header's, so that the segment's description is what its hash
+ * promises. */
+static inline shm_status shm__check_stored(shm_reader *r, uint64_t found, uint64_t psize, uint32_t palign) {
+    shm__desc stored;
+    uint8_t *copy;
+    uint64_t i, h = UINT64_C(0xcbf29ce484222325);
+    const char *problem = NULL;
+    copy = (uint8_t *)malloc(r->descriptor_len ? r->descriptor_len : 1);
+    if (!copy) return shm__fail(r, SHM_ERR_IO, "out of memory");
+    /* Descriptor bytes are shared memory too: copied with relaxed atomic byte loads. */
+    for (i = 0; i < r->descriptor_len; i++) copy[i] = shm__load8(r->base + r->descriptor_offset + i);
+    if (!shm__decode(&stored, copy, r->descriptor_len)) {
+        problem = "corrupt segment: the stored layout descriptor is malformed";
+    } else {
+        for (i = 0; i < 4; i++) SHM__FNV(h, (uint32_t)SHM_FORMAT_VERSION >> (8 * i));
+        {
+            const uint16_t probe = 1;
+            SHM__FNV(h, *(const uint8_t *)&probe ? 'L' : 'B');
+        }
+        if (shm__shape(&stored, 0, h) != found)
+            problem = "corrupt segment: the stored layout does not have the stored layout hash";
+        else if (stored.nodes[0].size != psize || stored.nodes[0].align != palign)
+            problem = "corrupt segment: the payload size or alignment does not match the stored layout";
+    }
+    shm__desc_free(&stored);
+    free(copy);
+    return problem ? shm__fail(r, SHM_ERR_CORRUPT, problem) : SHM_OK;
+}
+
+/* Validates the mapped, ready header (steps 4 to 6 of Opening in docs/segment-format.md). */
+static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
+    const unsigned char *h = r->base;
+    uint64_t mapped = r->mapped, total, desc_len, psize, words, stride, desc_off, found;
+    uint32_t version = shm__load32(h + SHM_OFF_FORMAT_VERSION), slots, palign;
+    char msg[160];
+    if (version != SHM_FORMAT_VERSION) {
+        snprintf(msg, sizeof msg,
+                 "segment format version %u is not supported (this program reads version %u)",
+                 version, SHM_FORMAT_VERSION);
+        return shm__fail(r, SHM_ERR_FORMAT_VERSION, msg);
+    }
+    total = shm__load64(h + SHM_OFF_TOTAL_SIZE);
+    if (total > mapped) {
+        snprintf(msg, sizeof msg, "segment is truncated: %llu bytes, %llu needed",
+                 (unsigned long long)mapped, (unsigned long long)total);
+        return shm__fail(r, SHM_ERR_TRUNCATED, msg);
+    }
+    slots = shm__load32(h + SHM_OFF_SLOT_COUNT);
+    if (slots == 0 || slots > SHM_MAX_SLOTS) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: slot count out of range");
+    desc_len = shm__load64(h + SHM_OFF_DESCRIPTOR_LEN);
+    if (desc_len > SHM_MAX_DESCRIPTOR) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: descriptor too large");
+    psize = shm__load64(h + SHM_OFF_PAYLOAD_SIZE);
+    palign = shm__load32(h + SHM_OFF_PAYLOAD_ALIGN);
+    if (psize == 0 || psize > mapped)
+        return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: payload size out of range");
+    if (palign == 0 || (palign & (palign - 1)) != 0)
+        return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: payload alignment is not a power of two");
+    /* psize <= mapped, so none of this wraps; the product is still checked. */
+    words = psize / 8 + (psize % 8 != 0);
+    stride = (SHM_CACHE_LINE + words * 8 + SHM_CACHE_LINE - 1) / SHM_CACHE_LINE * SHM_CACHE_LINE;
+    if (__builtin_mul_overflow(stride, (uint64_t)slots, &desc_off) ||
+        __builtin_add_overflow(desc_off, (uint64_t)SHM_HEADER_SIZE, &desc_off) ||
+        shm__load64(h + SHM_OFF_SLOTS_OFFSET) != SHM_HEADER_SIZE ||
+        shm__load64(h + SHM_OFF_SLOT_STRIDE) != stride ||
+        shm__load64(h + SHM_OFF_DESCRIPTOR_OFFSET) != desc_off || desc_off > total ||
+        total - desc_off != desc_len)
+        return shm__fail(r, SHM_ERR_CORRUPT,
+                         "corrupt segment: slot geometry does not match the payload size and slot count");
+    r->payload_size = psize;
+    r->payload_words = words;
+    r->slot_count = slots;
+    r->slots_offset = SHM_HEADER_SIZE;
+    r->slot_stride = stride;
+    r->descriptor_offset = desc_off;
+    r->descriptor_len = desc_len;
+    r->total_size = total;
+    found = shm__load64(h + SHM_OFF_LAYOUT_HASH);
+    if (found != want->hash)
+        return shm__layout_mismatch(r, want, found);
+    if (shm__check_stored(r, found, psize, palign) != SHM_OK)
+        return r->status;
+    if (psize != want->size || palign != want->align)
+        return shm__layout_mismatch(r, want, found);
+    r->buffer = (uint64_t *)calloc(words, 8);
+    if (!r->buffer) return shm__fail(r, SHM_ERR_IO, "out of memory");
+    return SHM_OK;
+}
+
+/* Opens the segment `name` holding the type `want` describes, waiting at most `ready_wait_ns`
+ * (negative: forever) for its creator to finish. On failure the handle holds the code and a
+ * message and owns nothing (closing it is harmless). */
+static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, shm_layout want,
+                                              int64_t ready_wait_ns) {
+    const char *bad;
+    struct stat st;
+    int64_t deadline, pause = 50000;
+    char msg[512];
+    shm__reset(r);
+    if ((bad = shm__name_problem(name)) != NULL) {
+        snprintf(msg, sizeof msg, "invalid segment name \"%.300s\": %s", name, bad);
+        return shm__fail(r, SHM_ERR_INVALID_NAME, msg);
+    }
+    /* Read-write if permitted, so that waits can register on the futex; else read-only. */
+    r->writable = 1;
+    r->fd = shm_open(name, O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+    if (r->fd < 0 && (errno == EACCES || errno == EPERM)) {
+        r->writable = 0;
+        r->fd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0);
+    }
+    if (r->fd < 0) {
+        int e = errno;
+        shm_status st2 = e == ENOENT ? SHM_ERR_NOT_FOUND
+                         : (e == EACCES || e == EPERM) ? SHM_ERR_PERMISSION_DENIED
+                         : (e == EINVAL || e == ENAMETOOLONG) ? SHM_ERR_INVALID_NAME
+                                                              : SHM_ERR_IO;
+        snprintf(msg, sizeof msg, "cannot open segment \"%.300s\": %s", name, strerror(e));
+        return shm__fail(r, st2, msg);
+    }
+    deadline = shm__deadline(ready_wait_ns);
+    for (;;) {
+        if (fstat(r->fd, &st) != 0) {
+            snprintf(msg, sizeof msg, "fstat of segment \"%.300s\": %s", name, strerror(errno));
+            shm__fail(r, SHM_ERR_IO, msg);
+            break;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            shm__fail(r, SHM_ERR_NOT_A_SEGMENT, "not a segment: not a regular file");
+            break;
+        }
+        if ((uint64_t)st.st_size >= SHM_HEADER_SIZE) {
+            uint64_t magic;
+            uint32_t state;
+            /* Never map more than fstat reports; re-map each time: the size may have grown. */
+            void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | (r->writable ? PROT_WRITE : 0),
+                           MAP_SHARED, r->fd, 0);
+            if (m == MAP_FAILED) {
+                snprintf(msg, sizeof msg, "mmap of segment \"%.300s\": %s", name, strerror(errno));
+                shm__fail(r, SHM_ERR_IO, msg);
+                break;
+            }
+            r->base = (unsigned char *)m;
+            r->mapped = (size_t)st.st_size;
+            magic = shm__load64(r->base + SHM_OFF_MAGIC);
+            state = shm__load32(r->base + SHM_OFF_STATE);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE); /* pairs with the creator's Release of state */
+            if (magic == SHM_MAGIC && state == SHM_STATE_READY) {
+                if (shm__validate(r, &want) == SHM_OK) return SHM_OK;
+                break;
+            }
+            if (magic != 0 && magic != SHM_MAGIC) {
+                snprintf(msg, sizeof msg, "not a shared-state segment (magic 0x%016llx does not match)",
+                         (unsigned long long)magic);
+                shm__fail(r, SHM_ERR_NOT_A_SEGMENT, msg);
+                break;
+            }
+            munmap(r->base, r->mapped);
+            r->base = NULL;
+        } else if (st.st_size != 0) {
+            snprintf(msg, sizeof msg, "segment is truncated: %lld bytes, %u needed",
+                     (long long)st.st_size, SHM_HEADER_SIZE);
+            shm__fail(r, SHM_ERR_TRUNCATED, msg);
+            break;
+        }
+        /* Size 0 or magic 0: the creator is still initializing (or died doing so). */
+        if (shm__now_ns() >= deadline) {
+            shm__fail(r, SHM_ERR_NOT_READY, "the segment was not initialized in time (its creator may have died)");
+            break;
+        }
+        shm__sleep_ns(pause);
+        pause = pause * 2 > 5000000 ? 5000000 : pause * 2;
+    }
+    {
+        shm_status keep = r->status;
+        char saved[sizeof r->message];
+        memcpy(saved, r->message, sizeof saved);
+        shm_reader_close(r);
+        r->status = keep;
+        memcpy(r->message, saved, sizeof saved);
+        return keep;
+    }
+}
+
+/* Opens with the default ready wait (1 s). */
+static inline shm_status shm_reader_open(shm_reader *r, const char *name, shm_layout want) {
+    return shm_reader_open_wait(r, name, want, SHM_DEFAULT_READY_WAIT_NS);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* The publish counter: the version of the latest value. */
+static inline uint64_t shm_version(const shm_reader *r) {
+    return shm__load64_acquire(r->base + SHM_OFF_PUBLISHED);
+}
+
+/* One read attempt into r->buffer; 1 when the copy is consistent. */
+static inline int shm__attempt(shm_reader *r) {
+    uint64_t v = shm_version(r), i = v % r->slot_count, s1, s2, k;
+    const unsigned char *slot = r->base + r->slots_offset + i * r->slot_stride;
+    s1 = shm__load64(slot);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if ((s1 & 1) || (r->slot_count > 1 && s1 != 2 * v + 2)) return 0;
+    for (k = 0; k < r->payload_words; k++) r->buffer[k] = shm__load64(slot + SHM_CACHE_LINE + 8 * k);
+    /* Orders the payload loads before the second sequence load. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    s2 = shm__load64(slot);
+    return s1 == s2;
+}
+
+/* Whether a writer holds the segment's writer lease (an OFD lock on byte 0). Only queries. */
+static inline int shm_writer_alive(const shm_reader *r) {
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0) return 1;
+    return fl.l_type != F_UNLCK;
+}
+
+/* The pid of the last writer that took the lease (informative). */
+static inline uint32_t shm_writer_pid(const shm_reader *r) {
+    return shm__load32(r->base + SHM_OFF_WRITER_PID);
+}
+
+/* Reads a consistent value into `out` (payload_size bytes), giving up at `deadline`
+ * (INT64_MAX: never) with SHM_ERR_TIMEOUT, or with SHM_ERR_WRITER_DIED when nothing consistent
+ * is left and no writer lives. */
+static inline shm_status shm__read_until(shm_reader *r, void *out, int64_t deadline) {
+    uint32_t failures = 0;
+    int64_t next_probe = 0;
+    for (;;) {
+        if (shm__attempt(r)) {
+            memcpy(out, r->buffer, r->payload_size);
+            return SHM_OK;
+        }
+        if (++failures < 64) continue;
+        {
+            int64_t now = shm__now_ns();
+            if (now >= next_probe) {
+                next_probe = now + 1000000;
+                if (!shm_writer_alive(r)) {
+                    if (shm__attempt(r)) {
+                        memcpy(out, r->buffer, r->payload_size);
+                        return SHM_OK;
+                    }
+                    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
+                }
+            }
+            if (now >= deadline) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
+            syscall(SYS_sched_yield);
+        }
+    }
+}
+
+/* Reads a consistent value into `out`; blocks while a hostile or dead writer leaves none. */
+static inline shm_status shm_read(shm_reader *r, void *out) {
+    return shm__read_until(r, out, INT64_MAX);
+}
+
+/* As shm_read, giving up after `timeout_ns` with SHM_ERR_TIMEOUT. */
+static inline shm_status shm_read_timeout(shm_reader *r, void *out, int64_t timeout_ns) {
+    return shm__read_until(r, out, shm__deadline(timeout_ns));
+}
+
+/* A bounded number of attempts, no sleeping: SHM_ERR_TIMEOUT if the writer kept the slot busy,
+ * SHM_ERR_WRITER_DIED if no writer lives and nothing consistent is left. */
+static inline shm_status shm_try_read(shm_reader *r, void *out) {
+    int i;
+    for (i = 0; i < 4096; i++) {
+        if (shm__attempt(r)) {
+            memcpy(out, r->buffer, r->payload_size);
+            return SHM_OK;
+        }
+    }
+    if (shm_writer_alive(r)) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
+    if (shm__attempt(r)) {
+        memcpy(out, r->buffer, r->payload_size);
+        return SHM_OK;
+    }
+    return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+/* Waits until the version exceeds `since` or `timeout_ns` passes (negative: no limit); stores
+ * the new version in `*version` (may be NULL). Sleeps on the shared futex when the segment is
+ * mapped writable (registering in `waiters`), else polls every 200 us. */
+static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int64_t timeout_ns,
+                                             uint64_t *version) {
+    unsigned char *h = r->base;
+    uint32_t *futex = (uint32_t *)(void *)(h + SHM_OFF_FUTEX);
+    uint32_t *waiters = (uint32_t *)(void *)(h + SHM_OFF_WAITERS);
+    int64_t deadline = shm__deadline(timeout_ns), left;
+    uint64_t v = shm_version(r);
+    shm_status st = SHM_ERR_TIMEOUT;
+    if (v > since) goto done;
+    if (!r->writable) {
+        for (;;) {
+            v = shm_version(r);
+            if (v > since) goto done;
+            left = deadline - shm__now_ns();
+            if (left <= 0) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
+            shm__sleep_ns(left < 200000 ? left : 200000);
+        }
+    }
+    __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+    for (;;) {
+        uint32_t word = __atomic_load_n(futex, __ATOMIC_SEQ_CST);
+        struct timespec ts;
+        v = __atomic_load_n((uint64_t *)(void *)(h + SHM_OFF_PUBLISHED), __ATOMIC_SEQ_CST);
+        if (v > since) { st = SHM_OK; break; }
+        left = deadline - shm__now_ns();
+        if (left <= 0) break;
+        if (left > 100000000) left = 100000000; /* re-check at least every 100 ms */
+        ts.tv_sec = (time_t)(left / 1000000000);
+        ts.tv_nsec = (long)(left % 1000000000);
+        syscall(SYS_futex, futex, FUTEX_WAIT, word, &ts, (uint32_t *)NULL, 0);
+    }
+    __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
+    if (st != SHM_OK) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
+done:
+    if (version) *version = v;
+    return SHM_OK;
+}
+
+#pragma GCC diagnostic pop
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHM_STATE_H */

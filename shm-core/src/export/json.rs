@@ -1,0 +1,116 @@
+//! The descriptor as JSON, under the schema `shm-state/layout` (`docs/layout.schema.json`).
+
+use crate::format::FORMAT_VERSION;
+use crate::layout::{Kind, Layout};
+use core::fmt::Write;
+
+/// Version of the JSON document's schema; bumped on any incompatible change to it.
+pub(super) const SCHEMA_VERSION: u32 = 1;
+
+/// `s` as a JSON string.
+fn string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn node(l: &Layout, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    let kind = match l.kind {
+        Kind::Primitive(_) => "primitive",
+        Kind::Array { .. } => "array",
+        Kind::Struct { .. } => "struct",
+        Kind::FixedStr { .. } => "fixed_str",
+        Kind::FixedVec { .. } => "fixed_vec",
+        Kind::Bool => "bool",
+    };
+    write!(
+        out,
+        "{{\n{pad}  \"kind\": \"{kind}\",\n{pad}  \"size\": {},\n{pad}  \"align\": {}",
+        l.size, l.align
+    )
+    .unwrap();
+    match l.kind {
+        Kind::Primitive(p) => {
+            write!(out, ",\n{pad}  \"primitive\": \"{}\"", p.rust_name()).unwrap()
+        }
+        Kind::Array { len, element } => {
+            write!(out, ",\n{pad}  \"len\": {len},\n{pad}  \"element\": ").unwrap();
+            node(element, indent + 2, out);
+        }
+        Kind::Struct {
+            name,
+            stable_name,
+            fields,
+        } => {
+            write!(
+                out,
+                ",\n{pad}  \"name\": {},\n{pad}  \"stable_name\": ",
+                string(name)
+            )
+            .unwrap();
+            match stable_name {
+                Some(s) => out.push_str(&string(s)),
+                None => out.push_str("null"),
+            }
+            write!(out, ",\n{pad}  \"fields\": [").unwrap();
+            for (i, f) in fields.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                write!(
+                    out,
+                    "{sep}\n{pad}    {{\n{pad}      \"name\": {},\n{pad}      \"offset\": {},\n{pad}      \"layout\": ",
+                    string(f.name),
+                    f.offset
+                )
+                .unwrap();
+                node(f.layout, indent + 6, out);
+                write!(out, "\n{pad}    }}").unwrap();
+            }
+            if !fields.is_empty() {
+                write!(out, "\n{pad}  ").unwrap();
+            }
+            out.push(']');
+        }
+        Kind::FixedStr { capacity } => write!(out, ",\n{pad}  \"capacity\": {capacity}").unwrap(),
+        Kind::FixedVec { capacity, element } => {
+            write!(
+                out,
+                ",\n{pad}  \"capacity\": {capacity},\n{pad}  \"element\": "
+            )
+            .unwrap();
+            node(element, indent + 2, out);
+        }
+        _ => {}
+    }
+    write!(out, "\n{pad}}}").unwrap();
+}
+
+/// The whole document for `root`.
+pub(super) fn document(root: &'static Layout, hash: u64, descriptor: &[u8]) -> String {
+    let endian = if cfg!(target_endian = "little") {
+        "little"
+    } else {
+        "big"
+    };
+    let hex: String = descriptor.iter().map(|b| format!("{b:02x}")).collect();
+    let mut out = String::new();
+    writeln!(out, "{{").unwrap();
+    writeln!(out, "  \"schema\": \"shm-state/layout\",").unwrap();
+    writeln!(out, "  \"schema_version\": {SCHEMA_VERSION},").unwrap();
+    writeln!(out, "  \"format_version\": {FORMAT_VERSION},").unwrap();
+    writeln!(out, "  \"endianness\": \"{endian}\",").unwrap();
+    writeln!(out, "  \"layout_hash\": \"{hash:#018x}\",").unwrap();
+    writeln!(out, "  \"descriptor\": \"{hex}\",").unwrap();
+    out.push_str("  \"layout\": ");
+    node(root, 2, &mut out);
+    out.push_str("\n}\n");
+    out
+}
