@@ -75,6 +75,12 @@ pub enum Error {
     NotReady,
     /// The wait timed out.
     Timeout,
+    /// A layout given to create an untyped segment cannot describe a payload (size 0, an
+    /// alignment that is not a power of two, ...), or the value does not fit it.
+    InvalidLayout {
+        /// What is wrong with it.
+        what: &'static str,
+    },
     /// A helper value holds invalid bytes.
     InvalidValue(crate::ValueError),
     /// The operating system refused an operation on the segment for a reason not covered
@@ -134,6 +140,7 @@ impl fmt::Display for Error {
                 "the segment was not initialized in time (its creator may have died)",
             ),
             Error::Timeout => f.write_str("timed out"),
+            Error::InvalidLayout { what } => write!(f, "invalid layout: {what}"),
             Error::InvalidValue(_) => f.write_str("a helper value holds invalid bytes"),
             Error::Io { action, name, .. } => write!(f, "{action} segment {name:?}"),
         }

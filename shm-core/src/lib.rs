@@ -66,7 +66,7 @@ pub use options::{remove, Options};
 pub use reader::{RawReader, Reader};
 pub use shared_state::SharedState;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
-pub use writer::Writer;
+pub use writer::{RawWriter, Writer};
 
 /// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time
 /// that it can be shared between processes.

@@ -3,9 +3,10 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::MAX_SLOTS;
+use crate::layout::LayoutBuf;
 use crate::reader::{RawReader, Reader};
 use crate::segment::Expect;
-use crate::writer::{Make, Writer};
+use crate::writer::{Make, RawWriter, Writer};
 use crate::SharedState;
 use std::time::Duration;
 
@@ -108,6 +109,25 @@ impl Options {
     /// Opens the segment `name` for reading whatever type it holds; see [`RawReader`].
     pub fn open_raw(&self, name: &str) -> Result<RawReader> {
         RawReader::open_with(&self.backend, name, self.ready_wait, &Expect::Any)
+    }
+
+    /// Creates the segment `name` holding the payload bytes `initial`, described by `layout`
+    /// (whose [`layout_hash`](LayoutBuf::layout_hash) becomes the segment's), and returns an
+    /// untyped writer: for writers in other languages, which have the layout a Rust type
+    /// exported but not the type. Fails with [`InvalidLayout`](crate::Error::InvalidLayout) if
+    /// the layout cannot describe a payload or `initial` is not its size.
+    pub fn create_raw(&self, name: &str, layout: &LayoutBuf, initial: &[u8]) -> Result<RawWriter> {
+        RawWriter::create(&self.backend, name, &self.make(), layout, initial)
+    }
+
+    /// Opens the segment `name` as its untyped writer, checking that it holds `layout` (by its
+    /// layout hash, as a typed writer does); see [`open_writer`](Self::open_writer).
+    pub fn open_raw_writer(&self, name: &str, layout: &LayoutBuf) -> Result<RawWriter> {
+        let expect = Expect::Type {
+            layout: layout.clone(),
+            hash: layout.layout_hash(),
+        };
+        RawWriter::open(&self.backend, name, self.ready_wait, &expect)
     }
 
     /// Opens the segment `name` as its writer: takes the writer lease (a new epoch), or fails

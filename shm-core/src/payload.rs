@@ -97,3 +97,12 @@ pub(crate) fn sink_into_bytes(out: &mut [u8]) -> impl FnMut(usize, u64) + '_ {
     // SAFETY: `out` is `out.len()` writable bytes, borrowed for the sink's lifetime.
     unsafe { sink_to(out.as_mut_ptr(), out.len()) }
 }
+
+/// A source that reads the words of the byte buffer `value`, to pass with
+/// `len = words(value.len())`.
+#[inline]
+pub(crate) fn source_of_bytes(value: &[u8]) -> impl FnMut(usize) -> u64 + '_ {
+    // SAFETY: `value` is `value.len()` initialized, readable bytes, borrowed for the source's
+    // lifetime.
+    unsafe { source_from(value.as_ptr(), value.len()) }
+}

@@ -1,4 +1,5 @@
-//! [`Writer`]: the one handle that publishes values to a segment.
+//! The write side: [`RawWriter`], which publishes payload bytes described by a [`LayoutBuf`],
+//! and [`Writer`], which publishes values of a known type.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -6,7 +7,7 @@ use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Resume};
 use crate::reader::{expect_type, RawReader, Reader};
-use crate::segment::{Segment, Spec};
+use crate::segment::{Expect, Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -14,24 +15,7 @@ use core::mem::{size_of, MaybeUninit};
 use core::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// Publishes values of `T` to a segment. There is one writer per segment at a time.
-///
-/// The writer holds the segment's writer lease, a kernel lock on its open file description,
-/// for its whole lifetime; the kernel releases it when the writer is dropped or its process
-/// dies, and another process can then take over with [`SharedState::open_writer`]. Dropping a
-/// writer does not remove the segment: readers keep reading the last value (see
-/// [`remove`](crate::remove)).
-pub struct Writer<T: SharedState> {
-    seg: Segment,
-    /// Where this writer is: the last version it used (published, or after a takeover
-    /// possibly written but never published by the previous writer), and the newest version
-    /// whose slot holds a complete value, if any (what `get` returns).
-    at: Resume,
-    created: bool,
-    _type: PhantomData<fn() -> T>,
-}
-
-/// How to make a new segment for a `T`, and how long to wait for one being made.
+/// How to make a new segment, and how long to wait for one being made.
 pub(crate) struct Make {
     pub slots: usize,
     pub mode: u32,
@@ -39,47 +23,76 @@ pub(crate) struct Make {
     pub crash_before_ready: bool,
 }
 
-impl<T: SharedState> Writer<T> {
-    /// Words of a `T`: a compile-time constant, so small copies unroll.
-    const WORDS: usize = payload::words(size_of::<T>());
+/// Publishes payload bytes to a segment whose type is known only by its [`LayoutBuf`]: for
+/// other languages' writers and tools, which have the layout a Rust type exported but not the
+/// type. There is one writer per segment at a time, typed or not.
+///
+/// Holds the segment's writer lease as [`Writer`] does. The bytes written must be a valid value
+/// of the layout (every field's bytes as the layout says); the protocol copies them as they
+/// are, and readers validate helper types when they decode them.
+pub struct RawWriter {
+    seg: Segment,
+    /// Where this writer is: the last version it used (published, or after a takeover
+    /// possibly written but never published by the previous writer), and the newest version
+    /// whose slot holds a complete value, if any.
+    at: Resume,
+    created: bool,
+}
 
+impl RawWriter {
     /// A writer of the segment `seg`, which holds version 0 and nothing else yet.
     fn of_new_segment(seg: Segment) -> Self {
-        Writer {
+        RawWriter {
             seg,
             at: Resume {
                 version: 0,
                 complete: Some(0),
             },
             created: true,
-            _type: PhantomData,
         }
     }
 
-    pub(crate) fn create(backend: &Backend, name: &str, make: &Make, initial: &T) -> Result<Self> {
-        #[allow(clippy::let_unit_value)]
-        let () = payload::NonEmpty::<T>::CHECK;
-        let layout = LayoutBuf::from(T::LAYOUT);
-        let spec = Self::spec(&layout, make);
-        let seg = Segment::create(backend, name, &spec, |seg| {
-            protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
+    /// Creates a segment of `layout` holding `initial` (`words` 8-byte words from `source`).
+    fn create_with(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        words: usize,
+        source: impl FnMut(usize) -> u64,
+    ) -> Result<Self> {
+        let seg = Segment::create(backend, name, spec, |seg| {
+            protocol::write_initial(seg, words, source);
         })?;
         Ok(Self::of_new_segment(seg))
     }
 
-    fn spec<'a>(layout: &'a LayoutBuf, make: &Make) -> Spec<'a> {
-        Spec {
-            layout,
-            hash: T::LAYOUT_HASH,
-            slots: make.slots,
-            mode: make.mode,
-            crash_before_ready: make.crash_before_ready,
-        }
+    /// Creates a segment of `layout` holding the bytes `initial`.
+    pub(crate) fn create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        layout: &LayoutBuf,
+        initial: &[u8],
+    ) -> Result<Self> {
+        check_layout(layout, initial)?;
+        let spec = spec(layout, layout.layout_hash(), make);
+        Self::create_with(
+            backend,
+            name,
+            &spec,
+            payload::words(initial.len()),
+            payload::source_of_bytes(initial),
+        )
     }
 
-    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
-        let expect = expect_type::<T>();
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
+    /// Takes over the segment `name`, which must hold what `expect` says.
+    pub(crate) fn open(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        expect: &Expect,
+    ) -> Result<Self> {
+        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
         let h = seg.header();
         if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
             return Err(Error::WriterBusy {
@@ -89,15 +102,203 @@ impl<T: SharedState> Writer<T> {
         // We hold the lease: nobody else writes. Record the takeover.
         h.writer_epoch.fetch_add(1, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
-        let writer = Writer {
+        let writer = RawWriter {
             at: protocol::resume(&seg),
             seg,
             created: false,
-            _type: PhantomData,
         };
         // A writer that died between publishing and waking left sleepers behind: wake them.
         writer.wake_waiters();
         Ok(writer)
+    }
+
+    /// Publishes the next version with `words` words from `source`.
+    #[inline(always)]
+    fn publish(&mut self, words: usize, source: impl FnMut(usize) -> u64) {
+        let next = self.at.version.wrapping_add(1);
+        let wake = protocol::publish(&self.seg, next, words, source);
+        self.at = Resume {
+            version: next,
+            complete: Some(next),
+        };
+        if wake {
+            self.wake_waiters();
+        }
+    }
+
+    /// Copies the newest complete value into `sink`; see [`Writer::get`].
+    fn current(&self, words: usize, sink: impl FnMut(usize, u64)) -> Result<()> {
+        let v = self.at.complete.ok_or(Error::WriterDied)?;
+        if protocol::read_version(&self.seg, v, words, sink) {
+            Ok(())
+        } else {
+            // Only this writer writes slots; another process scribbled on the segment.
+            Err(Error::Corrupt {
+                what: "the current slot changed under its writer",
+            })
+        }
+    }
+
+    /// Bumps the futex word and wakes every waiter.
+    fn wake_waiters(&self) {
+        let h = self.seg.header();
+        h.futex.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(&h.futex);
+    }
+
+    /// Publishes the payload bytes `value`: readers see them from now on. No syscall unless a
+    /// reader is blocked waiting for an update.
+    ///
+    /// # Panics
+    /// If `value.len()` is not [`payload_size`](Self::payload_size).
+    pub fn write(&mut self, value: &[u8]) {
+        assert_eq!(
+            value.len(),
+            self.payload_size(),
+            "the value must be exactly the payload size"
+        );
+        self.publish(payload::words(value.len()), payload::source_of_bytes(value));
+    }
+
+    /// Copies the newest complete value into `dst`: the last value this writer published or,
+    /// right after a takeover, the newest value the previous writer completed. Fails as
+    /// [`Writer::get`] does.
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub fn get(&self, dst: &mut [u8]) -> Result<()> {
+        assert_eq!(
+            dst.len(),
+            self.payload_size(),
+            "the buffer must be exactly the payload size"
+        );
+        self.current(payload::words(dst.len()), payload::sink_into_bytes(dst))
+    }
+
+    /// The layout the segment stores.
+    pub fn layout(&self) -> &LayoutBuf {
+        self.seg.layout()
+    }
+
+    /// The payload's size in bytes.
+    pub fn payload_size(&self) -> usize {
+        self.seg.geometry().payload_size
+    }
+
+    /// The version this writer last wrote; see [`Writer::version`].
+    pub fn version(&self) -> u64 {
+        self.at.version
+    }
+
+    /// Whether this handle created the segment (as opposed to taking over an existing one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// This writer's epoch: 1 for the creator, one more for every takeover.
+    pub fn epoch(&self) -> u64 {
+        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The segment's name (empty for anonymous segments).
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// A reader of this segment with its own open file description; see [`Writer::reader`].
+    fn reader_with(&self, expect: &Expect) -> Result<RawReader> {
+        let name = self.seg.name();
+        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
+            .map_err(Error::io("reopening", name))?;
+        let seg = Segment::open_file(
+            self.seg.backend(),
+            name,
+            file,
+            Access::ReadWrite,
+            Duration::ZERO,
+            expect,
+        )?;
+        Ok(RawReader::from_segment(seg))
+    }
+
+    /// An untyped reader of this segment with its own open file description (so that its
+    /// [`RawReader::writer_alive`] sees this writer's lease).
+    pub fn reader(&self) -> Result<RawReader> {
+        self.reader_with(&Expect::Any)
+    }
+}
+
+impl core::fmt::Debug for RawWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RawWriter")
+            .field("name", &self.name())
+            .field("layout", &format_args!("{}", self.layout()))
+            .field("version", &self.at.version)
+            .finish()
+    }
+}
+
+/// The creation spec for `layout` of hash `hash`, as `make` says.
+fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a> {
+    Spec {
+        layout,
+        hash,
+        slots: make.slots,
+        mode: make.mode,
+        crash_before_ready: make.crash_before_ready,
+    }
+}
+
+/// Checks that a caller's layout can describe a payload and that `initial` is one.
+fn check_layout(layout: &LayoutBuf, initial: &[u8]) -> Result<()> {
+    let what = if layout.size == 0 {
+        "a layout of size 0 holds nothing to share"
+    } else if !layout.align.is_power_of_two() || layout.align > 4096 {
+        "a layout's alignment must be a power of two, at most 4096"
+    } else if layout.size % layout.align != 0 {
+        "a layout's size must be a multiple of its alignment"
+    } else if initial.len() as u64 != layout.size {
+        "the initial value must be exactly the layout's size"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidLayout { what })
+}
+
+/// Publishes values of `T` to a segment. There is one writer per segment at a time.
+///
+/// The writer holds the segment's writer lease, a kernel lock on its open file description,
+/// for its whole lifetime; the kernel releases it when the writer is dropped or its process
+/// dies, and another process can then take over with [`SharedState::open_writer`]. Dropping a
+/// writer does not remove the segment: readers keep reading the last value (see
+/// [`remove`](crate::remove)).
+pub struct Writer<T: SharedState> {
+    raw: RawWriter,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedState> Writer<T> {
+    /// Words of a `T`: a compile-time constant, so small copies unroll.
+    const WORDS: usize = payload::words(size_of::<T>());
+
+    fn of_raw(raw: RawWriter) -> Self {
+        Writer {
+            raw,
+            _type: PhantomData,
+        }
+    }
+
+    pub(crate) fn create(backend: &Backend, name: &str, make: &Make, initial: &T) -> Result<Self> {
+        #[allow(clippy::let_unit_value)]
+        let () = payload::NonEmpty::<T>::CHECK;
+        let layout = LayoutBuf::from(T::LAYOUT);
+        let spec = spec(&layout, T::LAYOUT_HASH, make);
+        let source = payload::source_of(initial);
+        RawWriter::create_with(backend, name, &spec, Self::WORDS, source).map(Self::of_raw)
+    }
+
+    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
+        RawWriter::open(backend, name, ready_wait, &expect_type::<T>()).map(Self::of_raw)
     }
 
     pub(crate) fn open_or_create(
@@ -118,12 +319,12 @@ impl<T: SharedState> Writer<T> {
                 // Its creator died before making it ready: take it over and initialize it.
                 Err(Error::NotReady) => {
                     let layout = LayoutBuf::from(T::LAYOUT);
-                    let spec = Self::spec(&layout, make);
+                    let spec = spec(&layout, T::LAYOUT_HASH, make);
                     let recovered = Segment::recover(backend, name, &spec, |seg| {
                         protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
                     });
                     match recovered {
-                        Ok(Some(seg)) => return Ok(Self::of_new_segment(seg)),
+                        Ok(Some(seg)) => return Ok(Self::of_raw(RawWriter::of_new_segment(seg))),
                         Ok(None) | Err(Error::NotFound { .. }) => continue,
                         Err(e) => return Err(e),
                     }
@@ -139,22 +340,7 @@ impl<T: SharedState> Writer<T> {
     /// No syscall unless a reader is blocked in [`Reader::wait_for_update`].
     #[inline]
     pub fn write(&mut self, value: &T) {
-        let next = self.at.version.wrapping_add(1);
-        let wake = protocol::publish(&self.seg, next, Self::WORDS, payload::source_of(value));
-        self.at = Resume {
-            version: next,
-            complete: Some(next),
-        };
-        if wake {
-            self.wake_waiters();
-        }
-    }
-
-    /// Bumps the futex word and wakes every waiter.
-    fn wake_waiters(&self) {
-        let h = self.seg.header();
-        h.futex.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake_all(&h.futex);
+        self.raw.publish(Self::WORDS, payload::source_of(value));
     }
 
     /// Applies `f` to a copy of the current value (see [`get`](Self::get)) and publishes the
@@ -167,7 +353,7 @@ impl<T: SharedState> Writer<T> {
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {
-            panic!("cannot update segment {:?}: {e}", self.seg.name());
+            panic!("cannot update segment {:?}: {e}", self.name());
         }
     }
 
@@ -188,66 +374,49 @@ impl<T: SharedState> Writer<T> {
     /// over a one-slot segment whose writer died mid-write, until the next
     /// [`write`](Self::write). A half-written value is never handed out as current.
     pub fn get(&self) -> Result<T> {
-        let v = self.at.complete.ok_or(Error::WriterDied)?;
         let mut out = MaybeUninit::uninit();
-        if protocol::read_version(&self.seg, v, Self::WORDS, payload::sink_into(&mut out)) {
-            // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
-            // valid `T` (`T: SharedState`).
-            Ok(unsafe { out.assume_init() })
-        } else {
-            // Only this writer writes slots; another process scribbled on the segment.
-            Err(Error::Corrupt {
-                what: "the current slot changed under its writer",
-            })
-        }
+        self.raw
+            .current(Self::WORDS, payload::sink_into(&mut out))?;
+        // SAFETY: `current` succeeded: a consistent copy wrote every byte of `out`; every bit
+        // pattern is a valid `T` (`T: SharedState`).
+        Ok(unsafe { out.assume_init() })
     }
 
     /// The version this writer last wrote: the last one it published or, right after a
     /// takeover, the newest version the previous writer got to (published or not). The next
     /// write publishes `version() + 1`.
     pub fn version(&self) -> u64 {
-        self.at.version
+        self.raw.version()
     }
 
     /// Whether this handle created the segment (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
-        self.created
+        self.raw.created()
     }
 
     /// This writer's epoch: 1 for the creator, one more for every takeover.
     pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+        self.raw.epoch()
     }
 
     /// The segment's name (empty for anonymous segments).
     pub fn name(&self) -> &str {
-        self.seg.name()
+        self.raw.name()
     }
 
     /// A reader of this segment with its own open file description, so that its
     /// [`Reader::writer_alive`] sees this writer's lease. For anonymous segments, this is how
     /// `fork` children get a reader: make it before forking.
     pub fn reader(&self) -> Result<Reader<T>> {
-        let name = self.seg.name();
-        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
-            .map_err(Error::io("reopening", name))?;
-        let seg = Segment::open_file(
-            self.seg.backend(),
-            name,
-            file,
-            Access::ReadWrite,
-            Duration::ZERO,
-            &expect_type::<T>(),
-        )?;
-        Ok(Reader::from_raw(RawReader::from_segment(seg)))
+        Ok(Reader::from_raw(self.raw.reader_with(&expect_type::<T>())?))
     }
 }
 
 impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Writer")
-            .field("name", &self.seg.name())
-            .field("version", &self.at.version)
+            .field("name", &self.name())
+            .field("version", &self.version())
             .field("current", &self.get().ok())
             .finish()
     }

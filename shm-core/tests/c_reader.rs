@@ -548,7 +548,12 @@ fn c_reader_refuses_damaged_headers_as_the_rust_reader_does() {
             8,
             "malformed layout descriptor: unknown kind tag",
         ),
-        ("calign", |b| b[32..36].copy_from_slice(&3u32.to_ne_bytes()), 7, "alignment"),
+        (
+            "calign",
+            |b| b[32..36].copy_from_slice(&3u32.to_ne_bytes()),
+            7,
+            "alignment",
+        ),
         // The right hash, but a stored description that is not what the hash promises: a
         // renamed field, or bytes that do not decode.
         (
