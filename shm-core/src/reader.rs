@@ -352,8 +352,10 @@ impl<T: SharedState> Reader<T> {
     /// reads never go backwards. A process that scribbles on the segment can make it retry
     /// without end; use [`read_timeout`](Self::read_timeout) where time must be bounded.
     ///
-    /// The value is returned by value: for large payloads prefer
-    /// [`read_into`](Self::read_into), which copies into a buffer of yours.
+    /// The value is returned by value, which needs its size in the caller's stack frame: for
+    /// large payloads (megabytes) use [`read_into`](Self::read_into) or
+    /// [`read_timeout_into`](Self::read_timeout_into), which copy into a buffer of yours (a
+    /// `Box<T>`) and need no stack in proportion to the payload.
     ///
     /// # Panics
     /// If no consistent value can be read because the writer died in the middle of a write to
@@ -394,6 +396,19 @@ impl<T: SharedState> Reader<T> {
         if let Err(e) = self.raw.retry(Deadline::never(), || self.attempt(out)) {
             panic!("cannot read segment {:?}: {e}", self.name());
         }
+    }
+
+    /// Like [`read_timeout`](Self::read_timeout), but copies into `dst`, as
+    /// [`read_into`](Self::read_into) does: bounded in time, and no copy of the payload on the
+    /// stack. On an error `dst` holds unspecified (but valid) bytes.
+    pub fn read_timeout_into(&self, dst: &mut T, timeout: Duration) -> Result<()> {
+        // SAFETY: as in `read_into`: only bytes are written, and any bytes are a valid `T`.
+        let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
+        if self.attempt(out) {
+            return Ok(());
+        }
+        self.raw
+            .retry(Deadline::after(timeout), || self.attempt(out))
     }
 
     /// Like [`read`](Self::read), but gives up after a bounded number of attempts: with

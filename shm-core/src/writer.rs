@@ -15,6 +15,9 @@ use core::mem::{size_of, MaybeUninit};
 use core::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// Payloads larger than this are never copied onto the stack by `update`.
+const LARGE_PAYLOAD: usize = 16 << 10;
+
 /// How to make a new segment, and how long to wait for one being made.
 pub(crate) struct Make {
     pub slots: usize,
@@ -359,16 +362,40 @@ impl<T: SharedState> Writer<T> {
 
     /// Like [`update`](Self::update), but fails with [`Error::WriterDied`] instead of panicking
     /// when there is no complete current value.
+    ///
+    /// A payload larger than 16 KiB is copied into a heap buffer rather than onto the stack,
+    /// so that updating a megabytes-large state works on any thread.
     #[inline]
     pub fn try_update(&mut self, f: impl FnOnce(&mut T)) -> Result<()> {
-        let mut v = self.get()?;
-        f(&mut v);
-        self.write(&v);
+        if size_of::<T>() > LARGE_PAYLOAD {
+            let mut v = Box::<T>::new_uninit();
+            self.raw.current(Self::WORDS, payload::sink_into(&mut v))?;
+            // SAFETY: `current` succeeded: a consistent copy wrote every byte of `v`; every
+            // bit pattern is a valid `T` (`T: SharedState`).
+            let mut v = unsafe { v.assume_init() };
+            f(&mut v);
+            self.write(&v);
+        } else {
+            let mut v = self.get()?;
+            f(&mut v);
+            self.write(&v);
+        }
         Ok(())
     }
 
+    /// Copies the newest complete value into `dst` (see [`get`](Self::get)), without a copy of
+    /// the payload on the stack: for large payloads.
+    pub fn get_into(&self, dst: &mut T) -> Result<()> {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the copy only writes bytes into it,
+        // and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays a valid `T`
+        // whatever is written.
+        let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
+        self.raw.current(Self::WORDS, payload::sink_into(out))
+    }
+
     /// The newest complete value, copied from its slot: the last value this writer published
-    /// or, right after a takeover, the newest value the previous writer completed.
+    /// or, right after a takeover, the newest value the previous writer completed. Returned by
+    /// value: for large payloads see [`get_into`](Self::get_into).
     ///
     /// Fails with [`Error::WriterDied`] when no slot holds a complete value: only after taking
     /// over a one-slot segment whose writer died mid-write, until the next
