@@ -2,7 +2,7 @@
 //!
 //! Mirrors `docs/segment-format.md` section by section (Overview, Header, Slots, Names); the
 //! layout descriptor's encoding is in `layout/codec.rs`, the read and write protocol in
-//! `protocol.rs`, and creating and opening in `segment.rs`. Nothing here touches the operating
+//! `protocol/`, and creating and opening in `segment.rs`. Nothing here touches the operating
 //! system.
 
 use crate::error::{Error, Result};

@@ -34,6 +34,10 @@
 compile_error!(
     "shm-core supports Linux only: it relies on futexes, memfd and open-file-description locks"
 );
+// Readers of read-only mappings load 8-byte atomics, which only 64-bit targets guarantee to do
+// without a write (32-bit x86 may use `cmpxchg8b`, which faults on a read-only page).
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("shm-core supports 64-bit targets only: it loads 8-byte atomics from shared memory");
 
 extern crate self as shm_core;
 

@@ -72,6 +72,11 @@ unsafe fn source_from(src: *const u8, len: usize) -> impl FnMut(usize) -> u64 {
 /// A sink that fills `out` with a `T`, to pass with `len = words(size_of::<T>())`: when the
 /// protocol reports the copy consistent, every byte of `out` is written.
 ///
+/// That guarantee, which every `assume_init` after a read rests on, holds because the protocol
+/// slices the slot's words to exactly `len` (and panics if the slot has fewer: opening checked
+/// that the payload size is `size_of::<T>()`) and calls the sink for every index in `0..len`
+/// before it reports a copy consistent.
+///
 /// The length is a compile-time constant, so small payloads unroll into straight-line loads
 /// (over a runtime length, the loop kept a per-word branch and a 64-byte read took twice as
 /// long).

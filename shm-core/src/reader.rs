@@ -193,7 +193,7 @@ impl RawReader {
 
     /// The segment's layout hash (that of [`layout`](Self::layout), checked on open).
     pub fn layout_hash(&self) -> u64 {
-        self.seg.header().layout_hash.load(Ordering::Relaxed)
+        self.seg.layout_hash()
     }
 
     /// The payload's size in bytes.
@@ -368,7 +368,8 @@ impl<T: SharedState> Reader<T> {
         if !self.attempt(&mut out) {
             self.read_or_panic(&mut out);
         }
-        // SAFETY: an attempt returned true: one consistent copy wrote every byte of `out`,
+        // SAFETY: an attempt returned true: one consistent copy wrote every byte of `out` (see
+        // `payload::sink_into`),
         // and every bit pattern is a valid `T` (`T: SharedState`).
         unsafe { out.assume_init() }
     }
@@ -417,7 +418,7 @@ impl<T: SharedState> Reader<T> {
         let mut out = MaybeUninit::uninit();
         self.raw.try_attempts(|| self.attempt(&mut out))?;
         // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
-        // written; every bit pattern is a valid `T`.
+        // written (see `payload::sink_into`); every bit pattern is a valid `T`.
         Ok(unsafe { out.assume_init() })
     }
 
@@ -430,7 +431,7 @@ impl<T: SharedState> Reader<T> {
                 .retry(Deadline::after(timeout), || self.attempt(&mut out))?;
         }
         // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
-        // written; every bit pattern is a valid `T`.
+        // written (see `payload::sink_into`); every bit pattern is a valid `T`.
         Ok(unsafe { out.assume_init() })
     }
 
@@ -461,6 +462,11 @@ impl<T: SharedState> Reader<T> {
     /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
     pub fn writer_epoch(&self) -> u64 {
         self.raw.writer_epoch()
+    }
+
+    /// The process id of the segment's creator (it may have exited).
+    pub fn creator_pid(&self) -> u32 {
+        self.raw.creator_pid()
     }
 
     /// The number of slots.

@@ -1,6 +1,6 @@
 //! A segment's life: creating it, recovering one whose creator died, opening and validating it,
 //! and the mapped, validated segment itself. The byte layout is in `format.rs`, the read and
-//! write protocol in `protocol.rs`.
+//! write protocol in `protocol/`.
 //!
 //! ## Trust model
 //! Every process that can open a segment for writing can write any byte of it. Openers
@@ -55,6 +55,8 @@ pub(crate) struct Segment {
     geometry: Geometry,
     index: SlotIndex,
     layout: LayoutBuf,
+    /// The layout hash, validated against `layout` (this process's copy).
+    hash: u64,
     name: String,
     backend: Backend,
     writable: bool,
@@ -173,13 +175,19 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
         let desc = spec.layout.encode();
+        // What a segment stores must be what every opener accepts.
+        if desc.len() > MAX_DESCRIPTOR || LayoutBuf::decode(&desc).as_ref() != Ok(spec.layout) {
+            return Err(Error::InvalidLayout {
+                what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)",
+            });
+        }
         let geometry = Geometry::new(
             spec.layout.size,
             spec.layout.align,
             spec.slots,
             desc.len() as u64,
         )
-        .ok_or(Error::Corrupt {
+        .ok_or(Error::InvalidLayout {
             what: "the payload is too large to address",
         })?;
         let total = geometry.total_size as u64;
@@ -200,6 +208,7 @@ impl Segment {
             geometry,
             index: SlotIndex::new(geometry.slot_count),
             layout: spec.layout.clone(),
+            hash: spec.hash,
             name: name.to_string(),
             backend: backend.clone(),
             writable: true,
@@ -273,10 +282,15 @@ impl Segment {
             .collect();
         let stored = LayoutBuf::decode(&bytes);
         if let Expect::Type { layout, hash } = expect {
-            if found != *hash {
+            // A matching hash with another size or alignment can only be a collision a peer
+            // forged: the opener's type does not fit the slots, so it is refused as another type.
+            if found != *hash
+                || layout.size != geometry.payload_size as u64
+                || layout.align != geometry.payload_align as u64
+            {
                 let first_difference = match &stored {
                     Ok(stored) => stored.first_difference(layout).unwrap_or_else(|| {
-                        "the stored layout matches this program's but the layout hash does not (corrupt header)".to_string()
+                        "the stored layout matches this program's but the header does not (corrupt header)".to_string()
                     }),
                     Err(e) => format!("the segment's {e}"),
                 };
@@ -304,6 +318,7 @@ impl Segment {
             geometry,
             index: SlotIndex::new(geometry.slot_count),
             layout,
+            hash: found,
             name: name.to_string(),
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
@@ -364,6 +379,11 @@ impl Segment {
     /// The layout the segment stores (validated against its layout hash on open).
     pub fn layout(&self) -> &LayoutBuf {
         &self.layout
+    }
+
+    /// The segment's layout hash, as validated on open (never re-read from the header).
+    pub fn layout_hash(&self) -> u64 {
+        self.hash
     }
 
     /// The segment's file (its open file description carries the writer lease, if taken).

@@ -132,7 +132,7 @@ impl RawWriter {
     /// Copies the newest complete value into `sink`; see [`Writer::get`].
     fn current(&self, words: usize, sink: impl FnMut(usize, u64)) -> Result<()> {
         let v = self.at.complete.ok_or(Error::WriterDied)?;
-        if protocol::read_version(&self.seg, v, words, sink) {
+        if protocol::read_exact_version(&self.seg, v, words, sink) {
             Ok(())
         } else {
             // Only this writer writes slots; another process scribbled on the segment.
@@ -256,14 +256,12 @@ fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a> {
 fn check_layout(layout: &LayoutBuf, initial: &[u8]) -> Result<()> {
     let what = if layout.size == 0 {
         "a layout of size 0 holds nothing to share"
-    } else if !layout.align.is_power_of_two() || layout.align > 4096 {
-        "a layout's alignment must be a power of two, at most 4096"
-    } else if layout.size % layout.align != 0 {
-        "a layout's size must be a multiple of its alignment"
+    } else if layout.align > 4096 {
+        "a layout's alignment must be at most 4096"
     } else if initial.len() as u64 != layout.size {
         "the initial value must be exactly the layout's size"
     } else {
-        return Ok(());
+        return layout.check().map_err(|what| Error::InvalidLayout { what });
     };
     Err(Error::InvalidLayout { what })
 }
@@ -314,7 +312,9 @@ impl<T: SharedState> Writer<T> {
         // segment removed between the two steps sends us round again.
         loop {
             match Self::create(backend, name, make, initial) {
-                Err(Error::AlreadyExists { .. }) => {}
+                // Taken, or (`WriterBusy`) taken over by a racing recoverer the instant after
+                // we created it: attach to it as to any existing segment.
+                Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
                 other => return other,
             }
             match Self::open(backend, name, make.ready_wait) {
@@ -384,7 +384,8 @@ impl<T: SharedState> Writer<T> {
     }
 
     /// Copies the newest complete value into `dst` (see [`get`](Self::get)), without a copy of
-    /// the payload on the stack: for large payloads.
+    /// the payload on the stack: for large payloads. On an error `dst` holds unspecified (but
+    /// valid) bytes.
     pub fn get_into(&self, dst: &mut T) -> Result<()> {
         // SAFETY: `MaybeUninit<T>` has the layout of `T`; the copy only writes bytes into it,
         // and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays a valid `T`
@@ -404,7 +405,8 @@ impl<T: SharedState> Writer<T> {
         let mut out = MaybeUninit::uninit();
         self.raw
             .current(Self::WORDS, payload::sink_into(&mut out))?;
-        // SAFETY: `current` succeeded: a consistent copy wrote every byte of `out`; every bit
+        // SAFETY: `current` succeeded: a consistent copy wrote every byte of `out` (see
+        // `payload::sink_into`); every bit
         // pattern is a valid `T` (`T: SharedState`).
         Ok(unsafe { out.assume_init() })
     }

@@ -18,8 +18,12 @@ pub struct Map {
 
 /// A boxed map whose every word is `fill`, built without a map on the stack.
 fn boxed(fill: u64) -> Box<Map> {
-    let mut m = Box::<Map>::new_zeroed();
-    // SAFETY: all-zero bytes are a valid `Map` (every bit pattern of a `SharedState` type is).
+    let mut m = Box::<Map>::new_uninit();
+    // SAFETY: `m` is one `Map` of writable memory; writing zero bytes over all of it is in
+    // bounds.
+    unsafe { m.as_mut_ptr().write_bytes(0, 1) };
+    // SAFETY: every byte was written above, and all-zero bytes are a valid `Map` (every bit
+    // pattern of a `SharedState` type is).
     let mut m = unsafe { m.assume_init() };
     m.words.fill(fill);
     m

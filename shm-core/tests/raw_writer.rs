@@ -95,3 +95,81 @@ fn layouts_that_cannot_describe_a_payload_are_refused() {
         Err(Error::NotFound { .. })
     ));
 }
+
+#[derive(SharedState, Clone, Copy)]
+#[repr(C, align(16))]
+pub struct Everything {
+    pub wide: u128,
+    pub name: shm_core::FixedStr<13>,
+    pub flag: shm_core::ShmBool,
+    pub _pad: [u8; 6],
+    pub items: shm_core::FixedVec<Sample, 3>,
+    pub grid: [[u16; 3]; 2],
+    pub _tail: [u8; 12],
+}
+
+/// Every layout the derive makes is consistent; hand-built ones that could not describe real
+/// bytes are refused, before a segment that every opener would refuse is created.
+#[test]
+fn layout_consistency_checks_refuse_what_no_type_could_be() {
+    use shm_core::layout::{FieldBuf, KindBuf};
+    for l in [
+        Sample::LAYOUT,
+        Everything::LAYOUT,
+        <[Everything; 2]>::LAYOUT,
+        u128::LAYOUT,
+    ] {
+        assert_eq!(LayoutBuf::from(l).check(), Ok(()), "{l}");
+    }
+    let good = LayoutBuf::from(Sample::LAYOUT);
+    let mut overlapping = good.clone();
+    if let KindBuf::Struct { fields, .. } = &mut overlapping.kind {
+        fields[1].offset = 4;
+    }
+    let mut outside = good.clone();
+    if let KindBuf::Struct { fields, .. } = &mut outside.kind {
+        fields.push(FieldBuf {
+            name: "extra".to_string(),
+            offset: 24,
+            layout: LayoutBuf::from(u64::LAYOUT),
+        });
+    }
+    let mut short_array = LayoutBuf::from(<[u32; 4]>::LAYOUT);
+    short_array.size = 12;
+    // Nested deeper than any opener decodes (32 levels).
+    let mut deep = LayoutBuf::from(u8::LAYOUT);
+    for _ in 0..40 {
+        deep = LayoutBuf {
+            size: 1,
+            align: 1,
+            kind: KindBuf::Array {
+                len: 1,
+                element: Box::new(deep),
+            },
+        };
+    }
+    let name = Name::new("rawcheck");
+    for bad in [overlapping, outside, short_array, deep] {
+        let e = Options::new()
+            .create_raw(&name, &bad, &vec![0u8; bad.size as usize])
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidLayout { .. }), "{e}");
+    }
+    assert!(matches!(
+        shm_core::remove(&name),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// A forged header whose hash is the opener's but whose payload is another size: the opener's
+/// type does not fit the slots, so it is refused as another type, never read out of bounds.
+#[test]
+fn a_matching_hash_with_another_payload_size_is_a_layout_mismatch() {
+    let name = Name::new("rawforge");
+    drop(<[u64; 2]>::create(&name, &[1, 2]).unwrap());
+    common::poke(&name, common::Field::LayoutHash, <[u64; 4]>::LAYOUT_HASH);
+    let e = <[u64; 4]>::open(&name).unwrap_err();
+    assert!(matches!(e, Error::LayoutMismatch { .. }), "{e}");
+    let e = <[u64; 4]>::open_writer(&name).unwrap_err();
+    assert!(matches!(e, Error::LayoutMismatch { .. }), "{e}");
+}

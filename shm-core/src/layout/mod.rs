@@ -9,10 +9,11 @@
 //! descriptor a segment stores (see [`Reader::stored_layout`](crate::Reader::stored_layout) and
 //! [`RawReader`](crate::RawReader)), so that a program can read a segment's description without
 //! having its Rust type. The module's files each do one job: `hash.rs` the layout hash,
-//! `buf.rs` the owned form, `codec.rs` its byte encoding, `diff.rs` the comparison that names
-//! the first differing field.
+//! `buf.rs` the owned form, `check.rs` whether its numbers agree, `codec.rs` its byte encoding,
+//! `diff.rs` the comparison that names the first differing field.
 
 mod buf;
+mod check;
 mod codec;
 mod diff;
 mod hash;

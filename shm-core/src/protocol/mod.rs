@@ -163,6 +163,19 @@ pub(crate) fn read_version<S: Slots>(
     read_slot(seq, &words[..len], index.expected(version), sink).is_some()
 }
 
+/// Copies version `version` out of its slot only if the slot holds exactly that version,
+/// complete, whatever the slot count: what the one writer reads back of its own value.
+#[inline(always)]
+pub(crate) fn read_exact_version<S: Slots>(
+    s: &S,
+    version: u64,
+    len: usize,
+    sink: impl FnMut(usize, u64),
+) -> bool {
+    let (seq, words) = s.slot(s.index().slot_of(version));
+    read_slot(seq, &words[..len], Some(complete(version)), sink).is_some()
+}
+
 /// Writes version `version` (the one after the last published) into its slot with
 /// `source(i)` as payload word `i` of the first `len`, publishes it, and returns whether a
 /// waiter is registered (then the caller wakes the futex).
