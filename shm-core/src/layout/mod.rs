@@ -16,9 +16,11 @@ mod buf;
 mod codec;
 mod diff;
 mod hash;
+mod value;
 
 pub use buf::{FieldBuf, KindBuf, LayoutBuf};
 pub use codec::DecodeError;
+pub use value::{InvalidField, Value};
 
 use core::fmt;
 
