@@ -23,27 +23,31 @@ pub(crate) trait Tagged {
 impl<T: Tagged> Handle<T> {
     /// Boxes `inner` and returns the pointer C will hold.
     pub(crate) fn into_raw(inner: T) -> *mut Handle<T> {
-        Box::into_raw(Box::new(Handle {
-            tag: T::TAG,
-            inner,
-        }))
+        Box::into_raw(Box::new(Handle { tag: T::TAG, inner }))
     }
 
     /// The handle behind `p`.
     ///
     /// # Safety
     /// `p` must be null or a pointer `into_raw` returned that was not yet passed to `free`.
-    pub(crate) unsafe fn from_ptr<'a>(p: *const Handle<T>, what: &str) -> Result<&'a Handle<T>, Failure> {
+    pub(crate) unsafe fn from_ptr<'a>(
+        p: *const Handle<T>,
+        what: &str,
+    ) -> Result<&'a Handle<T>, Failure> {
         if p.is_null() {
             return Err(Failure::argument(format!("the {what} handle is null")));
         }
         if !p.is_aligned() {
-            return Err(Failure::argument(format!("the {what} handle is not a {what}")));
+            return Err(Failure::argument(format!(
+                "the {what} handle is not a {what}"
+            )));
         }
         // SAFETY: non-null and aligned, and by the caller's contract a live handle.
         let h = unsafe { &*p };
         if h.tag != T::TAG {
-            return Err(Failure::argument(format!("the {what} handle is not a {what}")));
+            return Err(Failure::argument(format!(
+                "the {what} handle is not a {what}"
+            )));
         }
         Ok(h)
     }
@@ -52,7 +56,10 @@ impl<T: Tagged> Handle<T> {
     ///
     /// # Safety
     /// As [`from_ptr`](Self::from_ptr), and no other reference to the handle may be live.
-    pub(crate) unsafe fn from_mut<'a>(p: *mut Handle<T>, what: &str) -> Result<&'a mut Handle<T>, Failure> {
+    pub(crate) unsafe fn from_mut<'a>(
+        p: *mut Handle<T>,
+        what: &str,
+    ) -> Result<&'a mut Handle<T>, Failure> {
         // SAFETY: forwarded contract.
         unsafe { Self::from_ptr(p, what) }?;
         // SAFETY: checked above; the caller guarantees exclusive access.
@@ -107,7 +114,11 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&
 ///
 /// # Safety
 /// `p` must be null or valid for writes of `len` bytes, not accessed otherwise during the call.
-pub(crate) unsafe fn bytes_mut<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mut [u8], Failure> {
+pub(crate) unsafe fn bytes_mut<'a>(
+    p: *mut u8,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [u8], Failure> {
     if p.is_null() {
         return Err(Failure::argument(format!("{what} is null")));
     }
