@@ -19,9 +19,7 @@ pub(crate) fn layout_arg(obj: &Bound<'_, PyAny>) -> PyResult<LayoutBuf> {
     } else if let Ok(s) = obj.cast::<PyString>() {
         let doc = py.import("json")?.call_method1("loads", (s,))?;
         let hex = doc.get_item("descriptor")?;
-        let bytes = py
-            .get_type::<PyBytes>()
-            .call_method1("fromhex", (hex,))?;
+        let bytes = py.get_type::<PyBytes>().call_method1("fromhex", (hex,))?;
         let hash: String = doc.get_item("layout_hash")?.extract()?;
         let hash = u64::from_str_radix(hash.trim_start_matches("0x"), 16)
             .map_err(|e| PyValueError::new_err(format!("the JSON's layout_hash: {e}")))?;
@@ -37,8 +35,9 @@ pub(crate) fn layout_arg(obj: &Bound<'_, PyAny>) -> PyResult<LayoutBuf> {
             "a layout is descriptor bytes, the layout's JSON text, or a generated module",
         ));
     };
-    let layout = LayoutBuf::decode(&descriptor)
-        .map_err(|e| PyValueError::new_err(format!("the layout descriptor does not decode: {e}")))?;
+    let layout = LayoutBuf::decode(&descriptor).map_err(|e| {
+        PyValueError::new_err(format!("the layout descriptor does not decode: {e}"))
+    })?;
     if let Some(claimed) = claimed {
         let hash = layout.layout_hash();
         if claimed != hash {
@@ -72,7 +71,11 @@ fn to_python<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             }
             dict.into_any()
         }
-        _ => return Err(PyValueError::new_err("a value kind this version cannot convert")),
+        _ => {
+            return Err(PyValueError::new_err(
+                "a value kind this version cannot convert",
+            ))
+        }
     })
 }
 
@@ -127,10 +130,15 @@ fn field_error(path: &str, what: impl std::fmt::Display) -> PyErr {
 /// The `len` bytes at `offset` of `out`, or an error naming `path`.
 fn window<'a>(out: &'a mut [u8], offset: u64, len: u64, path: &str) -> PyResult<&'a mut [u8]> {
     let start = usize::try_from(offset).ok();
-    let end = start.zip(usize::try_from(len).ok()).and_then(|(s, l)| s.checked_add(l));
+    let end = start
+        .zip(usize::try_from(len).ok())
+        .and_then(|(s, l)| s.checked_add(l));
     match (start, end) {
         (Some(s), Some(e)) if e <= out.len() => Ok(&mut out[s..e]),
-        _ => Err(field_error(path, "the layout places it outside the payload")),
+        _ => Err(field_error(
+            path,
+            "the layout places it outside the payload",
+        )),
     }
 }
 
@@ -162,7 +170,10 @@ fn encode(l: &LayoutBuf, v: &Bound<'_, PyAny>, out: &mut [u8], path: &mut String
             if items.len() as u64 > *capacity || out.len() < 8 {
                 return Err(field_error(
                     path,
-                    format_args!("{} items do not fit in a capacity of {capacity}", items.len()),
+                    format_args!(
+                        "{} items do not fit in a capacity of {capacity}",
+                        items.len()
+                    ),
                 ));
             }
             out.fill(0);
@@ -186,8 +197,15 @@ fn encode(l: &LayoutBuf, v: &Bound<'_, PyAny>, out: &mut [u8], path: &mut String
             for key in dict.keys() {
                 let key: String = key.extract()?;
                 if !fields.iter().any(|f| f.name == key) {
-                    let at = if path.is_empty() { String::new() } else { format!("{path}.") };
-                    return Err(field_error(&format!("{at}{key}"), "the layout has no such field"));
+                    let at = if path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{path}.")
+                    };
+                    return Err(field_error(
+                        &format!("{at}{key}"),
+                        "the layout has no such field",
+                    ));
                 }
             }
             for f in fields {

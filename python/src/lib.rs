@@ -6,6 +6,7 @@
 //! consistent snapshot the Rust runtime copies out with its own seqlock protocol, into a
 //! private buffer that Python then decodes or views.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 mod convert;
 mod reader;
@@ -85,7 +86,11 @@ pub(crate) fn to_py(e: Error) -> PyErr {
 
 /// A `LayoutMismatch` error if the segment's layout (`found`, of hash `found_hash`) is not
 /// `expected`, worded as the Rust readers word it.
-pub(crate) fn check_layout(found: &LayoutBuf, found_hash: u64, expected: &LayoutBuf) -> PyResult<()> {
+pub(crate) fn check_layout(
+    found: &LayoutBuf,
+    found_hash: u64,
+    expected: &LayoutBuf,
+) -> PyResult<()> {
     let hash = expected.layout_hash();
     if found_hash == hash {
         return Ok(());

@@ -83,7 +83,11 @@ impl Reader {
     /// The latest value's payload bytes, e.g. for `Telemetry.from_buffer_copy(...)` of a
     /// generated module.
     #[pyo3(signature = (timeout = 1.0))]
-    fn read_bytes<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let (bytes, _) = self.snapshot(py, timeout)?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -91,7 +95,12 @@ impl Reader {
     /// Copies the latest value into `target`, any writable buffer of exactly the payload size
     /// (a generated ctypes structure, a bytearray); returns its version.
     #[pyo3(signature = (target, timeout = 1.0))]
-    fn read_into(&self, py: Python<'_>, target: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
+    fn read_into(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
         let view = py
             .import("builtins")?
             .getattr("memoryview")?

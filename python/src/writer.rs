@@ -38,7 +38,11 @@ impl Writer {
     /// Creates the segment `name` holding `initial`; raises `AlreadyExistsError` if the name
     /// is taken.
     #[staticmethod]
-    fn create(name: &str, layout: &Bound<'_, PyAny>, initial: &Bound<'_, PyAny>) -> PyResult<Writer> {
+    fn create(
+        name: &str,
+        layout: &Bound<'_, PyAny>,
+        initial: &Bound<'_, PyAny>,
+    ) -> PyResult<Writer> {
         let layout = convert::layout_arg(layout)?;
         let bytes = self::initial(&layout, initial)?;
         let w = Options::new()
@@ -70,12 +74,20 @@ impl Writer {
         loop {
             match Options::new().create_raw(name, &layout, &bytes) {
                 Err(shm_core::Error::AlreadyExists { .. }) => {}
-                other => return Ok(Writer { inner: Some(other.map_err(to_py)?) }),
+                other => {
+                    return Ok(Writer {
+                        inner: Some(other.map_err(to_py)?),
+                    })
+                }
             }
             match Options::new().open_raw_writer(name, &layout) {
                 // Removed between the two steps: go round again.
                 Err(shm_core::Error::NotFound { .. }) => continue,
-                other => return Ok(Writer { inner: Some(other.map_err(to_py)?) }),
+                other => {
+                    return Ok(Writer {
+                        inner: Some(other.map_err(to_py)?),
+                    })
+                }
             }
         }
     }
