@@ -5,8 +5,11 @@ use crate::status::Failure;
 use shm_core::LayoutBuf;
 use std::ffi::{c_char, CStr};
 
-/// An opaque C handle: a value, tagged so that a handle of the wrong kind (or one
-/// already closed, while its memory is still ours) is refused instead of misused.
+/// An opaque C handle: a value, tagged so that a handle of the wrong kind is refused instead
+/// of misused. `repr(C)` with the tag first, so that the tag of any handle is at the same
+/// place. Closing clears the tag before freeing, which catches some uses after close, but
+/// using a closed handle remains undefined behaviour, as in any C API.
+#[repr(C)]
 pub struct Handle<T> {
     tag: u64,
     pub(crate) inner: T,
@@ -42,14 +45,17 @@ impl<T: Tagged> Handle<T> {
                 "the {what} handle is not a {what}"
             )));
         }
-        // SAFETY: non-null and aligned, and by the caller's contract a live handle.
-        let h = unsafe { &*p };
-        if h.tag != T::TAG {
+        // SAFETY: non-null and aligned, and by the caller's contract a live handle of some
+        // kind: every `Handle` is `repr(C)` with its `u64` tag first, so the tag can be read
+        // before we know which kind it is.
+        let tag = unsafe { p.cast::<u64>().read() };
+        if tag != T::TAG {
             return Err(Failure::argument(format!(
                 "the {what} handle is not a {what}"
             )));
         }
-        Ok(h)
+        // SAFETY: a live handle of this kind (its tag says so).
+        Ok(unsafe { &*p })
     }
 
     /// As [`from_ptr`](Self::from_ptr), mutably.
@@ -77,8 +83,8 @@ impl<T: Tagged> Handle<T> {
         // SAFETY: forwarded contract; checks the tag.
         let h = unsafe { Self::from_mut(p, what) }?;
         h.tag = 0;
-        // SAFETY: `p` came from `Box::into_raw` in `into_raw` and is freed once (its tag is now
-        // cleared, so a second close of the same pointer is refused while the memory is ours).
+        // SAFETY: `p` came from `Box::into_raw` in `into_raw` and, by the caller's contract,
+        // is freed once.
         drop(unsafe { Box::from_raw(p) });
         Ok(())
     }

@@ -142,3 +142,44 @@ pub extern "C" fn shm_ffi_last_error() -> *const c_char {
     catch_unwind(|| LAST_ERROR.with(|m| m.borrow().as_ptr()))
         .unwrap_or(EMPTY.as_ptr().cast::<c_char>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        // SAFETY: never null, NUL-terminated, valid until the next call on this thread.
+        unsafe { std::ffi::CStr::from_ptr(shm_ffi_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message_not_an_unwind() {
+        assert_eq!(entry(|| panic!("boom {}", 1)), Status::Panic);
+        assert_eq!(last(), "internal error (panic): boom 1");
+        assert_eq!(entry(|| Ok(())), Status::Ok);
+        assert_eq!(last(), "");
+    }
+
+    #[test]
+    fn io_errors_keep_their_cause_in_the_message() {
+        let e = shm_core::Error::Io {
+            action: "mapping",
+            name: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc_enomem()),
+        };
+        let f = Failure::from(e);
+        assert_eq!(f.status, Status::Io);
+        assert!(
+            f.message.starts_with("mapping segment \"/x\": "),
+            "{}",
+            f.message
+        );
+    }
+
+    /// ENOMEM on Linux.
+    fn libc_enomem() -> i32 {
+        12
+    }
+}
