@@ -2,6 +2,9 @@
 //! against live Rust processes: it decodes a Rust writer's segment by the stored layout and
 //! through the generated ctypes module, waits for updates, writes values a Rust reader checks,
 //! raises errors naming the field, and runs the example of `docs/languages.md` as written.
+//!
+//! Over 400 lines because most of it is the Python scripts, kept next to the assertions that
+//! read their output.
 
 #[path = "../../shm-core/tests/common/mod.rs"]
 mod common;
