@@ -17,9 +17,11 @@ mod check;
 mod codec;
 mod diff;
 mod hash;
+mod value;
 
 pub use buf::{FieldBuf, KindBuf, LayoutBuf};
 pub use codec::DecodeError;
+pub use value::{InvalidField, Value};
 
 use core::fmt;
 
