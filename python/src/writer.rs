@@ -71,25 +71,10 @@ impl Writer {
     ) -> PyResult<Writer> {
         let layout = convert::layout_arg(layout)?;
         let bytes = self::initial(&layout, initial)?;
-        loop {
-            match Options::new().create_raw(name, &layout, &bytes) {
-                Err(shm_core::Error::AlreadyExists { .. }) => {}
-                other => {
-                    return Ok(Writer {
-                        inner: Some(other.map_err(to_py)?),
-                    })
-                }
-            }
-            match Options::new().open_raw_writer(name, &layout) {
-                // Removed between the two steps: go round again.
-                Err(shm_core::Error::NotFound { .. }) => continue,
-                other => {
-                    return Ok(Writer {
-                        inner: Some(other.map_err(to_py)?),
-                    })
-                }
-            }
-        }
+        let w = Options::new()
+            .open_or_create_raw(name, &layout, &bytes)
+            .map_err(to_py)?;
+        Ok(Writer { inner: Some(w) })
     }
 
     /// Publishes `value` (bytes-like of the payload size, or a dict): readers see it from now

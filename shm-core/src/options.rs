@@ -120,6 +120,19 @@ impl Options {
         RawWriter::create(&self.backend, name, &self.make(), layout, initial)
     }
 
+    /// Creates the segment `name` as [`create_raw`](Self::create_raw) does or, if it exists and
+    /// holds `layout`, opens it as its untyped writer (keeping its value), as
+    /// [`open_or_create`](Self::open_or_create) does for a typed one: safe to race, and a
+    /// segment whose creator died before making it ready is re-initialized.
+    pub fn open_or_create_raw(
+        &self,
+        name: &str,
+        layout: &LayoutBuf,
+        initial: &[u8],
+    ) -> Result<RawWriter> {
+        RawWriter::open_or_create(&self.backend, name, &self.make(), layout, initial)
+    }
+
     /// Opens the segment `name` as its untyped writer, checking that it holds `layout` (by its
     /// layout hash, as a typed writer does); see [`open_writer`](Self::open_writer).
     pub fn open_raw_writer(&self, name: &str, layout: &LayoutBuf) -> Result<RawWriter> {

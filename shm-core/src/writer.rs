@@ -55,18 +55,68 @@ impl RawWriter {
         }
     }
 
-    /// Creates a segment of `layout` holding `initial` (`words` 8-byte words from `source`).
+    /// Creates a segment as `spec` says, `fill` writing its initial value.
     fn create_with(
         backend: &Backend,
         name: &str,
         spec: &Spec<'_>,
-        words: usize,
-        source: impl FnMut(usize) -> u64,
+        fill: impl FnOnce(&Segment),
     ) -> Result<Self> {
-        let seg = Segment::create(backend, name, spec, |seg| {
-            protocol::write_initial(seg, words, source);
-        })?;
-        Ok(Self::of_new_segment(seg))
+        Segment::create(backend, name, spec, fill).map(Self::of_new_segment)
+    }
+
+    /// Creates the segment `name` as `spec` says (`fill` writes the initial value), or, if it
+    /// exists and holds what `expect` says, takes it over; recovers a segment whose creator
+    /// died before making it ready. Safe to race.
+    fn open_or_create_with(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        ready_wait: Duration,
+        expect: &Expect,
+        fill: impl Fn(&Segment),
+    ) -> Result<Self> {
+        // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
+        // segment removed between the two steps sends us round again.
+        loop {
+            match Self::create_with(backend, name, spec, &fill) {
+                // Taken, or (`WriterBusy`) taken over by a racing recoverer the instant after
+                // we created it: attach to it as to any existing segment.
+                Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
+                other => return other,
+            }
+            match Self::open(backend, name, ready_wait, expect) {
+                Err(Error::NotFound { .. }) => continue,
+                // Its creator died before making it ready: take it over and initialize it.
+                Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
+                    Ok(Some(seg)) => return Ok(Self::of_new_segment(seg)),
+                    Ok(None) | Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates the segment `name` holding `initial`, described by `layout`, or takes it over.
+    pub(crate) fn open_or_create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        layout: &LayoutBuf,
+        initial: &[u8],
+    ) -> Result<Self> {
+        check_layout(layout, initial)?;
+        let hash = layout.layout_hash();
+        let spec = spec(layout, hash, make);
+        let expect = Expect::Type {
+            layout: layout.clone(),
+            hash,
+        };
+        Self::open_or_create_with(backend, name, &spec, make.ready_wait, &expect, |seg| {
+            let words = payload::words(initial.len());
+            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
+        })
     }
 
     /// Creates a segment of `layout` holding the bytes `initial`.
@@ -79,13 +129,10 @@ impl RawWriter {
     ) -> Result<Self> {
         check_layout(layout, initial)?;
         let spec = spec(layout, layout.layout_hash(), make);
-        Self::create_with(
-            backend,
-            name,
-            &spec,
-            payload::words(initial.len()),
-            payload::source_of_bytes(initial),
-        )
+        Self::create_with(backend, name, &spec, |seg| {
+            let words = payload::words(initial.len());
+            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
+        })
     }
 
     /// Takes over the segment `name`, which must hold what `expect` says.
@@ -294,8 +341,12 @@ impl<T: SharedState> Writer<T> {
         let () = payload::NonEmpty::<T>::CHECK;
         let layout = LayoutBuf::from(T::LAYOUT);
         let spec = spec(&layout, T::LAYOUT_HASH, make);
-        let source = payload::source_of(initial);
-        RawWriter::create_with(backend, name, &spec, Self::WORDS, source).map(Self::of_raw)
+        RawWriter::create_with(backend, name, &spec, Self::fill(initial)).map(Self::of_raw)
+    }
+
+    /// Writes `initial` into a new segment as its initial value.
+    fn fill(initial: &T) -> impl Fn(&Segment) + '_ {
+        move |seg| protocol::write_initial(seg, Self::WORDS, payload::source_of(initial))
     }
 
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
@@ -308,33 +359,14 @@ impl<T: SharedState> Writer<T> {
         make: &Make,
         initial: &T,
     ) -> Result<Self> {
-        // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
-        // segment removed between the two steps sends us round again.
-        loop {
-            match Self::create(backend, name, make, initial) {
-                // Taken, or (`WriterBusy`) taken over by a racing recoverer the instant after
-                // we created it: attach to it as to any existing segment.
-                Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
-                other => return other,
-            }
-            match Self::open(backend, name, make.ready_wait) {
-                Err(Error::NotFound { .. }) => continue,
-                // Its creator died before making it ready: take it over and initialize it.
-                Err(Error::NotReady) => {
-                    let layout = LayoutBuf::from(T::LAYOUT);
-                    let spec = spec(&layout, T::LAYOUT_HASH, make);
-                    let recovered = Segment::recover(backend, name, &spec, |seg| {
-                        protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
-                    });
-                    match recovered {
-                        Ok(Some(seg)) => return Ok(Self::of_raw(RawWriter::of_new_segment(seg))),
-                        Ok(None) | Err(Error::NotFound { .. }) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                other => return other,
-            }
-        }
+        #[allow(clippy::let_unit_value)]
+        let () = payload::NonEmpty::<T>::CHECK;
+        let layout = LayoutBuf::from(T::LAYOUT);
+        let spec = spec(&layout, T::LAYOUT_HASH, make);
+        let expect = expect_type::<T>();
+        let fill = Self::fill(initial);
+        RawWriter::open_or_create_with(backend, name, &spec, make.ready_wait, &expect, fill)
+            .map(Self::of_raw)
     }
 
     /// Publishes `value`: readers see it from now on.

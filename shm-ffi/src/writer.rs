@@ -2,7 +2,7 @@
 
 use crate::handle::{self, check_size, put, Handle, Tagged};
 use crate::status::{entry, Failure, Status};
-use shm_core::{Error, LayoutBuf, Options, RawWriter};
+use shm_core::{Options, RawWriter};
 use std::ffi::c_char;
 
 impl Tagged for RawWriter {
@@ -13,21 +13,6 @@ impl Tagged for RawWriter {
 pub type WriterHandle = Handle<RawWriter>;
 
 const WRITER: &str = "writer";
-
-/// Creates `name` holding `initial`, or opens it as its writer if it exists; a segment removed
-/// between the two steps sends us round again.
-fn open_or_create(name: &str, layout: &LayoutBuf, initial: &[u8]) -> Result<RawWriter, Error> {
-    loop {
-        match Options::new().create_raw(name, layout, initial) {
-            Err(Error::AlreadyExists { .. }) => {}
-            other => return other,
-        }
-        match Options::new().open_raw_writer(name, layout) {
-            Err(Error::NotFound { .. }) => continue,
-            other => return other,
-        }
-    }
-}
 
 /// How a writer is obtained.
 #[derive(Clone, Copy)]
@@ -68,7 +53,7 @@ unsafe fn make(
                 check_size(size, layout.size as usize, "the initial value")?;
                 match how {
                     How::Create => Options::new().create_raw(name, &layout, initial)?,
-                    _ => open_or_create(name, &layout, initial)?,
+                    _ => Options::new().open_or_create_raw(name, &layout, initial)?,
                 }
             }
         };
