@@ -197,13 +197,20 @@ fn check_reports_every_check_ok_on_a_healthy_segment() {
         "slot sequences",
         "writer",
     ] {
-        assert!(names.contains(&expected), "no {expected:?} check in {names:?}");
+        assert!(
+            names.contains(&expected),
+            "no {expected:?} check in {names:?}"
+        );
     }
     for c in checks {
         assert_eq!(c["ok"], true, "{c}");
     }
     let text = stdout(&shm(&["check", &name]));
-    assert!(text.lines().all(|l| l.starts_with("ok") || l.contains("healthy")), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("ok") || l.contains("healthy")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -248,7 +255,10 @@ fn completions_and_help_are_generated() {
         let out = shm(&["completions", shell]);
         assert_code(&out, 0);
         let text = stdout(&out);
-        assert!(text.contains("inspect") && text.contains("dry-run"), "{shell}");
+        assert!(
+            text.contains("inspect") && text.contains("dry-run"),
+            "{shell}"
+        );
     }
     let out = shm(&["watch", "--help"]);
     assert_code(&out, 0);

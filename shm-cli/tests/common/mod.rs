@@ -160,7 +160,14 @@ pub fn child_main() {
 /// ready.
 pub fn spawn_role(role: &str, name: &str, period_ms: u64, slots: usize) -> Child {
     let mut child = Command::new(std::env::current_exe().expect("current test binary"))
-        .args([ENTRY, "--exact", "--ignored", "--nocapture", "--test-threads=1", "-q"])
+        .args([
+            ENTRY,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
         .env(ROLE, role)
         .env(NAME_VAR, name)
         .env(PERIOD_VAR, period_ms.to_string())
@@ -180,8 +187,10 @@ pub fn spawn_role(role: &str, name: &str, period_ms: u64, slots: usize) -> Child
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("child role {role} did not start"));
+    if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        kill(&mut child);
+        panic!("child role {role} did not start");
+    }
     child
 }
 
