@@ -172,7 +172,7 @@ impl SegmentFile {
 
     /// A copy of `len` bytes at `offset`, if they are all mapped.
     pub fn bytes(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
-        if !offset.checked_add(len).is_some_and(|end| end <= self.len()) {
+        if offset.checked_add(len).is_none_or(|end| end > self.len()) {
             return None;
         }
         let start = offset as usize;
