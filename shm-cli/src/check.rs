@@ -160,7 +160,9 @@ fn check(file: &SegmentFile, r: &mut Report) -> u8 {
     };
     r.add("state", h.state == STATE_READY, state);
     let geometry_ok = check_geometry(file, &h, r);
-    let layout = if geometry_ok {
+    // The descriptor is looked for where the header says, even if the geometry is wrong: it
+    // may still say what the segment was meant to hold.
+    let layout = if h.descriptor_len <= MAX_DESCRIPTOR {
         check_descriptor(file, &h, r)
     } else {
         None
@@ -254,7 +256,14 @@ fn check_geometry(file: &SegmentFile, h: &RawHeader, r: &mut Report) -> bool {
 /// agree with it. The decoded layout, if it decodes.
 fn check_descriptor(file: &SegmentFile, h: &RawHeader, r: &mut Report) -> Option<LayoutBuf> {
     let Some(bytes) = file.bytes(h.descriptor_offset, h.descriptor_len) else {
-        r.add("descriptor", false, "past the end of the file");
+        r.add(
+            "descriptor",
+            false,
+            format!(
+                "bytes {}..+{} are past the end of the file",
+                h.descriptor_offset, h.descriptor_len
+            ),
+        );
         return None;
     };
     let layout = match LayoutBuf::decode(&bytes) {
