@@ -94,7 +94,7 @@ pub struct WatchArgs {
     #[arg(long, value_delimiter = ',', value_name = "PATHS")]
     pub fields: Vec<String>,
     /// Stop after printing this many values (the first is the current value).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Print one JSON object per line per update, even on a terminal (schema in docs/cli.md).
     #[arg(long)]

@@ -20,7 +20,10 @@ pub fn run(args: &LsArgs) -> Outcome {
         let list = Json::Array(shown.iter().map(|e| entry_json(e)).collect());
         writeln!(out, "{}", list.pretty())?;
     } else if shown.is_empty() {
-        writeln!(out, "no segments in /dev/shm")?;
+        match &prefix {
+            Some(p) => writeln!(out, "no segments in /dev/shm whose name starts with {p}")?,
+            None => writeln!(out, "no segments in /dev/shm")?,
+        }
     } else {
         out.write_all(human(&shown, Style::for_stdout()).as_bytes())?;
     }

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -94,7 +95,12 @@ pub struct SegmentFile {
 impl SegmentFile {
     /// Opens and maps the file of segment `name` (`/x` form), read-only.
     pub fn open(name: &str) -> io::Result<SegmentFile> {
-        let file = File::open(path_of(name))?;
+        // Non-blocking, so that a FIFO someone put in /dev/shm cannot hang the open; not
+        // following symbolic links, as `shm_open` would not find a segment through one.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path_of(name))?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(

@@ -190,3 +190,21 @@ fn a_foreign_file_is_not_ours_exit_2_and_hidden_from_ls() {
     let out = shm(&["rm", "--force", &name]);
     assert_code(&out, 0);
 }
+
+#[test]
+fn a_fifo_in_dev_shm_does_not_hang_check_or_ls() {
+    let name = Name::new("fifo");
+    let path = std::ffi::CString::new(name.path()).expect("no NUL");
+    // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    let out = shm(&["check", &name]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    let j = json(&shm(&["ls", "--json", "--all", "--prefix", &name]));
+    assert_eq!(j, serde_json::json!([]));
+}

@@ -214,6 +214,30 @@ fn check_reports_every_check_ok_on_a_healthy_segment() {
 }
 
 #[test]
+fn check_finds_no_damage_while_a_writer_publishes_as_fast_as_it_can() {
+    for slots in [1, 2, 3] {
+        let name = Name::new("check-busy");
+        let _writer = LiveWriter::fast(&name, slots);
+        for _ in 0..20 {
+            let out = shm(&["check", "--json", &name]);
+            assert_code(&out, 0);
+            let j = json(&out);
+            assert_eq!(j["status"], "healthy", "{slots} slots: {j}");
+        }
+        // And the value read belongs to its version, however fast they change (with one slot,
+        // a read may see the value being published next: docs/segment-format.md, "Reading").
+        let j = json(&shm(&["inspect", "--json", &name]));
+        let v = j["value_version"].as_u64().expect("version");
+        let tick = j["value"]["tick"].as_u64().expect("tick");
+        if slots == 1 {
+            assert!(tick == v || tick == v + 1, "version {v}, tick {tick}");
+        } else {
+            assert_eq!(tick, v, "{slots} slots");
+        }
+    }
+}
+
+#[test]
 fn a_missing_segment_is_one_line_on_stderr_and_exit_code_2() {
     let name = Name::new("missing");
     for cmd in ["inspect", "check", "watch", "export"] {

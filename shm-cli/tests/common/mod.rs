@@ -146,6 +146,21 @@ pub fn child_main() {
                 }
             }
         }
+        // Creates the segment and publishes as fast as it can, for at most a minute.
+        "fast-writer" => {
+            let mut w = Options::new()
+                .slots(slots)
+                .create(&name, &Sample::at(0))
+                .expect("create");
+            w.write(&Sample::at(1));
+            println!("ready");
+            let end = Instant::now() + Duration::from_secs(60);
+            let mut k = 1;
+            while Instant::now() < end {
+                k += 1;
+                w.write(&Sample::at(k));
+            }
+        }
         // Creates the segment, publishes value 1 and exits: the writer is dead.
         "create-and-exit" => {
             let mut w = Sample::create(&name, &Sample::at(0)).expect("create");
@@ -207,6 +222,11 @@ impl LiveWriter {
     /// Starts a writer on `name`, publishing every `period_ms` ms (0: once).
     pub fn start(name: &str, period_ms: u64) -> LiveWriter {
         LiveWriter(spawn_role("writer", name, period_ms, 2))
+    }
+
+    /// Starts a writer on `name` with `slots` slots that publishes as fast as it can.
+    pub fn fast(name: &str, slots: usize) -> LiveWriter {
+        LiveWriter(spawn_role("fast-writer", name, 0, slots))
     }
 
     /// The writer's process id.
