@@ -17,7 +17,7 @@ pub fn rm(args: &RmArgs) -> Outcome {
             Ok(Some(name)) => writeln!(out, "removed {name}")?,
             Ok(None) => {}
             Err(f) => {
-                eprintln!("shm: {f}");
+                crate::output::error_line(&f);
                 code = f.code;
             }
         }

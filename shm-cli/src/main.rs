@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) if f.stdout_closed => ExitCode::from(exit::OK),
         Err(f) => {
-            eprintln!("shm: {f}");
+            output::error_line(&f);
             ExitCode::from(f.code)
         }
     }

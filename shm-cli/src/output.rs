@@ -1,7 +1,7 @@
 //! How the tool reports: exit codes, one-line errors, and colour on terminals only.
 
 use std::fmt;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 
 /// Exit codes, documented in docs/cli.md.
 pub mod exit {
@@ -114,6 +114,12 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// Prints `shm: <failure>` on stderr; if stderr itself is gone there is nobody to tell, and
+/// the exit code still says it.
+pub fn error_line(f: &Failure) {
+    let _ = writeln!(io::stderr(), "shm: {f}");
 }
 
 /// A command's result: its exit code, or why it failed.

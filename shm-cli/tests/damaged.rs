@@ -208,3 +208,43 @@ fn a_fifo_in_dev_shm_does_not_hang_check_or_ls() {
     let j = json(&shm(&["ls", "--json", "--all", "--prefix", &name]));
     assert_eq!(j, serde_json::json!([]));
 }
+
+#[test]
+fn invalid_helper_values_are_shown_as_invalid_not_a_crash() {
+    use shm_core::SharedState;
+    let name = Name::new("invalid");
+    dead_writer_segment(&name);
+    // Version 1 is published, in slot 1; its payload starts 64 bytes into the slot.
+    let stride = u64_at(&name, 48);
+    let payload = 256 + stride + 64;
+    let field = |n: &str| {
+        Sample::LAYOUT
+            .fields()
+            .iter()
+            .find(|f| f.name == n)
+            .map(|f| f.offset as u64)
+            .expect("field")
+    };
+    poke(&name, payload + field("label"), &200u32.to_ne_bytes());
+    poke(&name, payload + field("armed"), &[7]);
+    poke(&name, payload + field("readings"), &9u64.to_ne_bytes());
+    let out = shm(&["inspect", "--json", &name]);
+    assert_code(&out, 0);
+    let v = &json(&out)["value"];
+    assert_eq!(v["label"]["invalid"], "length 200 > capacity 12");
+    assert_eq!(v["armed"]["invalid"], "byte 0x07");
+    assert_eq!(v["readings"]["invalid"], "length 9 > capacity 4");
+    assert_eq!(v["tick"], 1);
+
+    // Not UTF-8.
+    poke(&name, payload + field("label"), &2u32.to_ne_bytes());
+    poke(&name, payload + field("label") + 4, &[0xff, 0xfe]);
+    let out = shm(&["inspect", &name]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("invalid(not UTF-8 at byte 0: ff fe)"),
+        "{text}"
+    );
+    assert!(text.contains("invalid(byte 0x07)"), "{text}");
+}
