@@ -195,23 +195,38 @@ fn watch_on_a_terminal_redraws_the_values_in_place() {
         // `cmd` (and with it our copies of the slave) is dropped here, so reading the master
         // ends once the child exits.
     };
-    let reader = std::thread::spawn(move || {
-        let mut master = std::fs::File::from(master);
-        let mut screen = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Ends with EIO once the slave side is closed.
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut master = std::fs::File::from(master);
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the slave side is closed.
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().expect("screen").extend_from_slice(&buf[..n]);
             }
-            screen.extend_from_slice(&buf[..n]);
+        })
+    };
+    // Until the screen shows a redraw and two values of `tick` (or a generous limit, on a
+    // loaded machine), then Ctrl-C.
+    let text = || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        let now = text();
+        let mut seen = ticks(&now);
+        seen.dedup();
+        if now.contains("A\r\x1b[2K") && seen.len() >= 3 {
+            break;
         }
-        String::from_utf8_lossy(&screen).into_owned()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     sigint(&child);
     let status = wait_exit(&mut child, Duration::from_secs(10));
-    let screen = reader.join().expect("reader thread");
+    reader.join().expect("reader thread");
+    let screen = text();
     assert_eq!(status.code(), Some(0), "{screen}");
     // Cursor up over the previous frame, then each line cleared and rewritten.
     assert!(screen.contains("A\r\x1b[2K"), "no redraw in {screen:?}");
