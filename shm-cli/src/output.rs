@@ -74,7 +74,7 @@ impl Failure {
                 exit::OTHER,
                 format!("segment {name:?}: no consistent value could be read in time (a peer keeps the slot busy)"),
             ),
-            E::Io { source, .. } => (exit::OTHER, format!("segment {name:?}: {e}: {source}")),
+            E::Io { source, .. } => (exit::OTHER, format!("{e}: {source}")),
             other => (exit::OTHER, format!("segment {name:?}: {other}")),
         };
         Failure::new(code, message)
