@@ -8,12 +8,17 @@
 //! exits by itself after about 8 seconds. The segment's name is removed as soon as all three
 //! processes have it mapped (as `/proc/PID/maps` shows), so nothing is left in /dev/shm, even if
 //! the demo is interrupted.
+//!
+//! With `--keep-name` the name stays while the demo runs, so that another terminal can watch the
+//! segment live (`shm watch NAME`, printed at the start); it is removed when the demo ends, also
+//! on Ctrl-C.
 
 use clap::Parser;
 use examples::{reader, writer, Telemetry};
 use shm_core::SharedState;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +31,10 @@ struct Args {
     /// Values the writer publishes per second.
     #[arg(long, default_value_t = 10_000)]
     rate: u64,
+    /// Keep the segment's name while the demo runs, so that `shm watch NAME` can show it live
+    /// from another terminal; it is removed when the demo ends, also on Ctrl-C.
+    #[arg(long)]
+    keep_name: bool,
     /// Internal: run as one of the demo's child processes.
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -63,6 +72,29 @@ fn main() {
     }
 }
 
+/// Set by the SIGINT handler that `--keep-name` installs.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Makes Ctrl-C set [`INTERRUPTED`], so that the demo can remove the segment's name before it
+/// exits.
+fn install_sigint_handler() -> std::io::Result<()> {
+    // SAFETY: `sigaction` is a plain C struct for which all-zero bytes are valid (an empty mask,
+    // no flags).
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: `action` is a valid, initialized `sigaction` whose handler only performs an atomic
+    // store (async-signal-safe); a null old-action pointer is allowed.
+    if unsafe { libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn spawn(args: &Args, role: &str, name: &str) -> std::io::Result<Child> {
     Command::new(std::env::current_exe()?)
         .args(["--role", role, "--name", name])
@@ -84,6 +116,16 @@ fn demo(args: &Args) -> shm_core::Result<()> {
         "demo: 1 writer process ({} updates/s), reader-1 measures read rate, reader-2 update latency",
         args.rate
     );
+    if args.keep_name {
+        install_sigint_handler().map_err(|e| shm_core::Error::Io {
+            action: "installing a Ctrl-C handler for",
+            name: name.clone(),
+            source: e,
+        })?;
+        println!("demo: the segment's name stays until the demo ends; watch it live with:");
+        println!("demo:     shm watch {name}");
+        println!("demo:   (from this workspace: cargo run -p shm-cli -- watch {name})");
+    }
     // The demo creates the segment; the writer process takes it over (a new epoch). The demo
     // keeps a reader of its own to see that happen.
     let created = Telemetry::create(&name, &Telemetry::initial())?;
@@ -92,6 +134,10 @@ fn demo(args: &Args) -> shm_core::Result<()> {
     let result = watch.and_then(|watch| run_children(args, &name, &watch));
     let _ = shm_core::remove(&name);
     let ok = result?;
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        println!("demo: interrupted; segment name removed");
+        std::process::exit(130);
+    }
     let left = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
     println!(
         "demo: done; {} in /dev/shm",
@@ -151,7 +197,15 @@ fn run_children(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if !removed && children.iter().all(|c| maps_segment(c.id(), name)) {
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            // Ctrl-C: stop the children (a terminal's Ctrl-C has reached them too) and return,
+            // so that the caller removes the name.
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            break;
+        }
+        if !removed && !args.keep_name && children.iter().all(|c| maps_segment(c.id(), name)) {
             // Everyone has it mapped: the name can go. Nothing is left behind from here on.
             shm_core::remove(name)?;
             removed = true;

@@ -1,0 +1,125 @@
+//! `shm ls`: the segments in /dev/shm.
+
+use crate::cli::LsArgs;
+use crate::json::Json;
+use crate::output::{exit, table, Failure, Outcome, Style};
+use crate::scan::{self, Entry, Info, Status};
+use std::io::Write;
+
+/// Runs `shm ls`.
+pub fn run(args: &LsArgs) -> Outcome {
+    let prefix = scan::normalize_prefix(args.prefix.as_deref());
+    let entries = scan::scan(prefix.as_deref())
+        .map_err(|e| Failure::new(exit::OTHER, format!("reading /dev/shm: {e}")))?;
+    let shown: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| args.all || matches!(e.status, Status::Ours(_) | Status::Damaged(_)))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let list = Json::Array(shown.iter().map(|e| entry_json(e)).collect());
+        writeln!(out, "{}", list.pretty())?;
+    } else if shown.is_empty() {
+        match &prefix {
+            Some(p) => writeln!(out, "no segments in /dev/shm whose name starts with {p}")?,
+            None => writeln!(out, "no segments in /dev/shm")?,
+        }
+    } else {
+        out.write_all(human(&shown, Style::for_stdout()).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+/// One entry as JSON.
+pub fn entry_json(e: &Entry) -> Json {
+    let mut j = Json::object().with("name", e.name.as_str());
+    match &e.status {
+        Status::Ours(info) => {
+            j.push("status", "ok");
+            j.push("reason", Json::Null);
+            info_json(&mut j, info);
+        }
+        Status::Damaged(why) | Status::Unreadable(why) | Status::Foreign(why) => {
+            let status = match e.status {
+                Status::Damaged(_) => "damaged",
+                Status::Unreadable(_) => "unreadable",
+                _ => "foreign",
+            };
+            j.push("status", status);
+            j.push("reason", why.as_str());
+        }
+    }
+    j
+}
+
+/// Adds a segment's header facts to object `j`.
+pub fn info_json(j: &mut Json, info: &Info) {
+    j.push("type", info.type_name.as_str());
+    j.push("layout_hash", format!("{:#018x}", info.layout_hash));
+    j.push("payload_size", info.payload_size);
+    j.push("slots", info.slots);
+    j.push("version", info.version);
+    j.push("writer_pid", info.writer_pid);
+    j.push("writer_alive", info.writer_alive);
+    j.push("creator_pid", info.creator_pid);
+    j.push("epoch", info.epoch);
+}
+
+fn human(entries: &[&Entry], style: Style) -> String {
+    let head: Vec<String> = [
+        "NAME", "TYPE", "HASH", "SIZE", "SLOTS", "VERSION", "WRITER", "EPOCH",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    let mut plain = vec![head.clone()];
+    let mut painted = vec![head.iter().map(|h| style.bold(h)).collect()];
+    for e in entries {
+        let (p, c): (Vec<String>, Vec<String>) = match &e.status {
+            Status::Ours(i) => {
+                let (state, paint) = if i.writer_alive {
+                    ("alive", style.good("alive"))
+                } else {
+                    ("dead", style.bad("dead"))
+                };
+                let cells = [
+                    e.name.clone(),
+                    i.type_name.clone(),
+                    format!("{:016x}", i.layout_hash),
+                    i.payload_size.to_string(),
+                    i.slots.to_string(),
+                    i.version.to_string(),
+                ];
+                let mut p = cells.to_vec();
+                p.push(format!("{} {state}", i.writer_pid));
+                p.push(i.epoch.to_string());
+                let mut c = cells.to_vec();
+                c.push(format!("{} {paint}", i.writer_pid));
+                c.push(i.epoch.to_string());
+                (p, c)
+            }
+            Status::Damaged(why) => {
+                let text = format!("damaged: {why}");
+                (
+                    vec![e.name.clone(), text.clone()],
+                    vec![e.name.clone(), style.bad(&text)],
+                )
+            }
+            Status::Unreadable(why) | Status::Foreign(why) => {
+                let label = if matches!(e.status, Status::Foreign(_)) {
+                    "not a segment"
+                } else {
+                    "unreadable"
+                };
+                let text = format!("{label}: {why}");
+                (
+                    vec![e.name.clone(), text.clone()],
+                    vec![e.name.clone(), style.dim(&text)],
+                )
+            }
+        };
+        plain.push(p);
+        painted.push(c);
+    }
+    table(&painted, &plain)
+}

@@ -1,0 +1,144 @@
+//! Finding segments: every file in /dev/shm classified as one of ours (with its header facts),
+//! damaged, unreadable or foreign. Shared by `ls` and `gc`.
+
+use crate::segment_file::{SegmentFile, MAGIC, SHM_DIR};
+use shm_core::{Options, RawReader};
+use std::time::Duration;
+
+/// What a file in /dev/shm is.
+#[derive(Debug)]
+pub enum Status {
+    /// A segment of this format that opens.
+    Ours(Info),
+    /// Starts with this format's magic but cannot be opened, and why.
+    Damaged(String),
+    /// Could not be read at all (permission), and why.
+    Unreadable(String),
+    /// Not a segment of this format, and why.
+    Foreign(String),
+}
+
+/// One file in /dev/shm.
+#[derive(Debug)]
+pub struct Entry {
+    /// Segment name (`/x` form).
+    pub name: String,
+    /// What it is.
+    pub status: Status,
+}
+
+/// Header facts of a segment that opens.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// The stored layout's struct name (or its type, if the root is not a struct).
+    pub type_name: String,
+    /// The stored layout hash.
+    pub layout_hash: u64,
+    /// Payload size in bytes.
+    pub payload_size: usize,
+    /// Number of slots.
+    pub slots: usize,
+    /// The publish counter.
+    pub version: u64,
+    /// The last writer's process id.
+    pub writer_pid: u32,
+    /// Whether a writer holds the lease now.
+    pub writer_alive: bool,
+    /// The creator's process id.
+    pub creator_pid: u32,
+    /// The writer epoch.
+    pub epoch: u64,
+}
+
+impl Info {
+    /// The facts `r` reports.
+    pub fn of(r: &RawReader) -> Info {
+        Info {
+            type_name: type_name(r.layout()),
+            layout_hash: r.layout_hash(),
+            payload_size: r.payload_size(),
+            slots: r.slot_count(),
+            version: r.version(),
+            writer_pid: r.writer_pid(),
+            writer_alive: r.writer_alive(),
+            creator_pid: r.creator_pid(),
+            epoch: r.writer_epoch(),
+        }
+    }
+}
+
+/// The name to show for a stored layout's type.
+pub fn type_name(layout: &shm_core::LayoutBuf) -> String {
+    layout
+        .struct_name()
+        .map_or_else(|| layout.to_string(), str::to_string)
+}
+
+/// Opens `name` without waiting for a segment that is still being created.
+pub fn open_now(name: &str) -> shm_core::Result<RawReader> {
+    Options::new().ready_wait(Duration::ZERO).open_raw(name)
+}
+
+/// Classifies the file of segment `name`.
+pub fn classify(name: &str) -> Status {
+    let file = match SegmentFile::open(name) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Status::Unreadable("permission denied".into())
+        }
+        Err(e) => return Status::Unreadable(e.to_string()),
+    };
+    match file.magic() {
+        None => return Status::Foreign(format!("{} bytes, too small", file.len())),
+        Some(MAGIC) => {}
+        Some(0) if file.len() >= crate::segment_file::HEADER_SIZE => {
+            // The magic is stored last during creation: a creator may still be at work, or
+            // died. Only a segment of this format that opens is ours for certain.
+            return Status::Foreign("magic is zero (empty, or a creation never finished)".into());
+        }
+        Some(m) => return Status::Foreign(format!("magic {m:#018x}")),
+    }
+    drop(file);
+    match open_now(name) {
+        Ok(r) => Status::Ours(Info::of(&r)),
+        Err(shm_core::Error::PermissionDenied { .. }) => {
+            Status::Unreadable("permission denied".into())
+        }
+        Err(shm_core::Error::NotFound { .. }) => Status::Unreadable("removed meanwhile".into()),
+        Err(e) => Status::Damaged(e.to_string()),
+    }
+}
+
+/// Every regular file in /dev/shm whose name starts with `prefix` (`/x` form), sorted by name.
+pub fn scan(prefix: Option<&str>) -> std::io::Result<Vec<Entry>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_file() {
+            continue;
+        }
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let name = format!("/{file_name}");
+        if prefix.is_none_or(|p| name.starts_with(p)) {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| Entry {
+            status: classify(&name),
+            name,
+        })
+        .collect())
+}
+
+/// A prefix as given (`x` or `/x`) in the `/x` form names have.
+pub fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
+    prefix.map(|p| format!("/{}", p.trim_start_matches('/')))
+}
