@@ -19,7 +19,14 @@ fn workspace() -> PathBuf {
 
 /// The first fenced block of language `lang` in `docs/languages.md`.
 fn example(lang: &str) -> String {
-    let doc = std::fs::read_to_string(workspace().join("docs/languages.md")).unwrap();
+    first_block(
+        &std::fs::read_to_string(workspace().join("docs/languages.md")).unwrap(),
+        lang,
+    )
+}
+
+/// The first fenced block of language `lang` in the markdown text `doc`.
+fn first_block(doc: &str, lang: &str) -> String {
     let start = doc
         .find(&format!("\n```{lang}\n"))
         .unwrap_or_else(|| panic!("no {lang} example"))
@@ -101,4 +108,18 @@ fn c_example_of_the_docs_reads_a_live_writer() {
 #[test]
 fn cpp_example_of_the_docs_reads_a_live_writer() {
     run_example("cpp", "c++", &["-std=c++17"], "reader.cpp");
+}
+
+/// The C, C++ and Python examples in README.md are the ones these tests (and the Python
+/// package's) compile and run: the first block of each language in both documents is the same.
+#[test]
+fn the_readme_examples_are_the_tested_ones() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    for lang in ["c", "cpp", "python"] {
+        assert_eq!(
+            first_block(&readme, lang),
+            example(lang),
+            "the README's {lang} example differs from docs/languages.md's"
+        );
+    }
 }
