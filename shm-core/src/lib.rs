@@ -40,6 +40,7 @@ extern crate self as shm_core;
 mod backend;
 mod deadline;
 mod error;
+mod fault;
 mod format;
 pub mod layout;
 mod options;

@@ -1,12 +1,13 @@
 //! [`Writer`]: the one handle that publishes values to a segment.
 
 use crate::backend::Backend;
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Resume};
 use crate::reader::{expect_type, RawReader, Reader};
-use crate::segment::{Segment, Spec};
+use crate::segment::{Recovered, Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -30,6 +31,10 @@ pub struct Writer<T: SharedState> {
     created: bool,
     _type: PhantomData<fn() -> T>,
 }
+
+/// The least time `open_or_create` keeps trying before it gives up with `NotReady`, however
+/// short the ready wait.
+const MIN_OPEN_OR_CREATE: Duration = Duration::from_millis(500);
 
 /// How to make a new segment for a `T`, and how long to wait for one being made.
 pub(crate) struct Make {
@@ -80,17 +85,41 @@ impl<T: SharedState> Writer<T> {
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
         let expect = expect_type::<T>();
         let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
-        let h = seg.header();
         if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
             return Err(Error::WriterBusy {
-                pid: h.writer_pid.load(Ordering::Relaxed),
+                pid: seg.header().writer_pid.load(Ordering::Relaxed),
             });
         }
+        Self::take_over(seg)
+    }
+
+    /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
+    /// epoch) and continues where the previous writer stopped.
+    ///
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
+    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    fn take_over(seg: Segment) -> Result<Self> {
+        let h = seg.header();
         // We hold the lease: nobody else writes. Record the takeover.
-        h.writer_epoch.fetch_add(1, Ordering::Relaxed);
+        let epoch = h.writer_epoch.load(Ordering::Relaxed);
+        let Some(next) = epoch.checked_add(1) else {
+            return Err(Error::Corrupt {
+                what: "the writer epoch is at its maximum",
+            });
+        };
+        h.writer_epoch.store(next, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        let mut at = protocol::resume(&seg);
+        // A damaged segment's published slot may not hold the published version (see
+        // `get`): then there is no current value until the next write, which repairs it.
+        if let Some(v) = at.complete {
+            if !protocol::read_version(&seg, v, Self::WORDS, |_, _| {}) {
+                at.complete = None;
+            }
+        }
+        seg.check_intact()?;
         let writer = Writer {
-            at: protocol::resume(&seg),
+            at,
             seg,
             created: false,
             _type: PhantomData,
@@ -107,8 +136,14 @@ impl<T: SharedState> Writer<T> {
         initial: &T,
     ) -> Result<Self> {
         // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
-        // segment removed between the two steps sends us round again.
+        // segment removed between the two steps sends us round again, but not for ever: a peer
+        // that keeps removing and re-creating the name (or keeps a half-made segment changing)
+        // gets `NotReady` after the overall deadline.
+        let deadline = Deadline::after(make.ready_wait.max(MIN_OPEN_OR_CREATE));
         loop {
+            if deadline.passed() {
+                return Err(Error::NotReady);
+            }
             match Self::create(backend, name, make, initial) {
                 Err(Error::AlreadyExists { .. }) => {}
                 other => return other,
@@ -123,8 +158,23 @@ impl<T: SharedState> Writer<T> {
                         protocol::write_initial(seg, Self::WORDS, payload::source_of(initial));
                     });
                     match recovered {
-                        Ok(Some(seg)) => return Ok(Self::of_new_segment(seg)),
-                        Ok(None) | Err(Error::NotFound { .. }) => continue,
+                        Ok(Recovered::Initialized(seg)) => return Ok(Self::of_new_segment(*seg)),
+                        // Ready after all, and we hold its lease: keep it and open the segment
+                        // through the same file, rather than dropping the lease and starting
+                        // over (a peer that shows `ready` exactly while somebody holds the
+                        // lease would keep us going round).
+                        Ok(Recovered::Ready(file)) => {
+                            let seg = Segment::open_file(
+                                backend,
+                                name,
+                                file,
+                                Access::ReadWrite,
+                                make.ready_wait,
+                                &expect_type::<T>(),
+                            )?;
+                            return Self::take_over(seg);
+                        }
+                        Err(Error::NotFound { .. }) => continue,
                         Err(e) => return Err(e),
                     }
                 }
@@ -137,6 +187,10 @@ impl<T: SharedState> Writer<T> {
     ///
     /// Writes the slot after the latest one through the seqlock, then publishes its version.
     /// No syscall unless a reader is blocked in [`Reader::wait_for_update`].
+    ///
+    /// Once another process has shrunk the segment ([`is_truncated`](Self::is_truncated)),
+    /// writes land in private zero pages that no reader sees; the process is not killed.
+    /// [`try_update`](Self::try_update) and [`get`](Self::get) report [`Error::Truncated`].
     #[inline]
     pub fn write(&mut self, value: &T) {
         let next = self.at.version.wrapping_add(1);
@@ -161,9 +215,9 @@ impl<T: SharedState> Writer<T> {
     /// result.
     ///
     /// # Panics
-    /// If there is no complete current value: only after taking over a one-slot segment whose
-    /// writer died mid-write, until the next [`write`](Self::write). Use
-    /// [`try_update`](Self::try_update) to get an error instead.
+    /// If there is no complete current value (see [`get`](Self::get)): after taking over a
+    /// one-slot segment whose writer died mid-write, or a segment another process damaged or
+    /// shrank. Use [`try_update`](Self::try_update) to get the error instead.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {
@@ -171,8 +225,8 @@ impl<T: SharedState> Writer<T> {
         }
     }
 
-    /// Like [`update`](Self::update), but fails with [`Error::WriterDied`] instead of panicking
-    /// when there is no complete current value.
+    /// Like [`update`](Self::update), but fails with the error [`get`](Self::get) gives instead
+    /// of panicking when there is no complete current value.
     #[inline]
     pub fn try_update(&mut self, f: impl FnOnce(&mut T)) -> Result<()> {
         let mut v = self.get()?;
@@ -184,11 +238,22 @@ impl<T: SharedState> Writer<T> {
     /// The newest complete value, copied from its slot: the last value this writer published
     /// or, right after a takeover, the newest value the previous writer completed.
     ///
-    /// Fails with [`Error::WriterDied`] when no slot holds a complete value: only after taking
-    /// over a one-slot segment whose writer died mid-write, until the next
-    /// [`write`](Self::write). A half-written value is never handed out as current.
+    /// Fails, until the next [`write`](Self::write), when there is no complete current value:
+    /// [`Error::WriterDied`] after taking over a one-slot segment whose writer died mid-write,
+    /// [`Error::Corrupt`] after taking over a segment whose published slot another process
+    /// damaged. Fails with [`Error::Truncated`] once another process has shrunk the segment. A
+    /// half-written value is never handed out as current.
     pub fn get(&self) -> Result<T> {
-        let v = self.at.complete.ok_or(Error::WriterDied)?;
+        self.seg.check_intact()?;
+        let v = self.at.complete.ok_or_else(|| {
+            if self.seg.geometry().slot_count > 1 {
+                Error::Corrupt {
+                    what: "the published slot does not hold the published version",
+                }
+            } else {
+                Error::WriterDied
+            }
+        })?;
         let mut out = MaybeUninit::uninit();
         if protocol::read_version(&self.seg, v, Self::WORDS, payload::sink_into(&mut out)) {
             // SAFETY: a consistent copy wrote every byte of `out`; every bit pattern is a
@@ -209,12 +274,19 @@ impl<T: SharedState> Writer<T> {
         self.at.version
     }
 
+    /// Whether another process shrank the segment's file under this writer (see
+    /// [`write`](Self::write)). Sticky for the life of this handle.
+    pub fn is_truncated(&self) -> bool {
+        self.seg.is_truncated()
+    }
+
     /// Whether this handle created the segment (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
         self.created
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover.
+    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
+    /// segment whose epoch is `u64::MAX` is refused).
     pub fn epoch(&self) -> u64 {
         self.seg.header().writer_epoch.load(Ordering::Relaxed)
     }
