@@ -28,7 +28,7 @@
 //! again.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 /// How many mappings can be guarded at once.
 pub(crate) const CAPACITY: usize = 1024;
@@ -68,6 +68,19 @@ static PREVIOUS_WAS_DEFAULT: AtomicBool = AtomicBool::new(true);
 /// Whether the action could be installed (a registration error leaves mappings unguarded).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
+/// The registry's own SIGBUS disposition, as installed. A previous handler that gives up on a
+/// fault by restoring the default disposition (Rust's standard library does that for every
+/// SIGBUS outside a stack guard page, and the registry calls it before our action) would
+/// otherwise uninstall the guard the first time it works.
+static INSTALLED_ACTION: OnceLock<crate::sys::SignalAction> = OnceLock::new();
+/// Test hook: mappings made after this is set are not guarded (see `__private::hooks`).
+static DISABLED: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later mapping of this process unguarded, so tests can show what the guard
+/// prevents.
+pub(crate) fn disable() {
+    DISABLED.store(true, Ordering::Relaxed);
+}
 
 /// A guarded mapping's entry in the table; removes the entry on drop. Drop it before the
 /// mapping is unmapped (declare it before the mapping in a struct).
@@ -80,6 +93,9 @@ pub(crate) struct Guard {
 impl Guard {
     /// Guards the mapping of `len` bytes at `start`, installing the SIGBUS action on first use.
     pub fn new(start: *const u8, len: usize) -> Guard {
+        if DISABLED.load(Ordering::Relaxed) {
+            return Guard { index: None };
+        }
         install();
         if !INSTALLED.load(Ordering::Acquire) || len == 0 {
             return Guard { index: None };
@@ -141,12 +157,17 @@ fn install() {
         // registration is used.
         let registered =
             unsafe { signal_hook_registry::register_sigaction(libc::SIGBUS, on_sigbus) };
+        if registered.is_ok() {
+            if let Some(action) = crate::sys::sigbus_action() {
+                let _ = INSTALLED_ACTION.set(action);
+            }
+        }
         INSTALLED.store(registered.is_ok(), Ordering::Release);
     });
 }
 
-/// The SIGBUS action. Async-signal-safe: loads and stores of static atomics, and the `mmap`,
-/// `sigaction` and `raise` system calls.
+/// The SIGBUS action. Async-signal-safe: loads and stores of static atomics (a `OnceLock::get`
+/// is one), and the `mmap`, `sigaction` and `raise` system calls.
 fn on_sigbus(info: &libc::siginfo_t) {
     // Only a fault on an address (not a SIGBUS sent with `kill`) can be a truncated mapping.
     if info.si_code == libc::BUS_ADRERR {
@@ -161,6 +182,11 @@ fn on_sigbus(info: &libc::siginfo_t) {
             let to = (start + len).next_multiple_of(page);
             if crate::sys::map_zero_pages(from, to - from) {
                 e.truncated.store(true, Ordering::Release);
+                // The previous handler ran first; if it reset SIGBUS to its default, put the
+                // registry's handler back, or the next truncation would kill the process.
+                if let Some(action) = INSTALLED_ACTION.get() {
+                    crate::sys::restore_sigbus_if_default(action);
+                }
                 return;
             }
             // Could not map zero pages: fall through and die as without the guard.

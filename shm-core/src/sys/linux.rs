@@ -242,6 +242,38 @@ pub fn sigbus_is_default() -> bool {
     rc != 0 || old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN
 }
 
+/// A signal disposition, as `sigaction` reports it.
+pub struct SignalAction(libc::sigaction);
+
+// SAFETY: a `sigaction` is plain data (a handler address, flags and a signal mask); the
+// pointer-sized fields are addresses of code, not of data another thread could own.
+unsafe impl Send for SignalAction {}
+// SAFETY: as for `Send`; it is only ever read after it is stored.
+unsafe impl Sync for SignalAction {}
+
+/// SIGBUS's current disposition.
+pub fn sigbus_action() -> Option<SignalAction> {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
+    (rc == 0).then_some(SignalAction(cur))
+}
+
+/// Re-installs `action` for SIGBUS if SIGBUS has its default disposition now (a chained
+/// handler reset it). Async-signal-safe: two `sigaction` calls.
+pub fn restore_sigbus_if_default(action: &SignalAction) {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
+    if rc == 0 && cur.sa_sigaction == libc::SIG_DFL {
+        // SAFETY: `action.0` is the disposition the signal registry installed, read back from
+        // the kernel, so it is a valid action whose handler is still in this program.
+        unsafe { libc::sigaction(libc::SIGBUS, &action.0, std::ptr::null_mut()) };
+    }
+}
+
 /// Replaces the pages `[addr, addr + len)` of a mapping of ours with private zero pages.
 /// Async-signal-safe (one system call). `false` if the kernel refused.
 ///
