@@ -68,8 +68,14 @@ impl Backend {
         match self {
             Backend::Shm => {
                 validate_shm_name(name)?;
-                let file = sys::shm_open(name, create, access, mode)
-                    .map_err(|e| classify(action, name, e))?;
+                let file = sys::shm_open(name, create, access, mode).map_err(|e| {
+                    // The C library reports a directory at a valid name as EINVAL.
+                    if e.raw_os_error() == Some(libc::EINVAL) && sys::shm_name_is_directory(name) {
+                        Error::NotASegment { found: 0 }
+                    } else {
+                        classify(action, name, e)
+                    }
+                })?;
                 refuse_unless_regular(file, action, name)
             }
             Backend::File => {

@@ -55,6 +55,12 @@ pub fn shm_open(name: &str, create: bool, access: Access, mode: u32) -> io::Resu
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// Whether the shared-memory name `name` (already validated) is a directory in `/dev/shm`,
+/// where Linux keeps named shared memory.
+pub fn shm_name_is_directory(name: &str) -> bool {
+    std::fs::symlink_metadata(format!("/dev/shm{name}")).is_ok_and(|m| m.is_dir())
+}
+
 /// `shm_unlink(name)`.
 pub fn shm_unlink(name: &str) -> io::Result<()> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
