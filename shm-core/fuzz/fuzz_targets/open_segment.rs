@@ -45,10 +45,12 @@ fn segment_bytes(data: &[u8]) -> Vec<u8> {
     match data.split_first() {
         Some((b'V', patch)) => {
             let mut bytes = template().to_vec();
+            // One past the end as well, so that some patches land nowhere.
+            let span = bytes.len() + 1;
             for chunk in patch.chunks(3) {
                 if let [hi, lo, value] = *chunk {
                     let at = u16::from_le_bytes([lo, hi]) as usize;
-                    if let Some(b) = bytes.get_mut(at % (bytes.len() + 1)) {
+                    if let Some(b) = bytes.get_mut(at % span) {
                         *b = value;
                     }
                 }
