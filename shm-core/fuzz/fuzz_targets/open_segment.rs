@@ -33,7 +33,15 @@ fn template() -> &'static [u8] {
     BYTES.get_or_init(|| {
         let n = format!("/shmfuzz-template-{}", std::process::id());
         let _ = shm_core::remove(&n);
-        let w = Pose::create(&n, &Pose { id: 1, flags: 2, pos: [1.0, 2.0, 3.0] }).unwrap();
+        let w = Pose::create(
+            &n,
+            &Pose {
+                id: 1,
+                flags: 2,
+                pos: [1.0, 2.0, 3.0],
+            },
+        )
+        .unwrap();
         let bytes = std::fs::read(format!("/dev/shm{n}")).unwrap();
         drop(w);
         let _ = shm_core::remove(&n);
