@@ -33,6 +33,9 @@ fn classify(action: &'static str, name: &str, e: io::Error) -> Error {
         Some(libc::ENOENT) => Error::NotFound { name },
         Some(libc::EEXIST) => Error::AlreadyExists { name },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name },
+        // A symbolic link at the name (opened with `O_NOFOLLOW`), or a directory: something
+        // planted there, not a segment.
+        Some(libc::ELOOP) | Some(libc::EISDIR) => Error::NotASegment { found: 0 },
         Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => Error::InvalidName {
             name,
             reason: "the operating system refused the name",
@@ -45,6 +48,18 @@ fn classify(action: &'static str, name: &str, e: io::Error) -> Error {
     }
 }
 
+/// Keeps `file` only if it is a regular file. A FIFO, device, socket or directory planted at a
+/// segment's name is refused with `NotASegment` (it was opened with `O_NONBLOCK`, so opening it
+/// did not block either).
+fn refuse_unless_regular(file: File, action: &'static str, name: &str) -> Result<File> {
+    let meta = file.metadata().map_err(Error::io(action, name))?;
+    if meta.is_file() {
+        Ok(file)
+    } else {
+        Err(Error::NotASegment { found: 0 })
+    }
+}
+
 impl Backend {
     /// Opens the segment file `name` (creating it exclusively, with permission bits `mode`, if
     /// `create`).
@@ -53,7 +68,15 @@ impl Backend {
         match self {
             Backend::Shm => {
                 validate_shm_name(name)?;
-                sys::shm_open(name, create, access, mode).map_err(|e| classify(action, name, e))
+                let file = sys::shm_open(name, create, access, mode).map_err(|e| {
+                    // The C library reports a directory at a valid name as EINVAL.
+                    if e.raw_os_error() == Some(libc::EINVAL) && sys::shm_name_is_directory(name) {
+                        Error::NotASegment { found: 0 }
+                    } else {
+                        classify(action, name, e)
+                    }
+                })?;
+                refuse_unless_regular(file, action, name)
             }
             Backend::File => {
                 if name.is_empty() || name.contains('\0') {
@@ -62,16 +85,9 @@ impl Backend {
                         reason: "a file path is non-empty and has no NUL",
                     });
                 }
-                let file = sys::file_open(Path::new(name), create, access, mode)
+                let file = sys::file_open_nofollow(Path::new(name), create, access, mode)
                     .map_err(|e| classify(action, name, e))?;
-                let meta = file.metadata().map_err(Error::io(action, name))?;
-                if !meta.is_file() {
-                    return Err(Error::InvalidName {
-                        name: name.to_string(),
-                        reason: "a file-backed segment must be a regular file",
-                    });
-                }
-                Ok(file)
+                refuse_unless_regular(file, action, name)
             }
             Backend::Anonymous if create => sys::memfd().map_err(Error::io(action, name)),
             Backend::Anonymous => Err(Error::InvalidName {

@@ -29,13 +29,16 @@ pub enum Error {
         /// The segment name.
         name: String,
     },
-    /// The segment does not start with this format's magic bytes: it is not one of ours.
+    /// The segment does not start with this format's magic bytes: it is not one of ours. Also
+    /// what a name that is not a regular file gives (a FIFO, device, socket, directory, or, for
+    /// file-backed segments, a symbolic link): then `found` is 0.
     NotASegment {
-        /// The magic value found.
+        /// The magic value found (0 when the name is not a regular file).
         found: u64,
     },
-    /// The segment is inconsistent: its header (sizes, offsets or counts that cannot be right),
-    /// its stored layout, or a slot that changed under its own writer.
+    /// The segment is inconsistent: its header (sizes, offsets or counts that cannot be
+    /// right), its stored layout, or its slots (the published slot never holds the published
+    /// version, and no writer is alive to fix it).
     Corrupt {
         /// What is inconsistent.
         what: &'static str,
@@ -57,7 +60,9 @@ pub enum Error {
         /// in the segment but `[f32; 3]` at offset 8 in this program".
         first_difference: String,
     },
-    /// The segment is smaller than its header says, or too small for a header.
+    /// The segment is smaller than its header says, or too small for a header; or another
+    /// process shrank it while this handle had it mapped (an access then faulted, and the
+    /// guard put zero pages in place of the lost ones: see `docs/threat-model.md`).
     Truncated {
         /// Bytes needed.
         expected: u64,
@@ -109,6 +114,9 @@ impl fmt::Display for Error {
             Error::PermissionDenied { name } => {
                 write!(f, "permission denied for shared segment {name:?}")
             }
+            Error::NotASegment { found: 0 } => f.write_str(
+                "not a shared-state segment (not a regular file, or a symbolic link)",
+            ),
             Error::NotASegment { found } => write!(
                 f,
                 "not a shared-state segment (magic {found:#018x} does not match)"

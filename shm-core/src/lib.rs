@@ -45,6 +45,7 @@ mod backend;
 mod deadline;
 mod error;
 pub mod export;
+mod fault;
 mod format;
 pub mod layout;
 mod options;

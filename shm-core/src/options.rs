@@ -152,6 +152,10 @@ impl Options {
     /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer
     /// (keeping its current value). Safe to race: of many processes starting at once, exactly
     /// one creates it and every other one attaches to the initialized segment.
+    ///
+    /// Bounded: a peer that keeps removing and re-creating the name, or keeps a half-made
+    /// segment changing, makes it fail with [`NotReady`](crate::Error::NotReady) once the
+    /// ready wait, or 500 ms if that is longer, has passed.
     pub fn open_or_create<T: SharedState>(&self, name: &str, initial: &T) -> Result<Writer<T>> {
         Writer::open_or_create(&self.backend, name, &self.make(), initial)
     }

@@ -132,6 +132,12 @@ pub mod hooks {
             .collect()
     }
 
+    /// Turns the SIGBUS guard off for every segment this process maps from now on, so tests
+    /// can show that without it a peer's truncation kills the process.
+    pub fn disable_truncation_guard() {
+        crate::fault::disable();
+    }
+
     /// The untyped reader under a typed one.
     pub fn raw<T: SharedState>(r: &Reader<T>) -> &RawReader {
         r.raw()

@@ -12,7 +12,7 @@ use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Failed attempts `try_read` makes before it gives up.
@@ -90,35 +90,53 @@ impl RawReader {
         protocol::read_latest(&self.seg, len, sink)
     }
 
-    /// Calls `attempt` until it succeeds or `TRY_READ_ATTEMPTS` failed; then
-    /// [`Error::WriterDied`] if the writer is gone (after one last look), else
-    /// [`Error::Timeout`].
+    /// Calls `attempt` until it succeeds or `TRY_READ_ATTEMPTS` failed; then the error
+    /// [`stuck`](Self::stuck) gives if the writer is gone (after one last look), else
+    /// [`Error::Timeout`]. [`Error::Truncated`] whenever the segment was shrunk.
     fn try_attempts(&self, mut attempt: impl FnMut() -> bool) -> Result<()> {
         for _ in 0..TRY_READ_ATTEMPTS {
             if attempt() {
-                return Ok(());
+                return self.seg.check_intact();
             }
             core::hint::spin_loop();
         }
+        self.seg.check_intact()?;
         if self.writer_alive() {
             Err(Error::Timeout)
         } else if attempt() {
             // The writer may have finished just before dying.
-            Ok(())
+            self.seg.check_intact()
         } else {
-            Err(Error::WriterDied)
+            Err(self.stuck())
         }
     }
 
-    /// Retries `attempt` until it succeeds, the writer is found dead ([`Error::WriterDied`]),
-    /// or `deadline` ([`Error::Timeout`]).
+    /// Why nothing consistent can be read although no writer is alive: the segment was shrunk
+    /// ([`Error::Truncated`]); with one slot, the writer died mid-write ([`Error::WriterDied`]);
+    /// with two or more slots a dying writer cannot cause this (its slot is never the published
+    /// one), so another process damaged `published` or a sequence word ([`Error::Corrupt`]).
+    fn stuck(&self) -> Error {
+        if let Err(e) = self.seg.check_intact() {
+            e
+        } else if self.slot_count() > 1 {
+            Error::Corrupt {
+                what: "the published slot does not hold the published version, and no writer is alive to rewrite it",
+            }
+        } else {
+            Error::WriterDied
+        }
+    }
+
+    /// Retries `attempt` until it succeeds, the writer is found dead (the error
+    /// [`stuck`](Self::stuck) gives), the segment is found truncated ([`Error::Truncated`]), or
+    /// `deadline` ([`Error::Timeout`]).
     #[cold]
     fn retry(&self, deadline: Deadline, mut attempt: impl FnMut() -> bool) -> Result<()> {
         let mut failures = 0u32;
         let mut next_probe = Instant::now() + LIVENESS_PROBE_EVERY;
         loop {
             if attempt() {
-                return Ok(());
+                return self.seg.check_intact();
             }
             failures += 1;
             if failures < 64 {
@@ -129,11 +147,12 @@ impl RawReader {
             let now = Instant::now();
             if now >= next_probe {
                 next_probe = now + LIVENESS_PROBE_EVERY;
+                self.seg.check_intact()?;
                 if !self.writer_alive() {
                     return if attempt() {
-                        Ok(())
+                        self.seg.check_intact()
                     } else {
-                        Err(Error::WriterDied)
+                        Err(self.stuck())
                     };
                 }
             }
@@ -144,8 +163,10 @@ impl RawReader {
     }
 
     /// Copies a consistent snapshot of the latest published payload into `dst` and returns
-    /// its version; waits at most `timeout` for one ([`Error::Timeout`]), or fails with
-    /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments).
+    /// its version; waits at most `timeout` for one ([`Error::Timeout`]). Fails with
+    /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments),
+    /// [`Error::Corrupt`] if no writer is alive and another process damaged the published
+    /// slot, or [`Error::Truncated`] once another process has shrunk the segment.
     ///
     /// # Panics
     /// If `dst.len()` is not [`payload_size`](Self::payload_size).
@@ -202,28 +223,45 @@ impl RawReader {
     }
 
     /// The publish counter: how many values were published since creation (0 for the initial
-    /// value). Monotonic.
+    /// value). Monotonic, as long as only the writer writes the segment: a hostile peer can
+    /// store anything there, and once another process has shrunk the segment (see
+    /// [`is_truncated`](Self::is_truncated)) it reads whatever is left, possibly 0.
     #[inline]
     pub fn version(&self) -> u64 {
         protocol::load_acquire(&self.seg.header().published)
     }
 
+    /// Whether another process shrank the segment's file under this reader and an access
+    /// faulted on the lost part. The process survives such a fault: the lost pages read as
+    /// zeros from then on, the bounded calls ([`try_read`](Self::try_read),
+    /// [`read_timeout`](Self::read_timeout), [`wait_for_update`](Self::wait_for_update))
+    /// fail with [`Error::Truncated`], and values read are meaningless. It stays true for the
+    /// life of this handle; open the segment again once it is re-created.
+    pub fn is_truncated(&self) -> bool {
+        self.seg.is_truncated()
+    }
+
     /// Blocks until the version is greater than `since`, or `timeout` passes
-    /// ([`Error::Timeout`]; `Duration::MAX` waits forever). Returns the new version.
+    /// ([`Error::Timeout`]; `Duration::MAX` waits forever). Returns the new version, or
+    /// [`Error::Truncated`] once another process has shrunk the segment.
     ///
     /// Sleeps on a process-shared futex in the segment; the writer wakes it, and pays for a
     /// syscall only while somebody waits. A reader that could only map the segment read-only
-    /// cannot register as a waiter and polls instead.
+    /// cannot register as a waiter and polls instead, and so does a reader that finds the
+    /// waiter count at its maximum (a hostile value: counting one more would wrap it to 0 and
+    /// the writer would stop waking anybody).
     pub fn wait_for_update(&self, since: u64, timeout: Duration) -> Result<u64> {
         let h = self.seg.header();
         let v = self.version();
+        self.seg.check_intact()?;
         if v > since {
             return Ok(v);
         }
         let deadline = Deadline::after(timeout);
-        if !self.can_register_waiters {
+        if !self.can_register_waiters || !register_waiter(&h.waiters) {
             loop {
                 let v = self.version();
+                self.seg.check_intact()?;
                 if v > since {
                     return Ok(v);
                 }
@@ -238,10 +276,12 @@ impl RawReader {
         // writer publishes with a SeqCst swap, then reads the waiter count (see
         // `protocol::publish`), so either we see its new version or it sees us and bumps the
         // futex word, which makes our wait return.
-        h.waiters.fetch_add(1, Ordering::SeqCst);
         let result = loop {
             let word = h.futex.load(Ordering::SeqCst);
             let v = h.published.load(Ordering::SeqCst);
+            if let Err(e) = self.seg.check_intact() {
+                break Err(e);
+            }
             if v > since {
                 break Ok(v);
             }
@@ -250,7 +290,7 @@ impl RawReader {
             };
             sys::futex_wait(&h.futex, word, left);
         };
-        h.waiters.fetch_sub(1, Ordering::SeqCst);
+        unregister_waiter(&h.waiters);
         result
     }
 
@@ -293,6 +333,20 @@ impl RawReader {
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
+}
+
+/// Counts one more waiter (SeqCst, see `wait_for_update`), unless the count is at its maximum:
+/// then `false`, and the caller polls. A compare-and-swap loop rather than `fetch_add`, so that
+/// a hostile count of `u32::MAX` cannot wrap to 0 (with 0 waiters the writer skips the wake).
+fn register_waiter(waiters: &AtomicU32) -> bool {
+    waiters
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
+        .is_ok()
+}
+
+/// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).
+fn unregister_waiter(waiters: &AtomicU32) {
+    let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 impl core::fmt::Debug for RawReader {
@@ -357,28 +411,37 @@ impl<T: SharedState> Reader<T> {
     /// [`read_timeout_into`](Self::read_timeout_into), which copy into a buffer of yours (a
     /// `Box<T>`) and need no stack in proportion to the payload.
     ///
-    /// # Panics
-    /// If no consistent value can be read because the writer died in the middle of a write to
-    /// a one-slot segment (with two or more slots that cannot happen). Use
-    /// [`try_read`](Self::try_read) or [`read_timeout`](Self::read_timeout) to get
-    /// [`Error::WriterDied`] instead.
+    /// # When nothing consistent can be read
+    /// `read` never panics. When the published value cannot be read and no writer is alive to
+    /// publish another one, it returns the best value the segment still holds: the newest slot
+    /// that copies consistently (possibly older than the published version), else the
+    /// published slot's bytes as they are. This happens only
+    /// - after the writer died in the middle of a write to a one-slot segment (the value may
+    ///   then mix the previous value and the interrupted one);
+    /// - on a segment another process damaged (its `published` counter or a sequence word);
+    /// - after another process shrank the segment ([`is_truncated`](Self::is_truncated)
+    ///   turns true; the lost part reads as zeros).
+    ///
+    /// The value is then a valid `T` but not a published one. Callers that must know use
+    /// [`try_read`](Self::try_read) or [`read_timeout`](Self::read_timeout), which report
+    /// [`Error::WriterDied`], [`Error::Corrupt`] or [`Error::Truncated`] instead.
     #[inline(always)]
     pub fn read(&self) -> T {
         let mut out = MaybeUninit::uninit();
         if !self.attempt(&mut out) {
-            self.read_or_panic(&mut out);
+            self.read_or_salvage(&mut out);
         }
-        // SAFETY: an attempt returned true: one consistent copy wrote every byte of `out` (see
-        // `payload::sink_into`),
-        // and every bit pattern is a valid `T` (`T: SharedState`).
+        // SAFETY: an attempt returned true, so one consistent copy wrote every byte of `out`;
+        // or `read_or_salvage` returned, which writes every byte of `out` on all its paths.
+        // Every bit pattern is a valid `T` (`T: SharedState`).
         unsafe { out.assume_init() }
     }
 
     /// Like [`read`](Self::read), but copies into `dst` instead of returning the value: for
     /// large payloads a caller can reuse one buffer.
     ///
-    /// # Panics
-    /// As [`read`](Self::read); `dst` then holds unspecified (but valid) bytes.
+    /// Never panics; see [`read`](Self::read) for what it copies when nothing consistent can
+    /// be read.
     #[inline]
     pub fn read_into(&self, dst: &mut T) {
         // SAFETY: `MaybeUninit<T>` has the layout of `T`; the attempts only write bytes into
@@ -386,16 +449,26 @@ impl<T: SharedState> Reader<T> {
         // `T` whatever is written.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
         if !self.attempt(out) {
-            self.read_or_panic(out);
+            self.read_or_salvage(out);
         }
     }
 
-    /// Retries into `out` until a consistent copy is there; panics if the writer died mid-write.
+    /// Retries into `out` until a consistent copy is there; if none can come (see
+    /// [`read`](Self::read)), salvages the best value the segment holds. Writes every byte of
+    /// `out` on every path.
     #[cold]
     #[inline(never)]
-    fn read_or_panic(&self, out: &mut MaybeUninit<T>) {
-        if let Err(e) = self.raw.retry(Deadline::never(), || self.attempt(out)) {
-            panic!("cannot read segment {:?}: {e}", self.name());
+    fn read_or_salvage(&self, out: &mut MaybeUninit<T>) {
+        if self
+            .raw
+            .retry(Deadline::never(), || self.attempt(out))
+            .is_ok()
+        {
+            return;
+        }
+        let seg = self.raw.segment();
+        if !protocol::read_newest_complete(seg, Self::WORDS, payload::sink_into(out)) {
+            protocol::copy_published(seg, Self::WORDS, payload::sink_into(out));
         }
     }
 
@@ -413,7 +486,10 @@ impl<T: SharedState> Reader<T> {
     }
 
     /// Like [`read`](Self::read), but gives up after a bounded number of attempts: with
-    /// [`Error::WriterDied`] if the writer died mid-write, else [`Error::Timeout`].
+    /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments),
+    /// [`Error::Corrupt`] if no writer is alive and the published slot was damaged, else
+    /// [`Error::Timeout`]; and with [`Error::Truncated`] once another process has shrunk the
+    /// segment.
     pub fn try_read(&self) -> Result<T> {
         let mut out = MaybeUninit::uninit();
         self.raw.try_attempts(|| self.attempt(&mut out))?;
@@ -422,11 +498,13 @@ impl<T: SharedState> Reader<T> {
         Ok(unsafe { out.assume_init() })
     }
 
-    /// Like [`read`](Self::read), but waits at most `timeout` for a consistent value: fails with
-    /// [`Error::WriterDied`] if the writer died mid-write, or [`Error::Timeout`].
+    /// Like [`read`](Self::read), but waits at most `timeout` for a consistent value: fails as
+    /// [`try_read`](Self::try_read) does, or with [`Error::Timeout`].
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        if !self.attempt(&mut out) {
+        if self.attempt(&mut out) {
+            self.raw.segment().check_intact()?;
+        } else {
             self.raw
                 .retry(Deadline::after(timeout), || self.attempt(&mut out))?;
         }
@@ -436,10 +514,17 @@ impl<T: SharedState> Reader<T> {
     }
 
     /// The publish counter: how many values were published since creation (0 for the initial
-    /// value). Monotonic.
+    /// value). Monotonic while only the writer writes the segment; see
+    /// [`RawReader::version`].
     #[inline]
     pub fn version(&self) -> u64 {
         self.raw.version()
+    }
+
+    /// Whether another process shrank the segment under this reader; see
+    /// [`RawReader::is_truncated`].
+    pub fn is_truncated(&self) -> bool {
+        self.raw.is_truncated()
     }
 
     /// Blocks until the version is greater than `since`, or `timeout` passes; see

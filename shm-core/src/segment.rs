@@ -7,13 +7,15 @@
 //! therefore validate the header once, keep their own copy of the geometry (slot count,
 //! offsets, sizes), and never re-read it: later changes by a hostile peer can make reads return
 //! garbage values (which are still valid values, since every bit pattern of a `SharedState`
-//! type is) but never make this process access memory outside its mapping. One thing no
-//! mapping can defend against is a peer with write access shrinking the file, after which an
-//! access faults (SIGBUS); protect segments with their mode.
+//! type is) but never make this process access memory outside its mapping. A peer with write
+//! access can also shrink the file, after which an access would fault (SIGBUS): every mapping
+//! is guarded (`fault.rs`), so the fault maps zero pages instead and the segment reports
+//! itself truncated ([`Segment::check_intact`]). See `docs/threat-model.md`.
 
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::fault;
 use crate::format::{
     Geometry, Header, CACHE_LINE, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, MAX_SLOTS,
     STATE_CREATING, STATE_READY,
@@ -48,9 +50,40 @@ pub(crate) enum Expect {
     Any,
 }
 
+/// A shared mapping of a segment file, guarded against a peer shrinking the file under it.
+struct Mapping {
+    /// Declared before `raw`, so that the range leaves the guard's table before it is unmapped.
+    guard: fault::Guard,
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    fn as_ptr(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether an access faulted because the file was shrunk under the mapping.
+    fn truncated(&self) -> bool {
+        self.guard.truncated()
+    }
+}
+
+/// What [`Segment::recover`] found.
+pub(crate) enum Recovered {
+    /// The segment was not ready and is now initialized; the caller is its writer.
+    Initialized(Box<Segment>),
+    /// The segment is ready after all. The file holds the writer lease, which the caller keeps
+    /// (by opening the segment through it) rather than dropping it and starting over.
+    Ready(File),
+}
+
 /// A mapped, validated segment.
 pub(crate) struct Segment {
-    map: MmapRaw,
+    map: Mapping,
     file: File,
     geometry: Geometry,
     index: SlotIndex,
@@ -66,7 +99,7 @@ pub(crate) struct Segment {
 ///
 /// # Panics
 /// If `map` is shorter than a header.
-fn header_of(map: &MmapRaw) -> &Header {
+fn header_of(map: &Mapping) -> &Header {
     assert!(map.len() >= HEADER_SIZE);
     // SAFETY: the mapping is at least HEADER_SIZE bytes (asserted) and page-aligned, so it
     // holds an aligned `Header`; `Header` is all atomics, valid for any bytes, and other
@@ -75,19 +108,23 @@ fn header_of(map: &MmapRaw) -> &Header {
     unsafe { &*(map.as_ptr() as *const Header) }
 }
 
-/// Maps the first `len` bytes of `file`.
-fn map(file: &File, len: usize, access: Access, name: &str) -> Result<MmapRaw> {
+/// Maps the first `len` bytes of `file`, guarded (see [`Mapping`]).
+fn map(file: &File, len: usize, access: Access, name: &str) -> Result<Mapping> {
     let mut o = MmapOptions::new();
     o.len(len);
-    match access {
+    let raw = match access {
         Access::ReadWrite => o.map_raw(file),
         Access::ReadOnly => o.map_raw_read_only(file),
     }
-    .map_err(Error::io("mapping", name))
+    .map_err(Error::io("mapping", name))?;
+    Ok(Mapping {
+        guard: fault::Guard::new(raw.as_ptr(), raw.len()),
+        raw,
+    })
 }
 
 /// The stored descriptor's bytes in `map`, as atomics: a peer may be writing them.
-fn descriptor_of<'a>(map: &'a MmapRaw, g: &Geometry) -> &'a [AtomicU8] {
+fn descriptor_of<'a>(map: &'a Mapping, g: &Geometry) -> &'a [AtomicU8] {
     assert!(g.descriptor_offset + g.descriptor_len <= map.len());
     // SAFETY: the range lies within the mapping (asserted); `AtomicU8` has alignment 1 and is
     // valid for any byte; the borrow is tied to `map`, which owns the mapping.
@@ -138,13 +175,14 @@ impl Segment {
     ///
     /// Only a segment nobody holds the lease of can be recovered, since a creator holds it from
     /// the moment it creates the name: `Err(NotReady)` while someone does (a live, slow
-    /// creator), `Ok(None)` if the segment turns out to be ready after all.
+    /// creator), [`Recovered::Ready`] with the lease still held if the segment turns out to be
+    /// ready after all.
     pub fn recover(
         backend: &Backend,
         name: &str,
         spec: &Spec<'_>,
         fill: impl FnOnce(&Segment),
-    ) -> Result<Option<Segment>> {
+    ) -> Result<Recovered> {
         let file = backend.open(name, false, Access::ReadWrite, 0)?;
         if !sys::try_lock_writer(&file).map_err(Error::io("locking", name))? {
             return Err(Error::NotReady);
@@ -157,10 +195,12 @@ impl Segment {
                 return Err(Error::NotASegment { found: magic });
             }
             if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
-                return Ok(None);
+                drop(map);
+                return Ok(Recovered::Ready(file));
             }
         }
-        Self::initialize(backend, name, file, spec, fill).map(Some)
+        Self::initialize(backend, name, file, spec, fill)
+            .map(|seg| Recovered::Initialized(Box::new(seg)))
     }
 
     /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
@@ -241,6 +281,8 @@ impl Segment {
         fill(&seg);
         h.published.store(0, r);
         h.magic.store(MAGIC, r);
+        // A peer that shrank the file while we wrote it made us write into zero pages.
+        seg.check_intact()?;
         if spec.crash_before_ready {
             // Test hook: stop as a creator that died mid-initialization would.
             std::process::abort();
@@ -274,7 +316,8 @@ impl Segment {
     ) -> Result<Segment> {
         let map = Self::map_when_ready(&file, name, access, Deadline::after(ready_wait))?;
         let h = header_of(&map);
-        let geometry = validate_header(h, map.len() as u64)?;
+        let mapped = map.len() as u64;
+        let geometry = validate_header(h, mapped)?;
         let found = h.layout_hash.load(Ordering::Relaxed);
         let bytes: Vec<u8> = descriptor_of(&map, &geometry)
             .iter()
@@ -312,7 +355,7 @@ impl Segment {
         {
             return corrupt("the payload size or alignment does not match the stored layout");
         }
-        Ok(Segment {
+        let seg = Segment {
             map,
             file,
             geometry,
@@ -322,7 +365,10 @@ impl Segment {
             name: name.to_string(),
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
-        })
+        };
+        // A peer that shrank the file while we validated it made us read zero pages.
+        seg.check_intact()?;
+        Ok(seg)
     }
 
     /// Maps `file` once its creator has marked it ready, waiting until `deadline`; fails with
@@ -333,7 +379,7 @@ impl Segment {
         name: &str,
         access: Access,
         deadline: Deadline,
-    ) -> Result<MmapRaw> {
+    ) -> Result<Mapping> {
         let mut pause = Duration::from_micros(50);
         loop {
             let size = file_size(file, name)?;
@@ -345,6 +391,12 @@ impl Segment {
                 // Acquire, as a fence (see `protocol::load_acquire`): pairs with the creator's
                 // Release store of `state`.
                 core::sync::atomic::fence(Ordering::Acquire);
+                if map.truncated() {
+                    return Err(Error::Truncated {
+                        expected: size,
+                        found: file_size(file, name)?,
+                    });
+                }
                 if magic == MAGIC && state == STATE_READY {
                     return Ok(map);
                 }
@@ -364,6 +416,25 @@ impl Segment {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));
         }
+    }
+
+    /// `Err(Truncated)` once a peer has shrunk the file under this segment's mapping and an
+    /// access of this process faulted on it (the guard then mapped zero pages there, so what
+    /// was read or written since is meaningless). Sticky: a truncated segment stays truncated.
+    pub fn check_intact(&self) -> Result<()> {
+        if !self.map.truncated() {
+            return Ok(());
+        }
+        Err(Error::Truncated {
+            expected: self.geometry.total_size as u64,
+            found: sys::file_size(&self.file).unwrap_or(0),
+        })
+    }
+
+    /// Whether a peer shrank the file under this segment (see [`check_intact`](Self::check_intact)).
+    #[inline]
+    pub fn is_truncated(&self) -> bool {
+        self.map.truncated()
     }
 
     /// The header.
@@ -432,7 +503,7 @@ impl Slots for Segment {
         // word and the payload words (from `off + 64`) are 8-aligned; atomics are valid for any
         // bytes; the borrows are tied to `self`, which owns the mapping.
         unsafe {
-            let base = self.map.as_ptr().add(off);
+            let base = self.map.as_ptr().cast_const().add(off);
             (
                 &*(base as *const AtomicU64),
                 core::slice::from_raw_parts(

@@ -2,12 +2,13 @@
 //! and [`Writer`], which publishes values of a known type.
 
 use crate::backend::Backend;
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Resume};
 use crate::reader::{expect_type, RawReader, Reader};
-use crate::segment::{Expect, Segment, Spec};
+use crate::segment::{Expect, Recovered, Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -17,6 +18,10 @@ use std::time::Duration;
 
 /// Payloads larger than this are never copied onto the stack by `update`.
 const LARGE_PAYLOAD: usize = 16 << 10;
+
+/// The least time `open_or_create` keeps trying before it gives up with `NotReady`, however
+/// short the ready wait.
+const MIN_OPEN_OR_CREATE: Duration = Duration::from_millis(500);
 
 /// How to make a new segment, and how long to wait for one being made.
 pub(crate) struct Make {
@@ -77,8 +82,14 @@ impl RawWriter {
         fill: impl Fn(&Segment),
     ) -> Result<Self> {
         // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
-        // segment removed between the two steps sends us round again.
+        // segment removed between the two steps sends us round again, but not for ever: a peer
+        // that keeps removing and re-creating the name (or keeps a half-made segment changing)
+        // gets `NotReady` after the overall deadline.
+        let deadline = Deadline::after(ready_wait.max(MIN_OPEN_OR_CREATE));
         loop {
+            if deadline.passed() {
+                return Err(Error::NotReady);
+            }
             match Self::create_with(backend, name, spec, &fill) {
                 // Taken, or (`WriterBusy`) taken over by a racing recoverer the instant after
                 // we created it: attach to it as to any existing segment.
@@ -89,8 +100,23 @@ impl RawWriter {
                 Err(Error::NotFound { .. }) => continue,
                 // Its creator died before making it ready: take it over and initialize it.
                 Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
-                    Ok(Some(seg)) => return Ok(Self::of_new_segment(seg)),
-                    Ok(None) | Err(Error::NotFound { .. }) => continue,
+                    Ok(Recovered::Initialized(seg)) => return Ok(Self::of_new_segment(*seg)),
+                    // Ready after all, and we hold its lease: keep it and open the segment
+                    // through the same file, rather than dropping the lease and starting over
+                    // (a peer that shows `ready` exactly while somebody holds the lease would
+                    // keep us going round).
+                    Ok(Recovered::Ready(file)) => {
+                        let seg = Segment::open_file(
+                            backend,
+                            name,
+                            file,
+                            Access::ReadWrite,
+                            ready_wait,
+                            expect,
+                        )?;
+                        return Self::take_over(seg);
+                    }
+                    Err(Error::NotFound { .. }) => continue,
                     Err(e) => return Err(e),
                 },
                 other => return other,
@@ -143,17 +169,42 @@ impl RawWriter {
         expect: &Expect,
     ) -> Result<Self> {
         let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        let h = seg.header();
         if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
             return Err(Error::WriterBusy {
-                pid: h.writer_pid.load(Ordering::Relaxed),
+                pid: seg.header().writer_pid.load(Ordering::Relaxed),
             });
         }
+        Self::take_over(seg)
+    }
+
+    /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
+    /// epoch) and continues where the previous writer stopped.
+    ///
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
+    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    fn take_over(seg: Segment) -> Result<Self> {
+        let h = seg.header();
         // We hold the lease: nobody else writes. Record the takeover.
-        h.writer_epoch.fetch_add(1, Ordering::Relaxed);
+        let epoch = h.writer_epoch.load(Ordering::Relaxed);
+        let Some(next) = epoch.checked_add(1) else {
+            return Err(Error::Corrupt {
+                what: "the writer epoch is at its maximum",
+            });
+        };
+        h.writer_epoch.store(next, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        let mut at = protocol::resume(&seg);
+        // A damaged segment's published slot may not hold the published version (see
+        // `get`): then there is no current value until the next write, which repairs it.
+        if let Some(v) = at.complete {
+            let words = seg.geometry().payload_words;
+            if !protocol::read_exact_version(&seg, v, words, |_, _| {}) {
+                at.complete = None;
+            }
+        }
+        seg.check_intact()?;
         let writer = RawWriter {
-            at: protocol::resume(&seg),
+            at,
             seg,
             created: false,
         };
@@ -178,7 +229,16 @@ impl RawWriter {
 
     /// Copies the newest complete value into `sink`; see [`Writer::get`].
     fn current(&self, words: usize, sink: impl FnMut(usize, u64)) -> Result<()> {
-        let v = self.at.complete.ok_or(Error::WriterDied)?;
+        self.seg.check_intact()?;
+        let v = self.at.complete.ok_or_else(|| {
+            if self.seg.geometry().slot_count > 1 {
+                Error::Corrupt {
+                    what: "the published slot does not hold the published version",
+                }
+            } else {
+                Error::WriterDied
+            }
+        })?;
         if protocol::read_exact_version(&self.seg, v, words, sink) {
             Ok(())
         } else {
@@ -197,7 +257,8 @@ impl RawWriter {
     }
 
     /// Publishes the payload bytes `value`: readers see them from now on. No syscall unless a
-    /// reader is blocked waiting for an update.
+    /// reader is blocked waiting for an update. After a shrink by another process, see
+    /// [`Writer::write`].
     ///
     /// # Panics
     /// If `value.len()` is not [`payload_size`](Self::payload_size).
@@ -245,7 +306,14 @@ impl RawWriter {
         self.created
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover.
+    /// Whether another process shrank the segment's file under this writer; see
+    /// [`Writer::write`]. Sticky for the life of this handle.
+    pub fn is_truncated(&self) -> bool {
+        self.seg.is_truncated()
+    }
+
+    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
+    /// segment whose epoch is `u64::MAX` is refused).
     pub fn epoch(&self) -> u64 {
         self.seg.header().writer_epoch.load(Ordering::Relaxed)
     }
@@ -373,6 +441,10 @@ impl<T: SharedState> Writer<T> {
     ///
     /// Writes the slot after the latest one through the seqlock, then publishes its version.
     /// No syscall unless a reader is blocked in [`Reader::wait_for_update`].
+    ///
+    /// Once another process has shrunk the segment ([`is_truncated`](Self::is_truncated)),
+    /// writes land in private zero pages that no reader sees; the process is not killed.
+    /// [`try_update`](Self::try_update) and [`get`](Self::get) report [`Error::Truncated`].
     #[inline]
     pub fn write(&mut self, value: &T) {
         self.raw.publish(Self::WORDS, payload::source_of(value));
@@ -382,9 +454,9 @@ impl<T: SharedState> Writer<T> {
     /// result.
     ///
     /// # Panics
-    /// If there is no complete current value: only after taking over a one-slot segment whose
-    /// writer died mid-write, until the next [`write`](Self::write). Use
-    /// [`try_update`](Self::try_update) to get an error instead.
+    /// If there is no complete current value (see [`get`](Self::get)): after taking over a
+    /// one-slot segment whose writer died mid-write, or a segment another process damaged or
+    /// shrank. Use [`try_update`](Self::try_update) to get the error instead.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {
@@ -392,8 +464,8 @@ impl<T: SharedState> Writer<T> {
         }
     }
 
-    /// Like [`update`](Self::update), but fails with [`Error::WriterDied`] instead of panicking
-    /// when there is no complete current value.
+    /// Like [`update`](Self::update), but fails with the error [`get`](Self::get) gives instead
+    /// of panicking when there is no complete current value.
     ///
     /// A payload larger than 16 KiB is copied into a heap buffer rather than onto the stack,
     /// so that updating a megabytes-large state works on any thread.
@@ -430,9 +502,11 @@ impl<T: SharedState> Writer<T> {
     /// or, right after a takeover, the newest value the previous writer completed. Returned by
     /// value: for large payloads see [`get_into`](Self::get_into).
     ///
-    /// Fails with [`Error::WriterDied`] when no slot holds a complete value: only after taking
-    /// over a one-slot segment whose writer died mid-write, until the next
-    /// [`write`](Self::write). A half-written value is never handed out as current.
+    /// Fails, until the next [`write`](Self::write), when there is no complete current value:
+    /// [`Error::WriterDied`] after taking over a one-slot segment whose writer died mid-write,
+    /// [`Error::Corrupt`] after taking over a segment whose published slot another process
+    /// damaged. Fails with [`Error::Truncated`] once another process has shrunk the segment. A
+    /// half-written value is never handed out as current.
     pub fn get(&self) -> Result<T> {
         let mut out = MaybeUninit::uninit();
         self.raw
@@ -455,9 +529,16 @@ impl<T: SharedState> Writer<T> {
         self.raw.created()
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover.
+    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
+    /// segment whose epoch is `u64::MAX` is refused).
     pub fn epoch(&self) -> u64 {
         self.raw.epoch()
+    }
+
+    /// Whether another process shrank the segment's file under this writer (see
+    /// [`write`](Self::write)). Sticky for the life of this handle.
+    pub fn is_truncated(&self) -> bool {
+        self.raw.is_truncated()
     }
 
     /// The segment's name (empty for anonymous segments).

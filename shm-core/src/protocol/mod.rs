@@ -176,6 +176,40 @@ pub(crate) fn read_exact_version<S: Slots>(
     read_slot(seq, &words[..len], Some(complete(version)), sink).is_some()
 }
 
+/// Salvages a value from a segment whose published slot cannot be read (damaged, or its writer
+/// died mid-write to a one-slot segment): copies the slot with the highest even sequence value
+/// into `sink` and reports whether that copy is consistent. Not part of the protocol: the value
+/// may be older than the published one, or meaningless on a damaged segment.
+pub(crate) fn read_newest_complete<S: Slots>(
+    s: &S,
+    len: usize,
+    sink: impl FnMut(usize, u64),
+) -> bool {
+    let mut best: Option<(u64, usize)> = None;
+    for i in 0..s.index().count() {
+        let seq = load_acquire(s.slot(i).0);
+        if seq & 1 == 0 && best.is_none_or(|(b, _)| seq > b) {
+            best = Some((seq, i));
+        }
+    }
+    let Some((_, i)) = best else {
+        return false;
+    };
+    let (seq, words) = s.slot(i);
+    read_slot(seq, &words[..len], None, sink).is_some()
+}
+
+/// Copies the first `len` payload words of the published slot into `sink` whatever its
+/// sequence word says: the last resort of a read that must return a value. The copy may mix
+/// two values if anyone writes the slot meanwhile.
+pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl FnMut(usize, u64)) {
+    let version = load_acquire(s.published());
+    let (_, words) = s.slot(s.index().slot_of(version));
+    for (i, w) in words[..len].iter().enumerate() {
+        sink(i, w.load(Ordering::Relaxed));
+    }
+}
+
 /// Writes version `version` (the one after the last published) into its slot with
 /// `source(i)` as payload word `i` of the first `len`, publishes it, and returns whether a
 /// waiter is registered (then the caller wakes the futex).

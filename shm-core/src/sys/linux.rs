@@ -38,10 +38,12 @@ impl Access {
 }
 
 /// `shm_open(name, O_CREAT|O_EXCL|O_RDWR, mode)`, or without `O_CREAT|O_EXCL` when `create` is
-/// false. The descriptor is close-on-exec.
+/// false. The descriptor is close-on-exec, and opened with `O_NONBLOCK` so that a FIFO planted
+/// at the name cannot block the open (the caller refuses anything but a regular file; the C
+/// library adds `O_NOFOLLOW`).
 pub fn shm_open(name: &str, create: bool, access: Access, mode: u32) -> io::Result<File> {
     let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut flags = access.flags() | libc::O_CLOEXEC;
+    let mut flags = access.flags() | libc::O_CLOEXEC | libc::O_NONBLOCK;
     if create {
         flags |= libc::O_CREAT | libc::O_EXCL;
     }
@@ -51,6 +53,12 @@ pub fn shm_open(name: &str, create: bool, access: Access, mode: u32) -> io::Resu
     // SAFETY: `fd` was just returned by a successful `shm_open`, so it is open and owned by
     // nobody else.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Whether the shared-memory name `name` (already validated) is a directory in `/dev/shm`,
+/// where Linux keeps named shared memory.
+pub fn shm_name_is_directory(name: &str) -> bool {
+    std::fs::symlink_metadata(format!("/dev/shm{name}")).is_ok_and(|m| m.is_dir())
 }
 
 /// `shm_unlink(name)`.
@@ -71,6 +79,24 @@ pub fn file_open(path: &Path, create: bool, access: Access, mode: u32) -> io::Re
     }
     // O_NONBLOCK: opening a FIFO (or device) by mistake must not block; it is refused after.
     o.custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// [`file_open`] that refuses a symbolic link as the last component of `path` (`O_NOFOLLOW`,
+/// `ELOOP`): a link planted at a segment's path must not redirect its writes elsewhere.
+pub fn file_open_nofollow(
+    path: &Path,
+    create: bool,
+    access: Access,
+    mode: u32,
+) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(access == Access::ReadWrite);
+    if create {
+        o.create_new(true).mode(mode);
+    }
+    o.custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -202,4 +228,92 @@ pub fn futex_wake_all(word: &AtomicU32) {
             0u32,
         );
     }
+}
+
+/// The page size.
+pub fn page_size() -> usize {
+    // SAFETY: `sysconf` with a valid name has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// Whether SIGBUS has its default disposition (or is ignored, which the kernel overrides for
+/// faults): then nobody but us handles it.
+pub fn sigbus_is_default() -> bool {
+    // SAFETY: `sigaction` is a plain C struct of integers and a mask, for which all-zero bytes
+    // are valid.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `old` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) };
+    rc != 0 || old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN
+}
+
+/// A signal disposition, as `sigaction` reports it.
+pub struct SignalAction(libc::sigaction);
+
+// SAFETY: a `sigaction` is plain data (a handler address, flags and a signal mask); the
+// pointer-sized fields are addresses of code, not of data another thread could own.
+unsafe impl Send for SignalAction {}
+// SAFETY: as for `Send`; it is only ever read after it is stored.
+unsafe impl Sync for SignalAction {}
+
+/// SIGBUS's current disposition.
+pub fn sigbus_action() -> Option<SignalAction> {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
+    (rc == 0).then_some(SignalAction(cur))
+}
+
+/// Re-installs `action` for SIGBUS if SIGBUS has its default disposition now (a chained
+/// handler reset it). Async-signal-safe: two `sigaction` calls.
+pub fn restore_sigbus_if_default(action: &SignalAction) {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
+    if rc == 0 && cur.sa_sigaction == libc::SIG_DFL {
+        // SAFETY: `action.0` is the disposition the signal registry installed, read back from
+        // the kernel, so it is a valid action whose handler is still in this program.
+        unsafe { libc::sigaction(libc::SIGBUS, &action.0, std::ptr::null_mut()) };
+    }
+}
+
+/// Replaces the pages `[addr, addr + len)` of a mapping of ours with private zero pages.
+/// Async-signal-safe (one system call). `false` if the kernel refused.
+///
+/// Only the SIGBUS guard calls this, with a page-aligned range inside a mapping this process
+/// made and still owns (see `fault.rs`): replacing its pages changes what those addresses read,
+/// never which memory they belong to.
+pub fn map_zero_pages(addr: usize, len: usize) -> bool {
+    // SAFETY: the range is page-aligned and lies within one of our own live mappings (the
+    // caller's contract above), so MAP_FIXED replaces only pages of that mapping, which every
+    // user accesses through atomics (any byte value is valid); no Rust reference is
+    // invalidated since the new pages are readable and writable at the same addresses.
+    let p = unsafe {
+        libc::mmap(
+            addr as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    p as usize == addr
+}
+
+/// Restores SIGBUS's default disposition and raises it: the process dies of SIGBUS as if no
+/// handler had been installed (for a fault, the faulting access repeats once the handler
+/// returns and the kernel delivers the pending signal). Async-signal-safe.
+pub fn die_of_sigbus() {
+    // SAFETY: `sigaction` is a plain C struct for which all-zero bytes are valid.
+    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: `dfl` is a valid action (default disposition, empty mask); no old action wanted.
+    unsafe { libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut()) };
+    // SAFETY: `raise` has no preconditions; SIGBUS is blocked while its handler runs, so it
+    // stays pending and is delivered, with the default action, when the handler returns.
+    unsafe { libc::raise(libc::SIGBUS) };
 }
