@@ -324,28 +324,28 @@ impl Segment {
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
         let stored = LayoutBuf::decode(&bytes);
+        // Another type: name the first field that differs.
+        let mismatch = |program: &LayoutBuf, expected: u64, stored: &Result<LayoutBuf, _>| {
+            let first_difference = match stored {
+                Ok(stored) => stored.first_difference(program).unwrap_or_else(|| {
+                    "the stored layout matches this program's but the header does not".to_string()
+                }),
+                Err(e) => format!("the segment's {e}"),
+            };
+            Err(Error::LayoutMismatch {
+                expected,
+                found,
+                first_difference,
+            })
+        };
         if let Expect::Type { layout, hash } = expect {
-            // A matching hash with another size or alignment can only be a collision a peer
-            // forged: the opener's type does not fit the slots, so it is refused as another type.
-            if found != *hash
-                || layout.size != geometry.payload_size as u64
-                || layout.align != geometry.payload_align as u64
-            {
-                let first_difference = match &stored {
-                    Ok(stored) => stored.first_difference(layout).unwrap_or_else(|| {
-                        "the stored layout matches this program's but the header does not (corrupt header)".to_string()
-                    }),
-                    Err(e) => format!("the segment's {e}"),
-                };
-                return Err(Error::LayoutMismatch {
-                    expected: *hash,
-                    found,
-                    first_difference,
-                });
+            if found != *hash {
+                return mismatch(layout, *hash, &stored);
             }
         }
-        let Ok(layout) = stored else {
-            return corrupt("the stored layout descriptor is malformed");
+        let layout = match stored {
+            Ok(layout) => layout,
+            Err(_) => return corrupt("the stored layout descriptor is malformed"),
         };
         if layout.layout_hash() != found {
             return corrupt("the stored layout does not have the stored layout hash");
@@ -354,6 +354,18 @@ impl Segment {
             || layout.align != geometry.payload_align as u64
         {
             return corrupt("the payload size or alignment does not match the stored layout");
+        }
+        if let Expect::Type {
+            layout: program,
+            hash,
+        } = expect
+        {
+            // The hash matches, and the segment agrees with itself, yet the payload is not the
+            // opener's size: a hash collision a peer forged. Refused as another type, so that the
+            // opener's type never meets slots it does not fit.
+            if program.size != layout.size || program.align != layout.align {
+                return mismatch(program, *hash, &Ok(layout));
+            }
         }
         let seg = Segment {
             map,
