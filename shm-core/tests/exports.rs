@@ -321,16 +321,22 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
         },
     };
     let inner = LayoutBuf {
-        size: 2,
+        size: 5,
         align: 1,
         kind: KindBuf::Struct {
             name: "double".into(),
             stable_name: None,
-            fields: vec![u8_at("int", 0), u8_at("int_", 1)],
+            fields: vec![
+                u8_at("int", 0),
+                u8_at("int_", 1),
+                u8_at("NULL", 2),
+                u8_at("SHM_EXPORT_PORTABILITY", 3),
+                u8_at("linux", 4),
+            ],
         },
     };
     let root = LayoutBuf {
-        size: 3,
+        size: 6,
         align: 1,
         kind: KindBuf::Struct {
             name: "Root".into(),
@@ -341,7 +347,7 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
                     offset: 0,
                     layout: inner,
                 },
-                u8_at("None", 2),
+                u8_at("None", 5),
             ],
         },
     };
@@ -349,11 +355,13 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
     assert!(header.contains("typedef struct double_2 {"), "{header}");
     assert!(header.contains("typedef struct ShmBool_2 {"), "{header}");
     assert!(header.contains("uint8_t int__;"), "{header}");
+    assert!(header.contains("uint8_t NULL_;"), "{header}");
     let dir = TempDir::new("renamed");
     std::fs::write(dir.path().join("root.h"), &header).unwrap();
     std::fs::write(
         dir.path().join("main.c"),
-        "#include \"root.h\"\nint main(void) { ShmBool_2 r = {{0, 1}, 2}; return r.class_.int__ == 1 ? 0 : 1; }\n",
+        "#include \"root.h\"\nint main(void) { ShmBool_2 r = {{0, 1, 2, 3, 4}, 5}; return r.class_.int__ == 1 \
+         && r.class_.NULL_ == 2 && r.class_.linux_ == 4 ? 0 : 1; }\n",
     )
     .unwrap();
     let exe = lang::compile("cc", lang::C_FLAGS, dir.path(), "main.c", "c", &[]);
@@ -366,9 +374,9 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
     let out = python(
         dir.path(),
         "import root\n\
-         r = root.ShmBool_2.from_buffer_copy(bytes([0, 1, 2]))\n\
-         assert getattr(r, 'class').int_ == 1 and getattr(r, 'None') == 2\n\
-         assert root.STABLE_NAME == 'ShmBool' and root.SIZE == 3\n",
+         r = root.ShmBool_2.from_buffer_copy(bytes([0, 1, 2, 3, 4, 5]))\n\
+         assert getattr(r, 'class').int_ == 1 and getattr(r, 'None') == 5\n\
+         assert root.STABLE_NAME == 'ShmBool' and root.SIZE == 6\n",
     );
     assert!(
         out.status.success(),

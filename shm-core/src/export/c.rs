@@ -1,15 +1,15 @@
 //! The C11/C++17 header: declarations, static assertions and the macros a C reader checks a
 //! segment against.
 
-use super::names::C_KEYWORDS;
+use super::names::c_reserved;
 use super::{name_of, named_types, quoted, root_name, upper_snake, Named};
 use crate::layout::{KindBuf, LayoutBuf, Primitive};
 use core::fmt::Write;
 
-/// The field's name in C: the Rust name, with a `_` appended if it is a C or C++ keyword
-/// followed by no or more `_` (so that fields `int` and `int_` stay distinct: `int_`, `int__`).
+/// The field's name in C: the Rust name, with a `_` appended if it is a keyword or macro
+/// (see [`c_reserved`]), so that fields `int` and `int_` stay distinct: `int_`, `int__`.
 pub(super) fn field_name(name: &str) -> String {
-    if C_KEYWORDS.contains(&name.trim_end_matches('_')) {
+    if c_reserved(name) {
         format!("{name}_")
     } else {
         name.to_string()

@@ -3,7 +3,7 @@
 use crate::layout::{KindBuf, LayoutBuf};
 
 /// C and C++ keywords that are valid Rust names. A field named so gets a trailing `_` in C;
-/// a type named so gets a numbered name (`int_2`).
+/// a type named so gets a numbered name (`int_2`); see [`c_reserved`].
 pub(super) const C_KEYWORDS: &[&str] = &[
     "auto",
     "case",
@@ -58,6 +58,24 @@ pub(super) const C_KEYWORDS: &[&str] = &[
     "not",
     "xor",
 ];
+
+/// Macros of the headers the C header includes, and of GNU C, that are valid Rust names and
+/// not upper case with a `_` (those are all taken, see [`c_reserved`]).
+const C_MACROS: &[&str] = &["NULL", "offsetof", "linux", "unix", "i386"];
+
+/// Whether `name`, its trailing `_`s aside, already means something to a C or C++ compiler
+/// reading the header: a keyword, a macro of `<stdint.h>`, `<stddef.h>` or GNU C, or a
+/// macro-shaped name (upper case with a `_`: `INT8_MAX`, `UINT64_C`, the header's own
+/// `SHM_ALIGNAS` and `POSE_SIZE`). Testing the name without its trailing `_`s keeps renaming
+/// by appending `_` one-to-one.
+pub(super) fn c_reserved(name: &str) -> bool {
+    let s = name.trim_end_matches('_');
+    C_KEYWORDS.contains(&s)
+        || C_MACROS.contains(&s)
+        || (s.contains('_')
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'))
+}
 
 /// Names a type cannot take because the generated files already use them: Python keywords
 /// that are valid Rust names, and what the C prelude and the Python module declare.
@@ -118,7 +136,7 @@ pub(super) struct Named<'a> {
 ///
 /// Two different structs with the same name (two versions of `Inner` in one type) get
 /// distinct names: the second is `Inner_2`, and so on; so does a struct whose name the
-/// generated files already use (a C keyword, `ShmBool`, `ctypes`, ...).
+/// generated files already use (a C keyword or macro, `ShmBool`, `ctypes`, ...).
 pub(super) fn named_types(root: &LayoutBuf) -> Vec<Named<'_>> {
     let mut out = Vec::new();
     collect(root, &mut out);
@@ -151,8 +169,10 @@ fn collect<'a>(l: &'a LayoutBuf, out: &mut Vec<Named<'a>>) {
         }
         _ => unreachable!("only structs and helper types are named"),
     };
+    // Numbered names (`int_2`) are never keywords or macros, however they look.
     let taken = |name: &str| {
-        out.iter().any(|n| n.name == name) || C_KEYWORDS.contains(&name) || TAKEN.contains(&name)
+        out.iter().any(|n| n.name == name)
+            || (name == base && (c_reserved(name) || TAKEN.contains(&name)))
     };
     let mut name = base.clone();
     let mut k = 2;
