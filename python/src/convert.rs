@@ -52,9 +52,10 @@ pub(crate) fn layout_arg(obj: &Bound<'_, PyAny>) -> PyResult<LayoutBuf> {
 /// The Python object of a decoded value: dicts for structs, lists for arrays and vectors.
 fn to_python<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
-        Value::Unsigned(n) => n.into_pyobject(py)?.into_any(),
-        Value::Signed(n) => n.into_pyobject(py)?.into_any(),
-        Value::Float(x) => x.into_pyobject(py)?.into_any(),
+        Value::Unsigned(n, _) => n.into_pyobject(py)?.into_any(),
+        Value::Signed(n, _) => n.into_pyobject(py)?.into_any(),
+        Value::F32(x) => f64::from(*x).into_pyobject(py)?.into_any(),
+        Value::F64(x) => x.into_pyobject(py)?.into_any(),
         Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
         Value::Str(s) => s.into_pyobject(py)?.into_any(),
         Value::List(items) => {
@@ -71,6 +72,7 @@ fn to_python<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
             }
             dict.into_any()
         }
+        Value::Invalid { reason } => return Err(InvalidFieldError::new_err(reason.clone())),
         _ => {
             return Err(PyValueError::new_err(
                 "a value kind this version cannot convert",

@@ -106,11 +106,11 @@ pub struct WatchArgs {
 pub enum Lang {
     /// The layout descriptor as JSON (schema `shm-state/layout`, docs/cli.md).
     Json,
-    /// C11 declarations (not available from a stored layout yet).
+    /// A C11 header: declarations, static assertions and the descriptor macros.
     C,
-    /// C++17 declarations (not available from a stored layout yet).
+    /// The same header, which is valid C++17 too.
     Cpp,
-    /// Python ctypes declarations (not available from a stored layout yet).
+    /// A Python module of ctypes structures (and numpy dtypes), checked at import.
     Python,
 }
 

@@ -1,11 +1,12 @@
 //! `shm inspect`: a segment's layout as a table and its current value, field by field.
 
 use crate::cli::InspectArgs;
-use crate::decode::{self, Value};
 use crate::json::Json;
 use crate::output::{exit, plain_table, Failure, Outcome, Style};
+use crate::render;
 use crate::scan::{self, Info};
 use crate::segment_file::normalize_name;
+use shm_core::layout::Value;
 use shm_core::RawReader;
 use std::io::Write;
 use std::time::Duration;
@@ -36,7 +37,7 @@ pub fn run(args: &InspectArgs) -> Outcome {
     let (version, bytes) = read(&name, &r)?;
     let info = Info::of(&r);
     let layout = r.layout();
-    let value = decode::decode(layout, &bytes);
+    let value = layout.decode_value_lossy(&bytes);
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut j = Json::object().with("name", name.as_str());
@@ -45,7 +46,7 @@ pub fn run(args: &InspectArgs) -> Outcome {
         j.push(
             "layout",
             Json::Array(
-                decode::layout_rows(layout)
+                render::layout_rows(layout)
                     .into_iter()
                     .map(|row| {
                         Json::object()
@@ -58,9 +59,9 @@ pub fn run(args: &InspectArgs) -> Outcome {
             ),
         );
         j.push("value_version", version);
-        j.push("value", value.to_json());
+        j.push("value", render::to_json(&value));
         if args.raw {
-            j.push("raw", decode::hex(&bytes).replace(' ', ""));
+            j.push("raw", render::hex(&bytes).replace(' ', ""));
         }
         writeln!(out, "{}", j.pretty())?;
     } else {
@@ -119,7 +120,7 @@ fn human(
     let mut rows = vec![["FIELD", "TYPE", "OFFSET", "SIZE"]
         .map(str::to_string)
         .to_vec()];
-    for row in decode::layout_rows(layout) {
+    for row in render::layout_rows(layout) {
         rows.push(vec![
             row.path,
             row.ty,
@@ -139,7 +140,7 @@ fn human(
 
 /// The value as aligned `path = value` lines; invalid values in the warning colour.
 pub fn value_lines(value: &Value, style: Style) -> Vec<String> {
-    let rows = value.rows();
+    let rows = render::rows(value);
     let width = rows
         .iter()
         .map(|(p, _)| p.chars().count())
@@ -147,8 +148,8 @@ pub fn value_lines(value: &Value, style: Style) -> Vec<String> {
         .unwrap_or(0);
     rows.into_iter()
         .map(|(path, v)| {
-            let text = v.inline();
-            let text = if contains_invalid(v) {
+            let text = render::inline(v);
+            let text = if render::contains_invalid(v) {
                 style.warn(&text)
             } else {
                 text
@@ -163,20 +164,11 @@ pub fn value_lines(value: &Value, style: Style) -> Vec<String> {
         .collect()
 }
 
-fn contains_invalid(v: &Value) -> bool {
-    match v {
-        Value::Invalid(_) => true,
-        Value::List(items) => items.iter().any(contains_invalid),
-        Value::Struct(fields) => fields.iter().any(|(_, v)| contains_invalid(v)),
-        _ => false,
-    }
-}
-
 /// `bytes` as a classic hex dump: offset, 16 bytes in hex, and their printable ASCII.
 pub fn hex_dump(bytes: &[u8]) -> String {
     let mut s = String::new();
     for (i, chunk) in bytes.chunks(16).enumerate() {
-        let hex = decode::hex(chunk);
+        let hex = render::hex(chunk);
         let ascii: String = chunk
             .iter()
             .map(|&b| {

@@ -8,13 +8,13 @@
 
 mod check;
 mod cli;
-mod decode;
 mod export;
 mod gc;
 mod inspect;
 mod json;
 mod ls;
 mod output;
+mod render;
 mod scan;
 mod segment_file;
 mod watch;

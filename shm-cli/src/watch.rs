@@ -1,11 +1,12 @@
 //! `shm watch`: a segment's value, live, updated on every change through the futex wait.
 
 use crate::cli::WatchArgs;
-use crate::decode::{self, Value};
 use crate::inspect;
 use crate::json::Json;
 use crate::output::{exit, stdout_is_terminal, Failure, Outcome, Style};
+use crate::render;
 use crate::scan;
+use shm_core::layout::Value;
 use shm_core::RawReader;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -104,11 +105,11 @@ impl Rate {
 /// The rows to show: the selected paths, or every row of the value.
 fn selected<'a>(value: &'a Value, fields: &[String]) -> Vec<(String, &'a Value)> {
     if fields.is_empty() {
-        value.rows()
+        render::rows(value)
     } else {
         fields
             .iter()
-            .filter_map(|f| value.get(f).map(|v| (f.clone(), v)))
+            .filter_map(|f| render::get(value, f).map(|v| (f.clone(), v)))
             .collect()
     }
 }
@@ -117,14 +118,14 @@ fn selected<'a>(value: &'a Value, fields: &[String]) -> Vec<(String, &'a Value)>
 pub fn run(args: &WatchArgs) -> Outcome {
     let (name, r) = inspect::open(&args.name)?;
     let (version, bytes) = inspect::read(&name, &r)?;
-    let first = decode::decode(r.layout(), &bytes);
+    let first = r.layout().decode_value_lossy(&bytes);
     let unknown: Vec<&String> = args
         .fields
         .iter()
-        .filter(|f| first.get(f).is_none())
+        .filter(|f| render::get(&first, f).is_none())
         .collect();
     if let Some(f) = unknown.first() {
-        let known: Vec<String> = first.rows().into_iter().map(|(p, _)| p).collect();
+        let known: Vec<String> = render::rows(&first).into_iter().map(|(p, _)| p).collect();
         return Err(Failure::new(
             exit::USAGE,
             format!(
@@ -214,7 +215,7 @@ impl View<'_> {
             }
             let (v, bytes) = inspect::read(self.name, self.reader)?;
             version = v;
-            value = decode::decode(self.reader.layout(), &bytes);
+            value = self.reader.layout().decode_value_lossy(&bytes);
         }
         self.finish()
     }
@@ -231,11 +232,15 @@ impl View<'_> {
                 .with("name", self.name)
                 .with("version", version);
             if self.fields.is_empty() {
-                j.push("value", value.to_json());
+                j.push("value", render::to_json(value));
             } else {
                 j.push(
                     "fields",
-                    Json::Object(rows.iter().map(|(p, v)| (p.clone(), v.to_json())).collect()),
+                    Json::Object(
+                        rows.iter()
+                            .map(|(p, v)| (p.clone(), render::to_json(v)))
+                            .collect(),
+                    ),
                 );
             }
             writeln!(self.out, "{}", j.compact())?;
@@ -245,7 +250,7 @@ impl View<'_> {
             let mut line = format!("version={version}");
             for (path, v) in &rows {
                 let path = if path.is_empty() { "value" } else { path };
-                line.push_str(&format!("  {path}={}", v.inline()));
+                line.push_str(&format!("  {path}={}", render::inline(v)));
             }
             writeln!(self.out, "{line}")?;
         }
@@ -279,8 +284,8 @@ impl View<'_> {
         let mut lines = vec![self.style.bold(&self.fit(&header)), String::new()];
         for (path, v) in rows {
             let path = if path.is_empty() { "value" } else { path };
-            let text = self.fit(&format!("{path:<width$}  = {}", v.inline()));
-            lines.push(if matches!(v, Value::Invalid(_)) {
+            let text = self.fit(&format!("{path:<width$}  = {}", render::inline(v)));
+            lines.push(if matches!(v, Value::Invalid { .. }) {
                 self.style.warn(&text)
             } else {
                 text

@@ -231,9 +231,18 @@ fn invalid_helper_values_are_shown_as_invalid_not_a_crash() {
     let out = shm(&["inspect", "--json", &name]);
     assert_code(&out, 0);
     let v = &json(&out)["value"];
-    assert_eq!(v["label"]["invalid"], "length 200 > capacity 12");
-    assert_eq!(v["armed"]["invalid"], "byte 0x07");
-    assert_eq!(v["readings"]["invalid"], "length 9 > capacity 4");
+    assert_eq!(
+        v["label"]["invalid"],
+        "stored length 200 exceeds the capacity of 12"
+    );
+    assert_eq!(
+        v["armed"]["invalid"],
+        "boolean byte is 7, expected 0 (false) or 1 (true)"
+    );
+    assert_eq!(
+        v["readings"]["invalid"],
+        "stored length 9 exceeds the capacity of 4"
+    );
     assert_eq!(v["tick"], 1);
 
     // Not UTF-8.
@@ -243,8 +252,11 @@ fn invalid_helper_values_are_shown_as_invalid_not_a_crash() {
     assert_code(&out, 0);
     let text = stdout(&out);
     assert!(
-        text.contains("invalid(not UTF-8 at byte 0: ff fe)"),
+        text.contains("invalid(string bytes are not utf-8 (valid up to byte 0))"),
         "{text}"
     );
-    assert!(text.contains("invalid(byte 0x07)"), "{text}");
+    assert!(
+        text.contains("invalid(boolean byte is 7, expected 0 (false) or 1 (true))"),
+        "{text}"
+    );
 }

@@ -1,4 +1,4 @@
-//! `shm ls`, `inspect`, `export` and `check` against a segment a live writer process publishes,
+//! `shm ls`, `inspect` and `check` against a segment a live writer process publishes,
 //! their JSON parsed and checked field by field; error messages and exit codes.
 
 mod common;
@@ -122,52 +122,6 @@ fn inspect_json_decodes_every_field_of_the_current_value() {
         "PAYLOAD BYTES",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
-    }
-}
-
-#[test]
-fn export_json_is_the_stored_descriptor() {
-    let name = Name::new("export");
-    let _writer = LiveWriter::start(&name, 0);
-    let out = shm(&["export", &name, "--lang", "json"]);
-    assert_code(&out, 0);
-    let j = json(&out);
-    assert_eq!(j["schema"], "shm-state/layout");
-    assert_eq!(j["schema_version"], 1);
-    assert_eq!(j["format_version"], shm_core::FORMAT_VERSION);
-    assert_eq!(j["layout_hash"], hash_hex());
-    let expected_descriptor: String = shm_core::LayoutBuf::from(Sample::LAYOUT)
-        .encode()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(j["descriptor"], expected_descriptor);
-    let root = &j["layout"];
-    assert_eq!(root["kind"], "struct");
-    assert_eq!(root["name"], "Sample");
-    assert_eq!(root["size"], std::mem::size_of::<Sample>());
-    let fields = root["fields"].as_array().expect("fields");
-    assert_eq!(fields.len(), Sample::LAYOUT.fields().len());
-    for (f, rust) in fields.iter().zip(Sample::LAYOUT.fields()) {
-        assert_eq!(f["name"], rust.name);
-        assert_eq!(f["offset"], rust.offset);
-    }
-    let big = &fields[0]["layout"];
-    assert_eq!(big["kind"], "primitive");
-    assert_eq!(big["primitive"], "u128");
-    let readings = &fields[5]["layout"];
-    assert_eq!(readings["kind"], "fixed_vec");
-    assert_eq!(readings["capacity"], 4);
-    assert_eq!(readings["element"]["primitive"], "u32");
-    assert_eq!(fields[1]["layout"]["primitive"], "u64");
-    assert_eq!(fields[8]["layout"]["kind"], "bool");
-
-    // Languages that need the generators say so, with a non-zero exit.
-    for lang in ["c", "cpp", "python"] {
-        let out = shm(&["export", &name, "--lang", lang]);
-        assert_code(&out, 4);
-        assert!(stderr(&out).starts_with("shm: "), "{}", stderr(&out));
-        assert!(stderr(&out).contains("not available yet"));
     }
 }
 

@@ -81,10 +81,11 @@ pub enum Error {
     /// The wait timed out.
     Timeout,
     /// A layout given to create an untyped segment cannot describe a payload (size 0, an
-    /// alignment that is not a power of two, ...), or the value does not fit it.
+    /// alignment that is not a power of two, ...), or the value does not fit it; or a layout
+    /// given to an export (`shm_core::export::c_header_of`, ...) is not one a Rust type has.
     InvalidLayout {
         /// What is wrong with it.
-        what: &'static str,
+        what: String,
     },
     /// A helper value holds invalid bytes.
     InvalidValue(crate::ValueError),

@@ -218,7 +218,7 @@ impl Segment {
         // What a segment stores must be what every opener accepts.
         if desc.len() > MAX_DESCRIPTOR || LayoutBuf::decode(&desc).as_ref() != Ok(spec.layout) {
             return Err(Error::InvalidLayout {
-                what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)",
+                what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)".into(),
             });
         }
         let geometry = Geometry::new(
@@ -227,8 +227,8 @@ impl Segment {
             spec.slots,
             desc.len() as u64,
         )
-        .ok_or(Error::InvalidLayout {
-            what: "the payload is too large to address",
+        .ok_or_else(|| Error::InvalidLayout {
+            what: "the payload is too large to address".into(),
         })?;
         let total = geometry.total_size as u64;
         if file_size(&file, name)? < total {

@@ -376,9 +376,11 @@ fn check_layout(layout: &LayoutBuf, initial: &[u8]) -> Result<()> {
     } else if initial.len() as u64 != layout.size {
         "the initial value must be exactly the layout's size"
     } else {
-        return layout.check().map_err(|what| Error::InvalidLayout { what });
+        return layout
+            .check()
+            .map_err(|what| Error::InvalidLayout { what: what.into() });
     };
-    Err(Error::InvalidLayout { what })
+    Err(Error::InvalidLayout { what: what.into() })
 }
 
 /// Publishes values of `T` to a segment. There is one writer per segment at a time.

@@ -1,11 +1,14 @@
 //! The Python and JSON exports of a type that uses every kind of field: the module imports and
 //! its ctypes checks pass (and fail when the layout is wrong), it decodes a value's bytes
-//! exactly, and the JSON validates against `docs/layout.schema.json`.
+//! exactly, and the JSON validates against `docs/layout.schema.json`. The exports of a stored
+//! layout: the same text as the type's, refused for layouts no Rust type has, and valid C,
+//! C++ and Python when names clash with what the generated files use.
 
 mod lang;
 
 use lang::{workspace, Robot, TempDir};
-use shm_core::SharedState;
+use shm_core::layout::{FieldBuf, KindBuf, Primitive};
+use shm_core::{LayoutBuf, SharedState};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -203,4 +206,181 @@ fn write_all_writes_the_three_files() {
         let text = std::fs::read_to_string(dir.path().join(format!("out/robot.{ext}"))).unwrap();
         assert!(text.contains("RobotState"), "robot.{ext}");
     }
+}
+
+#[test]
+fn exports_of_a_stored_layout_are_the_exports_of_the_type() {
+    use shm_core::export::{c_header_of, json_of, python_of};
+    let stored = shm_core::LayoutBuf::decode(&shm_core::LayoutBuf::from(Robot::LAYOUT).encode())
+        .expect("the descriptor decodes");
+    assert_eq!(
+        c_header_of(&stored).unwrap(),
+        shm_core::export::c_header::<Robot>()
+    );
+    assert_eq!(
+        python_of(&stored).unwrap(),
+        shm_core::export::python::<Robot>()
+    );
+    assert_eq!(json_of(&stored).unwrap(), shm_core::export::json::<Robot>());
+}
+
+/// Fields of the root struct of `l`, to damage.
+fn root_fields(l: &mut LayoutBuf) -> &mut Vec<FieldBuf> {
+    match &mut l.kind {
+        KindBuf::Struct { fields, .. } => fields,
+        _ => unreachable!("Robot is a struct"),
+    }
+}
+
+#[test]
+fn exports_refuse_a_layout_no_rust_type_has() {
+    let robot = || LayoutBuf::from(Robot::LAYOUT);
+    let mut cases: Vec<(LayoutBuf, &str)> = Vec::new();
+    let mut l = robot();
+    root_fields(&mut l)[1].name = "signed big".into();
+    cases.push((l, "field named \"signed big\", which is not an identifier"));
+    let mut l = robot();
+    root_fields(&mut l)[1].name = "big".into();
+    cases.push((l, "two fields named `big`"));
+    let mut l = robot();
+    if let KindBuf::Struct { name, .. } = &mut l.kind {
+        *name = "Robot*/".into();
+    }
+    cases.push((l, "struct name \"Robot*/\" is not an identifier"));
+    let mut l = robot();
+    let last = root_fields(&mut l).pop().unwrap();
+    root_fields(&mut l).push(FieldBuf {
+        name: "_pad2".into(),
+        offset: last.offset,
+        layout: LayoutBuf {
+            size: 8,
+            align: 1,
+            kind: KindBuf::Array {
+                len: 8,
+                element: Box::new(LayoutBuf {
+                    size: 1,
+                    align: 1,
+                    kind: KindBuf::Primitive(Primitive::U8),
+                }),
+            },
+        },
+    });
+    cases.push((l, "exported structs have no padding"));
+    let mut l = robot();
+    root_fields(&mut l)[0].layout.align = 8;
+    cases.push((l, "a `u128` has alignment 8"));
+    let mut l = robot();
+    l.size += 1;
+    cases.push((l, "no padding"));
+    let mut l = robot();
+    root_fields(&mut l).clear();
+    cases.push((l, "has no fields"));
+    cases.push((
+        LayoutBuf::from(<[u32; 2]>::LAYOUT),
+        "exports declare structs",
+    ));
+    let mut deep = LayoutBuf::from(Robot::LAYOUT);
+    for _ in 0..100 {
+        deep = LayoutBuf {
+            size: deep.size,
+            align: deep.align,
+            kind: KindBuf::Array {
+                len: 1,
+                element: Box::new(deep),
+            },
+        };
+    }
+    let mut l = robot();
+    root_fields(&mut l)[2].layout = deep;
+    cases.push((l, "nests deeper than 64 levels"));
+    for (layout, needle) in &cases {
+        for export in [
+            shm_core::export::c_header_of,
+            shm_core::export::python_of,
+            shm_core::export::json_of,
+        ] {
+            match export(layout) {
+                Err(e @ shm_core::Error::InvalidLayout { .. }) => {
+                    assert!(e.to_string().contains(needle), "{e} lacks {needle:?}")
+                }
+                other => panic!("{needle}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
+    let u8_at = |name: &str, offset| FieldBuf {
+        name: name.into(),
+        offset,
+        layout: LayoutBuf {
+            size: 1,
+            align: 1,
+            kind: KindBuf::Primitive(Primitive::U8),
+        },
+    };
+    let inner = LayoutBuf {
+        size: 5,
+        align: 1,
+        kind: KindBuf::Struct {
+            name: "double".into(),
+            stable_name: None,
+            fields: vec![
+                u8_at("int", 0),
+                u8_at("int_", 1),
+                u8_at("NULL", 2),
+                u8_at("SHM_EXPORT_PORTABILITY", 3),
+                u8_at("linux", 4),
+            ],
+        },
+    };
+    let root = LayoutBuf {
+        size: 6,
+        align: 1,
+        kind: KindBuf::Struct {
+            name: "Root".into(),
+            stable_name: Some("ShmBool".into()),
+            fields: vec![
+                FieldBuf {
+                    name: "class".into(),
+                    offset: 0,
+                    layout: inner,
+                },
+                u8_at("None", 5),
+            ],
+        },
+    };
+    let header = shm_core::export::c_header_of(&root).unwrap();
+    assert!(header.contains("typedef struct double_2 {"), "{header}");
+    assert!(header.contains("typedef struct ShmBool_2 {"), "{header}");
+    assert!(header.contains("uint8_t int__;"), "{header}");
+    assert!(header.contains("uint8_t NULL_;"), "{header}");
+    let dir = TempDir::new("renamed");
+    std::fs::write(dir.path().join("root.h"), &header).unwrap();
+    std::fs::write(
+        dir.path().join("main.c"),
+        "#include \"root.h\"\nint main(void) { ShmBool_2 r = {{0, 1, 2, 3, 4}, 5}; return r.class_.int__ == 1 \
+         && r.class_.NULL_ == 2 && r.class_.linux_ == 4 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let exe = lang::compile("cc", lang::C_FLAGS, dir.path(), "main.c", "c", &[]);
+    assert!(Command::new(exe).status().unwrap().success());
+    std::fs::copy(dir.path().join("main.c"), dir.path().join("main.cpp")).unwrap();
+    let exe = lang::compile("c++", lang::CXX_FLAGS, dir.path(), "main.cpp", "cpp", &[]);
+    assert!(Command::new(exe).status().unwrap().success());
+    let module = shm_core::export::python_of(&root).unwrap();
+    std::fs::write(dir.path().join("root.py"), module).unwrap();
+    let out = python(
+        dir.path(),
+        "import root\n\
+         r = root.ShmBool_2.from_buffer_copy(bytes([0, 1, 2, 3, 4, 5]))\n\
+         assert getattr(r, 'class').int_ == 1 and getattr(r, 'None') == 5\n\
+         assert root.STABLE_NAME == 'ShmBool' and root.SIZE == 6\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

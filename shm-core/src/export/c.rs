@@ -1,69 +1,15 @@
 //! The C11/C++17 header: declarations, static assertions and the macros a C reader checks a
 //! segment against.
 
+use super::names::c_reserved;
 use super::{name_of, named_types, quoted, root_name, upper_snake, Named};
-use crate::layout::{Kind, Layout, Primitive};
+use crate::layout::{KindBuf, LayoutBuf, Primitive};
 use core::fmt::Write;
 
-/// C and C++ keywords that are valid Rust field names; such a field gets a trailing `_` in C.
-const C_KEYWORDS: &[&str] = &[
-    "auto",
-    "case",
-    "catch",
-    "char",
-    "class",
-    "default",
-    "delete",
-    "double",
-    "explicit",
-    "float",
-    "friend",
-    "goto",
-    "inline",
-    "int",
-    "long",
-    "namespace",
-    "new",
-    "operator",
-    "private",
-    "protected",
-    "public",
-    "register",
-    "restrict",
-    "short",
-    "signed",
-    "sizeof",
-    "switch",
-    "template",
-    "this",
-    "throw",
-    "typedef",
-    "typename",
-    "union",
-    "unsigned",
-    "using",
-    "virtual",
-    "void",
-    "volatile",
-    "bool",
-    "signed",
-    "export",
-    "noexcept",
-    "nullptr",
-    "alignas",
-    "alignof",
-    "decltype",
-    "mutable",
-    "typeid",
-    "and",
-    "or",
-    "not",
-    "xor",
-];
-
-/// The field's name in C: the Rust name, with a `_` appended if it is a C or C++ keyword.
+/// The field's name in C: the Rust name, with a `_` appended if it is a keyword or macro
+/// (see [`c_reserved`]), so that fields `int` and `int_` stay distinct: `int_`, `int__`.
 pub(super) fn field_name(name: &str) -> String {
-    if C_KEYWORDS.contains(&name) {
+    if c_reserved(name) {
         format!("{name}_")
     } else {
         name.to_string()
@@ -87,30 +33,31 @@ fn primitive(p: Primitive) -> &'static str {
     }
 }
 
-/// One member declaration: `double pos[3];` (with `outer`, an array of `outer` such values). 128-bit integers get an explicit alignment, since
+/// One member declaration: `double pos[3];` (with `outer`, an array of `outer` such values).
+/// 128-bit integers get an explicit alignment, since
 /// C compilers do not all give `__int128` the alignment Rust gives `u128`; `extra_align` is the
 /// alignment a `#[repr(align(N))]` struct puts on its first member.
 fn member(
     name: &str,
-    outer: Option<usize>,
-    l: &'static Layout,
+    outer: Option<u64>,
+    l: &LayoutBuf,
     named: &[Named],
-    extra_align: Option<usize>,
+    extra_align: Option<u64>,
 ) -> String {
     let mut dims = outer.map(|n| format!("[{n}]")).unwrap_or_default();
     let mut leaf = l;
-    while let Kind::Array { len, element } = leaf.kind {
+    while let KindBuf::Array { len, element } = &leaf.kind {
         write!(dims, "[{len}]").unwrap();
         leaf = element;
     }
-    let base = match leaf.kind {
-        Kind::Primitive(p) => primitive(p).to_string(),
-        Kind::Bool => "ShmBool".to_string(),
+    let base = match &leaf.kind {
+        KindBuf::Primitive(p) => primitive(*p).to_string(),
+        KindBuf::Bool => "ShmBool".to_string(),
         _ => name_of(leaf, named).to_string(),
     };
     let wide = matches!(
         leaf.kind,
-        Kind::Primitive(Primitive::U128 | Primitive::I128)
+        KindBuf::Primitive(Primitive::U128 | Primitive::I128)
     );
     let align = match (wide.then_some(leaf.align), extra_align) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -131,29 +78,29 @@ fn definition(n: &Named, named: &[Named], out: &mut String) {
     let out_final = out;
     let out = &mut body;
     let mut asserts = Vec::new();
-    match l.kind {
-        Kind::Struct { fields, .. } => {
+    match &l.kind {
+        KindBuf::Struct { fields, .. } => {
             writeln!(out, "typedef struct {name} {{").unwrap();
             let natural = fields.iter().map(|f| f.layout.align).max().unwrap_or(1);
             for (i, f) in fields.iter().enumerate() {
                 let extra = (i == 0 && l.align > natural).then_some(l.align);
-                out.push_str(&member(f.name, None, f.layout, named, extra));
-                asserts.push((field_name(f.name), f.offset));
+                out.push_str(&member(&f.name, None, &f.layout, named, extra));
+                asserts.push((field_name(&f.name), f.offset));
             }
             writeln!(out, "}} {name};").unwrap();
         }
-        Kind::FixedStr { capacity } => {
+        KindBuf::FixedStr { capacity } => {
             writeln!(out, "/* FixedStr<{capacity}>: UTF-8, length as a native-endian u32; bytes past the length are zero */").unwrap();
             writeln!(out, "typedef struct {name} {{").unwrap();
             writeln!(out, "    uint8_t len[4];\n    char bytes[{capacity}];").unwrap();
             writeln!(out, "}} {name};").unwrap();
             asserts.extend([("len".to_string(), 0), ("bytes".to_string(), 4)]);
         }
-        Kind::FixedVec { capacity, element } => {
+        KindBuf::FixedVec { capacity, element } => {
             writeln!(out, "/* FixedVec<{element}, {capacity}>: length as a native-endian u64; items past the length are zero */").unwrap();
             writeln!(out, "typedef struct {name} {{").unwrap();
             writeln!(out, "    uint8_t len[8];").unwrap();
-            out.push_str(&member("items", Some(capacity), element, named, None));
+            out.push_str(&member("items", Some(*capacity), element, named, None));
             writeln!(out, "}} {name};").unwrap();
             asserts.extend([("len".to_string(), 0), ("items".to_string(), 8)]);
         }
@@ -207,7 +154,11 @@ typedef uint8_t ShmBool;
 "#;
 
 /// The whole header for the struct `root`.
-pub(super) fn header(root: &'static Layout, hash: u64, descriptor: &[u8]) -> String {
+///
+/// # Panics
+/// If `root` is not a struct.
+pub(super) fn header(root: &LayoutBuf) -> String {
+    let (hash, descriptor) = (root.layout_hash(), root.encode());
     let named = named_types(root);
     let name = root_name(root, &named);
     let upper = upper_snake(&name);

@@ -1,7 +1,7 @@
 //! The descriptor as JSON, under the schema `shm-state/layout` (`docs/layout.schema.json`).
 
 use crate::format::FORMAT_VERSION;
-use crate::layout::{Kind, Layout};
+use crate::layout::{KindBuf, LayoutBuf};
 use core::fmt::Write;
 
 /// Version of the JSON document's schema; bumped on any incompatible change to it.
@@ -22,15 +22,15 @@ fn string(s: &str) -> String {
     out
 }
 
-fn node(l: &Layout, indent: usize, out: &mut String) {
+fn node(l: &LayoutBuf, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     let kind = match l.kind {
-        Kind::Primitive(_) => "primitive",
-        Kind::Array { .. } => "array",
-        Kind::Struct { .. } => "struct",
-        Kind::FixedStr { .. } => "fixed_str",
-        Kind::FixedVec { .. } => "fixed_vec",
-        Kind::Bool => "bool",
+        KindBuf::Primitive(_) => "primitive",
+        KindBuf::Array { .. } => "array",
+        KindBuf::Struct { .. } => "struct",
+        KindBuf::FixedStr { .. } => "fixed_str",
+        KindBuf::FixedVec { .. } => "fixed_vec",
+        KindBuf::Bool => "bool",
     };
     write!(
         out,
@@ -38,15 +38,15 @@ fn node(l: &Layout, indent: usize, out: &mut String) {
         l.size, l.align
     )
     .unwrap();
-    match l.kind {
-        Kind::Primitive(p) => {
+    match &l.kind {
+        KindBuf::Primitive(p) => {
             write!(out, ",\n{pad}  \"primitive\": \"{}\"", p.rust_name()).unwrap()
         }
-        Kind::Array { len, element } => {
+        KindBuf::Array { len, element } => {
             write!(out, ",\n{pad}  \"len\": {len},\n{pad}  \"element\": ").unwrap();
             node(element, indent + 2, out);
         }
-        Kind::Struct {
+        KindBuf::Struct {
             name,
             stable_name,
             fields,
@@ -67,11 +67,11 @@ fn node(l: &Layout, indent: usize, out: &mut String) {
                 write!(
                     out,
                     "{sep}\n{pad}    {{\n{pad}      \"name\": {},\n{pad}      \"offset\": {},\n{pad}      \"layout\": ",
-                    string(f.name),
+                    string(&f.name),
                     f.offset
                 )
                 .unwrap();
-                node(f.layout, indent + 6, out);
+                node(&f.layout, indent + 6, out);
                 write!(out, "\n{pad}    }}").unwrap();
             }
             if !fields.is_empty() {
@@ -79,8 +79,10 @@ fn node(l: &Layout, indent: usize, out: &mut String) {
             }
             out.push(']');
         }
-        Kind::FixedStr { capacity } => write!(out, ",\n{pad}  \"capacity\": {capacity}").unwrap(),
-        Kind::FixedVec { capacity, element } => {
+        KindBuf::FixedStr { capacity } => {
+            write!(out, ",\n{pad}  \"capacity\": {capacity}").unwrap()
+        }
+        KindBuf::FixedVec { capacity, element } => {
             write!(
                 out,
                 ",\n{pad}  \"capacity\": {capacity},\n{pad}  \"element\": "
@@ -88,13 +90,14 @@ fn node(l: &Layout, indent: usize, out: &mut String) {
             .unwrap();
             node(element, indent + 2, out);
         }
-        _ => {}
+        KindBuf::Bool => {}
     }
     write!(out, "\n{pad}}}").unwrap();
 }
 
 /// The whole document for `root`.
-pub(super) fn document(root: &'static Layout, hash: u64, descriptor: &[u8]) -> String {
+pub(super) fn document(root: &LayoutBuf) -> String {
+    let (hash, descriptor) = (root.layout_hash(), root.encode());
     let endian = if cfg!(target_endian = "little") {
         "little"
     } else {

@@ -1,12 +1,18 @@
-//! Declarations of a shareable type for other languages, generated from its Rust [`Layout`].
+//! Declarations of a shareable type for other languages, generated from its layout.
 //!
 //! The Rust type is the one source of truth: [`c_header`] gives C11/C++17 declarations checked by
 //! static assertions, [`python`] a `ctypes` module (and a `numpy` dtype where numpy imports),
 //! and [`json`] the descriptor under the versioned schema `docs/layout.schema.json`. Each is
-//! built only from [`SharedState::LAYOUT`] and [`SharedState::LAYOUT_HASH`], so a program in
-//! another language that uses them agrees with the Rust program byte for byte, or fails to
-//! compile or import. [`write_all`] writes the three files, for a build script or a small
-//! command.
+//! built only from the type's layout, so a program in another language that uses them agrees
+//! with the Rust program byte for byte, or fails to compile or import. [`write_all`] writes
+//! the three files, for a build script or a small command.
+//!
+//! [`c_header_of`], [`python_of`] and [`json_of`] generate the same text from a [`LayoutBuf`],
+//! such as the one a segment stores ([`RawReader::layout`](crate::RawReader::layout)), for a
+//! program that has the segment but not the Rust type. A stored layout is only as trustworthy
+//! as the process that wrote it, so they first check that it is one the derive could have
+//! produced (see [`c_header_of`]) and refuse it otherwise, rather than emit text that does not
+//! compile or import.
 //!
 //! ```
 //! use shm_core::SharedState;
@@ -21,14 +27,19 @@
 //! let h = shm_core::export::c_header::<Pose>();
 //! assert!(h.contains("typedef struct Pose {"));
 //! assert!(h.contains("#define POSE_LAYOUT_HASH UINT64_C(0x"));
+//! let stored = shm_core::LayoutBuf::from(Pose::LAYOUT);
+//! assert_eq!(shm_core::export::c_header_of(&stored).unwrap(), h);
 //! ```
 
 mod c;
 mod json;
+mod names;
 mod python;
+mod valid;
 
-use crate::layout::{Kind, Layout};
-use crate::SharedState;
+use crate::layout::LayoutBuf;
+use crate::{Error, SharedState};
+use names::{name_of, named_types, quoted, root_name, upper_snake, Named};
 use std::io;
 use std::path::Path;
 
@@ -45,7 +56,20 @@ use std::path::Path;
 /// # Panics
 /// If `T` is not a struct (an array or primitive payload has no name to declare).
 pub fn c_header<T: SharedState>() -> String {
-    c::header(T::LAYOUT, T::LAYOUT_HASH, &descriptor_bytes(T::LAYOUT))
+    c::header(&LayoutBuf::from(T::LAYOUT))
+}
+
+/// [`c_header`] from a layout rather than a Rust type: the same text for
+/// `LayoutBuf::from(T::LAYOUT)`.
+///
+/// Fails with [`Error::InvalidLayout`], saying what is wrong, unless the layout is one the
+/// derive could have produced on this machine: it passes [`LayoutBuf::check`]; its root is a
+/// struct; every struct has fields, and they cover it with no padding between or after them;
+/// struct names, stable names and field names are ASCII identifiers, unique within their
+/// struct; primitives have this machine's alignment; nesting is at most 64 levels deep.
+pub fn c_header_of(layout: &LayoutBuf) -> Result<String, Error> {
+    valid::exportable(layout)?;
+    Ok(c::header(layout))
 }
 
 /// A Python module declaring `T` and every struct it contains as `ctypes.Structure`s that
@@ -56,13 +80,28 @@ pub fn c_header<T: SharedState>() -> String {
 /// # Panics
 /// If `T` is not a struct.
 pub fn python<T: SharedState>() -> String {
-    python::module(T::LAYOUT, T::LAYOUT_HASH, &descriptor_bytes(T::LAYOUT))
+    python::module(&LayoutBuf::from(T::LAYOUT))
+}
+
+/// [`python`] from a layout rather than a Rust type; refuses the layouts [`c_header_of`]
+/// refuses, with the same error.
+pub fn python_of(layout: &LayoutBuf) -> Result<String, Error> {
+    valid::exportable(layout)?;
+    Ok(python::module(layout))
 }
 
 /// The descriptor of `T` as JSON, under the schema `shm-state/layout` version 1
 /// (`docs/layout.schema.json`, described in `docs/languages.md`).
 pub fn json<T: SharedState>() -> String {
-    json::document(T::LAYOUT, T::LAYOUT_HASH, &descriptor_bytes(T::LAYOUT))
+    json::document(&LayoutBuf::from(T::LAYOUT))
+}
+
+/// [`json`] from a layout rather than a Rust type; refuses the layouts [`c_header_of`]
+/// refuses, with the same error, so that the three exports of a layout exist together or not
+/// at all.
+pub fn json_of(layout: &LayoutBuf) -> Result<String, Error> {
+    valid::exportable(layout)?;
+    Ok(json::document(layout))
 }
 
 /// Writes [`c_header`], [`python`] and [`json`] of `T` to `dir/<basename>.h`,
@@ -74,154 +113,4 @@ pub fn write_all<T: SharedState>(dir: impl AsRef<Path>, basename: &str) -> io::R
     std::fs::write(dir.join(format!("{basename}.py")), python::<T>())?;
     std::fs::write(dir.join(format!("{basename}.json")), json::<T>())?;
     Ok(())
-}
-
-/// The descriptor's encoding as stored in segments: the only place the exports reach the
-/// owned descriptor type.
-fn descriptor_bytes(layout: &'static Layout) -> Vec<u8> {
-    crate::LayoutBuf::from(layout).encode()
-}
-
-/// A type the exports declare by name: a struct, or a `FixedStr`/`FixedVec` instance.
-struct Named {
-    layout: &'static Layout,
-    name: String,
-}
-
-/// Every named type reachable from `root`, each once, dependencies first, `root` last.
-///
-/// Two different structs with the same name (two versions of `Inner` in one type) get
-/// distinct names: the second is `Inner_2`, and so on.
-fn named_types(root: &'static Layout) -> Vec<Named> {
-    let mut out = Vec::new();
-    collect(root, &mut out);
-    out
-}
-
-fn collect(l: &'static Layout, out: &mut Vec<Named>) {
-    if out.iter().any(|n| n.layout == l) {
-        return;
-    }
-    match l.kind {
-        Kind::Struct { fields, .. } => {
-            for f in fields {
-                collect(f.layout, out);
-            }
-        }
-        Kind::Array { element, .. } => {
-            collect(element, out);
-            return;
-        }
-        Kind::FixedVec { element, .. } => collect(element, out),
-        Kind::FixedStr { .. } => {}
-        _ => return,
-    }
-    let base = match l.kind {
-        Kind::Struct { .. } => identifier(l.struct_name().unwrap_or("Struct")),
-        Kind::FixedStr { capacity } => format!("ShmFixedStr{capacity}"),
-        Kind::FixedVec { capacity, element } => {
-            format!("ShmFixedVec_{}_{capacity}", fragment(element, out))
-        }
-        _ => unreachable!("only structs and helper types are named"),
-    };
-    let mut name = base.clone();
-    let mut k = 2;
-    while out.iter().any(|n| n.name == name) {
-        name = format!("{base}_{k}");
-        k += 1;
-    }
-    out.push(Named { layout: l, name });
-}
-
-/// A name fragment for an element type, used to name `FixedVec` instances.
-fn fragment(l: &'static Layout, named: &[Named]) -> String {
-    match l.kind {
-        Kind::Primitive(p) => p.rust_name().to_string(),
-        Kind::Array { len, element } => format!("{}x{len}", fragment(element, named)),
-        Kind::Bool => "bool".to_string(),
-        _ => name_of(l, named).to_string(),
-    }
-}
-
-/// The name [`named_types`] gave `l`.
-fn name_of<'a>(l: &Layout, named: &'a [Named]) -> &'a str {
-    named
-        .iter()
-        .find(|n| n.layout == l)
-        .map(|n| n.name.as_str())
-        .expect("every named type was collected")
-}
-
-/// `s` as a C and Python identifier: characters other than ASCII letters, digits and `_` become
-/// `_`, and a leading digit gets a `_` before it.
-fn identifier(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
-
-/// The name of the root struct, as exports use it.
-///
-/// # Panics
-/// If `l` is not a struct.
-fn root_name(l: &'static Layout, named: &[Named]) -> String {
-    assert!(
-        matches!(l.kind, Kind::Struct { .. }),
-        "exports declare structs; wrap a `{l}` payload in a `#[derive(SharedState)]` struct"
-    );
-    name_of(l, named).to_string()
-}
-
-/// `RobotPose` -> `ROBOT_POSE`: the prefix of the generated macros.
-fn upper_snake(name: &str) -> String {
-    let mut out = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if c.is_ascii_uppercase() && prev_lower {
-            out.push('_');
-        }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
-
-/// `s` as a double-quoted C and Python string literal: printable ASCII as is, quotes and
-/// backslashes escaped, every other byte as a three-digit octal escape (valid in both).
-fn quoted(s: &str) -> String {
-    let mut out = String::from("\"");
-    for b in s.bytes() {
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\{b:03o}")),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upper_snake_splits_words() {
-        assert_eq!(upper_snake("RobotPose"), "ROBOT_POSE");
-        assert_eq!(upper_snake("Telemetry"), "TELEMETRY");
-        assert_eq!(upper_snake("Pose3d"), "POSE3D");
-        assert_eq!(upper_snake("ABC"), "ABC");
-    }
-
-    #[test]
-    fn identifiers_are_sanitized() {
-        assert_eq!(identifier("a.b"), "a_b");
-        assert_eq!(identifier("3d"), "_3d");
-    }
 }

@@ -2,7 +2,7 @@
 //! imports.
 
 use super::{name_of, named_types, quoted, root_name, Named};
-use crate::layout::{Kind, Layout, Primitive};
+use crate::layout::{KindBuf, LayoutBuf, Primitive};
 use core::fmt::Write;
 
 fn ctypes_primitive(p: Primitive) -> &'static str {
@@ -39,26 +39,26 @@ fn numpy_primitive(p: Primitive) -> &'static str {
 }
 
 /// The ctypes type of `l`.
-fn ctype(l: &'static Layout, named: &[Named]) -> String {
-    match l.kind {
-        Kind::Primitive(p) => ctypes_primitive(p).to_string(),
-        Kind::Array { len, element } => format!("({} * {len})", ctype(element, named)),
-        Kind::Bool => "ctypes.c_uint8".to_string(),
+fn ctype(l: &LayoutBuf, named: &[Named]) -> String {
+    match &l.kind {
+        KindBuf::Primitive(p) => ctypes_primitive(*p).to_string(),
+        KindBuf::Array { len, element } => format!("({} * {len})", ctype(element, named)),
+        KindBuf::Bool => "ctypes.c_uint8".to_string(),
         _ => name_of(l, named).to_string(),
     }
 }
 
 /// The numpy dtype spelling of `l`: arrays of arrays flatten into one shape.
-fn dtype(l: &'static Layout, named: &[Named]) -> String {
+fn dtype(l: &LayoutBuf, named: &[Named]) -> String {
     let mut dims = Vec::new();
     let mut leaf = l;
-    while let Kind::Array { len, element } = leaf.kind {
+    while let KindBuf::Array { len, element } = &leaf.kind {
         dims.push(len.to_string());
         leaf = element;
     }
-    let base = match leaf.kind {
-        Kind::Primitive(p) => numpy_primitive(p).to_string(),
-        Kind::Bool => "'=u1'".to_string(),
+    let base = match &leaf.kind {
+        KindBuf::Primitive(p) => numpy_primitive(*p).to_string(),
+        KindBuf::Bool => "'=u1'".to_string(),
         _ => format!("{}_dtype", name_of(leaf, named)),
     };
     if dims.is_empty() {
@@ -69,31 +69,31 @@ fn dtype(l: &'static Layout, named: &[Named]) -> String {
 }
 
 /// The (name, ctypes type, numpy dtype, offset) of every member of a named type.
-fn members(n: &Named, named: &[Named]) -> Vec<(String, String, String, usize)> {
-    let bytes = |k: usize| {
+fn members(n: &Named, named: &[Named]) -> Vec<(String, String, String, u64)> {
+    let bytes = |k: u64| {
         (
             format!("(ctypes.c_uint8 * {k})"),
             format!("('=u1', ({k},))"),
         )
     };
-    match n.layout.kind {
-        Kind::Struct { fields, .. } => fields
+    match &n.layout.kind {
+        KindBuf::Struct { fields, .. } => fields
             .iter()
             .map(|f| {
                 (
-                    f.name.to_string(),
-                    ctype(f.layout, named),
-                    dtype(f.layout, named),
+                    f.name.clone(),
+                    ctype(&f.layout, named),
+                    dtype(&f.layout, named),
                     f.offset,
                 )
             })
             .collect(),
-        Kind::FixedStr { capacity } => {
+        KindBuf::FixedStr { capacity } => {
             let (lc, ld) = bytes(4);
-            let (bc, bd) = bytes(capacity);
+            let (bc, bd) = bytes(*capacity);
             vec![("len".into(), lc, ld, 0), ("bytes".into(), bc, bd, 4)]
         }
-        Kind::FixedVec { capacity, element } => {
+        KindBuf::FixedVec { capacity, element } => {
             let (lc, ld) = bytes(8);
             let ic = format!("({} * {capacity})", ctype(element, named));
             let inner = dtype(element, named);
@@ -143,7 +143,11 @@ class _FixedVec:
 "#;
 
 /// The whole module for the struct `root`.
-pub(super) fn module(root: &'static Layout, hash: u64, descriptor: &[u8]) -> String {
+///
+/// # Panics
+/// If `root` is not a struct.
+pub(super) fn module(root: &LayoutBuf) -> String {
+    let (hash, descriptor) = (root.layout_hash(), root.encode());
     let named = named_types(root);
     let name = root_name(root, &named);
     let stable = root.struct_name().unwrap_or(&name);
@@ -162,8 +166,8 @@ pub(super) fn module(root: &'static Layout, hash: u64, descriptor: &[u8]) -> Str
     writeln!(out, "DESCRIPTOR = bytes.fromhex(\"{hex}\")\n").unwrap();
     for n in &named {
         let base = match n.layout.kind {
-            Kind::FixedStr { .. } => "_FixedStr, ",
-            Kind::FixedVec { .. } => "_FixedVec, ",
+            KindBuf::FixedStr { .. } => "_FixedStr, ",
+            KindBuf::FixedVec { .. } => "_FixedVec, ",
             _ => "",
         };
         writeln!(out, "\nclass {}({base}ctypes.Structure):", n.name).unwrap();
