@@ -48,6 +48,7 @@ mod protocol;
 mod reader;
 mod segment;
 mod shared_state;
+pub mod stream;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod types;
@@ -59,11 +60,12 @@ pub mod __private;
 
 pub use backend::Backend;
 pub use error::{Error, Result};
-pub use format::FORMAT_VERSION;
+pub use format::{SegmentKind, FORMAT_VERSION};
 pub use layout::{Layout, LayoutBuf};
 pub use options::{remove, Options};
 pub use reader::{RawReader, Reader};
 pub use shared_state::SharedState;
+pub use stream::{QueueConsumer, QueueProducer, StreamReader, StreamWriter};
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
 pub use writer::Writer;
 

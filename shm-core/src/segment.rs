@@ -15,8 +15,8 @@ use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{
-    Geometry, Header, CACHE_LINE, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, MAX_SLOTS,
-    STATE_CREATING, STATE_READY,
+    Control, Geometry, Header, SegmentKind, CACHE_LINE, FORMAT_VERSION, HEADER_SIZE, MAGIC,
+    MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
 };
 use crate::layout::LayoutBuf;
 use crate::protocol::{SlotIndex, Slots};
@@ -38,6 +38,8 @@ pub(crate) struct Spec<'a> {
     pub mode: u32,
     /// Test hook: abort the process just before marking the segment ready.
     pub crash_before_ready: bool,
+    /// What the segment holds (the slots are a stream's ring for streams and queues).
+    pub kind: SegmentKind,
 }
 
 /// What an opener expects to find in a segment.
@@ -46,6 +48,32 @@ pub(crate) enum Expect {
     Type { layout: LayoutBuf, hash: u64 },
     /// Any valid segment (an untyped reader decodes it by its stored layout).
     Any,
+    /// A stream or queue segment (`kind`) of this type: its layout and layout hash.
+    Ring {
+        kind: SegmentKind,
+        layout: LayoutBuf,
+        hash: u64,
+    },
+}
+
+impl Expect {
+    /// The kind of segment expected: shared state unless this is `Ring`.
+    fn kind(&self) -> SegmentKind {
+        match self {
+            Expect::Ring { kind, .. } => *kind,
+            Expect::Type { .. } | Expect::Any => SegmentKind::State,
+        }
+    }
+
+    /// The expected type's layout and layout hash, if a type is expected.
+    fn typed(&self) -> Option<(&LayoutBuf, u64)> {
+        match self {
+            Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
+                Some((layout, *hash))
+            }
+            Expect::Any => None,
+        }
+    }
 }
 
 /// A mapped, validated segment.
@@ -173,7 +201,8 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
         let desc = spec.layout.encode();
-        let geometry = Geometry::new(
+        let geometry = Geometry::of_kind(
+            spec.kind,
             spec.layout.size,
             spec.layout.align,
             spec.slots,
@@ -222,7 +251,12 @@ impl Segment {
         h.writer_pid.store(sys::pid(), r);
         h.creator_pid.store(sys::pid(), r);
         h.writer_epoch.store(1, r);
+        h.kind.store(spec.kind.code(), r);
         h.waiters.store(0, r);
+        if let Some(c) = seg.control() {
+            c.consumed.store(0, r);
+            c.space_waiters.store(0, r);
+        }
         for (stored, b) in descriptor_of(&seg.map, &geometry).iter().zip(&desc) {
             stored.store(*b, r);
         }
@@ -266,14 +300,20 @@ impl Segment {
         let map = Self::map_when_ready(&file, name, access, Deadline::after(ready_wait))?;
         let h = header_of(&map);
         let geometry = validate_header(h, map.len() as u64)?;
+        if geometry.kind != expect.kind() {
+            return Err(Error::WrongKind {
+                expected: expect.kind(),
+                found: geometry.kind,
+            });
+        }
         let found = h.layout_hash.load(Ordering::Relaxed);
         let bytes: Vec<u8> = descriptor_of(&map, &geometry)
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
         let stored = LayoutBuf::decode(&bytes);
-        if let Expect::Type { layout, hash } = expect {
-            if found != *hash {
+        if let Some((layout, hash)) = expect.typed() {
+            if found != hash {
                 let first_difference = match &stored {
                     Ok(stored) => stored.first_difference(layout).unwrap_or_else(|| {
                         "the stored layout matches this program's but the layout hash does not (corrupt header)".to_string()
@@ -281,7 +321,7 @@ impl Segment {
                     Err(e) => format!("the segment's {e}"),
                 };
                 return Err(Error::LayoutMismatch {
-                    expected: *hash,
+                    expected: hash,
                     found,
                     first_difference,
                 });
@@ -359,6 +399,19 @@ impl Segment {
     /// The validated geometry (this process's copy, never re-read from the header).
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
+    }
+
+    /// The control line of a stream or queue segment (`None` for shared state).
+    pub fn control(&self) -> Option<&Control> {
+        if !self.geometry.kind.is_ring() {
+            return None;
+        }
+        assert!(HEADER_SIZE + CACHE_LINE <= self.geometry.slots_offset);
+        // SAFETY: ring geometries put slot 0 one cache line after the header (asserted), so
+        // the line at HEADER_SIZE lies inside the mapping (validated or built total size); it
+        // is 64-aligned in a page-aligned mapping; `Control` is all atomics, valid for any
+        // bytes; the borrow is tied to `self`, which owns the mapping.
+        Some(unsafe { &*(self.map.as_ptr().add(HEADER_SIZE) as *const Control) })
     }
 
     /// The layout the segment stores (validated against its layout hash on open).
@@ -447,8 +500,11 @@ fn validate_header(h: &Header, mapped: u64) -> Result<Geometry> {
             found: mapped,
         });
     }
+    let Some(kind) = SegmentKind::from_code(h.kind.load(r)) else {
+        return corrupt("unknown segment kind");
+    };
     let slots = h.slot_count.load(r) as usize;
-    if slots == 0 || slots > MAX_SLOTS {
+    if slots == 0 || slots > kind.max_slots() {
         return corrupt("slot count out of range");
     }
     let desc_len = h.descriptor_len.load(r);
@@ -463,7 +519,9 @@ fn validate_header(h: &Header, mapped: u64) -> Result<Geometry> {
     if !payload_align.is_power_of_two() {
         return corrupt("payload alignment is not a power of two");
     }
-    let Some(geometry) = Geometry::new(payload_size, payload_align as u64, slots, desc_len) else {
+    let Some(geometry) =
+        Geometry::of_kind(kind, payload_size, payload_align as u64, slots, desc_len)
+    else {
         return corrupt("slot geometry overflows");
     };
     let stored = (

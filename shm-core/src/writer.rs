@@ -74,6 +74,7 @@ impl<T: SharedState> Writer<T> {
             slots: make.slots,
             mode: make.mode,
             crash_before_ready: make.crash_before_ready,
+            kind: crate::format::SegmentKind::State,
         }
     }
 
