@@ -136,4 +136,9 @@ pub mod hooks {
     pub fn raw<T: SharedState>(r: &Reader<T>) -> &RawReader {
         r.raw()
     }
+
+    /// The untyped reader under a stream reader (for [`slot_sequences`]).
+    pub fn stream_raw<T: SharedState>(r: &crate::StreamReader<T>) -> &RawReader {
+        r.raw()
+    }
 }

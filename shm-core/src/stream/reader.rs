@@ -226,6 +226,11 @@ impl<T: SharedState> StreamReader<T> {
     pub fn name(&self) -> &str {
         self.raw.name()
     }
+
+    /// The untyped reader underneath, for the crate's test hooks.
+    pub(crate) fn raw(&self) -> &RawReader {
+        &self.raw
+    }
 }
 
 /// Receives messages, waiting for each; see [`StreamReader::iter`].
