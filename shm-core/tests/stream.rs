@@ -99,7 +99,10 @@ fn broadcast_reader(slow: bool) {
             Err(e) => panic!("receive: {e}"),
         }
     }
-    assert!(matches!(rx.try_recv(), Ok(None)), "nothing after the last message");
+    assert!(
+        matches!(rx.try_recv(), Ok(None)),
+        "nothing after the last message"
+    );
     println!("received={received} missed={missed} gaps={gaps}");
 }
 
@@ -110,7 +113,10 @@ fn wait_ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
     // The child's test harness prints its own lines first.
     while line.trim() != "ready" {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended before it was ready");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child ended before it was ready"
+        );
     }
     out
 }
@@ -146,7 +152,10 @@ fn ten_million_messages_to_two_readers_and_a_slow_one() {
         .unwrap_or(10_000_000);
     let name = Name::new("bcast");
     drop(Msg::create_stream(&name, 4096).unwrap());
-    let envs = [("SHM_NAME", name.to_string()), ("SHM_TOTAL", total.to_string())];
+    let envs = [
+        ("SHM_NAME", name.to_string()),
+        ("SHM_TOTAL", total.to_string()),
+    ];
     let mut readers = Vec::new();
     for role in ["broadcast-reader", "broadcast-reader", "slow-reader"] {
         let mut child = spawn_role(ENTRY, role, &envs);
@@ -157,8 +166,15 @@ fn ten_million_messages_to_two_readers_and_a_slow_one() {
     for (role, child, out) in readers {
         let kv = finish(child, out);
         let (received, missed) = (get(&kv, "received"), get(&kv, "missed"));
-        eprintln!("{role}: received {received}, lost {missed} in {} gaps", get(&kv, "gaps"));
-        assert_eq!(received + missed, total, "{role}: every message received or counted lost");
+        eprintln!(
+            "{role}: received {received}, lost {missed} in {} gaps",
+            get(&kv, "gaps")
+        );
+        assert_eq!(
+            received + missed,
+            total,
+            "{role}: every message received or counted lost"
+        );
         assert!(received > 0);
         if role == "slow-reader" {
             assert!(missed > 0, "the slow reader should have fallen behind");
@@ -172,6 +188,8 @@ fn ten_million_messages_to_two_readers_and_a_slow_one() {
 struct Log {
     ptr: *mut u8,
     len: usize,
+    /// The file to remove on drop (the creator's log only).
+    owned: Option<String>,
 }
 
 const LOG_STARTS: usize = 64;
@@ -180,7 +198,9 @@ impl Log {
     fn create(path: &str, messages: u64) -> Log {
         let f = std::fs::File::create_new(path).unwrap();
         f.set_len((LOG_STARTS * 8) as u64 + messages + 1).unwrap();
-        Self::map(path)
+        let mut log = Self::map(path);
+        log.owned = Some(path.to_string());
+        log
     }
 
     fn map(path: &str) -> Log {
@@ -207,6 +227,7 @@ impl Log {
         Log {
             ptr: ptr as *mut u8,
             len,
+            owned: None,
         }
     }
 
@@ -229,6 +250,9 @@ impl Drop for Log {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are the mapping made in `map`, unmapped once.
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+        if let Some(path) = &self.owned {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -326,8 +350,6 @@ fn queue_consumer_killed_and_restarted_loses_and_repeats_nothing() {
         starts.len() >= 3 && starts.windows(2).any(|w| w[0] != w[1]),
         "the consumers should have been killed mid-stream: starts {starts:?}"
     );
-    drop(log);
-    std::fs::remove_file(&log_path).unwrap();
 }
 
 #[test]
@@ -338,7 +360,11 @@ fn send_receive_in_one_process() {
     assert_eq!((tx.capacity(), tx.sent(), tx.epoch()), (8, 0, 1));
     tx.send(&msg(1));
     let mut rx = Msg::subscribe(&name).unwrap();
-    assert_eq!(rx.position(), 2, "a new reader starts after the newest message");
+    assert_eq!(
+        rx.position(),
+        2,
+        "a new reader starts after the newest message"
+    );
     assert!(matches!(rx.try_recv(), Ok(None)));
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(20)),
@@ -379,7 +405,10 @@ fn send_receive_in_one_process() {
     for n in 26..=40 {
         tx.send(&msg(n));
     }
-    assert!(matches!(r2.recv_batch(&mut one), Err(Error::Lagged { missed: 7 })));
+    assert!(matches!(
+        r2.recv_batch(&mut one),
+        Err(Error::Lagged { missed: 7 })
+    ));
     assert_eq!(r2.recv_batch(&mut one).unwrap(), 4);
     assert_eq!(check(&one[0]), 33);
 
@@ -420,7 +449,10 @@ fn queue_in_one_process() {
     let name = Name::new("q");
     let mut tx = Msg::create_queue(&name, 4).unwrap();
     let mut rx = Msg::open_consumer(&name).unwrap();
-    assert!(matches!(Msg::open_consumer(&name), Err(Error::ConsumerBusy)));
+    assert!(matches!(
+        Msg::open_consumer(&name),
+        Err(Error::ConsumerBusy)
+    ));
     assert!(matches!(rx.try_recv(), Ok(None)));
     for n in 1..=4 {
         tx.try_send(&msg(n)).unwrap();
@@ -459,7 +491,9 @@ fn queue_in_one_process() {
     let mut tx = Msg::open_queue_producer(&name).unwrap();
     assert_eq!((tx.sent(), tx.epoch()), (10, 2));
     tx.try_send(&msg(11)).unwrap();
-    let got: Vec<u64> = (0..4).map(|_| check(&rx.try_recv().unwrap().unwrap())).collect();
+    let got: Vec<u64> = (0..4)
+        .map(|_| check(&rx.try_recv().unwrap().unwrap()))
+        .collect();
     assert_eq!(got, [8, 9, 10, 11]);
 }
 
@@ -520,9 +554,14 @@ fn each_kind_refuses_the_others_with_a_clear_error() {
     ));
     // An unknown kind is a corrupt header.
     common::poke_bytes(&stream, 96, &7u32.to_ne_bytes());
-    assert!(matches!(Msg::subscribe(&stream), Err(Error::Corrupt { .. })));
     assert!(matches!(
-        Options::new().ready_wait(Duration::ZERO).open::<Msg>(&stream),
+        Msg::subscribe(&stream),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        Options::new()
+            .ready_wait(Duration::ZERO)
+            .open::<Msg>(&stream),
         Err(Error::Corrupt { .. })
     ));
 }

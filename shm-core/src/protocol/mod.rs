@@ -258,7 +258,12 @@ pub(super) fn read_slot<W: Word>(
 /// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
 /// mid-write is overwritten normally by the next write.
 #[inline(always)]
-pub(super) fn write_slot<W: Word>(seq: &W, words: &[W], version: u64, mut source: impl FnMut(usize) -> u64) {
+pub(super) fn write_slot<W: Word>(
+    seq: &W,
+    words: &[W],
+    version: u64,
+    mut source: impl FnMut(usize) -> u64,
+) {
     let done = complete(version);
     seq.store(done.wrapping_sub(1), Ordering::Relaxed);
     // Orders the odd sequence store before the payload stores: a reader that sees any new

@@ -104,7 +104,11 @@ impl Cursor {
             copy.iter().all(|&w| w == number),
             "torn or wrong message accepted as {number}: {copy:?} (slots: {N})"
         );
-        assert!(number >= self.next, "went backwards: {number} after {}", self.next);
+        assert!(
+            number >= self.next,
+            "went backwards: {number} after {}",
+            self.next
+        );
         self.lost += number - self.next;
         self.received += 1;
         self.next = number + 1;
@@ -137,9 +141,16 @@ fn broadcast<const N: usize>(sends: u64, attempts: usize) {
         }
         let mut c = reader.join().unwrap();
         while c.receive(&*ring) {}
-        assert_eq!(c.received + c.lost, sends, "every message received or counted lost");
+        assert_eq!(
+            c.received + c.lost,
+            sends,
+            "every message received or counted lost"
+        );
         if sends <= N as u64 {
-            assert_eq!(c.lost, 0, "a message was reported lost that the ring still held");
+            assert_eq!(
+                c.lost, 0,
+                "a message was reported lost that the ring still held"
+            );
         }
     });
 }
