@@ -127,8 +127,7 @@ fn finish(mut child: Child, mut out: BufReader<std::process::ChildStdout>) -> Ve
     out.read_to_string(&mut rest).unwrap();
     assert!(child.wait().unwrap().success(), "child failed: {rest}");
     rest.lines()
-        .filter(|l| l.contains('='))
-        .last()
+        .rfind(|l| l.contains('='))
         .expect("child report")
         .split_whitespace()
         .map(|kv| {
