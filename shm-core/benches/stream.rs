@@ -2,16 +2,17 @@
 //! 4 KiB messages, all in the same run.
 //!
 //! Transports: `queue` (QueueProducer/QueueConsumer, lossless with backpressure), `broadcast`
-//! (StreamWriter/StreamReader: the reader may lose messages when it falls behind; lost ones
-//! count as passed), `spsc_ring` (the tutorials' ring buffer in shared memory: head and tail
+//! (StreamWriter/StreamReader: the writer never waits, so in `throughput` the reader loses
+//! messages whenever it falls behind by the capacity; lost ones count as passed, so that
+//! figure is the writer's rate, not a lossless delivery rate), `spsc_ring` (the tutorials' ring buffer in shared memory: head and tail
 //! counters with acquire/release, a plain `memcpy` of the payload, no seqlock; the limit of
 //! what a ring can cost), `unix_socket` (a `UnixStream` pair, fixed-size frames) and `pipe`
 //! (fixed-size frames, at most `PIPE_BUF` bytes each, so every write is atomic).
 //!
 //! Groups: `throughput_<size>/<transport>` (messages per second, one producer thread, the
 //! consumer on the bench thread) and `rtt_<size>/<transport>` (a round trip: ping one way, the
-//! echo back). Shared-memory receivers poll (busy-wait), as low-latency users run them; sockets
-//! and pipes block in the kernel, as they are used. Round-trip percentiles (p50, p99) are
+//! echo back). Shared-memory receivers poll (spin, yielding the CPU every few spins), as
+//! low-latency users run them; sockets and pipes block in the kernel, as they are used. Round-trip percentiles (p50, p99) are
 //! measured apart from criterion, which reports means, and printed as `rtt_<size>/<transport>
 //! p50=... p99=...`.
 //!
@@ -26,6 +27,21 @@ use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Spins a polling receiver (or a producer waiting for room) makes before it yields the CPU:
+/// on a machine with more busy threads than cores, a poller that never yields can hold up the
+/// very thread it waits for.
+const SPINS: u32 = 64;
+
+/// Busy-waits politely: spins, and yields the CPU every `SPINS` calls.
+fn pause(spins: &mut u32) {
+    *spins += 1;
+    if *spins % SPINS == 0 {
+        std::thread::yield_now();
+    } else {
+        core::hint::spin_loop();
+    }
+}
 
 /// Messages a ring, stream or queue holds.
 const CAPACITY: usize = 1024;
@@ -70,12 +86,13 @@ impl<const W: usize> Tx<W> for QueueProducer<[u64; W]> {
 
 impl<const W: usize> Rx<W> for QueueConsumer<[u64; W]> {
     fn recv(&mut self, m: &mut [u64; W]) {
+        let mut spins = 0;
         loop {
             if let Some(v) = self.try_recv().expect("queue receive") {
                 *m = v;
                 return;
             }
-            core::hint::spin_loop();
+            pause(&mut spins);
         }
     }
 }
@@ -90,13 +107,14 @@ impl<const W: usize> Tx<W> for StreamWriter<[u64; W]> {
 /// gets, and `m[0]` says its number.
 impl<const W: usize> Rx<W> for StreamReader<[u64; W]> {
     fn recv(&mut self, m: &mut [u64; W]) {
+        let mut spins = 0;
         loop {
             match self.try_recv() {
                 Ok(Some(v)) => {
                     *m = v;
                     return;
                 }
-                Ok(None) | Err(Error::Lagged { .. }) => core::hint::spin_loop(),
+                Ok(None) | Err(Error::Lagged { .. }) => pause(&mut spins),
                 Err(e) => panic!("stream receive: {e}"),
             }
         }
@@ -105,7 +123,7 @@ impl<const W: usize> Rx<W> for StreamReader<[u64; W]> {
 
 /// The tutorials' single-producer single-consumer ring in shared memory.
 mod spsc {
-    use super::{Rx, Tx, CAPACITY};
+    use super::{pause, Rx, Tx, CAPACITY};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
@@ -117,10 +135,11 @@ mod spsc {
 
     impl<const W: usize> Ring<W> {
         pub fn new() -> Arc<Ring<W>> {
+            static N: AtomicU64 = AtomicU64::new(0);
             let path = format!(
-                "/dev/shm/shm-bench-spsc-{}-{W}-{:?}",
+                "/dev/shm/shm-bench-spsc-{}-{W}-{}",
                 std::process::id(),
-                std::time::Instant::now()
+                N.fetch_add(1, Ordering::Relaxed)
             );
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -166,8 +185,9 @@ mod spsc {
     impl<const W: usize> Tx<W> for Producer<W> {
         fn send(&mut self, m: &[u64; W]) {
             let head = self.ring.counter(0);
+            let mut spins = 0;
             while self.tail - head.load(Ordering::Acquire) == CAPACITY as u64 {
-                core::hint::spin_loop();
+                pause(&mut spins);
             }
             // SAFETY: the slot is free: the consumer's head (Acquire) is past the message that
             // used it, and only this producer writes slots; the source is a local message.
@@ -180,8 +200,9 @@ mod spsc {
     impl<const W: usize> Rx<W> for Consumer<W> {
         fn recv(&mut self, m: &mut [u64; W]) {
             let tail = self.ring.counter(64);
+            let mut spins = 0;
             while tail.load(Ordering::Acquire) == self.head {
-                core::hint::spin_loop();
+                pause(&mut spins);
             }
             // SAFETY: the producer published this slot (tail, Acquire) and does not write it
             // again until the head store below.

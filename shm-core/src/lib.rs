@@ -83,6 +83,11 @@ pub use writer::Writer;
 /// exports.
 pub use shm_derive::SharedState;
 
+/// The stream guide's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/streams.md")]
+pub struct StreamsDoctests;
+
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

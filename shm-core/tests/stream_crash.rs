@@ -6,7 +6,7 @@
 mod common;
 
 use common::{kill, role, spawn_role, Name, Rng, ENTRY};
-use shm_core::{Error, SharedState, StreamReader};
+use shm_core::{Error, QueueConsumer, SharedState, StreamReader};
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,7 @@ const CAPACITY: usize = 64;
 fn child_process_entry_point() {
     match role().as_deref() {
         Some("writer") => writer(),
+        Some("producer") => producer(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -56,6 +57,18 @@ fn child_process_entry_point() {
 /// Takes over the stream, says where it continues, and sends forever.
 fn writer() {
     let mut tx = Big::open_stream_writer(&common::env("SHM_NAME")).expect("take over");
+    println!("took-over-at={}", tx.sent());
+    let mut value = Box::new(big(0));
+    loop {
+        let n = tx.sent() + 1;
+        *value = big(n);
+        tx.send(&value);
+    }
+}
+
+/// Takes over the queue, says where it continues, and sends forever (waiting while full).
+fn producer() {
+    let mut tx = Big::open_queue_producer(&common::env("SHM_NAME")).expect("take over");
     println!("took-over-at={}", tx.sent());
     let mut value = Box::new(big(0));
     loop {
@@ -179,5 +192,54 @@ fn stream_writer_killed_mid_send_then_taken_over() {
     eprintln!(
         "{kills} kills, {mid_send} mid-send; the long-lived reader received {} and lost {}",
         tally.received, tally.lost
+    );
+}
+
+/// Takes every message the queue has, checking each is the next in order.
+fn take_all(rx: &mut QueueConsumer<Big>, next: &mut u64) {
+    while let Some(m) = rx.try_recv().expect("take") {
+        assert_eq!(check(&m), *next, "queue out of order, duplicated or lost");
+        *next += 1;
+    }
+}
+
+#[test]
+fn queue_producer_killed_mid_send_then_taken_over() {
+    if role().is_some() {
+        return;
+    }
+    let name = Name::new("qcrash");
+    drop(Big::create_queue(&name, CAPACITY).unwrap());
+    let mut rx = Big::open_consumer(&name).unwrap();
+    let mut next = 1u64;
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let (mut kills, mut mid_send) = (0u64, 0u64);
+    for _ in 0..40 {
+        let before = rx.taken() + rx.backlog();
+        let mut child = spawn_role(ENTRY, "producer", &[("SHM_NAME", name.to_string())]);
+        let line = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("took-over-at="))
+            .expect("producer report");
+        assert_eq!(line, format!("took-over-at={before}"));
+        // Take messages while the producer runs, for a random while, then kill it.
+        let until = Instant::now() + Duration::from_micros(rng.below(3000));
+        while Instant::now() < until {
+            take_all(&mut rx, &mut next);
+        }
+        kill(&mut child);
+        kills += 1;
+        assert!(!rx.producer_alive());
+        let sequences = shm_core::__private::hooks::queue_slot_sequences(&rx);
+        mid_send += sequences.iter().any(|s| s % 2 == 1) as u64;
+        take_all(&mut rx, &mut next);
+        assert_eq!(rx.backlog(), 0);
+        assert_eq!(rx.taken(), next - 1, "every published message was taken");
+    }
+    assert!(next > 1000, "the producers sent too little: {next}");
+    eprintln!(
+        "{kills} kills, {mid_send} mid-send; {} messages taken in order",
+        next - 1
     );
 }

@@ -283,6 +283,11 @@ impl<T: SharedState> QueueConsumer<T> {
     pub fn name(&self) -> &str {
         self.seg.name()
     }
+
+    /// The segment, for the crate's test hooks.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
 }
 
 impl<T: SharedState> core::fmt::Debug for QueueProducer<T> {
