@@ -157,7 +157,10 @@ pub(crate) struct Control {
     pub space_futex: AtomicU32,
     /// Queues: number of producers blocked, or about to block, on `space_futex`.
     pub space_waiters: AtomicU32,
-    _pad: [AtomicU64; 6],
+    /// Queues: the `consumed` value a waiting producer needs (room for its next message); the
+    /// consumer wakes it when its commit reaches this value, not on every commit.
+    pub space_wanted: AtomicU64,
+    _pad: [AtomicU64; 5],
 }
 
 const _: () = assert!(core::mem::size_of::<Control>() == CACHE_LINE);

@@ -256,6 +256,7 @@ impl Segment {
         if let Some(c) = seg.control() {
             c.consumed.store(0, r);
             c.space_waiters.store(0, r);
+            c.space_wanted.store(0, r);
         }
         for (stored, b) in descriptor_of(&seg.map, &geometry).iter().zip(&desc) {
             stored.store(*b, r);

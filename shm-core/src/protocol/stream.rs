@@ -32,6 +32,8 @@ pub(crate) trait QueueWords: Slots {
     fn consumed(&self) -> &Self::Word;
     /// Whether a producer waits for space, loaded with SeqCst ordering (see [`commit`]).
     fn space_waiters_registered(&self) -> bool;
+    /// The `consumed` value a waiting producer needs (see [`wait_for_room`]).
+    fn space_wanted(&self) -> &Self::Word;
 }
 
 /// Sends message `number` (the one after the last sent) of a broadcast stream: writes it into
@@ -118,6 +120,14 @@ pub(crate) fn has_room<S: QueueWords>(s: &S, number: u64) -> bool {
     number.wrapping_sub(consumed) <= s.index().count() as u64
 }
 
+/// Records, before a producer registers as a waiter, the `consumed` value that makes room for
+/// message `number`, so that the consumer wakes it once, when a commit reaches that value.
+#[inline]
+pub(crate) fn wait_for_room<S: QueueWords>(s: &S, number: u64) {
+    let wanted = number.saturating_sub(s.index().count() as u64);
+    s.space_wanted().swap(wanted, Ordering::SeqCst);
+}
+
 /// What [`receive_queued`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Queued {
@@ -154,14 +164,22 @@ pub(crate) fn receive_queued<S: QueueWords>(
 }
 
 /// Takes every message up to `number` (copied by [`receive_queued`]): stores it as
-/// `consumed`, which frees their slots for the producer. Returns whether a producer waits for
-/// space (then the caller wakes it).
+/// `consumed`, which frees their slots for the producer. Returns whether a waiting producer
+/// needs waking: one is registered and this commit is the one that makes the room it waits
+/// for (earlier commits made too little, later ones find it woken already), so a consumer
+/// that keeps up makes one syscall per wait of the producer, not one per message.
 ///
 /// The SeqCst swap is a Release store (the copies are complete before the producer can
 /// overwrite the slots) and orders the store before the waiter check, pairing with a waiting
-/// producer's SeqCst registration and re-check ([`has_room`]), as [`publish`] does.
+/// producer's SeqCst `space_wanted` store ([`wait_for_room`]), registration and re-check
+/// ([`has_room`]), as [`publish`] does: the first commit after the producer's re-check that
+/// reaches the wanted value sees its registration and wanted value.
 #[inline(always)]
 pub(crate) fn commit<S: QueueWords>(s: &S, number: u64) -> bool {
-    s.consumed().swap(number, Ordering::SeqCst);
-    s.space_waiters_registered()
+    let before = s.consumed().swap(number, Ordering::SeqCst);
+    if !s.space_waiters_registered() {
+        return false;
+    }
+    let wanted = s.space_wanted().load(Ordering::SeqCst);
+    before < wanted && number >= wanted
 }

@@ -171,6 +171,11 @@ impl QueueWords for Segment {
     }
 
     #[inline(always)]
+    fn space_wanted(&self) -> &AtomicU64 {
+        &self.control().expect("a queue segment").space_wanted
+    }
+
+    #[inline(always)]
     fn space_waiters_registered(&self) -> bool {
         self.control()
             .expect("a queue segment")

@@ -102,6 +102,7 @@ impl<T: SharedState> QueueProducer<T> {
             }
             let c = control(&self.seg);
             let number = self.sent.wrapping_add(1);
+            stream::wait_for_room(&self.seg, number);
             if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, || {
                 stream::has_room(&self.seg, number)
             }) {

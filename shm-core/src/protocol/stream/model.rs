@@ -34,6 +34,7 @@ struct Ring<const N: usize> {
     waiters: AtomicU32,
     consumed: AtomicU64,
     space_waiters: AtomicU32,
+    space_wanted: AtomicU64,
     slots: [Slot; N],
 }
 
@@ -60,6 +61,9 @@ impl<const N: usize> QueueWords for Ring<N> {
     fn space_waiters_registered(&self) -> bool {
         self.space_waiters.load(Ordering::SeqCst) != 0
     }
+    fn space_wanted(&self) -> &AtomicU64 {
+        &self.space_wanted
+    }
 }
 
 impl<const N: usize> Ring<N> {
@@ -69,6 +73,7 @@ impl<const N: usize> Ring<N> {
             waiters: AtomicU32::new(0),
             consumed: AtomicU64::new(0),
             space_waiters: AtomicU32::new(0),
+            space_wanted: AtomicU64::new(0),
             slots: core::array::from_fn(|_| Slot {
                 seq: AtomicU64::new(0),
                 words: core::array::from_fn(|_| AtomicU64::new(0)),
