@@ -94,20 +94,27 @@ pub(crate) fn receive<S: Slots>(
 /// it goes to must hold a message the consumer took. Returns `None` when the queue is full,
 /// else whether a waiter is registered (then the caller wakes the futex).
 ///
+/// `consumed_seen` is the producer's copy of `consumed` from its last load: while it shows
+/// room, `consumed` (the consumer's cache line) is not loaded again.
+///
 /// Only the one producer calls this.
 #[inline(always)]
 pub(crate) fn try_send_queued<S: QueueWords>(
     s: &S,
     number: u64,
+    consumed_seen: &mut u64,
     len: usize,
     source: impl FnMut(usize) -> u64,
 ) -> Option<bool> {
     let capacity = s.index().count() as u64;
-    // Acquire: pairs with the consumer's commit, so that the consumer's copy of the message
-    // this one overwrites is complete before the overwrite begins.
-    let consumed = load_acquire(s.consumed());
-    if number.wrapping_sub(consumed) > capacity {
-        return None;
+    if number.wrapping_sub(*consumed_seen) > capacity {
+        // Acquire: pairs with the consumer's commit, so that the consumer's copy of the
+        // message this one overwrites is complete before the overwrite begins (an earlier
+        // acquire load of a smaller value covers the messages it freed).
+        *consumed_seen = load_acquire(s.consumed());
+        if number.wrapping_sub(*consumed_seen) > capacity {
+            return None;
+        }
     }
     Some(send(s, number, len, source))
 }
@@ -144,17 +151,25 @@ pub(crate) enum Queued {
 /// without taking it: the consumer [`commit`]s it after the copy (or after copying several).
 ///
 /// Only the one consumer calls this; it keeps `next` itself (loaded from `consumed` when it
-/// opened the queue, since only the consumer stores `consumed`).
+/// opened the queue, since only the consumer stores `consumed`), and `published_seen`, its
+/// copy of `published` from its last load: while that shows message `next` published,
+/// `published` (the producer's cache line) is not loaded again.
 #[inline(always)]
 pub(crate) fn receive_queued<S: QueueWords>(
     s: &S,
     next: u64,
+    published_seen: &mut u64,
     len: usize,
     sink: impl FnMut(usize, u64),
 ) -> Queued {
     let index = s.index();
-    if next > load_acquire(s.published()) {
-        return Queued::Empty;
+    if next > *published_seen {
+        // Acquire: pairs with the producer's publication, so that the slot shows the message
+        // complete (an earlier acquire load of a larger value covers this one).
+        *published_seen = load_acquire(s.published());
+        if next > *published_seen {
+            return Queued::Empty;
+        }
     }
     let (seq, words) = s.slot(index.slot_of(next));
     match read_slot(seq, &words[..len], Some(complete(next)), sink) {

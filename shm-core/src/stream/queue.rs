@@ -35,6 +35,8 @@ pub struct QueueProducer<T: SharedState> {
     seg: Segment,
     /// The number of the last message sent (0: none).
     sent: u64,
+    /// `consumed` as this producer last loaded it.
+    consumed_seen: u64,
     created: bool,
     _type: PhantomData<fn() -> T>,
 }
@@ -52,6 +54,7 @@ impl<T: SharedState> QueueProducer<T> {
         Ok(QueueProducer {
             seg,
             sent: 0,
+            consumed_seen: 0,
             created: true,
             _type: PhantomData,
         })
@@ -63,6 +66,7 @@ impl<T: SharedState> QueueProducer<T> {
         Ok(QueueProducer {
             seg,
             sent,
+            consumed_seen: 0,
             created: false,
             _type: PhantomData,
         })
@@ -73,9 +77,14 @@ impl<T: SharedState> QueueProducer<T> {
     #[inline]
     pub fn try_send(&mut self, value: &T) -> Result<()> {
         let number = self.sent.wrapping_add(1);
-        let wake =
-            stream::try_send_queued(&self.seg, number, Self::WORDS, payload::source_of(value))
-                .ok_or(Error::Full)?;
+        let wake = stream::try_send_queued(
+            &self.seg,
+            number,
+            &mut self.consumed_seen,
+            Self::WORDS,
+            payload::source_of(value),
+        )
+        .ok_or(Error::Full)?;
         self.sent = number;
         if wake {
             wake_all(&self.seg.header().futex);
@@ -157,6 +166,8 @@ pub struct QueueConsumer<T: SharedState> {
     seg: Segment,
     /// The number of the last message taken.
     taken: u64,
+    /// `published` as this consumer last loaded it.
+    published_seen: u64,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -174,6 +185,7 @@ impl<T: SharedState> QueueConsumer<T> {
         Ok(QueueConsumer {
             seg,
             taken,
+            published_seen: 0,
             _type: PhantomData,
         })
     }
@@ -181,9 +193,16 @@ impl<T: SharedState> QueueConsumer<T> {
     /// Copies message `taken + 1 + ahead` into `out` without taking it: `Ok(false)` if it
     /// was not sent yet.
     #[inline]
-    fn copy(&self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
+    fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
         let number = self.taken + 1 + ahead;
-        match stream::receive_queued(&self.seg, number, Self::WORDS, payload::sink_into(out)) {
+        let sink = payload::sink_into(out);
+        match stream::receive_queued(
+            &self.seg,
+            number,
+            &mut self.published_seen,
+            Self::WORDS,
+            sink,
+        ) {
             Queued::Message(_) => Ok(true),
             Queued::Empty => Ok(false),
             Queued::Broken => Err(Error::Corrupt {

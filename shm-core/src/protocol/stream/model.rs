@@ -187,10 +187,13 @@ fn queue<const N: usize>(sends: u64) {
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut taken = 0;
+                let (mut taken, mut published_seen) = (0, 0);
                 while taken < sends {
                     let mut copy = [0u64; WORDS];
-                    match receive_queued(&*ring, taken + 1, WORDS, |i, w| copy[i] = w) {
+                    let next = taken + 1;
+                    match receive_queued(&*ring, next, &mut published_seen, WORDS, |i, w| {
+                        copy[i] = w
+                    }) {
                         Queued::Empty => thread::yield_now(),
                         Queued::Broken => panic!("the producer overwrote message {}", taken + 1),
                         Queued::Message(number) => {
@@ -203,9 +206,10 @@ fn queue<const N: usize>(sends: u64) {
                 }
             })
         };
+        let mut consumed_seen = 0;
         for number in 1..=sends {
             loop {
-                match try_send_queued(&*ring, number, WORDS, |_| number) {
+                match try_send_queued(&*ring, number, &mut consumed_seen, WORDS, |_| number) {
                     Some(wake) => {
                         assert!(!wake, "nobody waits in this model");
                         break;
