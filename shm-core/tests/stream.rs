@@ -56,6 +56,7 @@ fn child_process_entry_point() {
         Some("slow-reader") => broadcast_reader(true),
         Some("queue-producer") => queue_producer(),
         Some("queue-consumer") => queue_consumer(),
+        Some("without-syscalls") => send_and_receive_without_syscalls(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -580,4 +581,63 @@ fn errors_display_lowercase() {
         Error::Lagged { missed: 3 }.to_string(),
         "the reader fell behind and lost 3 messages"
     );
+}
+
+/// Sends and receives 10,000 messages on a stream and a queue under a seccomp filter that kills
+/// the process at its first system call other than exit_group: it survives only if sending
+/// and receiving make none.
+fn send_and_receive_without_syscalls() {
+    let mut tx = Msg::open_stream_writer(&env("SHM_NAME")).unwrap();
+    let mut rx = tx.subscribe().unwrap();
+    let mut qtx = Msg::open_queue_producer(&env("SHM_QUEUE")).unwrap();
+    let mut qrx = Msg::open_consumer(&env("SHM_QUEUE")).unwrap();
+    let messages: Vec<Msg> = (1..=10_000).map(msg).collect();
+    common::seccomp::forbid_syscalls_except_exit();
+    let mut ok = true;
+    for m in &messages {
+        tx.send(m);
+        ok &= matches!(rx.try_recv(), Ok(Some(r)) if r == *m);
+        ok &= qtx.try_send(m).is_ok();
+        ok &= matches!(qrx.try_recv(), Ok(Some(r)) if r == *m);
+    }
+    // SAFETY: exit_group ends the process at once; nothing after it runs.
+    unsafe { libc::syscall(libc::SYS_exit_group, if ok { 0 } else { 1 }) };
+    unreachable!();
+}
+
+#[test]
+fn sending_and_receiving_make_no_syscall_unless_somebody_waits() {
+    use std::os::unix::process::ExitStatusExt;
+    if role().is_some() {
+        return;
+    }
+    let stream = Name::new("nosys-stream");
+    let queue = Name::new("nosys-queue");
+    drop(Msg::create_stream(&stream, 64).unwrap());
+    drop(Msg::create_queue(&queue, 64).unwrap());
+    let run = || {
+        let envs = [
+            ("SHM_NAME", stream.to_string()),
+            ("SHM_QUEUE", queue.to_string()),
+        ];
+        spawn_role(ENTRY, "without-syscalls", &envs).wait().unwrap()
+    };
+    let status = run();
+    assert!(
+        status.success(),
+        "a send or receive made a syscall: {status:?}"
+    );
+    assert_eq!(
+        Msg::subscribe_from_oldest(&stream)
+            .unwrap()
+            .try_recv()
+            .unwrap(),
+        Some(msg(9_937))
+    );
+
+    // With a waiter registered (as a reader blocked in `recv` would be), a send wakes it with a
+    // futex syscall, and the filter kills the sender: the check above can fail.
+    common::poke(&stream, common::Field::Waiters, 1);
+    let status = run();
+    assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
 }
