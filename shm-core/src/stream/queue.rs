@@ -157,11 +157,12 @@ impl<T: SharedState> QueueProducer<T> {
 ///
 /// The number of the last message taken lives in the segment, so a consumer that exits or
 /// dies and is opened again ([`SharedState::open_consumer`]) continues with the first message
-/// no consumer took. A message is taken when a receive returns it: the consumer's position is
-/// stored (one atomic store) just before the receive returns, so a process killed in that
-/// instant loses that one message, and one killed at any other point loses none and sees none
-/// twice. One consumer at a time: it holds the queue's consumer lease, a kernel lock the
-/// kernel releases with the handle or the process.
+/// no consumer took. A message is taken when a receive stores the consumer's position (one
+/// atomic store, just before the receive returns it): no message is ever returned by two
+/// receives, and none is skipped. A consumer killed after that store but before its program
+/// handled the message (or the batch, for [`recv_batch`](Self::recv_batch)) does not get it
+/// again. One consumer at a time: it holds the queue's consumer lease, a kernel lock the kernel
+/// releases with the handle or the process.
 pub struct QueueConsumer<T: SharedState> {
     seg: Segment,
     /// The number of the last message taken.
