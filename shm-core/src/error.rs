@@ -89,6 +89,26 @@ pub enum Error {
     },
     /// A helper value holds invalid bytes.
     InvalidValue(crate::ValueError),
+    /// A stream reader fell behind by more than the stream's capacity: the writer overwrote
+    /// `missed` messages before this reader got to them. Reported once per gap; the next
+    /// receive continues with the oldest message still available.
+    Lagged {
+        /// How many messages this reader lost, exactly.
+        missed: u64,
+    },
+    /// Another live process consumes this queue: a queue has one consumer at a time.
+    ConsumerBusy,
+    /// A queue is full: the consumer has not taken the oldest message yet, and a queue never
+    /// overwrites one (on `try_send`).
+    Full,
+    /// The segment holds another kind of thing than the opener expects, e.g. a stream opened
+    /// as shared state: open it with the calls of its kind.
+    WrongKind {
+        /// The kind the opener expects.
+        expected: crate::SegmentKind,
+        /// The kind the segment holds.
+        found: crate::SegmentKind,
+    },
     /// The operating system refused an operation on the segment for a reason not covered
     /// above (out of memory or disk space, too many open files, ...). The cause is the
     /// [`source`](std::error::Error::source).
@@ -151,6 +171,19 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::InvalidLayout { what } => write!(f, "invalid layout: {what}"),
             Error::InvalidValue(_) => f.write_str("a helper value holds invalid bytes"),
+            Error::Lagged { missed } => write!(
+                f,
+                "the reader fell behind and lost {missed} message{}",
+                if *missed == 1 { "" } else { "s" }
+            ),
+            Error::Full => f.write_str("the queue is full"),
+            Error::ConsumerBusy => f.write_str("another process consumes this queue"),
+            Error::WrongKind { expected, found } => write!(
+                f,
+                "this segment holds {}, not {}",
+                found.describe(),
+                expected.describe()
+            ),
             Error::Io { action, name, .. } => write!(f, "{action} segment {name:?}"),
         }
     }

@@ -49,7 +49,11 @@ pub(crate) struct Header {
     pub writer_pid: AtomicU32,
     pub creator_pid: AtomicU32,
     pub writer_epoch: AtomicU64,
-    _reserved: [AtomicU64; 4],
+    /// What the segment holds: a [`SegmentKind`] code (0, shared state, in segments made
+    /// before kinds existed, whose reserved bytes are zero).
+    pub kind: AtomicU32,
+    _reserved_after_kind: AtomicU32,
+    _reserved: [AtomicU64; 3],
     /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
     pub published: AtomicU64,
     _pad1: [AtomicU64; 7],
@@ -63,6 +67,103 @@ pub(crate) struct Header {
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
+const _: () = assert!(core::mem::offset_of!(Header, kind) == 96);
+
+/// What a segment holds, stored in the header's `kind` field (section "Streams and queues").
+///
+/// Each kind is opened by its own calls: a program that opens a segment of another kind gets
+/// [`Error::WrongKind`](crate::Error::WrongKind) saying which call to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SegmentKind {
+    /// One value, the latest: [`SharedState::create`](crate::SharedState::create) and
+    /// [`SharedState::open`](crate::SharedState::open).
+    State,
+    /// A broadcast stream of messages:
+    /// [`SharedState::create_stream`](crate::SharedState::create_stream) and
+    /// [`SharedState::subscribe`](crate::SharedState::subscribe).
+    Stream,
+    /// A queue with backpressure, one producer and one consumer:
+    /// [`SharedState::create_queue`](crate::SharedState::create_queue) and
+    /// [`SharedState::open_consumer`](crate::SharedState::open_consumer).
+    Queue,
+}
+
+impl SegmentKind {
+    /// The code stored in the header.
+    pub(crate) const fn code(self) -> u32 {
+        match self {
+            SegmentKind::State => 0,
+            SegmentKind::Stream => 1,
+            SegmentKind::Queue => 2,
+        }
+    }
+
+    /// The kind a header code stands for, if any.
+    pub(crate) const fn from_code(code: u32) -> Option<SegmentKind> {
+        match code {
+            0 => Some(SegmentKind::State),
+            1 => Some(SegmentKind::Stream),
+            2 => Some(SegmentKind::Queue),
+            _ => None,
+        }
+    }
+
+    /// Whether segments of this kind have the stream control line before their slots.
+    pub(crate) const fn is_ring(self) -> bool {
+        !matches!(self, SegmentKind::State)
+    }
+
+    /// The most slots a segment of this kind may have.
+    pub(crate) const fn max_slots(self) -> usize {
+        if self.is_ring() {
+            MAX_STREAM_CAPACITY
+        } else {
+            MAX_SLOTS
+        }
+    }
+
+    /// What this kind holds and how a program reads it, for error messages.
+    pub(crate) const fn describe(self) -> &'static str {
+        match self {
+            SegmentKind::State => "shared state (read it with `open`)",
+            SegmentKind::Stream => "a broadcast stream (read it with `subscribe`)",
+            SegmentKind::Queue => "a queue (read it with `open_consumer`)",
+        }
+    }
+}
+
+impl core::fmt::Display for SegmentKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SegmentKind::State => "state",
+            SegmentKind::Stream => "stream",
+            SegmentKind::Queue => "queue",
+        })
+    }
+}
+
+/// Most messages a stream or queue segment may hold (its slot count).
+pub(crate) const MAX_STREAM_CAPACITY: usize = 1 << 24;
+
+/// The control line of stream and queue segments, the cache line right after the header
+/// (section "Streams and queues"). Every field is atomic.
+#[repr(C)]
+pub(crate) struct Control {
+    /// Queues: the number of the last message the consumer took (0: none yet). Written only
+    /// by the consumer. Zero and unused in broadcast streams.
+    pub consumed: AtomicU64,
+    /// Queues: futex word the consumer bumps to wake a producer waiting for space.
+    pub space_futex: AtomicU32,
+    /// Queues: number of producers blocked, or about to block, on `space_futex`.
+    pub space_waiters: AtomicU32,
+    /// Queues: the `consumed` value a waiting producer needs (room for its next message); the
+    /// consumer wakes it when its commit reaches this value, not on every commit.
+    pub space_wanted: AtomicU64,
+    _pad: [AtomicU64; 5],
+}
+
+const _: () = assert!(core::mem::size_of::<Control>() == CACHE_LINE);
 
 /// Where things are in a segment holding one payload type (sections "Overview" and "Slots").
 ///
@@ -70,6 +171,7 @@ const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
 /// says; they keep their own copy and never re-read the header's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
+    pub kind: SegmentKind,
     pub payload_size: usize,
     pub payload_align: usize,
     pub payload_words: usize,
@@ -85,20 +187,39 @@ impl Geometry {
     /// The geometry for a payload of `size`/`align` bytes in `slots` slots followed by a
     /// descriptor of `descriptor_len` bytes, or `None` if the sizes overflow (only a hostile
     /// header asks for that).
+    #[allow(dead_code)] // segments of a known kind use `of_kind`
     pub fn new(size: u64, align: u64, slots: usize, descriptor_len: u64) -> Option<Geometry> {
+        Self::of_kind(SegmentKind::State, size, align, slots, descriptor_len)
+    }
+
+    /// [`new`](Self::new) for a segment of `kind`: stream and queue segments have one control
+    /// line between the header and slot 0.
+    pub fn of_kind(
+        kind: SegmentKind,
+        size: u64,
+        align: u64,
+        slots: usize,
+        descriptor_len: u64,
+    ) -> Option<Geometry> {
+        let slots_offset = if kind.is_ring() {
+            HEADER_SIZE + CACHE_LINE
+        } else {
+            HEADER_SIZE
+        };
         let payload_words = usize::try_from(size.div_ceil(8)).ok()?;
         let slot_stride = payload_words
             .checked_mul(8)?
             .checked_add(CACHE_LINE)?
             .checked_next_multiple_of(CACHE_LINE)?;
-        let descriptor_offset = slot_stride.checked_mul(slots)?.checked_add(HEADER_SIZE)?;
+        let descriptor_offset = slot_stride.checked_mul(slots)?.checked_add(slots_offset)?;
         let descriptor_len = usize::try_from(descriptor_len).ok()?;
         Some(Geometry {
+            kind,
             payload_size: usize::try_from(size).ok()?,
             payload_align: usize::try_from(align).ok()?,
             payload_words,
             slot_count: slots,
-            slots_offset: HEADER_SIZE,
+            slots_offset,
             slot_stride,
             descriptor_offset,
             descriptor_len,

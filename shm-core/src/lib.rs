@@ -54,6 +54,7 @@ mod protocol;
 mod reader;
 mod segment;
 mod shared_state;
+pub mod stream;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod types;
@@ -65,11 +66,12 @@ pub mod __private;
 
 pub use backend::Backend;
 pub use error::{Error, Result};
-pub use format::FORMAT_VERSION;
+pub use format::{SegmentKind, FORMAT_VERSION};
 pub use layout::{Layout, LayoutBuf};
 pub use options::{remove, Options};
 pub use reader::{RawReader, Reader};
 pub use shared_state::SharedState;
+pub use stream::{QueueConsumer, QueueProducer, StreamReader, StreamWriter};
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
 pub use writer::{RawWriter, Writer};
 
@@ -86,6 +88,11 @@ pub use writer::{RawWriter, Writer};
 /// `#[shm(name = "Name")]` gives the type a stable name that enters the layout hash and the
 /// exports.
 pub use shm_derive::SharedState;
+
+/// The stream guide's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/streams.md")]
+pub struct StreamsDoctests;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

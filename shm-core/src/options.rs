@@ -81,7 +81,12 @@ impl Options {
         self
     }
 
-    fn make(&self) -> Make {
+    /// The backend chosen.
+    pub(crate) fn chosen_backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn make(&self) -> Make {
         Make {
             slots: self.slots,
             mode: self.mode,

@@ -142,4 +142,17 @@ pub mod hooks {
     pub fn raw<T: SharedState>(r: &Reader<T>) -> &RawReader {
         r.raw()
     }
+
+    /// The untyped reader under a stream reader (for [`slot_sequences`]).
+    pub fn stream_raw<T: SharedState>(r: &crate::StreamReader<T>) -> &RawReader {
+        r.raw()
+    }
+
+    /// The sequence word of every slot of a queue, in slot order.
+    pub fn queue_slot_sequences<T: SharedState>(c: &crate::QueueConsumer<T>) -> Vec<u64> {
+        let seg = c.segment();
+        (0..seg.index().count())
+            .map(|i| seg.slot(i).0.load(Ordering::Relaxed))
+            .collect()
+    }
 }

@@ -17,8 +17,8 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{
-    Geometry, Header, CACHE_LINE, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, MAX_SLOTS,
-    STATE_CREATING, STATE_READY,
+    Control, Geometry, Header, SegmentKind, CACHE_LINE, FORMAT_VERSION, HEADER_SIZE, MAGIC,
+    MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
 };
 use crate::layout::LayoutBuf;
 use crate::protocol::{SlotIndex, Slots};
@@ -40,6 +40,8 @@ pub(crate) struct Spec<'a> {
     pub mode: u32,
     /// Test hook: abort the process just before marking the segment ready.
     pub crash_before_ready: bool,
+    /// What the segment holds (the slots are a stream's ring for streams and queues).
+    pub kind: SegmentKind,
 }
 
 /// What an opener expects to find in a segment.
@@ -48,6 +50,32 @@ pub(crate) enum Expect {
     Type { layout: LayoutBuf, hash: u64 },
     /// Any valid segment (an untyped reader decodes it by its stored layout).
     Any,
+    /// A stream or queue segment (`kind`) of this type: its layout and layout hash.
+    Ring {
+        kind: SegmentKind,
+        layout: LayoutBuf,
+        hash: u64,
+    },
+}
+
+impl Expect {
+    /// The kind of segment expected: shared state unless this is `Ring`.
+    fn kind(&self) -> SegmentKind {
+        match self {
+            Expect::Ring { kind, .. } => *kind,
+            Expect::Type { .. } | Expect::Any => SegmentKind::State,
+        }
+    }
+
+    /// The expected type's layout and layout hash, if a type is expected.
+    fn typed(&self) -> Option<(&LayoutBuf, u64)> {
+        match self {
+            Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
+                Some((layout, *hash))
+            }
+            Expect::Any => None,
+        }
+    }
 }
 
 /// A shared mapping of a segment file, guarded against a peer shrinking the file under it.
@@ -221,7 +249,8 @@ impl Segment {
                 what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)".into(),
             });
         }
-        let geometry = Geometry::new(
+        let geometry = Geometry::of_kind(
+            spec.kind,
             spec.layout.size,
             spec.layout.align,
             spec.slots,
@@ -271,7 +300,13 @@ impl Segment {
         h.writer_pid.store(sys::pid(), r);
         h.creator_pid.store(sys::pid(), r);
         h.writer_epoch.store(1, r);
+        h.kind.store(spec.kind.code(), r);
         h.waiters.store(0, r);
+        if let Some(c) = seg.control() {
+            c.consumed.store(0, r);
+            c.space_waiters.store(0, r);
+            c.space_wanted.store(0, r);
+        }
         for (stored, b) in descriptor_of(&seg.map, &geometry).iter().zip(&desc) {
             stored.store(*b, r);
         }
@@ -318,6 +353,12 @@ impl Segment {
         let h = header_of(&map);
         let mapped = map.len() as u64;
         let geometry = validate_header(h, mapped)?;
+        if geometry.kind != expect.kind() {
+            return Err(Error::WrongKind {
+                expected: expect.kind(),
+                found: geometry.kind,
+            });
+        }
         let found = h.layout_hash.load(Ordering::Relaxed);
         let bytes: Vec<u8> = descriptor_of(&map, &geometry)
             .iter()
@@ -338,9 +379,9 @@ impl Segment {
                 first_difference,
             })
         };
-        if let Expect::Type { layout, hash } = expect {
-            if found != *hash {
-                return mismatch(layout, *hash, &stored);
+        if let Some((layout, hash)) = expect.typed() {
+            if found != hash {
+                return mismatch(layout, hash, &stored);
             }
         }
         let layout = match stored {
@@ -355,16 +396,12 @@ impl Segment {
         {
             return corrupt("the payload size or alignment does not match the stored layout");
         }
-        if let Expect::Type {
-            layout: program,
-            hash,
-        } = expect
-        {
+        if let Some((program, hash)) = expect.typed() {
             // The hash matches, and the segment agrees with itself, yet the payload is not the
             // opener's size: a hash collision a peer forged. Refused as another type, so that the
             // opener's type never meets slots it does not fit.
             if program.size != layout.size || program.align != layout.align {
-                return mismatch(program, *hash, &Ok(layout));
+                return mismatch(program, hash, &Ok(layout));
             }
         }
         let seg = Segment {
@@ -459,6 +496,19 @@ impl Segment {
         &self.geometry
     }
 
+    /// The control line of a stream or queue segment (`None` for shared state).
+    pub fn control(&self) -> Option<&Control> {
+        if !self.geometry.kind.is_ring() {
+            return None;
+        }
+        assert!(HEADER_SIZE + CACHE_LINE <= self.geometry.slots_offset);
+        // SAFETY: ring geometries put slot 0 one cache line after the header (asserted), so
+        // the line at HEADER_SIZE lies inside the mapping (validated or built total size); it
+        // is 64-aligned in a page-aligned mapping; `Control` is all atomics, valid for any
+        // bytes; the borrow is tied to `self`, which owns the mapping.
+        Some(unsafe { &*(self.map.as_ptr().add(HEADER_SIZE) as *const Control) })
+    }
+
     /// The layout the segment stores (validated against its layout hash on open).
     pub fn layout(&self) -> &LayoutBuf {
         &self.layout
@@ -550,8 +600,11 @@ fn validate_header(h: &Header, mapped: u64) -> Result<Geometry> {
             found: mapped,
         });
     }
+    let Some(kind) = SegmentKind::from_code(h.kind.load(r)) else {
+        return corrupt("unknown segment kind");
+    };
     let slots = h.slot_count.load(r) as usize;
-    if slots == 0 || slots > MAX_SLOTS {
+    if slots == 0 || slots > kind.max_slots() {
         return corrupt("slot count out of range");
     }
     let desc_len = h.descriptor_len.load(r);
@@ -566,7 +619,9 @@ fn validate_header(h: &Header, mapped: u64) -> Result<Geometry> {
     if !payload_align.is_power_of_two() {
         return corrupt("payload alignment is not a power of two");
     }
-    let Some(geometry) = Geometry::new(payload_size, payload_align as u64, slots, desc_len) else {
+    let Some(geometry) =
+        Geometry::of_kind(kind, payload_size, payload_align as u64, slots, desc_len)
+    else {
         return corrupt("slot geometry overflows");
     };
     let stored = (

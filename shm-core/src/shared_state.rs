@@ -62,6 +62,55 @@ pub unsafe trait SharedState: Copy + Send + Sync + Sealed + 'static {
     fn open_or_create(name: &str, initial: &Self) -> Result<Writer<Self>> {
         Options::new().open_or_create(name, initial)
     }
+
+    /// Creates the broadcast stream `name` holding up to `capacity` messages and returns its
+    /// writer, whose [`send`](crate::StreamWriter::send) never blocks (it overwrites the
+    /// oldest message). Fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if
+    /// the name is taken.
+    ///
+    /// # Panics
+    /// If `capacity` is 0 or more than 2^24.
+    fn create_stream(name: &str, capacity: usize) -> Result<crate::StreamWriter<Self>> {
+        Options::new().create_stream(name, capacity)
+    }
+
+    /// Subscribes to the stream `name`, checking the layout hash: the reader receives every
+    /// message sent from now on, in order.
+    fn subscribe(name: &str) -> Result<crate::StreamReader<Self>> {
+        Options::new().subscribe(name)
+    }
+
+    /// Subscribes to the stream `name` from the oldest message it still holds.
+    fn subscribe_from_oldest(name: &str) -> Result<crate::StreamReader<Self>> {
+        Options::new().subscribe_from_oldest(name)
+    }
+
+    /// Opens the stream `name` as its writer, taking over from a writer that exited or died
+    /// (a new epoch) and continuing its message numbering; fails with
+    /// [`Error::WriterBusy`](crate::Error::WriterBusy) while a live writer holds it.
+    fn open_stream_writer(name: &str) -> Result<crate::StreamWriter<Self>> {
+        Options::new().open_stream_writer(name)
+    }
+
+    /// Creates the queue `name` (one producer, one consumer, backpressure) holding up to
+    /// `capacity` messages not yet taken, and returns its producer.
+    ///
+    /// # Panics
+    /// If `capacity` is 0 or more than 2^24.
+    fn create_queue(name: &str, capacity: usize) -> Result<crate::QueueProducer<Self>> {
+        Options::new().create_queue(name, capacity)
+    }
+
+    /// Opens the queue `name` as its producer, taking over from one that exited or died.
+    fn open_queue_producer(name: &str) -> Result<crate::QueueProducer<Self>> {
+        Options::new().open_queue_producer(name)
+    }
+
+    /// Opens the queue `name` as its consumer: it continues after the last message any
+    /// consumer took.
+    fn open_consumer(name: &str) -> Result<crate::QueueConsumer<Self>> {
+        Options::new().open_consumer(name)
+    }
 }
 
 /// Compile-time proof, by zerocopy, that a leaf type has no padding and no invalid bit patterns.

@@ -4,6 +4,7 @@
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::format::SegmentKind;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Resume};
@@ -364,6 +365,7 @@ fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a> {
         slots: make.slots,
         mode: make.mode,
         crash_before_ready: make.crash_before_ready,
+        kind: SegmentKind::State,
     }
 }
 

@@ -16,6 +16,7 @@
 
 #[cfg(all(test, loom))]
 mod model;
+pub(crate) mod stream;
 
 use core::sync::atomic::{self, AtomicU64, Ordering};
 
@@ -276,7 +277,7 @@ pub(crate) fn resume<S: Slots>(s: &S) -> Resume {
 ///
 /// `expected`, when given, is the only sequence value to accept (see [`SlotIndex::expected`]).
 #[inline(always)]
-fn read_slot<W: Word>(
+pub(super) fn read_slot<W: Word>(
     seq: &W,
     words: &[W],
     expected: Option<u64>,
@@ -304,7 +305,12 @@ fn read_slot<W: Word>(
 /// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
 /// mid-write is overwritten normally by the next write.
 #[inline(always)]
-fn write_slot<W: Word>(seq: &W, words: &[W], version: u64, mut source: impl FnMut(usize) -> u64) {
+pub(super) fn write_slot<W: Word>(
+    seq: &W,
+    words: &[W],
+    version: u64,
+    mut source: impl FnMut(usize) -> u64,
+) {
     let done = complete(version);
     seq.store(done.wrapping_sub(1), Ordering::Relaxed);
     // Orders the odd sequence store before the payload stores: a reader that sees any new

@@ -177,6 +177,20 @@ pub fn writer_lock_held(file: &File) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// Takes the queue consumer's lease: an exclusive open-file-description lock on byte 1 (the
+/// writer lease is byte 0), released by the kernel as the writer lease is. `Ok(false)` when
+/// another open file description holds it.
+pub fn try_lock_consumer(file: &File) -> io::Result<bool> {
+    let mut fl = lock_struct(libc::F_WRLCK);
+    fl.l_start = 1;
+    // SAFETY: `file` is an open descriptor and `fl` a valid `flock` that outlives the call.
+    match cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The size of the file, from `fstat`.
 pub fn file_size(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())

@@ -3,6 +3,8 @@
 //! deterministic random generator.
 #![allow(dead_code)]
 
+pub mod seccomp;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 

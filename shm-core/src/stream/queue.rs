@@ -1,0 +1,332 @@
+//! [`QueueProducer`] and [`QueueConsumer`]: a queue with backpressure, one producer and one
+//! consumer, each message taken exactly once.
+
+use super::{create_ring, expect_ring, open_ring_writer, wait_until, wake_all};
+use crate::backend::Backend;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::format::{Control, SegmentKind};
+use crate::payload;
+use crate::protocol::stream::{self, Queued};
+use crate::protocol::{self, Slots};
+use crate::segment::Segment;
+use crate::sys::{self, Access};
+use crate::writer::Make;
+use crate::SharedState;
+use core::marker::PhantomData;
+use core::mem::{size_of, MaybeUninit};
+use core::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn control(seg: &Segment) -> &Control {
+    seg.control().expect("a queue segment has a control line")
+}
+
+/// Sends messages of `T` to a queue, which holds at most its capacity of messages the
+/// consumer has not taken: [`try_send`](Self::try_send) fails with [`Error::Full`] and
+/// [`send`](Self::send) waits, instead of overwriting.
+///
+/// The producer holds the segment's writer lease, as a [`Writer`](crate::Writer) does; when
+/// it is dropped or its process dies, another process takes over with
+/// [`SharedState::open_queue_producer`] and continues the numbering: a message whose send was
+/// cut short by the death was never delivered, and the new producer's first message takes its
+/// number.
+pub struct QueueProducer<T: SharedState> {
+    seg: Segment,
+    /// The number of the last message sent (0: none).
+    sent: u64,
+    /// `consumed` as this producer last loaded it.
+    consumed_seen: u64,
+    created: bool,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedState> QueueProducer<T> {
+    const WORDS: usize = payload::words(size_of::<T>());
+
+    pub(crate) fn create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        capacity: usize,
+    ) -> Result<Self> {
+        let seg = create_ring::<T>(backend, name, make, SegmentKind::Queue, capacity)?;
+        Ok(QueueProducer {
+            seg,
+            sent: 0,
+            consumed_seen: 0,
+            created: true,
+            _type: PhantomData,
+        })
+    }
+
+    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
+        let seg = open_ring_writer::<T>(backend, name, SegmentKind::Queue, ready_wait)?;
+        let sent = protocol::load_acquire(seg.published());
+        Ok(QueueProducer {
+            seg,
+            sent,
+            consumed_seen: 0,
+            created: false,
+            _type: PhantomData,
+        })
+    }
+
+    /// Sends `value` if the queue has room, else fails with [`Error::Full`]. Never blocks;
+    /// makes no syscall unless the consumer is blocked waiting for a message.
+    #[inline]
+    pub fn try_send(&mut self, value: &T) -> Result<()> {
+        let number = self.sent.wrapping_add(1);
+        let wake = stream::try_send_queued(
+            &self.seg,
+            number,
+            &mut self.consumed_seen,
+            Self::WORDS,
+            payload::source_of(value),
+        )
+        .ok_or(Error::Full)?;
+        self.sent = number;
+        if wake {
+            wake_all(&self.seg.header().futex);
+        }
+        Ok(())
+    }
+
+    /// Sends `value`, waiting as long as it takes for room.
+    pub fn send(&mut self, value: &T) {
+        let sent = self.send_until(value, Deadline::never());
+        debug_assert!(sent.is_ok(), "a wait without deadline ends only with room");
+    }
+
+    /// Sends `value`, waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_until(value, Deadline::after(timeout))
+    }
+
+    fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
+        loop {
+            match self.try_send(value) {
+                Err(Error::Full) => {}
+                other => return other,
+            }
+            let c = control(&self.seg);
+            let number = self.sent.wrapping_add(1);
+            stream::wait_for_room(&self.seg, number);
+            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, || {
+                stream::has_room(&self.seg, number)
+            }) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// The number of messages sent to this queue since it was created, by this producer and
+    /// the producers before it.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The number of messages sent that the consumer has not taken yet.
+    pub fn backlog(&self) -> u64 {
+        let taken = protocol::load_acquire(&control(&self.seg).consumed);
+        self.sent.saturating_sub(taken)
+    }
+
+    /// The capacity in messages: how many the queue holds before the producer waits.
+    pub fn capacity(&self) -> usize {
+        self.seg.geometry().slot_count
+    }
+
+    /// Whether this handle created the queue (as opposed to taking over an existing one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// This producer's epoch: 1 for the creator, one more for every takeover.
+    pub fn epoch(&self) -> u64 {
+        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+}
+
+/// Takes the messages of a queue, each exactly once, in order.
+///
+/// The number of the last message taken lives in the segment, so a consumer that exits or
+/// dies and is opened again ([`SharedState::open_consumer`]) continues with the first message
+/// no consumer took. A message is taken when a receive stores the consumer's position (one
+/// atomic store, just before the receive returns it): no message is ever returned by two
+/// receives, and none is skipped. A consumer killed after that store but before its program
+/// handled the message (or the batch, for [`recv_batch`](Self::recv_batch)) does not get it
+/// again. One consumer at a time: it holds the queue's consumer lease, a kernel lock the kernel
+/// releases with the handle or the process.
+pub struct QueueConsumer<T: SharedState> {
+    seg: Segment,
+    /// The number of the last message taken.
+    taken: u64,
+    /// `published` as this consumer last loaded it.
+    published_seen: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedState> QueueConsumer<T> {
+    const WORDS: usize = payload::words(size_of::<T>());
+
+    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
+        let expect = expect_ring::<T>(SegmentKind::Queue);
+        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
+        if !sys::try_lock_consumer(seg.file()).map_err(Error::io("locking", name))? {
+            return Err(Error::ConsumerBusy);
+        }
+        // The previous consumer's last store: we hold the lease now, nobody else stores it.
+        let taken = protocol::load_acquire(&control(&seg).consumed);
+        Ok(QueueConsumer {
+            seg,
+            taken,
+            published_seen: 0,
+            _type: PhantomData,
+        })
+    }
+
+    /// Copies message `taken + 1 + ahead` into `out` without taking it: `Ok(false)` if it
+    /// was not sent yet.
+    #[inline]
+    fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
+        let number = self.taken + 1 + ahead;
+        let sink = payload::sink_into(out);
+        match stream::receive_queued(
+            &self.seg,
+            number,
+            &mut self.published_seen,
+            Self::WORDS,
+            sink,
+        ) {
+            Queued::Message(_) => Ok(true),
+            Queued::Empty => Ok(false),
+            Queued::Broken => Err(Error::Corrupt {
+                what: "a queue slot does not hold the message its number says (a peer broke the protocol)",
+            }),
+        }
+    }
+
+    /// Takes every message up to `number`.
+    #[inline]
+    fn take(&mut self, number: u64) {
+        self.taken = number;
+        if stream::commit(&self.seg, number) {
+            wake_all(&control(&self.seg).space_futex);
+        }
+    }
+
+    /// Takes the next message if there is one, without waiting (`Ok(None)` if none).
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<Option<T>> {
+        let mut out = MaybeUninit::uninit();
+        if !self.copy(0, &mut out)? {
+            return Ok(None);
+        }
+        self.take(self.taken + 1);
+        // SAFETY: `copy` returned true: one consistent copy of the message wrote every byte of
+        // `out`; every bit pattern is a valid `T` (`T: SharedState`).
+        Ok(Some(unsafe { out.assume_init() }))
+    }
+
+    /// Takes the next message, waiting for it as long as it takes.
+    pub fn recv(&mut self) -> Result<T> {
+        self.recv_until(Deadline::never())
+    }
+
+    /// Takes the next message, waiting at most `timeout` for it ([`Error::Timeout`]).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
+        loop {
+            if let Some(v) = self.try_recv()? {
+                return Ok(v);
+            }
+            let h = self.seg.header();
+            let next = self.taken + 1;
+            if !wait_until(&h.futex, &h.waiters, true, deadline, || {
+                h.published.load(Ordering::SeqCst) >= next
+            }) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// Takes as many messages as are available, up to `buf.len()`, into `buf` without waiting,
+    /// and returns how many (0 if none). The position is stored once for the whole batch.
+    pub fn recv_batch(&mut self, buf: &mut [T]) -> Result<usize> {
+        let mut n = 0;
+        for slot in buf.iter_mut() {
+            // SAFETY: `MaybeUninit<T>` has the layout of `T`; the copy only writes bytes into
+            // it, and every byte pattern is a valid `T` (`T: SharedState`), so `*slot` stays a
+            // valid `T` whatever is written.
+            let out = unsafe { &mut *(slot as *mut T as *mut MaybeUninit<T>) };
+            if !self.copy(n, out)? {
+                break;
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.take(self.taken + n);
+        }
+        Ok(n as usize)
+    }
+
+    /// The number of messages taken from this queue since it was created, by this consumer and
+    /// the consumers before it; also the number of the last message taken.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// The number of messages sent and not taken yet.
+    pub fn backlog(&self) -> u64 {
+        protocol::load_acquire(self.seg.published()).saturating_sub(self.taken)
+    }
+
+    /// The capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.seg.geometry().slot_count
+    }
+
+    /// Whether a producer currently holds the queue's writer lease.
+    pub fn producer_alive(&self) -> bool {
+        sys::writer_lock_held(self.seg.file()).unwrap_or(true)
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// The segment, for the crate's test hooks.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T: SharedState> core::fmt::Debug for QueueProducer<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("QueueProducer")
+            .field("name", &self.name())
+            .field("capacity", &self.capacity())
+            .field("sent", &self.sent)
+            .finish()
+    }
+}
+
+impl<T: SharedState> core::fmt::Debug for QueueConsumer<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("QueueConsumer")
+            .field("name", &self.name())
+            .field("capacity", &self.capacity())
+            .field("taken", &self.taken)
+            .finish()
+    }
+}

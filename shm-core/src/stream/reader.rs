@@ -1,0 +1,269 @@
+//! [`StreamReader`]: one reader of a broadcast stream, with its own position, and its
+//! iterators.
+
+use super::wait_until;
+use crate::backend::Backend;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::format::SegmentKind;
+use crate::payload;
+use crate::protocol::stream;
+use crate::reader::RawReader;
+use crate::SharedState;
+use core::marker::PhantomData;
+use core::mem::{size_of, MaybeUninit};
+use core::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Where a new reader starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Start {
+    /// With the next message sent after subscribing.
+    Newest,
+    /// With the oldest message the stream still holds.
+    Oldest,
+}
+
+/// Receives every message of a broadcast stream, in order, from the position it subscribed at.
+///
+/// Each reader keeps its own position in its own memory and never writes the stream's shared
+/// memory (except, while it blocks in [`recv`](Self::recv), the waiter count of the futex it
+/// sleeps on; a reader that could map the stream only read-only polls instead). So readers
+/// cannot disturb the writer or each other, and any number can read at once.
+///
+/// A reader that falls behind by more than the stream's capacity loses the messages the
+/// writer overwrote: the next receive returns [`Error::Lagged`] with their exact number, once,
+/// and the one after continues with the oldest message still available. Messages are never
+/// torn, duplicated or reordered.
+///
+/// ```no_run
+/// use shm_core::{Error, SharedState};
+/// # #[derive(SharedState, Clone, Copy, Debug)] #[repr(C)] struct Fill { price: f64, qty: u64 }
+/// let mut rx = Fill::subscribe("/fills")?;
+/// loop {
+///     match rx.recv() {
+///         Ok(fill) => println!("{fill:?}"),
+///         Err(Error::Lagged { missed }) => eprintln!("lost {missed} fills"),
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # Ok::<(), shm_core::Error>(())
+/// ```
+pub struct StreamReader<T: SharedState> {
+    raw: RawReader,
+    /// The number of the next message this reader wants.
+    next: u64,
+    /// A message received right after a gap, returned after the gap is reported.
+    pending: Option<T>,
+    /// Messages lost in a gap not reported yet (`recv_batch` met it after copying some).
+    unreported: u64,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: SharedState> StreamReader<T> {
+    /// Words of a `T`: a compile-time constant, so small copies unroll.
+    const WORDS: usize = payload::words(size_of::<T>());
+
+    pub(crate) fn open_with(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        start: Start,
+    ) -> Result<Self> {
+        let expect = super::expect_ring::<T>(SegmentKind::Stream);
+        let raw = RawReader::open_with(backend, name, ready_wait, &expect)?;
+        Ok(Self::from_raw(raw, start))
+    }
+
+    /// A reader of the stream segment `raw` opened, starting at `start`.
+    pub(crate) fn from_raw(raw: RawReader, start: Start) -> Self {
+        let published = raw.version();
+        let capacity = raw.slot_count() as u64;
+        let next = match start {
+            Start::Newest => published + 1,
+            Start::Oldest => published.saturating_sub(capacity - 1).max(1),
+        };
+        StreamReader {
+            raw,
+            next,
+            pending: None,
+            unreported: 0,
+            _type: PhantomData,
+        }
+    }
+
+    /// Receives the next message if one was sent, without waiting: `Ok(None)` if none, or
+    /// `Err(Error::Lagged { missed })` once if this reader fell behind and the writer
+    /// overwrote `missed` messages it had not received (the next call returns the oldest
+    /// message still available).
+    pub fn try_recv(&mut self) -> Result<Option<T>> {
+        if self.unreported > 0 {
+            let missed = core::mem::take(&mut self.unreported);
+            return Err(Error::Lagged { missed });
+        }
+        if let Some(v) = self.pending.take() {
+            return Ok(Some(v));
+        }
+        let mut out = MaybeUninit::uninit();
+        let Some(number) = stream::receive(
+            self.raw.segment(),
+            self.next,
+            Self::WORDS,
+            payload::sink_into(&mut out),
+        ) else {
+            return Ok(None);
+        };
+        // SAFETY: `receive` returned a number: one consistent copy of that message wrote every
+        // byte of `out`; every bit pattern is a valid `T` (`T: SharedState`).
+        let value = unsafe { out.assume_init() };
+        let missed = number - self.next;
+        self.next = number + 1;
+        if missed > 0 {
+            self.pending = Some(value);
+            return Err(Error::Lagged { missed });
+        }
+        Ok(Some(value))
+    }
+
+    /// Receives the next message, waiting for it as long as it takes; `Err(Error::Lagged)` as
+    /// [`try_recv`](Self::try_recv).
+    ///
+    /// Sleeps on the stream's futex; the writer pays for a syscall only while somebody sleeps.
+    /// A writer that dies does not end the wait: a new writer may take over.
+    pub fn recv(&mut self) -> Result<T> {
+        self.recv_until(Deadline::never())
+    }
+
+    /// Receives the next message, waiting at most `timeout` for it ([`Error::Timeout`]);
+    /// `Err(Error::Lagged)` as [`try_recv`](Self::try_recv).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.recv_until(Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
+        loop {
+            if let Some(v) = self.try_recv()? {
+                return Ok(v);
+            }
+            let h = self.raw.segment().header();
+            let next = self.next;
+            let arrived = wait_until(
+                &h.futex,
+                &h.waiters,
+                self.raw.segment().is_writable(),
+                deadline,
+                || h.published.load(Ordering::SeqCst) >= next,
+            );
+            if !arrived {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// Receives as many messages as are available, up to `buf.len()`, into `buf` without
+    /// waiting, and returns how many (0 if none). `Err(Error::Lagged)` when the first message
+    /// comes after a gap; a gap met after some messages ends the batch and is reported by the
+    /// next call.
+    pub fn recv_batch(&mut self, buf: &mut [T]) -> Result<usize> {
+        for (i, slot) in buf.iter_mut().enumerate() {
+            match self.try_recv() {
+                Ok(Some(v)) => *slot = v,
+                Ok(None) => return Ok(i),
+                Err(Error::Lagged { missed }) if i > 0 => {
+                    self.unreported = missed;
+                    return Ok(i);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    /// An iterator that receives messages, waiting for each ([`recv`](Self::recv)); it never
+    /// ends, and yields `Err(Error::Lagged)` for gaps.
+    pub fn iter(&mut self) -> Iter<'_, T> {
+        Iter { reader: self }
+    }
+
+    /// An iterator over the messages available now ([`try_recv`](Self::try_recv)); it ends
+    /// when there are none, and yields `Err(Error::Lagged)` for gaps.
+    pub fn try_iter(&mut self) -> TryIter<'_, T> {
+        TryIter { reader: self }
+    }
+
+    /// The number of the next message this reader receives (messages are numbered from 1).
+    pub fn position(&self) -> u64 {
+        self.next - u64::from(self.pending.is_some())
+    }
+
+    /// The number of messages sent to the stream so far, by all its writers.
+    pub fn sent(&self) -> u64 {
+        self.raw.version()
+    }
+
+    /// The capacity in messages: how far this reader may fall behind before it loses some.
+    pub fn capacity(&self) -> usize {
+        self.raw.slot_count()
+    }
+
+    /// Whether a writer currently holds the stream's writer lease; see
+    /// [`RawReader::writer_alive`].
+    pub fn writer_alive(&self) -> bool {
+        self.raw.writer_alive()
+    }
+
+    /// The process id recorded by the last writer that took the lease (it may have exited).
+    pub fn writer_pid(&self) -> u32 {
+        self.raw.writer_pid()
+    }
+
+    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
+    pub fn writer_epoch(&self) -> u64 {
+        self.raw.writer_epoch()
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    /// The untyped reader underneath, for the crate's test hooks.
+    pub(crate) fn raw(&self) -> &RawReader {
+        &self.raw
+    }
+}
+
+/// Receives messages, waiting for each; see [`StreamReader::iter`].
+pub struct Iter<'a, T: SharedState> {
+    reader: &'a mut StreamReader<T>,
+}
+
+impl<T: SharedState> Iterator for Iter<'_, T> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        Some(self.reader.recv())
+    }
+}
+
+/// Receives the messages available now; see [`StreamReader::try_iter`].
+pub struct TryIter<'a, T: SharedState> {
+    reader: &'a mut StreamReader<T>,
+}
+
+impl<T: SharedState> Iterator for TryIter<'_, T> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        self.reader.try_recv().transpose()
+    }
+}
+
+impl<T: SharedState> core::fmt::Debug for StreamReader<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("name", &self.name())
+            .field("capacity", &self.capacity())
+            .field("position", &self.position())
+            .field("sent", &self.sent())
+            .finish()
+    }
+}
