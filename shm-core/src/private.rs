@@ -93,7 +93,7 @@ pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
 /// crashes. Never for programs.
 pub mod hooks {
     use crate::payload;
-    use crate::protocol::{load_acquire, Slots};
+    use crate::protocol::{load_acquire, Sink, Slots};
     use crate::{Options, RawReader, Reader, SharedState};
     use core::mem::MaybeUninit;
     use core::sync::atomic::Ordering;
@@ -113,11 +113,7 @@ pub mod hooks {
         let (_, words) = seg.slot(seg.index().slot_of(v));
         let len = payload::words(core::mem::size_of::<T>());
         let mut out = MaybeUninit::<T>::uninit();
-        let mut sink = payload::sink_into(&mut out);
-        for (i, w) in words[..len].iter().enumerate() {
-            sink(i, w.load(Ordering::Relaxed));
-        }
-        drop(sink);
+        payload::sink_into(&mut out).take(&words[..len]);
         // SAFETY: the sink received every one of the `len` words of a `T`, so every byte of
         // `out` is written; every bit pattern is a valid `T` (`T: SharedState`).
         unsafe { out.assume_init() }

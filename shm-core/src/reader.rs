@@ -12,7 +12,7 @@ use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Failed attempts `try_read` makes before it gives up.
@@ -86,7 +86,7 @@ impl RawReader {
     /// One attempt to copy the latest published value, `len` words, into `sink`; the version
     /// if the copy is consistent.
     #[inline(always)]
-    fn attempt(&self, len: usize, sink: impl FnMut(usize, u64)) -> Option<u64> {
+    fn attempt(&self, len: usize, sink: impl protocol::Sink<AtomicU64>) -> Option<u64> {
         protocol::read_latest(&self.seg, len, sink)
     }
 

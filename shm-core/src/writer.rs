@@ -12,7 +12,7 @@ use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Payloads larger than this are never copied onto the stack by `update`.
@@ -61,7 +61,7 @@ impl RawWriter {
         name: &str,
         spec: &Spec<'_>,
         words: usize,
-        source: impl FnMut(usize) -> u64,
+        source: impl protocol::Source<AtomicU64>,
     ) -> Result<Self> {
         let seg = Segment::create(backend, name, spec, |seg| {
             protocol::write_initial(seg, words, source);
@@ -117,7 +117,7 @@ impl RawWriter {
 
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
-    fn publish(&mut self, words: usize, source: impl FnMut(usize) -> u64) {
+    fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source);
         self.at = Resume {
@@ -130,7 +130,7 @@ impl RawWriter {
     }
 
     /// Copies the newest complete value into `sink`; see [`Writer::get`].
-    fn current(&self, words: usize, sink: impl FnMut(usize, u64)) -> Result<()> {
+    fn current(&self, words: usize, sink: impl protocol::Sink<AtomicU64>) -> Result<()> {
         let v = self.at.complete.ok_or(Error::WriterDied)?;
         if protocol::read_version(&self.seg, v, words, sink) {
             Ok(())
