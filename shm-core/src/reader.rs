@@ -338,7 +338,7 @@ impl<T: SharedState> Reader<T> {
     /// One attempt: copies the latest published value into `out`; `true` if the copy is
     /// consistent (then all of `out` is written).
     #[inline(always)]
-    fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
+    pub(crate) fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
         self.raw
             .attempt(Self::WORDS, payload::sink_into(out))
             .is_some()

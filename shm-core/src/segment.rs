@@ -64,6 +64,7 @@ pub(crate) struct Segment {
 ///
 /// # Panics
 /// If `map` is shorter than a header.
+#[inline(always)]
 fn header_of(map: &MmapRaw) -> &Header {
     assert!(map.len() >= HEADER_SIZE);
     // SAFETY: the mapping is at least HEADER_SIZE bytes (asserted) and page-aligned, so it
@@ -352,6 +353,7 @@ impl Segment {
     }
 
     /// The header.
+    #[inline(always)]
     pub fn header(&self) -> &Header {
         header_of(&self.map)
     }
