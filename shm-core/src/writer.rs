@@ -117,7 +117,7 @@ impl RawWriter {
 
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
-    fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
+    pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source);
         self.at = Resume {
@@ -283,6 +283,11 @@ pub struct Writer<T: SharedState> {
 impl<T: SharedState> Writer<T> {
     /// Words of a `T`: a compile-time constant, so small copies unroll.
     const WORDS: usize = payload::words(size_of::<T>());
+
+    /// The untyped writer underneath, for the crate's test and bench hooks.
+    pub(crate) fn raw_mut(&mut self) -> &mut RawWriter {
+        &mut self.raw
+    }
 
     fn of_raw(raw: RawWriter) -> Self {
         Writer {
