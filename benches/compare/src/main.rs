@@ -33,6 +33,9 @@ pub struct Row {
     pub retries: u64,
     /// Distinct values seen (reads) or samples (latencies).
     pub distinct: u64,
+    /// Batches (or samples) the median is over: with a writer running, only the batches
+    /// during which it published.
+    pub used: u64,
     /// The latency samples, for distributions (latency cases only).
     pub samples: Vec<f64>,
 }
@@ -137,12 +140,12 @@ pub struct Budget {
 fn budget(quick: bool) -> Budget {
     if quick {
         Budget {
-            samples: 15,
-            batch: Duration::from_micros(200),
+            samples: 10,
+            batch: Duration::from_micros(100),
         }
     } else {
         Budget {
-            samples: 400,
+            samples: 1000,
             batch: Duration::from_micros(200),
         }
     }
@@ -178,7 +181,7 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
     go("read_uncontended", &with_socket, &SIZES, "idle");
     go(
         "read_uncontended",
-        &[Kind::Limit, Kind::Ours(2), Kind::Ours(3)],
+        &[Kind::Limit, Kind::Ours(4), Kind::Ours(2)],
         &BIG_SIZES,
         "idle",
     );
@@ -190,15 +193,15 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
     go("write", &writers, &SIZES, "write");
     go(
         "write",
-        &[Kind::Limit, Kind::Ours(2), Kind::Ours(3)],
+        &[Kind::Limit, Kind::Ours(4), Kind::Ours(2)],
         &BIG_SIZES,
         "write",
     );
     go(
         "latency_spin",
         &[
+            Kind::Ours(4),
             Kind::Ours(2),
-            Kind::Ours(3),
             Kind::Mutex,
             Kind::Iceoryx2,
             Kind::MmapSync,
@@ -208,14 +211,14 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
     );
     go(
         "latency_wake",
-        &[Kind::Ours(2), Kind::Iceoryx2],
+        &[Kind::Ours(4), Kind::Iceoryx2],
         &[64],
         "latency-wake",
     );
     go(
         "attach",
         &[
-            Kind::Ours(2),
+            Kind::Ours(4),
             Kind::Mutex,
             Kind::Socket,
             Kind::Iceoryx2,
