@@ -145,7 +145,7 @@ fn budget(quick: bool) -> Budget {
         }
     } else {
         Budget {
-            samples: 1000,
+            samples: 300,
             batch: Duration::from_micros(200),
         }
     }
@@ -156,19 +156,35 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
     let ours: Vec<Kind> = (1..=4).map(Kind::Ours).collect();
     let peers = [Kind::Mutex, Kind::Iceoryx2, Kind::MmapSync];
     let mut rows = Vec::new();
+    // Read and write cases run in rounds, every contender once per round, and report the
+    // median of the rounds: noise from other work on the machine then falls on all
+    // contenders of a size alike, not on whichever ran during a burst.
+    let rounds = if quick { 1 } else { 5 };
     let mut go = |case: &str, kinds: &[Kind], sizes: &[usize], mode: &str| {
         if only.is_some_and(|o| !case.contains(o)) {
             return;
         }
+        let rounds = if case.starts_with("read") || case == "write" {
+            rounds
+        } else {
+            1
+        };
         for &bytes in sizes {
-            for &k in kinds {
-                if let Some(r) = run_case(case, k, bytes, mode, b) {
-                    eprintln!(
-                        "{case:>22} {:>14} {bytes:>9} B  {:>12.1} ns  torn {:>6}  retries {:>8}",
-                        r.contender, r.median_ns, r.torn, r.retries
-                    );
-                    rows.push(r);
+            let mut per_kind: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
+            for _ in 0..rounds {
+                for (i, &k) in kinds.iter().enumerate() {
+                    if let Some(r) = run_case(case, k, bytes, mode, b) {
+                        per_kind[i].push(r);
+                    }
                 }
+            }
+            for runs in per_kind {
+                let Some(r) = combine(runs) else { continue };
+                eprintln!(
+                    "{case:>22} {:>14} {bytes:>9} B  {:>12.1} ns  torn {:>6}  retries {:>8}",
+                    r.contender, r.median_ns, r.torn, r.retries
+                );
+                rows.push(r);
             }
         }
     };
@@ -228,6 +244,31 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
         "attach",
     );
     rows
+}
+
+/// One row from the rounds of a case: the median of their medians and of their p99s, the
+/// sums of their counts (a starved round makes the whole row starved).
+fn combine(mut runs: Vec<Row>) -> Option<Row> {
+    if runs.len() <= 1 {
+        return runs.pop();
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut row = runs[0].clone();
+    row.median_ns = median(runs.iter().map(|r| r.median_ns).collect());
+    row.p99_ns = median(runs.iter().map(|r| r.p99_ns).collect());
+    row.ops = runs.iter().map(|r| r.ops).sum();
+    row.torn = runs.iter().map(|r| r.torn).sum();
+    row.distinct = runs.iter().map(|r| r.distinct).sum();
+    row.used = runs.iter().map(|r| r.used).sum();
+    row.retries = if runs.iter().any(|r| r.retries == u64::MAX) {
+        u64::MAX
+    } else {
+        runs.iter().map(|r| r.retries).sum()
+    };
+    Some(row)
 }
 
 /// A child process of this binary in a role, its stdin piped (closing it stops the child).
