@@ -119,9 +119,10 @@ mod arch {
     /// `rep movsb`: the CPU's own copy microcode.
     ///
     /// # Safety
-    /// As [`copy`].
+    /// `src` valid for reads and `dst` for writes of `n` bytes (any `n`); the ranges do not
+    /// overlap; the side that is not a slot is private to the caller during the call.
     #[inline]
-    unsafe fn rep_movsb(src: *const u8, dst: *mut u8, n: usize) {
+    pub(super) unsafe fn rep_movsb(src: *const u8, dst: *mut u8, n: usize) {
         // SAFETY: (and why this is not a data race) the instruction reads exactly bytes
         // `src..src + n` and writes exactly `dst..dst + n` (the direction flag is clear, as
         // the inline-assembly rules guarantee on entry), which the caller guarantees are valid
@@ -145,7 +146,7 @@ mod arch {
     /// # Safety
     /// As [`copy`], with `n >= 64`.
     #[inline]
-    unsafe fn vector_sse2(src: *const u8, dst: *mut u8, n: usize) {
+    pub(super) unsafe fn vector_sse2(src: *const u8, dst: *mut u8, n: usize) {
         // SAFETY: (and why this is not a data race) the loop reads bytes `src + k .. src + k +
         // 64` and writes `dst + k ..` for `k = 0, 64, ...` while `k + 64 <= n`, then bytes
         // `n - 64 .. n`: never outside the `n >= 64` bytes the caller guarantees valid and
@@ -199,7 +200,7 @@ mod arch {
     /// # Safety
     /// As [`copy`], with `n >= 128`, on a CPU with AVX2.
     #[target_feature(enable = "avx2")]
-    unsafe fn vector_avx2(src: *const u8, dst: *mut u8, n: usize) {
+    pub(super) unsafe fn vector_avx2(src: *const u8, dst: *mut u8, n: usize) {
         // SAFETY: (and why this is not a data race) as in `vector_sse2`, with 128-byte steps
         // and a last, possibly overlapping, 128 bytes: never outside the `n >= 128` valid,
         // disjoint bytes. `vmovdqu` takes any alignment; AVX2 is enabled for this function and
@@ -345,6 +346,42 @@ mod tests {
                 assert_eq!(got[words + 1], !0);
                 let want: Vec<u64> = src.iter().map(|w| w.load(Ordering::Relaxed)).collect();
                 assert_eq!(&got[1..=words], &want[..], "{words} words, skew {skew}");
+            }
+        }
+    }
+
+    /// Each x86-64 routine on its own, whichever `copy` would pick on this CPU: every length
+    /// from its minimum to 1 KiB and a few large ones, at every relative misalignment.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn every_x86_64_routine_copies_exactly_its_bytes() {
+        type Routine = unsafe fn(*const u8, *mut u8, usize);
+        let mut routines: Vec<(&str, Routine, usize)> = vec![
+            ("rep movsb", arch::rep_movsb, 1),
+            ("sse2", arch::vector_sse2, 64),
+        ];
+        if std::is_x86_feature_detected!("avx2") {
+            routines.push(("avx2", arch::vector_avx2, 128));
+        }
+        let src: Vec<u8> = (0..70_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for (name, copy, min) in routines {
+            for n in (min..=1024).chain([4095, 4096, 65_536 + 5]) {
+                for (s, d) in [(0, 0), (1, 0), (0, 3), (5, 9)] {
+                    let mut dst = vec![0u8; n + 32];
+                    // SAFETY: `src[s..s + n]` and `dst[d..d + n]` are in bounds (`s, d < 16`,
+                    // `n + 16 <= src.len()`), distinct allocations; `n >= min`; AVX2 is only
+                    // run when detected.
+                    unsafe { copy(src.as_ptr().add(s), dst.as_mut_ptr().add(d), n) };
+                    assert_eq!(
+                        &dst[d..d + n],
+                        &src[s..s + n],
+                        "{name}, {n} bytes, skew {s}/{d}"
+                    );
+                    assert!(
+                        dst[..d].iter().chain(&dst[d + n..]).all(|&b| b == 0),
+                        "{name}: {n}"
+                    );
+                }
             }
         }
     }
