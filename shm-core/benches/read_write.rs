@@ -4,8 +4,10 @@
 //! a shared tmpfs mapping with `copy_nonoverlapping`, which is what a hand-rolled
 //! `shm_open` + `mmap` + cast does (and is racy). `uncontended` is `Reader::read` or
 //! `Writer::write` on a segment of `[u64; N]`; `read_into/uncontended` is `Reader::read_into`,
-//! which copies into the caller's buffer as the baseline does; `w1` reads while another thread writes the
-//! same segment continuously.
+//! which copies into the caller's buffer as the baseline does; `read_into/word_by_word` and
+//! `word_by_word` copy word by word with relaxed atomics instead of the bulk copy (what the
+//! bulk copy gains, in the same run); `w1` reads while another thread writes the same segment
+//! continuously.
 //!
 //! ```text
 //! cargo bench -p shm-core --bench read_write
@@ -86,6 +88,18 @@ fn read_cases<const WORDS: usize>(
     });
 
     g.bench_function("uncontended", |b| b.iter(|| read_into_black_box(reader)));
+    // The copy word by word with relaxed atomic loads, as before the bulk copy: the same run
+    // measures what the bulk copy gains.
+    g.bench_function("read_into/word_by_word", |b| {
+        let mut out = Box::new([0u64; WORDS]);
+        b.iter(|| {
+            while !shm_core::__private::hooks::read_attempt_word_by_word(
+                black_box(reader),
+                &mut out,
+            ) {}
+            black_box(&out);
+        })
+    });
     g.bench_function("read_into/uncontended", |b| {
         let mut out = Box::new([0u64; WORDS]);
         b.iter(|| {
@@ -141,6 +155,9 @@ fn write_cases<const WORDS: usize>(
 
     g.bench_function("uncontended", |b| {
         b.iter(|| writer.write(black_box(&value)))
+    });
+    g.bench_function("word_by_word", |b| {
+        b.iter(|| shm_core::__private::hooks::write_word_by_word(writer, black_box(&value)))
     });
     g.finish();
 }

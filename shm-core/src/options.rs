@@ -28,10 +28,16 @@ pub struct Options {
     pub(crate) crash_before_ready: bool,
 }
 
+/// The default slot count, chosen by measurement (BENCHMARKS.md, "Slot count"): under a
+/// writer that publishes back to back, readers of two slots retried 6 to 25 times more often
+/// than readers of four, and were 1.6x slower at 4 KiB; three slots need a division to find a
+/// version's slot on every read, four a mask. The price is memory: four copies of the payload.
+const DEFAULT_SLOTS: usize = 4;
+
 impl Default for Options {
     fn default() -> Self {
         Options {
-            slots: 2,
+            slots: DEFAULT_SLOTS,
             mode: 0o600,
             ready_wait: Duration::from_secs(1),
             backend: Backend::Shm,
@@ -41,15 +47,19 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults: named shared memory, 2 slots, mode `0o600`, wait up to 1 s for a segment
+    /// The defaults: named shared memory, 4 slots, mode `0o600`, wait up to 1 s for a segment
     /// being created by another process.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Number of slots (default 2). With `n >= 2` readers never wait for a write in progress;
+    /// Number of slots (default 4). With `n >= 2` readers never wait for a write in progress;
     /// a read is retried only when the writer laps it `n - 1` times. `n = 1` is the classic
-    /// seqlock: the smallest segment, but readers retry during every write.
+    /// seqlock: the smallest segment, but readers retry during every write, and starve under
+    /// a writer that publishes back to back. Powers of two find a version's slot with a mask,
+    /// other counts with a division. Fewer slots save memory (each holds a copy of the
+    /// payload), at the price of more retries when the writer publishes faster than a
+    /// reader copies.
     ///
     /// # Panics
     /// If `n` is 0 or more than 1024.

@@ -1,7 +1,10 @@
 //! Moving a payload in and out of a slot's 8-byte words: the `sink` and `source` closures that
 //! the protocol's reads and writes call per word, for a typed value or a byte buffer.
 
+use crate::protocol::{Sink, Source, Word};
+use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
+use core::sync::atomic::Ordering;
 
 /// Compile-time refusal of zero-sized payloads, which hold nothing to share (`[u8; 0]`).
 pub(crate) struct NonEmpty<T>(core::marker::PhantomData<T>);
@@ -20,51 +23,84 @@ pub(crate) const fn words(size: usize) -> usize {
     size.div_ceil(8)
 }
 
-/// A sink that stores word `k` as bytes `8k..8k+8` of `dst`, the last word cut to `len`. It
-/// never writes outside the `len` bytes, whatever `k` it is called with (any `k` past the
-/// whole words lands on the tail).
-///
-/// # Safety
-/// `dst` must be valid for writes of `len` bytes for as long as the sink lives.
-#[inline(always)]
-unsafe fn sink_to(dst: *mut u8, len: usize) -> impl FnMut(usize, u64) {
-    let full = len / 8;
-    let tail = len % 8;
-    move |k, w| {
-        if k < full {
-            // SAFETY: `k < full`, so bytes `8k..8k+8` lie within the `len` bytes the caller
-            // guarantees; the write tolerates any alignment.
-            unsafe { (dst as *mut u64).add(k).write_unaligned(w) };
-        } else {
-            let bytes = w.to_ne_bytes();
-            // SAFETY: the last, partial word: bytes `8 * full .. 8 * full + tail` are exactly
-            // the end of the `len` bytes, whatever `k` is; the source is a local array of
-            // 8 >= tail bytes.
-            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(full * 8), tail) };
+/// A sink that fills the `len` bytes at `dst` from a slot's words: the whole words by
+/// [`Word::load_into`] (a bulk copy on shared memory), the last, partial word cut to `len`. It
+/// never writes outside the `len` bytes, whatever number of words it is handed.
+pub(crate) struct ToBytes<'a> {
+    dst: *mut u8,
+    len: usize,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl ToBytes<'_> {
+    /// # Safety
+    /// `dst` must be valid for writes of `len` bytes, and private to the caller, for as long
+    /// as the sink lives.
+    #[inline(always)]
+    pub(crate) unsafe fn new(dst: *mut u8, len: usize) -> Self {
+        ToBytes {
+            dst,
+            len,
+            _borrow: PhantomData,
         }
     }
 }
 
-/// A source that gives bytes `8k..8k+8` of `src` as word `k`, the last word zero-padded. It
-/// never reads outside the `len` bytes, whatever `k` it is called with.
-///
-/// # Safety
-/// `src` must be valid for reads of `len` initialized bytes for as long as the source lives.
-#[inline(always)]
-unsafe fn source_from(src: *const u8, len: usize) -> impl FnMut(usize) -> u64 {
-    let full = len / 8;
-    let tail = len % 8;
-    move |k| {
-        if k < full {
-            // SAFETY: `k < full`, so bytes `8k..8k+8` lie within the `len` initialized bytes
-            // the caller guarantees; the read tolerates any alignment.
-            unsafe { (src as *const u64).add(k).read_unaligned() }
-        } else {
+impl<W: Word> Sink<W> for ToBytes<'_> {
+    #[inline(always)]
+    fn take(&mut self, words: &[W]) {
+        let full = (self.len / 8).min(words.len());
+        // SAFETY: `full * 8 <= len` bytes from `dst`, which `new`'s caller guarantees are
+        // writable and private; `words` is shared memory (or the model's), apart from them.
+        unsafe { W::load_into(&words[..full], self.dst) };
+        let tail = self.len - full * 8;
+        if let (1..=7, Some(w)) = (tail, words.get(full)) {
+            let bytes = w.load(Ordering::Relaxed).to_ne_bytes();
+            // SAFETY: the last, partial word: bytes `8 * full .. 8 * full + tail` are exactly
+            // the end of the `len` bytes; the source is a local array of 8 > tail bytes.
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.dst.add(full * 8), tail) };
+        }
+    }
+}
+
+/// A source that gives a slot's words from the `len` bytes at `src`: the whole words by
+/// [`Word::store_from`], the last word zero-padded. It never reads outside the `len` bytes.
+pub(crate) struct FromBytes<'a> {
+    src: *const u8,
+    len: usize,
+    _borrow: PhantomData<&'a [u8]>,
+}
+
+impl FromBytes<'_> {
+    /// # Safety
+    /// `src` must be valid for reads of `len` initialized bytes, which nobody writes, for as
+    /// long as the source lives.
+    #[inline(always)]
+    pub(crate) unsafe fn new(src: *const u8, len: usize) -> Self {
+        FromBytes {
+            src,
+            len,
+            _borrow: PhantomData,
+        }
+    }
+}
+
+impl<W: Word> Source<W> for FromBytes<'_> {
+    #[inline(always)]
+    fn give(&mut self, words: &[W]) {
+        let full = (self.len / 8).min(words.len());
+        // SAFETY: `full * 8 <= len` readable initialized bytes from `src` (`new`'s caller),
+        // which nobody writes; `words` is shared memory apart from them.
+        unsafe { W::store_from(&words[..full], self.src) };
+        let tail = self.len - full * 8;
+        if let (1..=7, Some(w)) = (tail, words.get(full)) {
             let mut bytes = [0u8; 8];
             // SAFETY: the last, partial word: bytes `8 * full .. 8 * full + tail` are the end
-            // of the caller's `len` bytes, whatever `k` is; the destination is a local array.
-            unsafe { core::ptr::copy_nonoverlapping(src.add(full * 8), bytes.as_mut_ptr(), tail) };
-            u64::from_ne_bytes(bytes)
+            // of the `len` bytes; the destination is a local array.
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.src.add(full * 8), bytes.as_mut_ptr(), tail)
+            };
+            w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
         }
     }
 }
@@ -81,33 +117,36 @@ unsafe fn source_from(src: *const u8, len: usize) -> impl FnMut(usize) -> u64 {
 /// (over a runtime length, the loop kept a per-word branch and a 64-byte read took twice as
 /// long).
 #[inline(always)]
-pub(crate) fn sink_into<T>(out: &mut MaybeUninit<T>) -> impl FnMut(usize, u64) + '_ {
-    // SAFETY: `out` is `size_of::<T>()` writable bytes, borrowed for the sink's lifetime.
-    unsafe { sink_to(out.as_mut_ptr() as *mut u8, size_of::<T>()) }
+pub(crate) fn sink_into<T>(out: &mut MaybeUninit<T>) -> ToBytes<'_> {
+    // SAFETY: `out` is `size_of::<T>()` writable bytes, private to the caller: the borrow
+    // lasts as long as the protocol call the sink is passed to.
+    unsafe { ToBytes::new(out.as_mut_ptr() as *mut u8, size_of::<T>()) }
 }
 
 /// A source that reads the words of `value`, to pass with `len = words(size_of::<T>())`.
 ///
 /// `T` must have no padding (callers pass `T: SharedState`), so that every byte is initialized.
 #[inline(always)]
-pub(crate) fn source_of<T: crate::SharedState>(value: &T) -> impl FnMut(usize) -> u64 + '_ {
-    // SAFETY: `value` is `size_of::<T>()` readable bytes, borrowed for the source's lifetime,
-    // all initialized because `T: SharedState` has no padding.
-    unsafe { source_from(value as *const T as *const u8, size_of::<T>()) }
+pub(crate) fn source_of<T: crate::SharedState>(value: &T) -> FromBytes<'_> {
+    // SAFETY: `value` is `size_of::<T>()` readable bytes, all initialized because
+    // `T: SharedState` has no padding, immutably borrowed by the caller for the protocol call
+    // the source is passed to.
+    unsafe { FromBytes::new(value as *const T as *const u8, size_of::<T>()) }
 }
 
 /// A sink that fills the byte buffer `out`, to pass with `len = words(out.len())`.
 #[inline]
-pub(crate) fn sink_into_bytes(out: &mut [u8]) -> impl FnMut(usize, u64) + '_ {
-    // SAFETY: `out` is `out.len()` writable bytes, borrowed for the sink's lifetime.
-    unsafe { sink_to(out.as_mut_ptr(), out.len()) }
+pub(crate) fn sink_into_bytes(out: &mut [u8]) -> ToBytes<'_> {
+    // SAFETY: `out` is `out.len()` writable bytes, private to the caller for the protocol call
+    // the sink is passed to.
+    unsafe { ToBytes::new(out.as_mut_ptr(), out.len()) }
 }
 
 /// A source that reads the words of the byte buffer `value`, to pass with
 /// `len = words(value.len())`.
 #[inline]
-pub(crate) fn source_of_bytes(value: &[u8]) -> impl FnMut(usize) -> u64 + '_ {
-    // SAFETY: `value` is `value.len()` initialized, readable bytes, borrowed for the source's
-    // lifetime.
-    unsafe { source_from(value.as_ptr(), value.len()) }
+pub(crate) fn source_of_bytes(value: &[u8]) -> FromBytes<'_> {
+    // SAFETY: `value` is `value.len()` initialized, readable bytes, immutably borrowed by the
+    // caller for the protocol call the source is passed to.
+    unsafe { FromBytes::new(value.as_ptr(), value.len()) }
 }

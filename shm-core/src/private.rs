@@ -93,8 +93,8 @@ pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
 /// crashes. Never for programs.
 pub mod hooks {
     use crate::payload;
-    use crate::protocol::{load_acquire, Slots};
-    use crate::{Options, RawReader, Reader, SharedState};
+    use crate::protocol::{load_acquire, read_latest, Sink, Slots};
+    use crate::{Options, RawReader, Reader, SharedState, Writer};
     use core::mem::MaybeUninit;
     use core::sync::atomic::Ordering;
 
@@ -113,14 +113,55 @@ pub mod hooks {
         let (_, words) = seg.slot(seg.index().slot_of(v));
         let len = payload::words(core::mem::size_of::<T>());
         let mut out = MaybeUninit::<T>::uninit();
-        let mut sink = payload::sink_into(&mut out);
-        for (i, w) in words[..len].iter().enumerate() {
-            sink(i, w.load(Ordering::Relaxed));
-        }
-        drop(sink);
+        payload::sink_into(&mut out).take(&words[..len]);
         // SAFETY: the sink received every one of the `len` words of a `T`, so every byte of
         // `out` is written; every bit pattern is a valid `T` (`T: SharedState`).
         unsafe { out.assume_init() }
+    }
+
+    /// One read attempt into `dst`, as [`Reader::read_into`] makes before it retries: `true`
+    /// if the copy is consistent. For the comparison harness, which counts retries.
+    #[inline(always)]
+    pub fn read_attempt<T: SharedState>(r: &Reader<T>, dst: &mut T) -> bool {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the attempt only writes bytes into
+        // it, and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays valid.
+        let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
+        r.attempt(out)
+    }
+
+    /// One read attempt as [`read_attempt`] makes, but copying word by word with relaxed
+    /// atomic loads (the portable path, without the bulk copy): for benchmarks that measure
+    /// what the bulk copy gains.
+    #[inline(always)]
+    pub fn read_attempt_word_by_word<T: SharedState>(r: &Reader<T>, dst: &mut T) -> bool {
+        let len = payload::words(core::mem::size_of::<T>());
+        let dst = dst as *mut T as *mut u64;
+        let full = core::mem::size_of::<T>() / 8;
+        read_latest(r.raw().segment(), len, |i, w: u64| {
+            if i < full {
+                // SAFETY: word `i < full` lies within `*dst`, which the caller lends us
+                // mutably; any bytes are a valid `T` (`T: SharedState`).
+                unsafe { dst.add(i).write_unaligned(w) }
+            }
+        })
+        .is_some()
+    }
+
+    /// Publishes `value` as [`Writer::write`] does, but copying word by word with relaxed
+    /// atomic stores (the portable path): for benchmarks that measure the bulk copy.
+    ///
+    /// # Panics
+    /// If the size of `T` is not a multiple of 8 (the benchmarks use arrays of `u64`).
+    #[inline(always)]
+    pub fn write_word_by_word<T: SharedState>(w: &mut Writer<T>, value: &T) {
+        assert_eq!(core::mem::size_of::<T>() % 8, 0);
+        let len = payload::words(core::mem::size_of::<T>());
+        let src = value as *const T as *const u64;
+        w.raw_mut().publish(len, |i: usize| {
+            // SAFETY: the protocol asks for words `i < len`, all within `*value` (its size is
+            // `8 * len`), which is borrowed for the call and fully initialized (no padding).
+            unsafe { src.add(i).read_unaligned() }
+        });
     }
 
     /// The sequence word of every slot, in slot order: even when the slot is complete, odd

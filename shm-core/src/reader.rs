@@ -12,7 +12,7 @@ use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Failed attempts `try_read` makes before it gives up.
@@ -86,7 +86,7 @@ impl RawReader {
     /// One attempt to copy the latest published value, `len` words, into `sink`; the version
     /// if the copy is consistent.
     #[inline(always)]
-    fn attempt(&self, len: usize, sink: impl FnMut(usize, u64)) -> Option<u64> {
+    fn attempt(&self, len: usize, sink: impl protocol::Sink<AtomicU64>) -> Option<u64> {
         protocol::read_latest(&self.seg, len, sink)
     }
 
@@ -392,7 +392,7 @@ impl<T: SharedState> Reader<T> {
     /// One attempt: copies the latest published value into `out`; `true` if the copy is
     /// consistent (then all of `out` is written).
     #[inline(always)]
-    fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
+    pub(crate) fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
         self.raw
             .attempt(Self::WORDS, payload::sink_into(out))
             .is_some()

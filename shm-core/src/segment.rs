@@ -127,6 +127,7 @@ pub(crate) struct Segment {
 ///
 /// # Panics
 /// If `map` is shorter than a header.
+#[inline(always)]
 fn header_of(map: &Mapping) -> &Header {
     assert!(map.len() >= HEADER_SIZE);
     // SAFETY: the mapping is at least HEADER_SIZE bytes (asserted) and page-aligned, so it
@@ -487,6 +488,7 @@ impl Segment {
     }
 
     /// The header.
+    #[inline(always)]
     pub fn header(&self) -> &Header {
         header_of(&self.map)
     }

@@ -14,7 +14,7 @@ use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Payloads larger than this are never copied onto the stack by `update`.
@@ -216,7 +216,7 @@ impl RawWriter {
 
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
-    fn publish(&mut self, words: usize, source: impl FnMut(usize) -> u64) {
+    pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source);
         self.at = Resume {
@@ -229,7 +229,7 @@ impl RawWriter {
     }
 
     /// Copies the newest complete value into `sink`; see [`Writer::get`].
-    fn current(&self, words: usize, sink: impl FnMut(usize, u64)) -> Result<()> {
+    fn current(&self, words: usize, sink: impl protocol::Sink<AtomicU64>) -> Result<()> {
         self.seg.check_intact()?;
         let v = self.at.complete.ok_or_else(|| {
             if self.seg.geometry().slot_count > 1 {
@@ -400,6 +400,11 @@ pub struct Writer<T: SharedState> {
 impl<T: SharedState> Writer<T> {
     /// Words of a `T`: a compile-time constant, so small copies unroll.
     const WORDS: usize = payload::words(size_of::<T>());
+
+    /// The untyped writer underneath, for the crate's test and bench hooks.
+    pub(crate) fn raw_mut(&mut self) -> &mut RawWriter {
+        &mut self.raw
+    }
 
     fn of_raw(raw: RawWriter) -> Self {
         Writer {

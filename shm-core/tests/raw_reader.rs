@@ -103,9 +103,10 @@ fn a_buffer_of_the_wrong_size_is_a_programming_error() {
 fn a_stored_layout_that_does_not_match_the_stored_hash_is_corrupt() {
     let name = Name::new("raw-desc");
     drop(Pose::create(&name, &pose(0)).unwrap());
-    // The descriptor follows the header and the two slots (docs/segment-format.md).
+    // The descriptor follows the header and the slots (docs/segment-format.md).
+    let slots = RawReader::open(&name).unwrap().slot_count() as u64;
     let stride = (64 + core::mem::size_of::<Pose>().div_ceil(8) * 8).next_multiple_of(64);
-    let g_desc = 256 + 2 * stride as u64;
+    let g_desc = 256 + slots * stride as u64;
     // Rename a field in the stored layout: turn the `t` of `tick` into `T`. The stored hash no
     // longer matches the description.
     let encoded = LayoutBuf::from(Pose::LAYOUT).encode();

@@ -12,11 +12,18 @@
 //! Payload words are copied with relaxed atomic loads and stores, never plain or volatile
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
-//! memory and under the model checker.
+//! memory and under the model checker. Large copies on shared memory go through `copy`, whose
+//! assembly is equivalent to relaxed atomic byte accesses of the same bytes: the model's
+//! relaxed word accesses cover it, since splitting a relaxed access into smaller relaxed
+//! accesses between the same fences only adds torn copies, which the sequence check refuses
+//! exactly as it refuses copies torn between words.
 
+pub(crate) mod copy;
 #[cfg(all(test, loom))]
 mod model;
 pub(crate) mod stream;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 use core::sync::atomic::{self, AtomicU64, Ordering};
 
@@ -31,6 +38,48 @@ pub(crate) trait Word {
     fn swap(&self, value: u64, order: Ordering) -> u64;
     /// A memory fence of the same memory model as the word.
     fn fence(order: Ordering);
+
+    /// Copies `words` into `dst` (`words.len() * 8` bytes) as relaxed loads of every word:
+    /// the portable path, which the loom model runs. [`AtomicU64`] overrides it with a bulk
+    /// copy of the same semantics (see `copy`).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `words.len() * 8` bytes, apart from `words` and
+    /// private to the caller during the call.
+    #[inline(always)]
+    unsafe fn load_into(words: &[Self], dst: *mut u8)
+    where
+        Self: Sized,
+    {
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: word `i < words.len()` lies within the bytes the caller guarantees.
+            unsafe {
+                (dst as *mut u64)
+                    .add(i)
+                    .write_unaligned(w.load(Ordering::Relaxed))
+            };
+        }
+    }
+
+    /// Copies `words.len() * 8` bytes from `src` into `words` as relaxed stores of every word:
+    /// the portable path; see [`load_into`](Self::load_into).
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `words.len() * 8` initialized bytes, apart from
+    /// `words` and not written by anyone else during the call.
+    #[inline(always)]
+    unsafe fn store_from(words: &[Self], src: *const u8)
+    where
+        Self: Sized,
+    {
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: word `i < words.len()` lies within the bytes the caller guarantees.
+            w.store(
+                unsafe { (src as *const u64).add(i).read_unaligned() },
+                Ordering::Relaxed,
+            );
+        }
+    }
 }
 
 impl Word for AtomicU64 {
@@ -49,6 +98,49 @@ impl Word for AtomicU64 {
     #[inline(always)]
     fn fence(order: Ordering) {
         atomic::fence(order)
+    }
+    #[inline(always)]
+    unsafe fn load_into(words: &[Self], dst: *mut u8) {
+        // SAFETY: forwarded from the caller: `dst` is `words.len() * 8` private writable bytes.
+        unsafe { copy::load_words(words, dst) }
+    }
+    #[inline(always)]
+    unsafe fn store_from(words: &[Self], src: *const u8) {
+        // SAFETY: forwarded from the caller: `src` is `words.len() * 8` readable bytes nobody
+        // writes during the call.
+        unsafe { copy::store_words(src, words) }
+    }
+}
+
+/// Where a read puts the payload words of a slot: a closure `sink(i, word)` called per word,
+/// or a byte buffer filled by [`Word::load_into`] (see `payload`).
+pub(crate) trait Sink<W: Word> {
+    /// Copies out every word of `words`, which may be changing under the copy.
+    fn take(&mut self, words: &[W]);
+}
+
+impl<W: Word, F: FnMut(usize, u64)> Sink<W> for F {
+    #[inline(always)]
+    fn take(&mut self, words: &[W]) {
+        for (i, w) in words.iter().enumerate() {
+            self(i, w.load(Ordering::Relaxed));
+        }
+    }
+}
+
+/// Where a write takes the payload words from: a closure `source(i)` called per word, or a
+/// byte buffer copied by [`Word::store_from`] (see `payload`).
+pub(crate) trait Source<W: Word> {
+    /// Stores every word of `words`.
+    fn give(&mut self, words: &[W]);
+}
+
+impl<W: Word, F: FnMut(usize) -> u64> Source<W> for F {
+    #[inline(always)]
+    fn give(&mut self, words: &[W]) {
+        for (i, w) in words.iter().enumerate() {
+            w.store(self(i), Ordering::Relaxed);
+        }
     }
 }
 
@@ -141,11 +233,7 @@ pub(crate) const fn complete(version: u64) -> u64 {
 /// On `None` (a write was in progress or happened during the copy, or the writer lapped the
 /// reader) whatever `sink` received must be discarded. Never blocks.
 #[inline(always)]
-pub(crate) fn read_latest<S: Slots>(
-    s: &S,
-    len: usize,
-    sink: impl FnMut(usize, u64),
-) -> Option<u64> {
+pub(crate) fn read_latest<S: Slots>(s: &S, len: usize, sink: impl Sink<S::Word>) -> Option<u64> {
     let version = load_acquire(s.published());
     read_version(s, version, len, sink).then_some(version)
 }
@@ -157,11 +245,11 @@ pub(crate) fn read_version<S: Slots>(
     s: &S,
     version: u64,
     len: usize,
-    sink: impl FnMut(usize, u64),
+    mut sink: impl Sink<S::Word>,
 ) -> bool {
     let index = s.index();
     let (seq, words) = s.slot(index.slot_of(version));
-    read_slot(seq, &words[..len], index.expected(version), sink).is_some()
+    read_slot(seq, &words[..len], index.expected(version), &mut sink).is_some()
 }
 
 /// Copies version `version` out of its slot only if the slot holds exactly that version,
@@ -171,10 +259,10 @@ pub(crate) fn read_exact_version<S: Slots>(
     s: &S,
     version: u64,
     len: usize,
-    sink: impl FnMut(usize, u64),
+    mut sink: impl Sink<S::Word>,
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(version));
-    read_slot(seq, &words[..len], Some(complete(version)), sink).is_some()
+    read_slot(seq, &words[..len], Some(complete(version)), &mut sink).is_some()
 }
 
 /// Salvages a value from a segment whose published slot cannot be read (damaged, or its writer
@@ -184,7 +272,7 @@ pub(crate) fn read_exact_version<S: Slots>(
 pub(crate) fn read_newest_complete<S: Slots>(
     s: &S,
     len: usize,
-    sink: impl FnMut(usize, u64),
+    mut sink: impl Sink<S::Word>,
 ) -> bool {
     let mut best: Option<(u64, usize)> = None;
     for i in 0..s.index().count() {
@@ -197,18 +285,16 @@ pub(crate) fn read_newest_complete<S: Slots>(
         return false;
     };
     let (seq, words) = s.slot(i);
-    read_slot(seq, &words[..len], None, sink).is_some()
+    read_slot(seq, &words[..len], None, &mut sink).is_some()
 }
 
 /// Copies the first `len` payload words of the published slot into `sink` whatever its
 /// sequence word says: the last resort of a read that must return a value. The copy may mix
 /// two values if anyone writes the slot meanwhile.
-pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl FnMut(usize, u64)) {
+pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl Sink<S::Word>) {
     let version = load_acquire(s.published());
     let (_, words) = s.slot(s.index().slot_of(version));
-    for (i, w) in words[..len].iter().enumerate() {
-        sink(i, w.load(Ordering::Relaxed));
-    }
+    sink.take(&words[..len]);
 }
 
 /// Writes version `version` (the one after the last published) into its slot with
@@ -224,19 +310,19 @@ pub(crate) fn publish<S: Slots>(
     s: &S,
     version: u64,
     len: usize,
-    source: impl FnMut(usize) -> u64,
+    mut source: impl Source<S::Word>,
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(version));
-    write_slot(seq, &words[..len], version, source);
+    write_slot(seq, &words[..len], version, &mut source);
     s.published().swap(version, Ordering::SeqCst);
     s.waiters_registered()
 }
 
 /// Writes the initial value, version 0, into slot 0 without publishing it (`published` is 0
 /// from creation). Only the creator calls this, before the segment is ready.
-pub(crate) fn write_initial<S: Slots>(s: &S, len: usize, source: impl FnMut(usize) -> u64) {
+pub(crate) fn write_initial<S: Slots>(s: &S, len: usize, mut source: impl Source<S::Word>) {
     let (seq, words) = s.slot(0);
-    write_slot(seq, &words[..len], 0, source);
+    write_slot(seq, &words[..len], 0, &mut source);
 }
 
 /// Where a writer that takes a segment over continues.
@@ -272,7 +358,7 @@ pub(crate) fn resume<S: Slots>(s: &S) -> Resume {
     }
 }
 
-/// Reads one slot: calls `sink(i, word)` for every payload word, then reports whether the copy
+/// Reads one slot: hands every payload word to `sink`, then reports whether the copy
 /// is consistent: the (even) sequence value it is consistent with, or `None`.
 ///
 /// `expected`, when given, is the only sequence value to accept (see [`SlotIndex::expected`]).
@@ -281,7 +367,7 @@ pub(super) fn read_slot<W: Word>(
     seq: &W,
     words: &[W],
     expected: Option<u64>,
-    mut sink: impl FnMut(usize, u64),
+    sink: &mut impl Sink<W>,
 ) -> Option<u64> {
     // A relaxed load and an acquire fence rather than an acquire load: the same ordering, and
     // also sound on a read-only mapping (see `load_acquire`).
@@ -289,9 +375,7 @@ pub(super) fn read_slot<W: Word>(
     if s1 & 1 == 1 || expected.is_some_and(|e| e != s1) {
         return None;
     }
-    for (i, w) in words.iter().enumerate() {
-        sink(i, w.load(Ordering::Relaxed));
-    }
+    sink.take(words);
     // Orders the payload loads before the second sequence load: if any of them saw a store of a
     // later write, this load sees that write's odd sequence value (or later).
     W::fence(Ordering::Acquire);
@@ -299,25 +383,18 @@ pub(super) fn read_slot<W: Word>(
     (s1 == s2).then_some(s1)
 }
 
-/// Writes version `version` into one slot: marks it busy (odd), stores `source(i)` into every
-/// payload word, marks it done (`complete(version)`).
+/// Writes version `version` into one slot: marks it busy (odd), stores every payload word
+/// from `source`, marks it done (`complete(version)`).
 ///
 /// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
 /// mid-write is overwritten normally by the next write.
 #[inline(always)]
-pub(super) fn write_slot<W: Word>(
-    seq: &W,
-    words: &[W],
-    version: u64,
-    mut source: impl FnMut(usize) -> u64,
-) {
+pub(super) fn write_slot<W: Word>(seq: &W, words: &[W], version: u64, source: &mut impl Source<W>) {
     let done = complete(version);
     seq.store(done.wrapping_sub(1), Ordering::Relaxed);
     // Orders the odd sequence store before the payload stores: a reader that sees any new
     // payload word and then fences sees the slot busy.
     W::fence(Ordering::Release);
-    for (i, w) in words.iter().enumerate() {
-        w.store(source(i), Ordering::Relaxed);
-    }
+    source.give(words);
     seq.store(done, Ordering::Release);
 }

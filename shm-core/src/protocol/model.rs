@@ -166,3 +166,9 @@ fn two_slots_reads_never_go_backwards() {
 fn three_slots_reads_never_go_backwards() {
     model::<3>(4, 2, Check::AcrossCopies);
 }
+
+/// Four slots, the default: slot choice by mask, and a reader lapped only after three writes.
+#[test]
+fn four_slots_reads_never_go_backwards() {
+    model::<4>(5, 2, Check::AcrossCopies);
+}

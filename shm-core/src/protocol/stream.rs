@@ -22,7 +22,7 @@
 #[cfg(all(test, loom))]
 mod model;
 
-use super::{complete, load_acquire, publish, read_slot, Slots, Word};
+use super::{complete, load_acquire, publish, read_slot, Sink, Slots, Source, Word};
 use core::sync::atomic::Ordering;
 
 /// The words of a queue: a ring, and the consumer's cursor.
@@ -44,12 +44,7 @@ pub(crate) trait QueueWords: Slots {
 /// swap of `published` followed by the waiter check, so a send makes no syscall while nobody
 /// waits and never misses a waiter.
 #[inline(always)]
-pub(crate) fn send<S: Slots>(
-    s: &S,
-    number: u64,
-    len: usize,
-    source: impl FnMut(usize) -> u64,
-) -> bool {
+pub(crate) fn send<S: Slots>(s: &S, number: u64, len: usize, source: impl Source<S::Word>) -> bool {
     publish(s, number, len, source)
 }
 
@@ -66,7 +61,7 @@ pub(crate) fn receive<S: Slots>(
     s: &S,
     mut next: u64,
     len: usize,
-    mut sink: impl FnMut(usize, u64),
+    mut sink: impl Sink<S::Word>,
 ) -> Option<u64> {
     let index = s.index();
     let capacity = index.count() as u64;
@@ -104,7 +99,7 @@ pub(crate) fn try_send_queued<S: QueueWords>(
     number: u64,
     consumed_seen: &mut u64,
     len: usize,
-    source: impl FnMut(usize) -> u64,
+    source: impl Source<S::Word>,
 ) -> Option<bool> {
     let capacity = s.index().count() as u64;
     if number.wrapping_sub(*consumed_seen) > capacity {
@@ -160,7 +155,7 @@ pub(crate) fn receive_queued<S: QueueWords>(
     next: u64,
     published_seen: &mut u64,
     len: usize,
-    sink: impl FnMut(usize, u64),
+    mut sink: impl Sink<S::Word>,
 ) -> Queued {
     let index = s.index();
     if next > *published_seen {
@@ -172,7 +167,7 @@ pub(crate) fn receive_queued<S: QueueWords>(
         }
     }
     let (seq, words) = s.slot(index.slot_of(next));
-    match read_slot(seq, &words[..len], Some(complete(next)), sink) {
+    match read_slot(seq, &words[..len], Some(complete(next)), &mut sink) {
         Some(_) => Queued::Message(next),
         None => Queued::Broken,
     }

@@ -1,0 +1,374 @@
+//! Results: `results.csv`, `results.json`, `summary.md` (medians with ratios to the limit and
+//! to ours) and SVG plots.
+
+use crate::Row;
+use plotters::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// The contender the ratios call "ours": the default slot count.
+const OURS: &str = "ours-4slot";
+
+pub fn write(out: &str, rows: &[Row], quick: bool) {
+    let mut csv =
+        String::from("case,contender,bytes,median_ns,p99_ns,ops,torn,retries,distinct,used\n");
+    for r in rows {
+        let retries = if r.retries == u64::MAX {
+            "starved".to_string()
+        } else {
+            r.retries.to_string()
+        };
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.2},{:.2},{},{},{},{},{}",
+            r.case,
+            r.contender,
+            r.bytes,
+            r.median_ns,
+            r.p99_ns,
+            r.ops,
+            r.torn,
+            retries,
+            r.distinct,
+            r.used
+        );
+    }
+    std::fs::write(format!("{out}/results.csv"), csv).expect("write results.csv");
+    let json: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "case": r.case, "contender": r.contender, "bytes": r.bytes,
+                "median_ns": r.median_ns, "p99_ns": r.p99_ns, "ops": r.ops, "torn": r.torn,
+                "retries": r.retries, "starved": r.retries == u64::MAX, "distinct": r.distinct,
+                "batches_used": r.used,
+            })
+        })
+        .collect();
+    let doc = json!({ "machine": machine(), "quick": quick, "results": json });
+    std::fs::write(
+        format!("{out}/results.json"),
+        serde_json::to_string_pretty(&doc).unwrap(),
+    )
+    .expect("write results.json");
+    std::fs::write(format!("{out}/summary.md"), summary(rows, quick)).expect("write summary.md");
+    plot_sizes(
+        out,
+        rows,
+        "read_uncontended",
+        "Uncontended read (median ns per validated read)",
+    );
+    plot_sizes(
+        out,
+        rows,
+        "read_writer_b2b",
+        "Read under a back-to-back writer (median ns per validated read)",
+    );
+    plot_sizes(out, rows, "write", "Write (median ns per publish)");
+    plot_latency(out, rows);
+}
+
+/// CPU model, CPU count and kernel, for the report.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_string();
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cpus} CPUs, Linux {}", kernel.trim())
+}
+
+fn size_label(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        "-".into()
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e4 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns:.1}")
+    }
+}
+
+/// Markdown tables: per case, one row per contender, one column per size, each cell the
+/// median and its ratios to the limit (L) and to ours (O).
+fn summary(rows: &[Row], quick: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Machine: {}{}\n",
+        machine(),
+        if quick { " (quick mode)" } else { "" }
+    );
+    let mut cases: Vec<&str> = Vec::new();
+    for r in rows {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    for case in cases {
+        let of_case: Vec<&Row> = rows.iter().filter(|r| r.case == case).collect();
+        let mut sizes: Vec<usize> = of_case.iter().map(|r| r.bytes).collect();
+        sizes.sort();
+        sizes.dedup();
+        let mut contenders: Vec<&str> = Vec::new();
+        for r in &of_case {
+            if !contenders.contains(&r.contender.as_str()) {
+                contenders.push(&r.contender);
+            }
+        }
+        let cell: BTreeMap<(&str, usize), &Row> = of_case
+            .iter()
+            .map(|r| ((r.contender.as_str(), r.bytes), *r))
+            .collect();
+        let latency = case.starts_with("latency") || case == "attach";
+        let _ = writeln!(s, "### {case}\n");
+        if latency {
+            let _ = writeln!(
+                s,
+                "| contender | size | p50 ns | p99 ns | x ours (p50) | samples |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|");
+            for c in &contenders {
+                for &b in &sizes {
+                    let Some(r) = cell.get(&(c, b)) else { continue };
+                    let ours = cell.get(&(OURS, b)).map(|o| r.median_ns / o.median_ns);
+                    let _ = writeln!(
+                        s,
+                        "| {c} | {} | {} | {} | {} | {} |",
+                        size_label(b),
+                        fmt_ns(r.median_ns),
+                        fmt_ns(r.p99_ns),
+                        ours.map_or("-".into(), |x| format!("{x:.2}")),
+                        r.ops
+                    );
+                }
+            }
+            s.push('\n');
+            continue;
+        }
+        let _ = write!(s, "| contender |");
+        for &b in &sizes {
+            let _ = write!(s, " {} |", size_label(b));
+        }
+        let _ = writeln!(s, " torn | retries |");
+        let _ = write!(s, "|---|");
+        for _ in &sizes {
+            s.push_str("---|");
+        }
+        s.push_str("---|---|\n");
+        for c in &contenders {
+            let _ = write!(s, "| {c} |");
+            let (mut torn, mut retries, mut starved) = (0u64, 0u64, false);
+            for &b in &sizes {
+                let Some(r) = cell.get(&(c, b)) else {
+                    s.push_str(" |");
+                    continue;
+                };
+                torn += r.torn;
+                if r.retries == u64::MAX {
+                    starved = true;
+                } else {
+                    retries += r.retries;
+                }
+                let l = cell.get(&("limit", b)).map(|l| r.median_ns / l.median_ns);
+                let o = cell.get(&(OURS, b)).map(|o| r.median_ns / o.median_ns);
+                let ratio = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
+                if r.retries == u64::MAX {
+                    let _ = write!(s, " starved |");
+                } else if b >= 1 << 20 {
+                    let gbs = b as f64 / r.median_ns;
+                    let _ = write!(
+                        s,
+                        " {} ({gbs:.1} GB/s) L{} |",
+                        fmt_ns(r.median_ns),
+                        ratio(l)
+                    );
+                } else {
+                    let _ = write!(s, " {} L{} O{} |", fmt_ns(r.median_ns), ratio(l), ratio(o));
+                }
+            }
+            let retries = if starved {
+                format!("{retries} + starved")
+            } else {
+                retries.to_string()
+            };
+            let _ = writeln!(s, " {torn} | {retries} |");
+        }
+        s.push('\n');
+    }
+    s.push_str(
+        "Cells: median ns per operation, `L` = ratio to the limit (plain unsynchronised copy), \
+         `O` = ratio to ours with the default slot count (4). With a writer running, the median \
+         is over the batches during which it published at least twice (`used` in \
+         results.csv), so that reads during which another tenant held the writer's CPU do not \
+         count as contended. `starved`: a read gave up after 200,000 retries.\n",
+    );
+    s
+}
+
+/// The `q` quantile of sorted samples.
+fn quantile_of(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(0, 0, 0),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+];
+
+/// Median ns against payload size, both axes logarithmic, one line per contender.
+fn plot_sizes(out: &str, rows: &[Row], case: &str, title: &str) {
+    let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.case == case && r.median_ns.is_finite())
+    {
+        if r.retries == u64::MAX {
+            continue;
+        }
+        series
+            .entry(&r.contender)
+            .or_default()
+            .push((r.bytes as f64, r.median_ns));
+    }
+    if series.is_empty() {
+        return;
+    }
+    let (xmin, xmax, ymin, ymax) = series
+        .values()
+        .flatten()
+        .fold((f64::MAX, 0f64, f64::MAX, 0f64), |(a, b, c, d), &(x, y)| {
+            (a.min(x), b.max(x), c.min(y), d.max(y))
+        });
+    let path = format!("{out}/{case}.svg");
+    let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
+    let _ = root.fill(&WHITE);
+    let Ok(mut chart) = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (xmin * 0.8..xmax * 1.25).log_scale(),
+            (ymin * 0.7..ymax * 1.5).log_scale(),
+        )
+    else {
+        return;
+    };
+    let _ = chart
+        .configure_mesh()
+        .x_desc("payload bytes")
+        .y_desc("ns")
+        .x_label_formatter(&|x| size_label(*x as usize))
+        .draw();
+    for (i, (name, mut pts)) in series.into_iter().enumerate() {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let color = PALETTE[i % PALETTE.len()];
+        if let Ok(s) = chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))) {
+            s.label(name).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        }
+        let _ = chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())));
+    }
+    let _ = chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw();
+    let _ = root.present();
+}
+
+/// Publish-to-observe latency distributions: the CDF of every latency case's samples, log x.
+fn plot_latency(out: &str, rows: &[Row]) {
+    let series: Vec<(String, &Vec<f64>)> = rows
+        .iter()
+        .filter(|r| r.case.starts_with("latency") && !r.samples.is_empty())
+        .map(|r| {
+            (
+                format!("{} {}", r.case.trim_start_matches("latency_"), r.contender),
+                &r.samples,
+            )
+        })
+        .collect();
+    if series.is_empty() {
+        return;
+    }
+    let xmin = series
+        .iter()
+        .map(|s| s.1[0])
+        .fold(f64::MAX, f64::min)
+        .max(1.0);
+    let xmax = series
+        .iter()
+        .map(|s| s.1[s.1.len() - 1])
+        .fold(0f64, f64::max);
+    let path = format!("{out}/latency.svg");
+    let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
+    let _ = root.fill(&WHITE);
+    let Ok(mut chart) = ChartBuilder::on(&root)
+        .caption(
+            "Publish-to-observe latency across processes (CDF)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d((xmin * 0.8..xmax * 1.25).log_scale(), 0f64..1f64)
+    else {
+        return;
+    };
+    let _ = chart
+        .configure_mesh()
+        .x_desc("ns from publish to the reader holding the value")
+        .y_desc("fraction of samples")
+        .draw();
+    for (i, (name, samples)) in series.into_iter().enumerate() {
+        // 400 points of the CDF are enough for the eye and keep the file small.
+        let pts: Vec<(f64, f64)> = (0..=400)
+            .map(|k| {
+                let q = k as f64 / 400.0;
+                (quantile_of(samples, q).max(1.0), q)
+            })
+            .collect();
+        let color = PALETTE[(i + 1) % PALETTE.len()];
+        if let Ok(s) = chart.draw_series(LineSeries::new(pts, color.stroke_width(2))) {
+            s.label(name).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        }
+    }
+    let _ = chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw();
+    let _ = root.present();
+}
