@@ -237,7 +237,7 @@ fn open_or_create_ends_against_a_peer_that_toggles_ready() {
 
 /// A two-slot segment that published versions 0..=3 (values `state(10 + v)`), writer gone.
 fn published_three(name: &str) {
-    let mut w = State::create(name, &state(10)).unwrap();
+    let mut w = Options::new().slots(2).create(name, &state(10)).unwrap();
     for v in 1..=3 {
         w.write(&state(10 + v));
     }
