@@ -51,6 +51,8 @@ pub mod layout;
 mod options;
 mod payload;
 mod protocol;
+mod raw_reader;
+mod raw_writer;
 mod reader;
 mod segment;
 mod shared_state;
@@ -69,11 +71,13 @@ pub use error::{Error, Result};
 pub use format::{SegmentKind, FORMAT_VERSION};
 pub use layout::{Layout, LayoutBuf};
 pub use options::{remove, Options};
-pub use reader::{RawReader, Reader};
+pub use raw_reader::RawReader;
+pub use raw_writer::RawWriter;
+pub use reader::Reader;
 pub use shared_state::SharedState;
 pub use stream::{QueueConsumer, QueueProducer, StreamReader, StreamWriter};
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
-pub use writer::{RawWriter, Writer};
+pub use writer::Writer;
 
 /// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time
 /// that it can be shared between processes.

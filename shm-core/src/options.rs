@@ -4,9 +4,11 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::format::MAX_SLOTS;
 use crate::layout::LayoutBuf;
-use crate::reader::{RawReader, Reader};
+use crate::raw_reader::RawReader;
+use crate::raw_writer::{Make, RawWriter};
+use crate::reader::Reader;
 use crate::segment::Expect;
-use crate::writer::{Make, RawWriter, Writer};
+use crate::writer::Writer;
 use crate::SharedState;
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::payload;
 use crate::protocol::stream;
-use crate::reader::RawReader;
+use crate::raw_reader::RawReader;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};

@@ -1,0 +1,381 @@
+//! [`RawWriter`]: publishes payload bytes described by a [`LayoutBuf`], and the write-side
+//! machinery (creation, takeover, idempotent start, publishing) that
+//! [`Writer`](crate::Writer) shares.
+
+use crate::backend::Backend;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::format::SegmentKind;
+use crate::layout::LayoutBuf;
+use crate::payload;
+use crate::protocol::{self, Resume};
+use crate::raw_reader::RawReader;
+use crate::segment::{Expect, Recovered, Segment, Spec};
+use crate::sys::{self, Access};
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The least time `open_or_create` keeps trying before it gives up with `NotReady`, however
+/// short the ready wait.
+const MIN_OPEN_OR_CREATE: Duration = Duration::from_millis(500);
+
+/// How to make a new segment, and how long to wait for one being made.
+pub(crate) struct Make {
+    pub slots: usize,
+    pub mode: u32,
+    pub ready_wait: Duration,
+    pub crash_before_ready: bool,
+}
+
+/// Publishes payload bytes to a segment whose type is known only by its [`LayoutBuf`]: for
+/// other languages' writers and tools, which have the layout a Rust type exported but not the
+/// type. There is one writer per segment at a time, typed or not.
+///
+/// Holds the segment's writer lease as [`Writer`](crate::Writer) does. The bytes written must be a valid value
+/// of the layout (every field's bytes as the layout says); the protocol copies them as they
+/// are, and readers validate helper types when they decode them.
+pub struct RawWriter {
+    seg: Segment,
+    /// Where this writer is: the last version it used (published, or after a takeover
+    /// possibly written but never published by the previous writer), and the newest version
+    /// whose slot holds a complete value, if any.
+    at: Resume,
+    created: bool,
+}
+
+impl RawWriter {
+    /// A writer of the segment `seg`, which holds version 0 and nothing else yet.
+    pub(crate) fn of_new_segment(seg: Segment) -> Self {
+        RawWriter {
+            seg,
+            at: Resume {
+                version: 0,
+                complete: Some(0),
+            },
+            created: true,
+        }
+    }
+
+    /// Creates a segment as `spec` says, `fill` writing its initial value.
+    pub(crate) fn create_with(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Self> {
+        Segment::create(backend, name, spec, fill).map(Self::of_new_segment)
+    }
+
+    /// Creates the segment `name` as `spec` says (`fill` writes the initial value), or, if it
+    /// exists and holds what `expect` says, takes it over; recovers a segment whose creator
+    /// died before making it ready. Safe to race.
+    pub(crate) fn open_or_create_with(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        ready_wait: Duration,
+        expect: &Expect,
+        fill: impl Fn(&Segment),
+    ) -> Result<Self> {
+        // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
+        // segment removed between the two steps sends us round again, but not for ever: a peer
+        // that keeps removing and re-creating the name (or keeps a half-made segment changing)
+        // gets `NotReady` after the overall deadline.
+        let deadline = Deadline::after(ready_wait.max(MIN_OPEN_OR_CREATE));
+        loop {
+            if deadline.passed() {
+                return Err(Error::NotReady);
+            }
+            match Self::create_with(backend, name, spec, &fill) {
+                // Taken, or (`WriterBusy`) taken over by a racing recoverer the instant after
+                // we created it: attach to it as to any existing segment.
+                Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
+                other => return other,
+            }
+            match Self::open(backend, name, ready_wait, expect) {
+                Err(Error::NotFound { .. }) => continue,
+                // Its creator died before making it ready: take it over and initialize it.
+                Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
+                    Ok(Recovered::Initialized(seg)) => return Ok(Self::of_new_segment(*seg)),
+                    // Ready after all, and we hold its lease: keep it and open the segment
+                    // through the same file, rather than dropping the lease and starting over
+                    // (a peer that shows `ready` exactly while somebody holds the lease would
+                    // keep us going round).
+                    Ok(Recovered::Ready(file)) => {
+                        let seg = Segment::open_file(
+                            backend,
+                            name,
+                            file,
+                            Access::ReadWrite,
+                            ready_wait,
+                            expect,
+                        )?;
+                        return Self::take_over(seg);
+                    }
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates the segment `name` holding `initial`, described by `layout`, or takes it over.
+    pub(crate) fn open_or_create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        layout: &LayoutBuf,
+        initial: &[u8],
+    ) -> Result<Self> {
+        check_layout(layout, initial)?;
+        let hash = layout.layout_hash();
+        let spec = spec(layout, hash, make);
+        let expect = Expect::Type {
+            layout: layout.clone(),
+            hash,
+        };
+        Self::open_or_create_with(backend, name, &spec, make.ready_wait, &expect, |seg| {
+            let words = payload::words(initial.len());
+            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
+        })
+    }
+
+    /// Creates a segment of `layout` holding the bytes `initial`.
+    pub(crate) fn create(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        layout: &LayoutBuf,
+        initial: &[u8],
+    ) -> Result<Self> {
+        check_layout(layout, initial)?;
+        let spec = spec(layout, layout.layout_hash(), make);
+        Self::create_with(backend, name, &spec, |seg| {
+            let words = payload::words(initial.len());
+            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
+        })
+    }
+
+    /// Takes over the segment `name`, which must hold what `expect` says.
+    pub(crate) fn open(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        expect: &Expect,
+    ) -> Result<Self> {
+        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
+        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
+            return Err(Error::WriterBusy {
+                pid: seg.header().writer_pid.load(Ordering::Relaxed),
+            });
+        }
+        Self::take_over(seg)
+    }
+
+    /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
+    /// epoch) and continues where the previous writer stopped.
+    ///
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
+    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    fn take_over(seg: Segment) -> Result<Self> {
+        let h = seg.header();
+        // We hold the lease: nobody else writes. Record the takeover.
+        let epoch = h.writer_epoch.load(Ordering::Relaxed);
+        let Some(next) = epoch.checked_add(1) else {
+            return Err(Error::Corrupt {
+                what: "the writer epoch is at its maximum",
+            });
+        };
+        h.writer_epoch.store(next, Ordering::Relaxed);
+        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        let mut at = protocol::resume(&seg);
+        // A damaged segment's published slot may not hold the published version (see
+        // `get`): then there is no current value until the next write, which repairs it.
+        if let Some(v) = at.complete {
+            let words = seg.geometry().payload_words;
+            if !protocol::read_exact_version(&seg, v, words, |_, _| {}) {
+                at.complete = None;
+            }
+        }
+        seg.check_intact()?;
+        let writer = RawWriter {
+            at,
+            seg,
+            created: false,
+        };
+        // A writer that died between publishing and waking left sleepers behind: wake them.
+        writer.wake_waiters();
+        Ok(writer)
+    }
+
+    /// Publishes the next version with `words` words from `source`.
+    #[inline(always)]
+    pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
+        let next = self.at.version.wrapping_add(1);
+        let wake = protocol::publish(&self.seg, next, words, source);
+        self.at = Resume {
+            version: next,
+            complete: Some(next),
+        };
+        if wake {
+            self.wake_waiters();
+        }
+    }
+
+    /// Copies the newest complete value into `sink`; see [`Writer::get`](crate::Writer::get).
+    pub(crate) fn current(&self, words: usize, sink: impl protocol::Sink<AtomicU64>) -> Result<()> {
+        self.seg.check_intact()?;
+        let v = self.at.complete.ok_or_else(|| {
+            if self.seg.geometry().slot_count > 1 {
+                Error::Corrupt {
+                    what: "the published slot does not hold the published version",
+                }
+            } else {
+                Error::WriterDied
+            }
+        })?;
+        if protocol::read_exact_version(&self.seg, v, words, sink) {
+            Ok(())
+        } else {
+            // Only this writer writes slots; another process scribbled on the segment.
+            Err(Error::Corrupt {
+                what: "the current slot changed under its writer",
+            })
+        }
+    }
+
+    /// Bumps the futex word and wakes every waiter.
+    fn wake_waiters(&self) {
+        let h = self.seg.header();
+        h.futex.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake_all(&h.futex);
+    }
+
+    /// Publishes the payload bytes `value`: readers see them from now on. No syscall unless a
+    /// reader is blocked waiting for an update. After a shrink by another process, see
+    /// [`Writer::write`](crate::Writer::write).
+    ///
+    /// # Panics
+    /// If `value.len()` is not [`payload_size`](Self::payload_size).
+    pub fn write(&mut self, value: &[u8]) {
+        assert_eq!(
+            value.len(),
+            self.payload_size(),
+            "the value must be exactly the payload size"
+        );
+        self.publish(payload::words(value.len()), payload::source_of_bytes(value));
+    }
+
+    /// Copies the newest complete value into `dst`: the last value this writer published or,
+    /// right after a takeover, the newest value the previous writer completed. Fails as
+    /// [`Writer::get`](crate::Writer::get) does.
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub fn get(&self, dst: &mut [u8]) -> Result<()> {
+        assert_eq!(
+            dst.len(),
+            self.payload_size(),
+            "the buffer must be exactly the payload size"
+        );
+        self.current(payload::words(dst.len()), payload::sink_into_bytes(dst))
+    }
+
+    /// The layout the segment stores.
+    pub fn layout(&self) -> &LayoutBuf {
+        self.seg.layout()
+    }
+
+    /// The payload's size in bytes.
+    pub fn payload_size(&self) -> usize {
+        self.seg.geometry().payload_size
+    }
+
+    /// The version this writer last wrote; see [`Writer::version`](crate::Writer::version).
+    pub fn version(&self) -> u64 {
+        self.at.version
+    }
+
+    /// Whether this handle created the segment (as opposed to taking over an existing one).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Whether another process shrank the segment's file under this writer; see
+    /// [`Writer::write`](crate::Writer::write). Sticky for the life of this handle.
+    pub fn is_truncated(&self) -> bool {
+        self.seg.is_truncated()
+    }
+
+    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
+    /// segment whose epoch is `u64::MAX` is refused).
+    pub fn epoch(&self) -> u64 {
+        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    }
+
+    /// The segment's name (empty for anonymous segments).
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// A reader of this segment with its own open file description; see [`Writer::reader`](crate::Writer::reader).
+    pub(crate) fn reader_with(&self, expect: &Expect) -> Result<RawReader> {
+        let name = self.seg.name();
+        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
+            .map_err(Error::io("reopening", name))?;
+        let seg = Segment::open_file(
+            self.seg.backend(),
+            name,
+            file,
+            Access::ReadWrite,
+            Duration::ZERO,
+            expect,
+        )?;
+        Ok(RawReader::from_segment(seg))
+    }
+
+    /// An untyped reader of this segment with its own open file description (so that its
+    /// [`RawReader::writer_alive`] sees this writer's lease).
+    pub fn reader(&self) -> Result<RawReader> {
+        self.reader_with(&Expect::Any)
+    }
+}
+
+impl core::fmt::Debug for RawWriter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RawWriter")
+            .field("name", &self.name())
+            .field("layout", &format_args!("{}", self.layout()))
+            .field("version", &self.at.version)
+            .finish()
+    }
+}
+
+/// The creation spec for `layout` of hash `hash`, as `make` says.
+pub(crate) fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a> {
+    Spec {
+        layout,
+        hash,
+        slots: make.slots,
+        mode: make.mode,
+        crash_before_ready: make.crash_before_ready,
+        kind: SegmentKind::State,
+    }
+}
+
+/// Checks that a caller's layout can describe a payload and that `initial` is one.
+fn check_layout(layout: &LayoutBuf, initial: &[u8]) -> Result<()> {
+    let what = if layout.size == 0 {
+        "a layout of size 0 holds nothing to share"
+    } else if layout.align > 4096 {
+        "a layout's alignment must be at most 4096"
+    } else if initial.len() as u64 != layout.size {
+        "the initial value must be exactly the layout's size"
+    } else {
+        return layout
+            .check()
+            .map_err(|what| Error::InvalidLayout { what: what.into() });
+    };
+    Err(Error::InvalidLayout { what: what.into() })
+}

@@ -1,0 +1,169 @@
+//! Creating a segment, and recovering one whose creator died before making it ready.
+
+use super::{descriptor_of, file_size, header_of, map, Recovered, Segment, Spec};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::format::{
+    Geometry, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
+};
+use crate::layout::LayoutBuf;
+use crate::protocol::{SlotIndex, Slots};
+use crate::sys::{self, Access};
+use core::sync::atomic::Ordering;
+use std::fs::File;
+
+impl Segment {
+    /// Creates the segment `name` of `backend` as `spec` says, with `fill` writing the initial
+    /// value into slot 0, and returns it with the writer lease taken (on its open file
+    /// description). A failed create leaves no name behind.
+    pub fn create(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Segment> {
+        let file = backend.open(name, true, Access::ReadWrite, spec.mode)?;
+        // Take the lease before anything else: while the creator lives, nobody can mistake its
+        // half-built segment for one whose creator died (see `recover`).
+        let built = match sys::try_lock_writer(&file) {
+            Ok(true) => Self::initialize(backend, name, file, spec, fill),
+            // A peer locked the name in the instant since we created it.
+            Ok(false) => return Err(Error::WriterBusy { pid: 0 }),
+            Err(e) => Err(Error::io("locking", name)(e)),
+        };
+        // From here on the name exists: remove it again if initialization fails.
+        if built.is_err() {
+            let _ = backend.unlink(name);
+        }
+        built
+    }
+
+    /// Re-creates a segment whose creator died before making it ready (what `open` reports as
+    /// `NotReady`), as `spec` says with `fill`'s initial value. The caller becomes its writer.
+    ///
+    /// Only a segment nobody holds the lease of can be recovered, since a creator holds it from
+    /// the moment it creates the name: `Err(NotReady)` while someone does (a live, slow
+    /// creator), [`Recovered::Ready`] with the lease still held if the segment turns out to be
+    /// ready after all.
+    pub fn recover(
+        backend: &Backend,
+        name: &str,
+        spec: &Spec<'_>,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Recovered> {
+        let file = backend.open(name, false, Access::ReadWrite, 0)?;
+        if !sys::try_lock_writer(&file).map_err(Error::io("locking", name))? {
+            return Err(Error::NotReady);
+        }
+        if file_size(&file, name)? >= HEADER_SIZE as u64 {
+            let map = map(&file, HEADER_SIZE, Access::ReadWrite, name)?;
+            let h = header_of(&map);
+            let magic = h.magic.load(Ordering::Relaxed);
+            if magic != 0 && magic != MAGIC {
+                return Err(Error::NotASegment { found: magic });
+            }
+            if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
+                drop(map);
+                return Ok(Recovered::Ready(file));
+            }
+        }
+        Self::initialize(backend, name, file, spec, fill)
+            .map(|seg| Recovered::Initialized(Box::new(seg)))
+    }
+
+    /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
+    ///
+    /// The file is only ever grown, never shrunk: other openers may have it mapped while they
+    /// wait for it to be ready.
+    fn initialize(
+        backend: &Backend,
+        name: &str,
+        file: File,
+        spec: &Spec<'_>,
+        fill: impl FnOnce(&Segment),
+    ) -> Result<Segment> {
+        let desc = spec.layout.encode();
+        // What a segment stores must be what every opener accepts.
+        if desc.len() > MAX_DESCRIPTOR || LayoutBuf::decode(&desc).as_ref() != Ok(spec.layout) {
+            return Err(Error::InvalidLayout {
+                what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)".into(),
+            });
+        }
+        let geometry = Geometry::of_kind(
+            spec.kind,
+            spec.layout.size,
+            spec.layout.align,
+            spec.slots,
+            desc.len() as u64,
+        )
+        .ok_or_else(|| Error::InvalidLayout {
+            what: "the payload is too large to address".into(),
+        })?;
+        let total = geometry.total_size as u64;
+        if file_size(&file, name)? < total {
+            file.set_len(total).map_err(Error::io("sizing", name))?;
+        }
+        // Reserve the memory now: on tmpfs `set_len` reserves nothing, and a full /dev/shm
+        // would otherwise kill this process with SIGBUS at its first store instead of
+        // returning an error here.
+        sys::allocate(&file, total).map_err(Error::io("reserving memory for", name))?;
+        if *backend == Backend::Anonymous {
+            sys::seal_size(&file).map_err(Error::io("sealing", name))?;
+        }
+        let map = map(&file, geometry.total_size, Access::ReadWrite, name)?;
+        let seg = Segment {
+            map,
+            file,
+            geometry,
+            index: SlotIndex::new(geometry.slot_count),
+            layout: spec.layout.clone(),
+            hash: spec.hash,
+            name: name.to_string(),
+            backend: backend.clone(),
+            writable: true,
+        };
+        let h = seg.header();
+        let r = Ordering::Relaxed;
+        h.state.store(STATE_CREATING, r);
+        h.magic.store(0, r);
+        h.format_version.store(FORMAT_VERSION, r);
+        h.layout_hash.store(spec.hash, r);
+        h.payload_size.store(geometry.payload_size as u64, r);
+        h.payload_align.store(geometry.payload_align as u32, r);
+        h.slot_count.store(geometry.slot_count as u32, r);
+        h.slots_offset.store(geometry.slots_offset as u64, r);
+        h.slot_stride.store(geometry.slot_stride as u64, r);
+        h.descriptor_offset
+            .store(geometry.descriptor_offset as u64, r);
+        h.descriptor_len.store(geometry.descriptor_len as u64, r);
+        h.total_size.store(total, r);
+        h.writer_pid.store(sys::pid(), r);
+        h.creator_pid.store(sys::pid(), r);
+        h.writer_epoch.store(1, r);
+        h.kind.store(spec.kind.code(), r);
+        h.waiters.store(0, r);
+        if let Some(c) = seg.control() {
+            c.consumed.store(0, r);
+            c.space_waiters.store(0, r);
+            c.space_wanted.store(0, r);
+        }
+        for (stored, b) in descriptor_of(&seg.map, &geometry).iter().zip(&desc) {
+            stored.store(*b, r);
+        }
+        for i in 0..geometry.slot_count {
+            seg.slot(i).0.store(0, r);
+        }
+        fill(&seg);
+        h.published.store(0, r);
+        h.magic.store(MAGIC, r);
+        // A peer that shrank the file while we wrote it made us write into zero pages.
+        seg.check_intact()?;
+        if spec.crash_before_ready {
+            // Test hook: stop as a creator that died mid-initialization would.
+            std::process::abort();
+        }
+        // Publishes everything above to openers, which load `state` with Acquire.
+        h.state.store(STATE_READY, Ordering::Release);
+        Ok(seg)
+    }
+}

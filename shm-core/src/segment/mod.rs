@@ -1,0 +1,289 @@
+//! A segment's life and the mapped, validated segment itself: `create.rs` creates a segment or
+//! recovers one whose creator died, `open.rs` opens and validates one, and this file holds what
+//! both produce. The byte layout is in `format.rs`, the read and write protocol in `protocol/`.
+//!
+//! ## Trust model
+//! Every process that can open a segment for writing can write any byte of it. Openers
+//! therefore validate the header once, keep their own copy of the geometry (slot count,
+//! offsets, sizes), and never re-read it: later changes by a hostile peer can make reads return
+//! garbage values (which are still valid values, since every bit pattern of a `SharedState`
+//! type is) but never make this process access memory outside its mapping. A peer with write
+//! access can also shrink the file, after which an access would fault (SIGBUS): every mapping
+//! is guarded (`fault.rs`), so the fault maps zero pages instead and the segment reports
+//! itself truncated ([`Segment::check_intact`]). See `docs/threat-model.md`.
+
+mod create;
+mod open;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
+use crate::layout::LayoutBuf;
+use crate::protocol::{SlotIndex, Slots};
+use crate::sys::{self, Access};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::File;
+
+/// What a new segment holds and how it is made.
+pub(crate) struct Spec<'a> {
+    /// The payload type's layout, stored in the segment.
+    pub layout: &'a LayoutBuf,
+    /// Its layout hash.
+    pub hash: u64,
+    /// The number of slots.
+    pub slots: usize,
+    /// Permission bits of a created name.
+    pub mode: u32,
+    /// Test hook: abort the process just before marking the segment ready.
+    pub crash_before_ready: bool,
+    /// What the segment holds (the slots are a stream's ring for streams and queues).
+    pub kind: SegmentKind,
+}
+
+/// What an opener expects to find in a segment.
+pub(crate) enum Expect {
+    /// A segment of this type: its layout and layout hash.
+    Type { layout: LayoutBuf, hash: u64 },
+    /// Any valid segment (an untyped reader decodes it by its stored layout).
+    Any,
+    /// A stream or queue segment (`kind`) of this type: its layout and layout hash.
+    Ring {
+        kind: SegmentKind,
+        layout: LayoutBuf,
+        hash: u64,
+    },
+}
+
+impl Expect {
+    /// The kind of segment expected: shared state unless this is `Ring`.
+    fn kind(&self) -> SegmentKind {
+        match self {
+            Expect::Ring { kind, .. } => *kind,
+            Expect::Type { .. } | Expect::Any => SegmentKind::State,
+        }
+    }
+
+    /// The expected type's layout and layout hash, if a type is expected.
+    fn typed(&self) -> Option<(&LayoutBuf, u64)> {
+        match self {
+            Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
+                Some((layout, *hash))
+            }
+            Expect::Any => None,
+        }
+    }
+}
+
+/// A shared mapping of a segment file, guarded against a peer shrinking the file under it.
+struct Mapping {
+    /// Declared before `raw`, so that the range leaves the guard's table before it is unmapped.
+    guard: fault::Guard,
+    raw: MmapRaw,
+}
+
+impl Mapping {
+    fn as_ptr(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether an access faulted because the file was shrunk under the mapping.
+    fn truncated(&self) -> bool {
+        self.guard.truncated()
+    }
+}
+
+/// What [`Segment::recover`] found.
+pub(crate) enum Recovered {
+    /// The segment was not ready and is now initialized; the caller is its writer.
+    Initialized(Box<Segment>),
+    /// The segment is ready after all. The file holds the writer lease, which the caller keeps
+    /// (by opening the segment through it) rather than dropping it and starting over.
+    Ready(File),
+}
+
+/// A mapped, validated segment.
+pub(crate) struct Segment {
+    map: Mapping,
+    file: File,
+    geometry: Geometry,
+    index: SlotIndex,
+    layout: LayoutBuf,
+    /// The layout hash, validated against `layout` (this process's copy).
+    hash: u64,
+    name: String,
+    backend: Backend,
+    writable: bool,
+}
+
+/// The header at the start of `map`.
+///
+/// # Panics
+/// If `map` is shorter than a header.
+#[inline(always)]
+fn header_of(map: &Mapping) -> &Header {
+    assert!(map.len() >= HEADER_SIZE);
+    // SAFETY: the mapping is at least HEADER_SIZE bytes (asserted) and page-aligned, so it
+    // holds an aligned `Header`; `Header` is all atomics, valid for any bytes, and other
+    // processes changing them concurrently is what atomics are for; the borrow is tied to
+    // `map`, which owns the mapping.
+    unsafe { &*(map.as_ptr() as *const Header) }
+}
+
+/// Maps the first `len` bytes of `file`, guarded (see [`Mapping`]).
+fn map(file: &File, len: usize, access: Access, name: &str) -> Result<Mapping> {
+    let mut o = MmapOptions::new();
+    o.len(len);
+    let raw = match access {
+        Access::ReadWrite => o.map_raw(file),
+        Access::ReadOnly => o.map_raw_read_only(file),
+    }
+    .map_err(Error::io("mapping", name))?;
+    Ok(Mapping {
+        guard: fault::Guard::new(raw.as_ptr(), raw.len()),
+        raw,
+    })
+}
+
+/// The stored descriptor's bytes in `map`, as atomics: a peer may be writing them.
+fn descriptor_of<'a>(map: &'a Mapping, g: &Geometry) -> &'a [AtomicU8] {
+    assert!(g.descriptor_offset + g.descriptor_len <= map.len());
+    // SAFETY: the range lies within the mapping (asserted); `AtomicU8` has alignment 1 and is
+    // valid for any byte; the borrow is tied to `map`, which owns the mapping.
+    unsafe {
+        core::slice::from_raw_parts(
+            map.as_ptr().add(g.descriptor_offset) as *const AtomicU8,
+            g.descriptor_len,
+        )
+    }
+}
+
+fn file_size(file: &File, name: &str) -> Result<u64> {
+    sys::file_size(file).map_err(Error::io("reading the size of", name))
+}
+
+fn corrupt<T>(what: &'static str) -> Result<T> {
+    Err(Error::Corrupt { what })
+}
+
+impl Segment {
+    /// `Err(Truncated)` once a peer has shrunk the file under this segment's mapping and an
+    /// access of this process faulted on it (the guard then mapped zero pages there, so what
+    /// was read or written since is meaningless). Sticky: a truncated segment stays truncated.
+    pub fn check_intact(&self) -> Result<()> {
+        if !self.map.truncated() {
+            return Ok(());
+        }
+        Err(Error::Truncated {
+            expected: self.geometry.total_size as u64,
+            found: sys::file_size(&self.file).unwrap_or(0),
+        })
+    }
+
+    /// Whether a peer shrank the file under this segment (see [`check_intact`](Self::check_intact)).
+    #[inline]
+    pub fn is_truncated(&self) -> bool {
+        self.map.truncated()
+    }
+
+    /// The header.
+    #[inline(always)]
+    pub fn header(&self) -> &Header {
+        header_of(&self.map)
+    }
+
+    /// The validated geometry (this process's copy, never re-read from the header).
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// The control line of a stream or queue segment (`None` for shared state).
+    pub fn control(&self) -> Option<&Control> {
+        if !self.geometry.kind.is_ring() {
+            return None;
+        }
+        assert!(HEADER_SIZE + CACHE_LINE <= self.geometry.slots_offset);
+        // SAFETY: ring geometries put slot 0 one cache line after the header (asserted), so
+        // the line at HEADER_SIZE lies inside the mapping (validated or built total size); it
+        // is 64-aligned in a page-aligned mapping; `Control` is all atomics, valid for any
+        // bytes; the borrow is tied to `self`, which owns the mapping.
+        Some(unsafe { &*(self.map.as_ptr().add(HEADER_SIZE) as *const Control) })
+    }
+
+    /// The layout the segment stores (validated against its layout hash on open).
+    pub fn layout(&self) -> &LayoutBuf {
+        &self.layout
+    }
+
+    /// The segment's layout hash, as validated on open (never re-read from the header).
+    pub fn layout_hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// The segment's file (its open file description carries the writer lease, if taken).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The name the segment was created or opened with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the mapping is writable.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+}
+
+impl Slots for Segment {
+    type Word = AtomicU64;
+
+    #[inline(always)]
+    fn index(&self) -> SlotIndex {
+        self.index
+    }
+
+    #[inline(always)]
+    fn published(&self) -> &AtomicU64 {
+        &self.header().published
+    }
+
+    /// # Panics
+    /// If `i >= slot_count`.
+    #[inline(always)]
+    fn slot(&self, i: usize) -> (&AtomicU64, &[AtomicU64]) {
+        assert!(i < self.geometry.slot_count);
+        let off = self.geometry.slot_offset(i);
+        // SAFETY: the slot spans `CACHE_LINE + payload_words * 8 <= slot_stride` bytes from
+        // `off`, inside `total_size <= map.len()` by the geometry validated on open (or built
+        // on create); `off` is a multiple of 64 in a page-aligned mapping, so both the sequence
+        // word and the payload words (from `off + 64`) are 8-aligned; atomics are valid for any
+        // bytes; the borrows are tied to `self`, which owns the mapping.
+        unsafe {
+            let base = self.map.as_ptr().cast_const().add(off);
+            (
+                &*(base as *const AtomicU64),
+                core::slice::from_raw_parts(
+                    base.add(CACHE_LINE) as *const AtomicU64,
+                    self.geometry.payload_words,
+                ),
+            )
+        }
+    }
+
+    #[inline(always)]
+    fn waiters_registered(&self) -> bool {
+        self.header().waiters.load(Ordering::SeqCst) != 0
+    }
+}
