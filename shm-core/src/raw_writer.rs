@@ -135,10 +135,14 @@ impl RawWriter {
             layout: layout.clone(),
             hash,
         };
-        Self::open_or_create_with(backend, name, &spec, make.ready_wait, &expect, |seg| {
-            let words = payload::words(initial.len());
-            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
-        })
+        Self::open_or_create_with(
+            backend,
+            name,
+            &spec,
+            make.ready_wait,
+            &expect,
+            fill(initial),
+        )
     }
 
     /// Creates a segment of `layout` holding the bytes `initial`.
@@ -151,10 +155,7 @@ impl RawWriter {
     ) -> Result<Self> {
         check_layout(layout, initial)?;
         let spec = spec(layout, layout.layout_hash(), make);
-        Self::create_with(backend, name, &spec, |seg| {
-            let words = payload::words(initial.len());
-            protocol::write_initial(seg, words, payload::source_of_bytes(initial));
-        })
+        Self::create_with(backend, name, &spec, fill(initial))
     }
 
     /// Takes over the segment `name`, which must hold what `expect` says.
@@ -321,17 +322,7 @@ impl RawWriter {
 
     /// A reader of this segment with its own open file description; see [`Writer::reader`](crate::Writer::reader).
     pub(crate) fn reader_with(&self, expect: &Expect) -> Result<RawReader> {
-        let name = self.seg.name();
-        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
-            .map_err(Error::io("reopening", name))?;
-        let seg = Segment::open_file(
-            self.seg.backend(),
-            name,
-            file,
-            Access::ReadWrite,
-            Duration::ZERO,
-            expect,
-        )?;
+        let seg = self.seg.reopen(expect)?;
         Ok(RawReader::from_segment(seg))
     }
 
@@ -349,6 +340,14 @@ impl core::fmt::Debug for RawWriter {
             .field("layout", &format_args!("{}", self.layout()))
             .field("version", &self.at.version)
             .finish()
+    }
+}
+
+/// Writes the payload bytes `initial` into a new segment as its initial value.
+fn fill(initial: &[u8]) -> impl Fn(&Segment) + '_ {
+    move |seg| {
+        let words = payload::words(initial.len());
+        protocol::write_initial(seg, words, payload::source_of_bytes(initial));
     }
 }
 

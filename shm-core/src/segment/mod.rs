@@ -239,11 +239,6 @@ impl Segment {
     pub fn is_writable(&self) -> bool {
         self.writable
     }
-
-    /// The backend.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
 }
 
 impl Slots for Segment {

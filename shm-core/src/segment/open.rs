@@ -10,7 +10,7 @@ use crate::format::{
 };
 use crate::layout::LayoutBuf;
 use crate::protocol::SlotIndex;
-use crate::sys::Access;
+use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
 use std::fs::File;
 use std::time::Duration;
@@ -107,6 +107,21 @@ impl Segment {
         // A peer that shrank the file while we validated it made us read zero pages.
         seg.check_intact()?;
         Ok(seg)
+    }
+
+    /// The same segment through a new open file description of its file, so that lease queries
+    /// through it see a lease this handle's description holds (a writer's own readers).
+    pub fn reopen(&self, expect: &Expect) -> Result<Segment> {
+        let file = sys::reopen(&self.file, Access::ReadWrite)
+            .map_err(Error::io("reopening", &self.name))?;
+        Self::open_file(
+            &self.backend,
+            &self.name,
+            file,
+            Access::ReadWrite,
+            Duration::ZERO,
+            expect,
+        )
     }
 
     /// Maps `file` once its creator has marked it ready, waiting until `deadline`; fails with

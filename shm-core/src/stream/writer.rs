@@ -2,14 +2,13 @@
 
 use super::{create_ring, open_ring_writer, reader::Start, wake_all, StreamReader};
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::SegmentKind;
 use crate::payload;
 use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
 use crate::raw_writer::Make;
 use crate::segment::Segment;
-use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::size_of;
@@ -77,7 +76,7 @@ impl<T: SharedState> StreamWriter<T> {
     ///
     /// Never blocks and makes no syscall unless a reader is blocked waiting for a message. With
     /// a full ring it overwrites the oldest message; readers that had not received it yet get
-    /// [`Error::Lagged`] with the exact number they lost.
+    /// [`Error::Lagged`](crate::Error::Lagged) with the exact number they lost.
     #[inline]
     pub fn send(&mut self, value: &T) {
         let number = self.sent.wrapping_add(1);
@@ -127,17 +126,9 @@ impl<T: SharedState> StreamWriter<T> {
     }
 
     fn reader(&self, start: Start) -> Result<StreamReader<T>> {
-        let name = self.seg.name();
-        let file = sys::reopen(self.seg.file(), Access::ReadWrite)
-            .map_err(Error::io("reopening", name))?;
-        let seg = Segment::open_file(
-            self.seg.backend(),
-            name,
-            file,
-            Access::ReadWrite,
-            Duration::ZERO,
-            &super::expect_ring::<T>(SegmentKind::Stream),
-        )?;
+        let seg = self
+            .seg
+            .reopen(&super::expect_ring::<T>(SegmentKind::Stream))?;
         Ok(StreamReader::from_raw(RawReader::from_segment(seg), start))
     }
 }
