@@ -67,15 +67,15 @@ use segment_side::Pose;
 /// A directory holding the extension module this build made (as `shm_state.so`) for
 /// `PYTHONPATH`, plus whatever generated modules a test adds.
 fn python_dir(tag: &str) -> TempDir {
-    // The test binary is target/<profile>/deps/<test>; the cdylib is in target/<profile>.
+    // The test binary is target/<profile>/deps/<test>. The cdylib this `cargo test` built is
+    // beside it in deps/; `cargo build` also copies it up to target/<profile>.
     let exe = std::env::current_exe().unwrap();
-    let lib = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libshm_state.so");
-    assert!(lib.exists(), "{} was not built", lib.display());
+    let deps = exe.parent().unwrap();
+    let lib = [deps, deps.parent().unwrap()]
+        .iter()
+        .map(|d| d.join("libshm_state.so"))
+        .find(|l| l.exists())
+        .unwrap_or_else(|| panic!("libshm_state.so was not built in {}", deps.display()));
     let dir = TempDir::new(tag);
     std::fs::copy(&lib, dir.path().join("shm_state.so")).unwrap();
     dir

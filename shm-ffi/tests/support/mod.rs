@@ -5,18 +5,23 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The directory cargo put this build's libraries in (`target/<profile>`), found from the test
-/// binary (`target/<profile>/deps/<test>`), so that it follows `--release` and
-/// `CARGO_TARGET_DIR`.
+/// The directory holding this build's libraries, found from the test binary
+/// (`target/<profile>/deps/<test>`), so that it follows `--release` and `CARGO_TARGET_DIR`:
+/// `deps/` itself, where `cargo test` leaves them, or `target/<profile>`, where `cargo build`
+/// copies them.
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libshm_ffi.so").exists() && dir.join("libshm_ffi.a").exists(),
-        "libshm_ffi.so and libshm_ffi.a are not in {}",
-        dir.display()
-    );
-    dir
+    let deps = exe.parent().unwrap();
+    [deps, deps.parent().unwrap()]
+        .iter()
+        .find(|d| d.join("libshm_ffi.so").exists() && d.join("libshm_ffi.a").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "libshm_ffi.so and libshm_ffi.a are not in {}",
+                deps.display()
+            )
+        })
+        .to_path_buf()
 }
 
 /// Compiles `source` (already in `dir`) into `dir/<out>` with `compiler` and `flags`, the
