@@ -315,13 +315,25 @@ fn queue_consumer_killed_and_restarted_loses_and_repeats_nothing() {
     };
     let mut producer = spawn_role(ENTRY, "queue-producer", &envs(0));
     let mut rng = Rng(0x1234_5678_9abc_def1);
-    let kills = 8;
+    let kills = 8u64;
+    // Each consumer is killed once it has counted a message past a random target in its share
+    // of the stream, wherever it is then: killing on progress rather than after a fixed sleep
+    // keeps every kill mid-stream however fast or slow the machine is.
+    let share = total / (kills + 1);
     for instance in 0..kills {
-        let mut c = spawn_role(ENTRY, "queue-consumer", &envs(instance));
-        std::thread::sleep(Duration::from_millis(30 + rng.below(150)));
+        let mut c = spawn_role(ENTRY, "queue-consumer", &envs(instance as usize));
+        let target = instance * share + 1 + rng.below(share);
+        let deadline = std::time::Instant::now() + WAIT;
+        while log.count(target).load(Ordering::SeqCst) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consumer {instance} never reached message {target}"
+            );
+            std::thread::sleep(Duration::from_micros(50));
+        }
         kill(&mut c);
     }
-    let last = spawn_role(ENTRY, "queue-consumer", &envs(kills));
+    let last = spawn_role(ENTRY, "queue-consumer", &envs(kills as usize));
     let out = last.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(producer.wait().unwrap().success());
@@ -330,7 +342,7 @@ fn queue_consumer_killed_and_restarted_loses_and_repeats_nothing() {
     // leave those messages uncounted: at most one batch, right before the next consumer's
     // start. Nothing else may be missing, and nothing may be counted twice.
     let mut starts = Vec::new();
-    for instance in 1..=kills {
+    for instance in 1..=kills as usize {
         let s = log.start(instance).load(Ordering::SeqCst);
         if s > 0 {
             starts.push(s);
