@@ -653,3 +653,115 @@ fn sending_and_receiving_make_no_syscall_unless_somebody_waits() {
     let status = run();
     assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
 }
+
+/// The message in `bytes`, as a [`RawStreamReader`](shm_core::RawStreamReader) copied it.
+fn msg_of_bytes(bytes: &[u8]) -> Msg {
+    Msg {
+        words: core::array::from_fn(|i| {
+            u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap())
+        }),
+    }
+}
+
+#[test]
+fn untyped_reader_receives_another_process_messages_by_the_stored_layout() {
+    if role().is_some() {
+        return;
+    }
+    let total = 300_000u64;
+    let name = Name::new("raw");
+    drop(Msg::create_stream(&name, 256).unwrap());
+    let mut rx = shm_core::RawStreamReader::subscribe(&name).unwrap();
+    assert_eq!(rx.kind(), SegmentKind::Stream);
+    assert_eq!((rx.capacity(), rx.payload_size()), (256, 64));
+    assert_eq!(rx.layout_hash(), Msg::LAYOUT_HASH);
+    assert_eq!(rx.taken(), None);
+    let writer = spawn_role(
+        ENTRY,
+        "broadcast-writer",
+        &[
+            ("SHM_NAME", name.to_string()),
+            ("SHM_TOTAL", total.to_string()),
+        ],
+    );
+    let mut bytes = vec![0u8; rx.payload_size()];
+    let (mut next, mut received, mut missed) = (1u64, 0u64, 0u64);
+    while next <= total {
+        match rx.recv_timeout(&mut bytes, WAIT) {
+            Ok(n) => {
+                assert_eq!(n, next, "out of order, duplicated or unreported gap");
+                assert_eq!(check(&msg_of_bytes(&bytes)), n);
+                if n == 1 {
+                    // The stored layout decodes the bytes with no Rust type at hand.
+                    let value = rx.layout().decode_value(&bytes).unwrap();
+                    assert!(format!("{value:?}").contains(&word(1, 3).to_string()));
+                }
+                next = n + 1;
+                received += 1;
+                if received % 25_000 == 0 {
+                    // Fall behind now and then, so that the writer laps this reader.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Err(Error::Lagged { missed: m }) => {
+                missed += m;
+                next += m;
+            }
+            Err(e) => panic!("receive: {e}"),
+        }
+    }
+    let out = writer.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(received + missed, total);
+    assert_eq!(rx.sent(), total);
+    assert!(matches!(rx.try_recv(&mut bytes), Ok(None)));
+    eprintln!("received {received}, lost {missed}");
+}
+
+#[test]
+fn untyped_reader_observes_a_queue_without_taking_and_refuses_state() {
+    let queue = Name::new("raw-queue");
+    let state = Name::new("raw-state");
+    let mut producer = Msg::create_queue(&queue, 8).unwrap();
+    for n in 1..=3 {
+        producer.send(&msg(n));
+    }
+    let mut bytes = [0u8; 64];
+    let mut observer = shm_core::RawStreamReader::subscribe_from_oldest(&queue).unwrap();
+    assert_eq!(observer.kind(), SegmentKind::Queue);
+    for n in 1..=3 {
+        assert_eq!(observer.try_recv(&mut bytes).unwrap(), Some(n));
+        assert_eq!(check(&msg_of_bytes(&bytes)), n);
+    }
+    assert!(matches!(observer.try_recv(&mut bytes), Ok(None)));
+    assert_eq!(observer.taken(), Some(0), "observing takes nothing");
+
+    // The consumer still gets everything; a new observer from the oldest starts after what it
+    // took.
+    let mut consumer = Msg::open_consumer(&queue).unwrap();
+    assert_eq!(check(&consumer.recv().unwrap()), 1);
+    assert_eq!(check(&consumer.recv().unwrap()), 2);
+    let mut late = shm_core::RawStreamReader::subscribe_from_oldest(&queue).unwrap();
+    assert_eq!((late.taken(), late.position()), (Some(2), 3));
+    assert_eq!(late.try_recv(&mut bytes).unwrap(), Some(3));
+    producer.send(&msg(4));
+    assert_eq!(
+        observer.recv_timeout(&mut bytes, WAIT).unwrap(),
+        4,
+        "an observer waits for the producer like a stream reader"
+    );
+    assert_eq!(check(&consumer.recv().unwrap()), 3);
+
+    let _w = Msg::create(&state, &msg(0)).unwrap();
+    let e = shm_core::RawStreamReader::subscribe(&state).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::WrongKind {
+                expected: SegmentKind::Stream,
+                found: SegmentKind::State
+            }
+        ),
+        "{e}"
+    );
+}

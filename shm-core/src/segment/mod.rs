@@ -48,6 +48,9 @@ pub(crate) enum Expect {
     Type { layout: LayoutBuf, hash: u64 },
     /// Any valid segment (an untyped reader decodes it by its stored layout).
     Any,
+    /// Any valid stream or queue segment (an untyped stream reader decodes its messages by
+    /// the stored layout).
+    AnyRing,
     /// A stream or queue segment (`kind`) of this type: its layout and layout hash.
     Ring {
         kind: SegmentKind,
@@ -57,11 +60,20 @@ pub(crate) enum Expect {
 }
 
 impl Expect {
-    /// The kind of segment expected: shared state unless this is `Ring`.
+    /// The kind of segment expected (for `AnyRing`, a stream: what a refusal names).
     fn kind(&self) -> SegmentKind {
         match self {
             Expect::Ring { kind, .. } => *kind,
+            Expect::AnyRing => SegmentKind::Stream,
             Expect::Type { .. } | Expect::Any => SegmentKind::State,
+        }
+    }
+
+    /// Whether a segment of kind `found` is what is expected.
+    fn accepts(&self, found: SegmentKind) -> bool {
+        match self {
+            Expect::AnyRing => matches!(found, SegmentKind::Stream | SegmentKind::Queue),
+            _ => found == self.kind(),
         }
     }
 
@@ -71,7 +83,7 @@ impl Expect {
             Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
                 Some((layout, *hash))
             }
-            Expect::Any => None,
+            Expect::Any | Expect::AnyRing => None,
         }
     }
 }

@@ -42,7 +42,7 @@ impl Segment {
         let h = header_of(&map);
         let mapped = map.len() as u64;
         let geometry = validate_header(h, mapped)?;
-        if geometry.kind != expect.kind() {
+        if !expect.accepts(geometry.kind) {
             return Err(Error::WrongKind {
                 expected: expect.kind(),
                 found: geometry.kind,

@@ -14,10 +14,12 @@
 
 mod options;
 mod queue;
+mod raw;
 mod reader;
 mod writer;
 
 pub use queue::{QueueConsumer, QueueProducer};
+pub use raw::RawStreamReader;
 pub use reader::{Iter, StreamReader, TryIter};
 pub use writer::StreamWriter;
 

@@ -3,7 +3,7 @@
 //! capacity).
 
 use super::reader::Start;
-use super::{QueueConsumer, QueueProducer, StreamReader, StreamWriter};
+use super::{QueueConsumer, QueueProducer, RawStreamReader, StreamReader, StreamWriter};
 use crate::error::Result;
 use crate::{Options, SharedState};
 
@@ -74,5 +74,27 @@ impl Options {
     /// has it open.
     pub fn open_consumer<T: SharedState>(&self, name: &str) -> Result<QueueConsumer<T>> {
         QueueConsumer::open(self.chosen_backend(), name, self.make().ready_wait)
+    }
+
+    /// Subscribes to the stream `name`, or observes the queue `name`, whatever type its
+    /// messages are: see [`RawStreamReader`]. Receives the messages sent from now on.
+    pub fn subscribe_raw(&self, name: &str) -> Result<RawStreamReader> {
+        RawStreamReader::open_with(
+            self.chosen_backend(),
+            name,
+            self.make().ready_wait,
+            Start::Newest,
+        )
+    }
+
+    /// [`subscribe_raw`](Self::subscribe_raw) from the oldest message the stream still holds
+    /// (on a queue, the oldest not taken yet).
+    pub fn subscribe_raw_from_oldest(&self, name: &str) -> Result<RawStreamReader> {
+        RawStreamReader::open_with(
+            self.chosen_backend(),
+            name,
+            self.make().ready_wait,
+            Start::Oldest,
+        )
     }
 }

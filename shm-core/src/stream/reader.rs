@@ -51,13 +51,62 @@ pub(crate) enum Start {
 /// ```
 pub struct StreamReader<T: SharedState> {
     raw: RawReader,
-    /// The number of the next message this reader wants.
-    next: u64,
+    cursor: Cursor,
     /// A message received right after a gap, returned after the gap is reported.
     pending: Option<T>,
-    /// Messages lost in a gap not reported yet (`recv_batch` met it after copying some).
-    unreported: u64,
     _type: PhantomData<fn() -> T>,
+}
+
+/// A broadcast reader's place in a stream: the next message it wants, and a gap it has not
+/// reported yet. Shared by the typed and the untyped reader.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cursor {
+    /// The number of the next message this reader wants.
+    pub next: u64,
+    /// Messages lost in a gap not reported yet.
+    unreported: u64,
+}
+
+impl Cursor {
+    /// Where a reader of the segment `raw` opened starts.
+    pub fn new(raw: &RawReader, start: Start) -> Cursor {
+        let published = raw.version();
+        let capacity = raw.slot_count() as u64;
+        let next = match start {
+            Start::Newest => published + 1,
+            Start::Oldest => published.saturating_sub(capacity - 1).max(1),
+        };
+        Cursor {
+            next,
+            unreported: 0,
+        }
+    }
+
+    /// Moves past message `number`, just received; returns how many messages before it were
+    /// lost (overwritten before this reader got to them).
+    pub fn advance(&mut self, number: u64) -> u64 {
+        let missed = number - self.next;
+        self.next = number + 1;
+        missed
+    }
+
+    /// A gap to report now, if one is left over.
+    pub fn take_unreported(&mut self) -> Option<u64> {
+        Some(core::mem::take(&mut self.unreported)).filter(|&n| n > 0)
+    }
+
+    /// Waits until the message this reader wants is published, or `deadline` (`false`).
+    pub fn wait(&self, raw: &RawReader, deadline: Deadline) -> bool {
+        let h = raw.segment().header();
+        let next = self.next;
+        wait_until(
+            &h.futex,
+            &h.waiters,
+            raw.segment().is_writable(),
+            deadline,
+            || h.published.load(Ordering::SeqCst) >= next,
+        )
+    }
 }
 
 impl<T: SharedState> StreamReader<T> {
@@ -77,17 +126,10 @@ impl<T: SharedState> StreamReader<T> {
 
     /// A reader of the stream segment `raw` opened, starting at `start`.
     pub(crate) fn from_raw(raw: RawReader, start: Start) -> Self {
-        let published = raw.version();
-        let capacity = raw.slot_count() as u64;
-        let next = match start {
-            Start::Newest => published + 1,
-            Start::Oldest => published.saturating_sub(capacity - 1).max(1),
-        };
         StreamReader {
+            cursor: Cursor::new(&raw, start),
             raw,
-            next,
             pending: None,
-            unreported: 0,
             _type: PhantomData,
         }
     }
@@ -97,8 +139,7 @@ impl<T: SharedState> StreamReader<T> {
     /// overwrote `missed` messages it had not received (the next call returns the oldest
     /// message still available).
     pub fn try_recv(&mut self) -> Result<Option<T>> {
-        if self.unreported > 0 {
-            let missed = core::mem::take(&mut self.unreported);
+        if let Some(missed) = self.cursor.take_unreported() {
             return Err(Error::Lagged { missed });
         }
         if let Some(v) = self.pending.take() {
@@ -107,7 +148,7 @@ impl<T: SharedState> StreamReader<T> {
         let mut out = MaybeUninit::uninit();
         let Some(number) = stream::receive(
             self.raw.segment(),
-            self.next,
+            self.cursor.next,
             Self::WORDS,
             payload::sink_into(&mut out),
         ) else {
@@ -116,8 +157,7 @@ impl<T: SharedState> StreamReader<T> {
         // SAFETY: `receive` returned a number: one consistent copy of that message wrote every
         // byte of `out`; every bit pattern is a valid `T` (`T: SharedState`).
         let value = unsafe { out.assume_init() };
-        let missed = number - self.next;
-        self.next = number + 1;
+        let missed = self.cursor.advance(number);
         if missed > 0 {
             self.pending = Some(value);
             return Err(Error::Lagged { missed });
@@ -145,16 +185,7 @@ impl<T: SharedState> StreamReader<T> {
             if let Some(v) = self.try_recv()? {
                 return Ok(v);
             }
-            let h = self.raw.segment().header();
-            let next = self.next;
-            let arrived = wait_until(
-                &h.futex,
-                &h.waiters,
-                self.raw.segment().is_writable(),
-                deadline,
-                || h.published.load(Ordering::SeqCst) >= next,
-            );
-            if !arrived {
+            if !self.cursor.wait(&self.raw, deadline) {
                 return Err(Error::Timeout);
             }
         }
@@ -170,7 +201,7 @@ impl<T: SharedState> StreamReader<T> {
                 Ok(Some(v)) => *slot = v,
                 Ok(None) => return Ok(i),
                 Err(Error::Lagged { missed }) if i > 0 => {
-                    self.unreported = missed;
+                    self.cursor.unreported = missed;
                     return Ok(i);
                 }
                 Err(e) => return Err(e),
@@ -193,7 +224,7 @@ impl<T: SharedState> StreamReader<T> {
 
     /// The number of the next message this reader receives (messages are numbered from 1).
     pub fn position(&self) -> u64 {
-        self.next - u64::from(self.pending.is_some())
+        self.cursor.next - u64::from(self.pending.is_some())
     }
 
     /// The number of messages sent to the stream so far, by all its writers.

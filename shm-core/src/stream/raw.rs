@@ -1,0 +1,238 @@
+//! [`RawStreamReader`]: a reader of any stream, or an observer of any queue, that decodes
+//! messages by the layout the segment stores (for tools and other languages).
+
+use super::reader::{Cursor, Start};
+use crate::backend::Backend;
+use crate::deadline::Deadline;
+use crate::error::{Error, Result};
+use crate::format::SegmentKind;
+use crate::layout::LayoutBuf;
+use crate::payload;
+use crate::protocol::stream;
+use crate::raw_reader::RawReader;
+use crate::segment::Expect;
+use core::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Receives the messages of a broadcast stream, or observes those of a queue, as bytes,
+/// whatever type they hold: the untyped counterpart of [`StreamReader`](crate::StreamReader),
+/// for programs that have no Rust type for the messages (the `shm` tool, the Python package).
+///
+/// The layout the segment stores ([`layout`](Self::layout)) decodes the bytes, for example
+/// with [`LayoutBuf::decode_value`]. The protocol is a broadcast reader's:
+/// messages come in order, never torn, and a reader that falls behind by more than the
+/// capacity gets [`Error::Lagged`] with the exact number it lost.
+///
+/// On a **queue** this reader is an observer: it never takes a message (only the queue's one
+/// consumer does) and never writes the segment. It sees the messages the producer sends
+/// whether or not the consumer has taken them yet; a message the producer has since
+/// overwritten (after the consumer took it) counts as lost.
+///
+/// ```no_run
+/// let mut rx = shm_core::RawStreamReader::subscribe("/fills")?;
+/// let mut message = vec![0u8; rx.payload_size()];
+/// loop {
+///     match rx.recv(&mut message) {
+///         Ok(number) => println!("message {number}: {:?}", rx.layout().decode_value(&message)),
+///         Err(shm_core::Error::Lagged { missed }) => eprintln!("lost {missed} messages"),
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # Ok::<(), shm_core::Error>(())
+/// ```
+pub struct RawStreamReader {
+    raw: RawReader,
+    cursor: Cursor,
+    /// A message received right after a gap (its number), returned after the gap is reported.
+    pending: Option<u64>,
+    /// Its bytes.
+    pending_bytes: Vec<u8>,
+}
+
+impl RawStreamReader {
+    /// Subscribes to the stream (or observes the queue) `name`: receives the messages sent
+    /// from now on. Fails with [`Error::WrongKind`] if `name` holds shared state.
+    pub fn subscribe(name: &str) -> Result<RawStreamReader> {
+        crate::Options::new().subscribe_raw(name)
+    }
+
+    /// Subscribes from the oldest message the stream still holds; on a queue, from the oldest
+    /// message its consumer has not taken yet.
+    pub fn subscribe_from_oldest(name: &str) -> Result<RawStreamReader> {
+        crate::Options::new().subscribe_raw_from_oldest(name)
+    }
+
+    pub(crate) fn open_with(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        start: Start,
+    ) -> Result<Self> {
+        let raw = RawReader::open_with(backend, name, ready_wait, &Expect::AnyRing)?;
+        let mut cursor = Cursor::new(&raw, start);
+        if let (Start::Oldest, Some(control)) = (start, raw.segment().control()) {
+            // A queue: the messages not taken yet, rather than taken ones still in the ring.
+            let consumed = control.consumed.load(Ordering::Acquire);
+            cursor.next = cursor.next.max(consumed.saturating_add(1));
+        }
+        let pending_bytes = vec![0; raw.payload_size()];
+        Ok(RawStreamReader {
+            raw,
+            cursor,
+            pending: None,
+            pending_bytes,
+        })
+    }
+
+    /// Copies the next message into `dst` if one was sent, without waiting, and returns its
+    /// number (messages are numbered from 1); `Ok(None)` if none. `Err(Error::Lagged {
+    /// missed })` once if this reader fell behind and `missed` messages were overwritten
+    /// before it got to them; the next call returns the oldest message still available. After
+    /// an error, `dst` holds no message.
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub fn try_recv(&mut self, dst: &mut [u8]) -> Result<Option<u64>> {
+        let words = self.checked_words(dst);
+        if let Some(missed) = self.cursor.take_unreported() {
+            return Err(Error::Lagged { missed });
+        }
+        if let Some(number) = self.pending.take() {
+            dst.copy_from_slice(&self.pending_bytes);
+            return Ok(Some(number));
+        }
+        let Some(number) = stream::receive(
+            self.raw.segment(),
+            self.cursor.next,
+            words,
+            payload::sink_into_bytes(dst),
+        ) else {
+            self.raw.segment().check_intact()?;
+            return Ok(None);
+        };
+        self.raw.segment().check_intact()?;
+        let missed = self.cursor.advance(number);
+        if missed > 0 {
+            self.pending_bytes.copy_from_slice(dst);
+            self.pending = Some(number);
+            return Err(Error::Lagged { missed });
+        }
+        Ok(Some(number))
+    }
+
+    /// Copies the next message into `dst`, waiting for it as long as it takes, and returns its
+    /// number; `Err(Error::Lagged)` as [`try_recv`](Self::try_recv).
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub fn recv(&mut self, dst: &mut [u8]) -> Result<u64> {
+        self.recv_until(dst, Deadline::never())
+    }
+
+    /// Copies the next message into `dst`, waiting at most `timeout` for it
+    /// ([`Error::Timeout`]), and returns its number; `Err(Error::Lagged)` as
+    /// [`try_recv`](Self::try_recv).
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub fn recv_timeout(&mut self, dst: &mut [u8], timeout: Duration) -> Result<u64> {
+        self.recv_until(dst, Deadline::after(timeout))
+    }
+
+    fn recv_until(&mut self, dst: &mut [u8], deadline: Deadline) -> Result<u64> {
+        loop {
+            if let Some(number) = self.try_recv(dst)? {
+                return Ok(number);
+            }
+            if !self.cursor.wait(&self.raw, deadline) {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+
+    fn checked_words(&self, dst: &[u8]) -> usize {
+        assert_eq!(
+            dst.len(),
+            self.payload_size(),
+            "the buffer must be exactly the message size"
+        );
+        payload::words(dst.len())
+    }
+
+    /// What the segment holds: [`SegmentKind::Stream`] or [`SegmentKind::Queue`].
+    pub fn kind(&self) -> SegmentKind {
+        self.raw.segment().geometry().kind
+    }
+
+    /// The layout of one message, as the segment stores it.
+    pub fn layout(&self) -> &LayoutBuf {
+        self.raw.layout()
+    }
+
+    /// The layout hash the segment stores.
+    pub fn layout_hash(&self) -> u64 {
+        self.raw.layout_hash()
+    }
+
+    /// The size of one message in bytes.
+    pub fn payload_size(&self) -> usize {
+        self.raw.payload_size()
+    }
+
+    /// The number of the next message this reader receives.
+    pub fn position(&self) -> u64 {
+        self.cursor.next - u64::from(self.pending.is_some())
+    }
+
+    /// The number of messages sent so far, by all writers.
+    pub fn sent(&self) -> u64 {
+        self.raw.version()
+    }
+
+    /// On a queue, the number of messages its consumers took so far; `None` on a stream.
+    pub fn taken(&self) -> Option<u64> {
+        self.raw
+            .segment()
+            .control()
+            .filter(|_| self.kind() == SegmentKind::Queue)
+            .map(|c| c.consumed.load(Ordering::Acquire))
+    }
+
+    /// The capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.raw.slot_count()
+    }
+
+    /// Whether a writer (a queue's producer) currently holds the writer lease.
+    pub fn writer_alive(&self) -> bool {
+        self.raw.writer_alive()
+    }
+
+    /// The process id recorded by the last writer that took the lease.
+    pub fn writer_pid(&self) -> u32 {
+        self.raw.writer_pid()
+    }
+
+    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
+    pub fn writer_epoch(&self) -> u64 {
+        self.raw.writer_epoch()
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+}
+
+impl core::fmt::Debug for RawStreamReader {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RawStreamReader")
+            .field("name", &self.name())
+            .field("kind", &self.kind())
+            .field("layout", &self.layout().to_string())
+            .field("capacity", &self.capacity())
+            .field("position", &self.position())
+            .field("sent", &self.sent())
+            .finish()
+    }
+}
