@@ -1,4 +1,4 @@
-//! `shm_state`, the Python module: opens any shared-state segment and decodes it by the layout
+//! `shm_state`, the Python module: opens any shared-state segment or stream and decodes it by the layout
 //! the segment stores, reads into the ctypes structures `shm_core::export::python` generates,
 //! waits for updates and writes segments that Rust, C and C++ programs read.
 //!
@@ -10,6 +10,7 @@
 
 mod convert;
 mod reader;
+mod stream;
 mod writer;
 
 use pyo3::create_exception;
@@ -58,6 +59,12 @@ create_exception!(
     ShmTimeoutError,
     ShmError,
     "A read or a wait for an update timed out."
+);
+create_exception!(
+    shm_state,
+    LaggedError,
+    ShmError,
+    "A stream reader fell behind: its `missed` attribute is the exact number of messages the writer overwrote before it got to them; the next receive returns the oldest message still there."
 );
 create_exception!(
     shm_state,
@@ -125,6 +132,7 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<reader::Reader>()?;
     m.add_class::<writer::Writer>()?;
+    m.add_class::<stream::StreamReader>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(layout_hash, m)?)?;
     m.add("ShmError", py.get_type::<ShmError>())?;
@@ -135,6 +143,7 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WriterDiedError", py.get_type::<WriterDiedError>())?;
     m.add("ShmTimeoutError", py.get_type::<ShmTimeoutError>())?;
     m.add("InvalidFieldError", py.get_type::<InvalidFieldError>())?;
+    m.add("LaggedError", py.get_type::<LaggedError>())?;
     m.add("FORMAT_VERSION", shm_core::FORMAT_VERSION)?;
     Ok(())
 }

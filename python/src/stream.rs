@@ -1,0 +1,247 @@
+//! `shm_state.StreamReader`: every message of a broadcast stream, in order, decoded by the
+//! stream's stored layout; or an observer of a queue's messages that takes none.
+
+use crate::reader::timeout;
+use crate::{convert, to_py, LaggedError, ShmError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shm_core::{Error, RawStreamReader};
+use std::time::Duration;
+
+/// Receives the messages of a broadcast stream, in order. `StreamReader(name)` receives the
+/// messages sent from now on; `StreamReader(name, layout, from_oldest=True)` also checks the
+/// message type (raising `LayoutMismatchError` naming the first differing field) and starts
+/// with the oldest message the stream still holds.
+///
+/// A reader that falls behind by more than the stream's capacity loses the messages the
+/// writer overwrote: the next receive raises `LaggedError` once, whose `missed` attribute is
+/// their exact number, and the one after returns the oldest message still there. Messages are
+/// never torn, duplicated or reordered.
+///
+/// On a queue this reader only observes: it sees the producer's messages without taking any
+/// (the queue's consumer still gets each one); with `from_oldest` it starts at the oldest
+/// message not taken yet.
+///
+/// Receiving copies each message out of shared memory in native code, with the GIL released
+/// while it waits. Iterating (`for message in reader`) receives with no time limit. Usable as
+/// a context manager; `close()` releases it.
+#[pyclass(module = "shm_state")]
+pub struct StreamReader {
+    inner: Option<RawStreamReader>,
+}
+
+impl StreamReader {
+    fn raw(&self) -> PyResult<&RawStreamReader> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| ShmError::new_err("the stream reader is closed"))
+    }
+
+    fn raw_mut(&mut self) -> PyResult<&mut RawStreamReader> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| ShmError::new_err("the stream reader is closed"))
+    }
+
+    /// The next message's number and bytes: waiting at most `wait` for it, with the GIL
+    /// released (`Error::Timeout` when none came), or, with `wait` `None`, not at all (`None`
+    /// when none was sent).
+    fn next_message(
+        &mut self,
+        py: Python<'_>,
+        wait: Option<Duration>,
+    ) -> PyResult<Option<(u64, Vec<u8>)>> {
+        let rx = self.raw_mut()?;
+        let mut bytes = vec![0u8; rx.payload_size()];
+        let got = match (rx.try_recv(&mut bytes), wait) {
+            (Ok(None), Some(wait)) => py.detach(|| rx.recv_timeout(&mut bytes, wait)).map(Some),
+            (got, _) => got,
+        };
+        match got {
+            Ok(number) => Ok(number.map(|n| (n, bytes))),
+            Err(e) => Err(lagged_or(e)),
+        }
+    }
+
+    /// The next message, waiting at most `seconds` (`None`: as long as it takes).
+    fn wait_message(&mut self, py: Python<'_>, seconds: Option<f64>) -> PyResult<(u64, Vec<u8>)> {
+        let wait = timeout(seconds)?;
+        let got = self.next_message(py, Some(wait))?;
+        Ok(got.expect("a wait returns a message or an error"))
+    }
+}
+
+/// `LaggedError` (with `missed`) for a gap, else the usual exception.
+fn lagged_or(e: Error) -> PyErr {
+    match e {
+        Error::Lagged { missed } => {
+            let err = LaggedError::new_err(e.to_string());
+            Python::attach(|py| {
+                let _ = err.value(py).setattr("missed", missed);
+            });
+            err
+        }
+        e => to_py(e),
+    }
+}
+
+#[pymethods]
+impl StreamReader {
+    #[new]
+    #[pyo3(signature = (name, layout = None, from_oldest = false))]
+    fn new(name: &str, layout: Option<&Bound<'_, PyAny>>, from_oldest: bool) -> PyResult<Self> {
+        let expected = layout.map(convert::layout_arg).transpose()?;
+        let rx = if from_oldest {
+            RawStreamReader::subscribe_from_oldest(name)
+        } else {
+            RawStreamReader::subscribe(name)
+        }
+        .map_err(to_py)?;
+        if let Some(expected) = expected {
+            crate::check_layout(rx.layout(), rx.layout_hash(), &expected)?;
+        }
+        Ok(StreamReader { inner: Some(rx) })
+    }
+
+    /// The next message, decoded by the stored layout (dicts, lists, `str`, `bool`, numbers),
+    /// waiting at most `timeout` seconds for it (`None`: as long as it takes); raises
+    /// `ShmTimeoutError` when none came, `LaggedError` after a gap.
+    #[pyo3(signature = (timeout = None))]
+    fn recv<'py>(&mut self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let (_, value) = self.recv_numbered(py, timeout)?;
+        Ok(value)
+    }
+
+    /// `(number, message)`: the next message as `recv` returns it, and its number (messages
+    /// are numbered from 1).
+    #[pyo3(signature = (timeout = None))]
+    fn recv_numbered<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, Bound<'py, PyAny>)> {
+        let (number, bytes) = self.wait_message(py, timeout)?;
+        Ok((number, convert::decode(py, self.raw()?.layout(), &bytes)?))
+    }
+
+    /// `(number, bytes)`: the next message's payload bytes, e.g. for
+    /// `Fill.from_buffer_copy(...)` of a generated module; waits as `recv` does.
+    #[pyo3(signature = (timeout = None))]
+    fn recv_bytes<'py>(
+        &mut self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+        let (number, bytes) = self.wait_message(py, timeout)?;
+        Ok((number, PyBytes::new(py, &bytes)))
+    }
+
+    /// The next message if one was sent, decoded, without waiting; `None` if none.
+    /// `LaggedError` after a gap.
+    fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.next_message(py, None)? {
+            Some((_, bytes)) => Ok(Some(convert::decode(py, self.raw()?.layout(), &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The number of the next message this reader receives.
+    #[getter]
+    fn position(&self) -> PyResult<u64> {
+        Ok(self.raw()?.position())
+    }
+
+    /// The number of messages sent so far.
+    #[getter]
+    fn sent(&self) -> PyResult<u64> {
+        Ok(self.raw()?.sent())
+    }
+
+    /// On a queue, the number of messages its consumer took; `None` on a stream.
+    #[getter]
+    fn taken(&self) -> PyResult<Option<u64>> {
+        Ok(self.raw()?.taken())
+    }
+
+    /// The capacity in messages: how far this reader may fall behind before losing some.
+    #[getter]
+    fn capacity(&self) -> PyResult<usize> {
+        Ok(self.raw()?.capacity())
+    }
+
+    /// `"stream"` or `"queue"`.
+    #[getter]
+    fn kind(&self) -> PyResult<String> {
+        Ok(self.raw()?.kind().to_string())
+    }
+
+    /// Whether a live writer holds the writer lease.
+    fn writer_alive(&self) -> PyResult<bool> {
+        Ok(self.raw()?.writer_alive())
+    }
+
+    /// 1 for the creator, one more per takeover.
+    fn writer_epoch(&self) -> PyResult<u64> {
+        Ok(self.raw()?.writer_epoch())
+    }
+
+    /// The layout hash of the messages' type.
+    #[getter]
+    fn layout_hash(&self) -> PyResult<u64> {
+        Ok(self.raw()?.layout_hash())
+    }
+
+    /// The size of one message in bytes.
+    #[getter]
+    fn payload_size(&self) -> PyResult<usize> {
+        Ok(self.raw()?.payload_size())
+    }
+
+    /// The messages' type name as Rust spells it.
+    #[getter]
+    fn type_name(&self) -> PyResult<String> {
+        Ok(self.raw()?.layout().to_string())
+    }
+
+    /// The segment's name.
+    #[getter]
+    fn name(&self) -> PyResult<String> {
+        Ok(self.raw()?.name().to_string())
+    }
+
+    /// Releases the stream (idempotent).
+    fn close(&mut self) {
+        self.inner = None;
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.recv(py, None)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.inner {
+            Some(r) => format!(
+                "<shm_state.StreamReader {:?} ({}) of {} at message {}>",
+                r.name(),
+                r.kind(),
+                r.layout(),
+                r.position()
+            ),
+            None => "<shm_state.StreamReader (closed)>".to_string(),
+        }
+    }
+}
