@@ -3,7 +3,9 @@
  * It implements the reader side of docs/segment-format.md (format version 1): open and validate
  * a segment, check it holds the type a generated header describes (naming the first differing
  * field when it does not), read consistent snapshots through the multi-slot seqlock, wait for
- * updates on the shared futex, and probe whether the writer is alive. Include it in one or many
+ * updates on the shared futex, and probe whether the writer is alive. It also receives the
+ * messages of a broadcast stream (`shm_stream_open`, section "Streams and queues") and observes
+ * a queue without taking its messages (`shm_queue_observe`). Include it in one or many
  * translation units; it links nothing but libc. Linux only (futex, OFD locks).
  *
  *     #include "shm_state.h"
@@ -92,9 +94,20 @@ extern "C" {
 #define SHM_OFF_TOTAL_SIZE 72
 #define SHM_OFF_WRITER_PID 80
 #define SHM_OFF_WRITER_EPOCH 88
+#define SHM_OFF_KIND 96
 #define SHM_OFF_PUBLISHED 128
 #define SHM_OFF_FUTEX 192
 #define SHM_OFF_WAITERS 196
+
+/* What a segment holds (the header's `kind`). */
+#define SHM_KIND_STATE 0u
+#define SHM_KIND_STREAM 1u /* broadcast stream */
+#define SHM_KIND_QUEUE 2u
+
+/* Streams and queues: the control line between the header and slot 0, and their capacity. */
+#define SHM_CONTROL_SIZE 64u
+#define SHM_OFF_CONSUMED 256 /* queues: the number of the last message the consumer took */
+#define SHM_MAX_STREAM_CAPACITY (1u << 24)
 
 /* ---------------------------------------------------------------- public types */
 
@@ -112,7 +125,10 @@ typedef enum shm_status {
     SHM_ERR_NOT_READY,        /* its creator did not finish within the wait */
     SHM_ERR_TIMEOUT,
     SHM_ERR_WRITER_DIED,      /* no consistent value and no live writer */
-    SHM_ERR_IO                /* an unexpected system error */
+    SHM_ERR_IO,               /* an unexpected system error */
+    SHM_ERR_WRONG_KIND,       /* a stream or queue opened as state, or the other way round */
+    SHM_EMPTY,                /* streams: no message yet (not an error) */
+    SHM_LAGGED                /* streams: messages were lost, `shm_stream_missed` says how many */
 } shm_status;
 
 /* The type a program expects, from a generated header: `SHM_LAYOUT(TELEMETRY)`. */
@@ -145,6 +161,7 @@ static inline shm_layout shm_layout_make(uint64_t hash, uint64_t size, uint64_t 
 typedef struct shm_reader {
     int fd;
     int writable; /* mapped read-write: may register as a futex waiter */
+    uint32_t kind; /* SHM_KIND_STATE, SHM_KIND_STREAM or SHM_KIND_QUEUE */
     unsigned char *base;
     size_t mapped;
     uint64_t payload_size, payload_words, slot_count, slots_offset, slot_stride;
@@ -654,12 +671,22 @@ static inline shm_status shm__check_stored(shm_reader *r, uint64_t found, uint64
     return problem ? shm__fail(r, SHM_ERR_CORRUPT, problem) : SHM_OK;
 }
 
-/* Validates the mapped, ready header (steps 4 to 6 of Opening in docs/segment-format.md). */
-static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
+/* What a segment of `kind` holds and how a C program reads it, for WrongKind messages. */
+static inline const char *shm__describe_kind(uint32_t kind) {
+    switch (kind) {
+    case SHM_KIND_STATE: return "shared state (read it with `shm_reader_open`)";
+    case SHM_KIND_STREAM: return "a broadcast stream (read it with `shm_stream_open`)";
+    default: return "a queue (observe it with `shm_queue_observe`)";
+    }
+}
+
+/* Validates the mapped, ready header (steps 4 to 6 of Opening in docs/segment-format.md, with
+ * the kind check of "Streams and queues"): the segment must hold `expect_kind`. */
+static inline shm_status shm__validate(shm_reader *r, const shm_layout *want, uint32_t expect_kind) {
     const unsigned char *h = r->base;
-    uint64_t mapped = r->mapped, total, desc_len, psize, words, stride, desc_off, found;
-    uint32_t version = shm__load32(h + SHM_OFF_FORMAT_VERSION), slots, palign;
-    char msg[160];
+    uint64_t mapped = r->mapped, total, desc_len, psize, words, stride, desc_off, slots_off, found;
+    uint32_t version = shm__load32(h + SHM_OFF_FORMAT_VERSION), slots, palign, kind;
+    char msg[256];
     if (version != SHM_FORMAT_VERSION) {
         snprintf(msg, sizeof msg,
                  "segment format version %u is not supported (this program reads version %u)",
@@ -672,8 +699,11 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
                  (unsigned long long)mapped, (unsigned long long)total);
         return shm__fail(r, SHM_ERR_TRUNCATED, msg);
     }
+    kind = shm__load32(h + SHM_OFF_KIND);
+    if (kind > SHM_KIND_QUEUE) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: unknown segment kind");
     slots = shm__load32(h + SHM_OFF_SLOT_COUNT);
-    if (slots == 0 || slots > SHM_MAX_SLOTS) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: slot count out of range");
+    if (slots == 0 || slots > (kind == SHM_KIND_STATE ? SHM_MAX_SLOTS : SHM_MAX_STREAM_CAPACITY))
+        return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: slot count out of range");
     desc_len = shm__load64(h + SHM_OFF_DESCRIPTOR_LEN);
     if (desc_len > SHM_MAX_DESCRIPTOR) return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: descriptor too large");
     psize = shm__load64(h + SHM_OFF_PAYLOAD_SIZE);
@@ -682,21 +712,29 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
         return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: payload size out of range");
     if (palign == 0 || (palign & (palign - 1)) != 0)
         return shm__fail(r, SHM_ERR_CORRUPT, "corrupt segment: payload alignment is not a power of two");
-    /* psize <= mapped, so none of this wraps; the product is still checked. */
+    /* psize <= mapped, so none of this wraps; the product is still checked. Streams and queues
+     * have their control line between the header and slot 0. */
     words = psize / 8 + (psize % 8 != 0);
     stride = (SHM_CACHE_LINE + words * 8 + SHM_CACHE_LINE - 1) / SHM_CACHE_LINE * SHM_CACHE_LINE;
+    slots_off = SHM_HEADER_SIZE + (kind == SHM_KIND_STATE ? 0 : SHM_CONTROL_SIZE);
     if (__builtin_mul_overflow(stride, (uint64_t)slots, &desc_off) ||
-        __builtin_add_overflow(desc_off, (uint64_t)SHM_HEADER_SIZE, &desc_off) ||
-        shm__load64(h + SHM_OFF_SLOTS_OFFSET) != SHM_HEADER_SIZE ||
+        __builtin_add_overflow(desc_off, slots_off, &desc_off) ||
+        shm__load64(h + SHM_OFF_SLOTS_OFFSET) != slots_off ||
         shm__load64(h + SHM_OFF_SLOT_STRIDE) != stride ||
         shm__load64(h + SHM_OFF_DESCRIPTOR_OFFSET) != desc_off || desc_off > total ||
         total - desc_off != desc_len)
         return shm__fail(r, SHM_ERR_CORRUPT,
                          "corrupt segment: slot geometry does not match the payload size and slot count");
+    if (kind != expect_kind) {
+        snprintf(msg, sizeof msg, "this segment holds %s, not %s", shm__describe_kind(kind),
+                 shm__describe_kind(expect_kind));
+        return shm__fail(r, SHM_ERR_WRONG_KIND, msg);
+    }
+    r->kind = kind;
     r->payload_size = psize;
     r->payload_words = words;
     r->slot_count = slots;
-    r->slots_offset = SHM_HEADER_SIZE;
+    r->slots_offset = slots_off;
     r->slot_stride = stride;
     r->descriptor_offset = desc_off;
     r->descriptor_len = desc_len;
@@ -713,11 +751,11 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want) {
     return SHM_OK;
 }
 
-/* Opens the segment `name` holding the type `want` describes, waiting at most `ready_wait_ns`
- * (negative: forever) for its creator to finish. On failure the handle holds the code and a
- * message and owns nothing (closing it is harmless). */
-static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, shm_layout want,
-                                              int64_t ready_wait_ns) {
+/* Opens the segment `name`, of kind `kind`, holding the type `want` describes, waiting at most
+ * `ready_wait_ns` (negative: forever) for its creator to finish. On failure the handle holds
+ * the code and a message and owns nothing (closing it is harmless). */
+static inline shm_status shm__open(shm_reader *r, const char *name, const shm_layout *want,
+                                   uint32_t kind, int64_t ready_wait_ns) {
     const char *bad;
     struct stat st;
     int64_t deadline, pause = 50000;
@@ -771,7 +809,7 @@ static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, s
             state = shm__load32(r->base + SHM_OFF_STATE);
             __atomic_thread_fence(__ATOMIC_ACQUIRE); /* pairs with the creator's Release of state */
             if (magic == SHM_MAGIC && state == SHM_STATE_READY) {
-                if (shm__validate(r, &want) == SHM_OK) return SHM_OK;
+                if (shm__validate(r, want, kind) == SHM_OK) return SHM_OK;
                 break;
             }
             if (magic != 0 && magic != SHM_MAGIC) {
@@ -807,6 +845,15 @@ static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, s
     }
 }
 
+/* Opens the state segment `name` holding the type `want` describes, waiting at most
+ * `ready_wait_ns` (negative: forever) for its creator to finish. On failure the handle holds
+ * the code and a message and owns nothing (closing it is harmless). A stream or queue is
+ * refused with SHM_ERR_WRONG_KIND. */
+static inline shm_status shm_reader_open_wait(shm_reader *r, const char *name, shm_layout want,
+                                              int64_t ready_wait_ns) {
+    return shm__open(r, name, &want, SHM_KIND_STATE, ready_wait_ns);
+}
+
 /* Opens with the default ready wait (1 s). */
 static inline shm_status shm_reader_open(shm_reader *r, const char *name, shm_layout want) {
     return shm_reader_open_wait(r, name, want, SHM_DEFAULT_READY_WAIT_NS);
@@ -819,18 +866,26 @@ static inline uint64_t shm_version(const shm_reader *r) {
     return shm__load64_acquire(r->base + SHM_OFF_PUBLISHED);
 }
 
-/* One read attempt into r->buffer; 1 when the copy is consistent. */
-static inline int shm__attempt(shm_reader *r) {
-    uint64_t v = shm_version(r), i = v % r->slot_count, s1, s2, k;
+/* Copies slot `i` into r->buffer ("Reading" in docs/segment-format.md); 1 when the copy is
+ * consistent and, if `exact`, of the slot holding sequence value `want` (a complete version or
+ * message), else of any complete one. */
+static inline int shm__read_slot(shm_reader *r, uint64_t i, int exact, uint64_t want) {
     const unsigned char *slot = r->base + r->slots_offset + i * r->slot_stride;
-    s1 = shm__load64(slot);
+    uint64_t s1 = shm__load64(slot), s2, k;
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if ((s1 & 1) || (r->slot_count > 1 && s1 != 2 * v + 2)) return 0;
+    if ((s1 & 1) || (exact && s1 != want)) return 0;
     for (k = 0; k < r->payload_words; k++) r->buffer[k] = shm__load64(slot + SHM_CACHE_LINE + 8 * k);
     /* Orders the payload loads before the second sequence load. */
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     s2 = shm__load64(slot);
     return s1 == s2;
+}
+
+/* One read attempt of the latest value into r->buffer; 1 when the copy is consistent. With
+ * two or more slots only the published version itself is accepted (reads never go back). */
+static inline int shm__attempt(shm_reader *r) {
+    uint64_t v = shm_version(r);
+    return shm__read_slot(r, v % r->slot_count, r->slot_count > 1, 2 * v + 2);
 }
 
 /* Whether a writer holds the segment's writer lease (an OFD lock on byte 0). Only queries. */
@@ -848,6 +903,11 @@ static inline int shm_writer_alive(const shm_reader *r) {
 /* The pid of the last writer that took the lease (informative). */
 static inline uint32_t shm_writer_pid(const shm_reader *r) {
     return shm__load32(r->base + SHM_OFF_WRITER_PID);
+}
+
+/* The writer epoch: 1 for the creator, incremented by every writer that takes over. */
+static inline uint64_t shm_writer_epoch(const shm_reader *r) {
+    return shm__load64(r->base + SHM_OFF_WRITER_EPOCH);
 }
 
 /* Reads a consistent value into `out` (payload_size bytes), giving up at `deadline`
@@ -950,6 +1010,206 @@ done:
     if (version) *version = v;
     return SHM_OK;
 }
+
+/* ---------------------------------------------------------------- streams and queues */
+
+/* A reader of a broadcast stream (or an observer of a queue) with its own position, kept in
+ * this process's memory: it never writes the segment, except the futex's `waiters` count while
+ * it sleeps in `shm_stream_recv_timeout` (and not even that when it could map the segment only
+ * read-only: then it polls). Messages are numbered from 1.
+ *
+ *     shm_stream s;
+ *     if (shm_stream_open(&s, "/fills", SHM_LAYOUT(FILL), 0) != SHM_OK) {
+ *         fprintf(stderr, "%s\n", s.reader.message);
+ *         return 1;
+ *     }
+ *     for (;;) {
+ *         Fill f;
+ *         shm_status st = shm_stream_recv_timeout(&s, &f, NULL, 1000000000);
+ *         if (st == SHM_OK) handle(&f);
+ *         else if (st == SHM_LAGGED) fprintf(stderr, "lost %llu fills\n",
+ *                                            (unsigned long long)shm_stream_missed(&s));
+ *         else break;                          // SHM_ERR_TIMEOUT
+ *     }
+ *     shm_stream_close(&s);
+ *
+ * A reader that falls behind by more than the capacity loses the messages the writer
+ * overwrote: the next receive returns SHM_LAGGED once, with their exact number in
+ * `shm_stream_missed`, and the one after returns the oldest message still available. Messages
+ * are never torn, duplicated or reordered: every message received plus every message reported
+ * lost is every message sent since the reader's start. As shm_reader, one thread at a time. */
+typedef struct shm_stream {
+    shm_reader reader; /* the open segment; on failure its `status` and `message` say why */
+    uint64_t next;     /* the number of the next message this reader wants */
+    uint64_t missed;   /* the messages lost in the gap the last SHM_LAGGED reported */
+    uint64_t pending;  /* a message received right after a gap, held in reader.buffer until the
+                        * call after the one that reported the gap (its number; 0: none) */
+} shm_stream;
+
+static inline shm_status shm__stream_open(shm_stream *s, const char *name, shm_layout want,
+                                          uint32_t kind, int from_oldest, int64_t ready_wait_ns) {
+    uint64_t published, capacity;
+    s->next = s->missed = s->pending = 0;
+    if (shm__open(&s->reader, name, &want, kind, ready_wait_ns) != SHM_OK) return s->reader.status;
+    published = shm_version(&s->reader);
+    capacity = s->reader.slot_count;
+    /* The ring holds messages `published - capacity + 1 ..= published`. */
+    if (!from_oldest) s->next = published + 1;
+    else s->next = published >= capacity ? published - capacity + 1 : 1;
+    return SHM_OK;
+}
+
+/* Opens the broadcast stream `name` of messages of the type `want` describes, waiting at most
+ * `ready_wait_ns` (negative: forever) for its creator to finish. The reader starts with the
+ * next message sent (`from_oldest` 0) or with the oldest message the stream still holds
+ * (`from_oldest` 1). A segment of another kind is refused with SHM_ERR_WRONG_KIND; on failure
+ * `s->reader` holds the code and message and the handle owns nothing. */
+static inline shm_status shm_stream_open_wait(shm_stream *s, const char *name, shm_layout want,
+                                              int from_oldest, int64_t ready_wait_ns) {
+    return shm__stream_open(s, name, want, SHM_KIND_STREAM, from_oldest, ready_wait_ns);
+}
+
+/* Opens with the default ready wait (1 s). */
+static inline shm_status shm_stream_open(shm_stream *s, const char *name, shm_layout want,
+                                         int from_oldest) {
+    return shm_stream_open_wait(s, name, want, from_oldest, SHM_DEFAULT_READY_WAIT_NS);
+}
+
+/* Opens the queue `name` to observe its messages, as shm_stream_open_wait does for a stream;
+ * a segment of another kind is refused with SHM_ERR_WRONG_KIND.
+ *
+ * An observer is not the queue's consumer: it never writes `consumed` and takes nothing, so
+ * the consumer still receives every message. It sees each message the producer sent, whether
+ * or not the consumer took it yet; the consumer may take one at any time, and the producer
+ * then reuses its slot, so a message overwritten before the observer copied it is reported
+ * lost (SHM_LAGGED), exactly as in a broadcast stream. `shm_stream_consumed` tells how far the
+ * consumer is. */
+static inline shm_status shm_queue_observe_wait(shm_stream *s, const char *name, shm_layout want,
+                                                int from_oldest, int64_t ready_wait_ns) {
+    return shm__stream_open(s, name, want, SHM_KIND_QUEUE, from_oldest, ready_wait_ns);
+}
+
+/* Opens with the default ready wait (1 s). */
+static inline shm_status shm_queue_observe(shm_stream *s, const char *name, shm_layout want,
+                                           int from_oldest) {
+    return shm_queue_observe_wait(s, name, want, from_oldest, SHM_DEFAULT_READY_WAIT_NS);
+}
+
+/* Unmaps and closes the segment; safe on a handle whose open failed. */
+static inline void shm_stream_close(shm_stream *s) {
+    shm_reader_close(&s->reader);
+    s->pending = 0;
+}
+
+/* Receives the next message into `out` (payload_size bytes) and its number into `*number`
+ * (may be NULL), without waiting. Returns SHM_OK; SHM_EMPTY if no message was sent since the
+ * last one received; or SHM_LAGGED, once, when this reader fell behind and the writer
+ * overwrote `shm_stream_missed(s)` messages it had not received (nothing is stored then; the
+ * next call returns the oldest message still available, which this call already copied). */
+static inline shm_status shm_stream_try_recv(shm_stream *s, void *out, uint64_t *number) {
+    shm_reader *r = &s->reader;
+    uint64_t capacity = r->slot_count, m = s->next, published;
+    if (s->pending) {
+        memcpy(out, r->buffer, r->payload_size);
+        if (number) *number = s->pending;
+        s->pending = 0;
+        r->status = SHM_OK;
+        return SHM_OK;
+    }
+    for (;;) {
+        /* Acquire (load and fence): the slot of every message up to `published` shows that
+         * message complete, or a later one. */
+        published = shm_version(r);
+        if (m > published) {
+            /* Any messages found lost on the way are found again by the next call. */
+            static const char empty[] = "no message yet";
+            r->status = SHM_EMPTY;
+            memcpy(r->message, empty, sizeof empty);
+            return SHM_EMPTY;
+        }
+        /* Older messages are gone. */
+        if (published >= capacity && m < published - capacity + 1) m = published - capacity + 1;
+        if (shm__read_slot(r, m % capacity, 1, 2 * m + 2)) break;
+        /* Message m was published, so its slot held it complete: the writer is writing, or
+         * wrote, message m + capacity or a later one there. It is lost; go on with the next. */
+        m++;
+    }
+    if (m > s->next) {
+        s->missed = m - s->next;
+        s->pending = m;
+        s->next = m + 1;
+        r->status = SHM_LAGGED;
+        snprintf(r->message, sizeof r->message, "the reader fell behind and lost %llu message%s",
+                 (unsigned long long)s->missed, s->missed == 1 ? "" : "s");
+        return SHM_LAGGED;
+    }
+    s->next = m + 1;
+    memcpy(out, r->buffer, r->payload_size);
+    if (number) *number = m;
+    r->status = SHM_OK;
+    return SHM_OK;
+}
+
+/* As shm_stream_try_recv, waiting at most `timeout_ns` (negative: no limit) for a message:
+ * SHM_OK, SHM_LAGGED, or SHM_ERR_TIMEOUT. Sleeps on the stream's futex when the segment is
+ * mapped writable, as shm_wait_for_update does (the writer pays for a wake only while somebody
+ * sleeps; each sleep lasts at most 100 ms before re-checking), else polls every 200 us. A
+ * writer that dies does not end the wait: another may take over. */
+static inline shm_status shm_stream_recv_timeout(shm_stream *s, void *out, uint64_t *number,
+                                                 int64_t timeout_ns) {
+    shm_reader *r = &s->reader;
+    int64_t deadline = shm__deadline(timeout_ns), left;
+    int spins;
+    for (;;) {
+        shm_status st = shm_stream_try_recv(s, out, number);
+        if (st != SHM_EMPTY) return st;
+        /* A message that arrives within a microsecond or so costs no syscall. */
+        for (spins = 0; spins < 128 && shm_version(r) < s->next; spins++) {
+        }
+        if (shm_version(r) >= s->next) continue;
+        if (deadline == INT64_MAX) {
+            left = -1;
+        } else {
+            left = deadline - shm__now_ns();
+            if (left < 0) left = 0;
+        }
+        if (shm_wait_for_update(r, s->next - 1, left, NULL) != SHM_OK) return r->status;
+    }
+}
+
+/* As shm_stream_recv_timeout without a time limit. */
+static inline shm_status shm_stream_recv(shm_stream *s, void *out, uint64_t *number) {
+    return shm_stream_recv_timeout(s, out, number, -1);
+}
+
+/* The messages lost in the gap the last SHM_LAGGED reported. */
+static inline uint64_t shm_stream_missed(const shm_stream *s) { return s->missed; }
+
+/* The number of the next message this reader receives. */
+static inline uint64_t shm_stream_position(const shm_stream *s) {
+    return s->pending ? s->pending : s->next;
+}
+
+/* The number of messages sent so far, by all the segment's writers (`published`). */
+static inline uint64_t shm_stream_sent(const shm_stream *s) { return shm_version(&s->reader); }
+
+/* The capacity in messages: how far this reader may fall behind before it loses some. */
+static inline uint64_t shm_stream_capacity(const shm_stream *s) { return s->reader.slot_count; }
+
+/* Queues: the number of the last message the consumer took (0: none; always 0 for a broadcast
+ * stream). Only read: an observer never takes messages. */
+static inline uint64_t shm_stream_consumed(const shm_stream *s) {
+    return shm__load64_acquire(s->reader.base + SHM_OFF_CONSUMED);
+}
+
+/* Whether a writer (a queue's producer) holds the writer lease. */
+static inline int shm_stream_writer_alive(const shm_stream *s) { return shm_writer_alive(&s->reader); }
+
+/* The pid of the last writer that took the lease (informative). */
+static inline uint32_t shm_stream_writer_pid(const shm_stream *s) { return shm_writer_pid(&s->reader); }
+
+/* The writer epoch: 1 for the creator, incremented by every writer that takes over. */
+static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm_writer_epoch(&s->reader); }
 
 #pragma GCC diagnostic pop
 

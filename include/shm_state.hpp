@@ -6,6 +6,9 @@
 //     shm::Reader<Telemetry> r{"/demo-telemetry"};   // throws shm::Error on failure
 //     Telemetry t = r.read();
 //
+//     shm::StreamReader<Fill> rx{"/fills"};           // a broadcast stream's messages
+//     try { Fill f = rx.recv(); } catch (const shm::Lagged &e) { /* e.missed() were lost */ }
+//
 // The layout hash, size and descriptor come from the `shm::layout_of<T>` specialisation the
 // generated header provides; using a type it does not describe fails to compile, and a segment
 // holding another type throws an error naming the first differing field.
@@ -16,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -34,6 +38,27 @@ class Error : public std::runtime_error {
   private:
     shm_status code_;
 };
+
+/// A stream reader fell behind: `missed()` messages were overwritten before it received them
+/// (code SHM_LAGGED). The next receive returns the oldest message still available.
+class Lagged : public Error {
+  public:
+    Lagged(std::uint64_t missed, const std::string &message) : Error(SHM_LAGGED, message), missed_(missed) {}
+    std::uint64_t missed() const noexcept { return missed_; }
+
+  private:
+    std::uint64_t missed_;
+};
+
+namespace detail {
+template <typename T> shm_layout layout() {
+    static_assert(std::is_trivially_copyable<T>::value, "a shared type is plain bytes");
+    static_assert(sizeof(T) == layout_of<T>::size, "the generated header disagrees with the type");
+    static_assert(alignof(T) == layout_of<T>::align, "the generated header disagrees with the type");
+    return shm_layout_make(layout_of<T>::hash, layout_of<T>::size, layout_of<T>::align, layout_of<T>::descriptor(),
+                           layout_of<T>::descriptor_len);
+}
+} // namespace detail
 
 /// An open segment holding a `T`. Not to be used from two threads at once.
 template <typename T> class Reader {
@@ -99,6 +124,91 @@ template <typename T> class Reader {
         if (s != SHM_OK) throw Error(s, r_.message);
     }
     shm_reader r_;
+};
+
+/// Where a new stream reader starts.
+enum class Start {
+    Newest, ///< with the next message sent after opening
+    Oldest, ///< with the oldest message the stream still holds
+};
+
+/// A reader of a broadcast stream of `T` messages with its own position (`shm_stream`), or an
+/// observer of a queue (`observe_queue`), which takes nothing from the queue's consumer.
+/// Failures throw `Error`; a reader that fell behind gets `Lagged` once, with the exact number
+/// of messages lost, and the next receive returns the oldest message still available. Move-only;
+/// not to be used from two threads at once.
+template <typename T> class StreamReader {
+  public:
+    /// Opens the broadcast stream `name`, waiting at most `ready_wait` for its creator to finish.
+    explicit StreamReader(const std::string &name, Start start = Start::Newest,
+                          std::chrono::nanoseconds ready_wait = std::chrono::seconds(1))
+        : StreamReader(name, start, ready_wait, SHM_KIND_STREAM) {}
+    /// Opens the queue `name` as an observer (see `shm_queue_observe` in shm_state.h).
+    static StreamReader observe_queue(const std::string &name, Start start = Start::Newest,
+                                      std::chrono::nanoseconds ready_wait = std::chrono::seconds(1)) {
+        return StreamReader(name, start, ready_wait, SHM_KIND_QUEUE);
+    }
+    ~StreamReader() { shm_stream_close(&s_); }
+    StreamReader(const StreamReader &) = delete;
+    StreamReader &operator=(const StreamReader &) = delete;
+    StreamReader(StreamReader &&other) noexcept : s_(other.s_) {
+        other.s_.reader.base = nullptr;
+        other.s_.reader.buffer = nullptr;
+        other.s_.reader.fd = -1;
+        other.s_.pending = 0;
+    }
+    StreamReader &operator=(StreamReader &&) = delete;
+
+    /// The next message if one was sent, without waiting; `std::nullopt` if none.
+    std::optional<T> try_recv() {
+        T out{};
+        if (!check(shm_stream_try_recv(&s_, &out, &number_))) return std::nullopt;
+        return out;
+    }
+    /// The next message, waiting as long as it takes.
+    T recv() {
+        T out{};
+        check(shm_stream_recv(&s_, &out, &number_));
+        return out;
+    }
+    /// The next message, waiting at most `timeout` (then throws `Error` with SHM_ERR_TIMEOUT).
+    T recv_timeout(std::chrono::nanoseconds timeout) {
+        T out{};
+        check(shm_stream_recv_timeout(&s_, &out, &number_, timeout.count()));
+        return out;
+    }
+    /// The number of the message the last receive returned (messages are numbered from 1).
+    std::uint64_t last_number() const noexcept { return number_; }
+    /// The number of the next message this reader receives.
+    std::uint64_t position() const noexcept { return shm_stream_position(&s_); }
+    /// The number of messages sent so far.
+    std::uint64_t sent() const { return shm_stream_sent(&s_); }
+    /// The capacity in messages.
+    std::uint64_t capacity() const noexcept { return shm_stream_capacity(&s_); }
+    /// Queues: the number of the last message the consumer took.
+    std::uint64_t consumed() const { return shm_stream_consumed(&s_); }
+    /// Whether a writer holds the writer lease.
+    bool writer_alive() const { return shm_stream_writer_alive(&s_) != 0; }
+    /// The writer epoch: 1 for the creator, incremented by every takeover.
+    std::uint64_t writer_epoch() const { return shm_stream_writer_epoch(&s_); }
+    /// The C handle.
+    const shm_stream &handle() const noexcept { return s_; }
+
+  private:
+    StreamReader(const std::string &name, Start start, std::chrono::nanoseconds ready_wait, std::uint32_t kind) {
+        if (shm__stream_open(&s_, name.c_str(), detail::layout<T>(), kind, start == Start::Oldest,
+                             ready_wait.count()) != SHM_OK)
+            throw Error(s_.reader.status, s_.reader.message);
+    }
+    /// True for a message, false for none; throws for anything else.
+    bool check(shm_status s) {
+        if (s == SHM_OK) return true;
+        if (s == SHM_EMPTY) return false;
+        if (s == SHM_LAGGED) throw Lagged(shm_stream_missed(&s_), s_.reader.message);
+        throw Error(s, s_.reader.message);
+    }
+    shm_stream s_;
+    std::uint64_t number_ = 0;
 };
 
 } // namespace shm

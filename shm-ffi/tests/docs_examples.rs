@@ -14,14 +14,14 @@ use lang::{workspace, TempDir};
 use shm_core::SharedState;
 use std::process::Command;
 
-/// The `n`th (from 0) fenced block of language `lang` in `docs/languages.md`.
-fn example(lang: &str, n: usize) -> String {
+/// The first fenced block of language `lang` in the section "Writers in C and C++" of
+/// `docs/languages.md`.
+fn example(lang: &str) -> String {
     let doc = std::fs::read_to_string(workspace().join("docs/languages.md")).unwrap();
     let fence = format!("\n```{lang}\n");
-    let mut at = 0;
-    for _ in 0..n {
-        at += doc[at..].find(&fence).unwrap() + fence.len();
-    }
+    let at = doc
+        .find("\n## Writers in C and C++")
+        .expect("no writers section");
     let start = at + doc[at..].find(&fence).unwrap() + fence.len();
     let len = doc[start..].find("\n```\n").unwrap();
     doc[start..start + len + 1].to_string()
@@ -32,9 +32,9 @@ fn the_c_and_cpp_writer_examples_of_the_docs_write_what_rust_reads() {
     let dir = TempDir::new("ffidocs");
     let name = Name::new("ffidocs");
     shm_core::export::write_all::<Telemetry>(dir.path(), "telemetry").unwrap();
-    let c = example("c", 1);
+    let c = example("c");
     assert!(c.contains("shm_ffi_writer_open_or_create"), "{c}");
-    let cpp = example("cpp", 1);
+    let cpp = example("cpp");
     assert!(cpp.contains("shm::Writer<Telemetry>"), "{cpp}");
     std::fs::write(dir.path().join("writer.c"), c).unwrap();
     std::fs::write(dir.path().join("writer.cpp"), cpp).unwrap();
