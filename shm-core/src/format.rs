@@ -56,7 +56,11 @@ pub(crate) struct Header {
     _reserved: [AtomicU64; 3],
     /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
     pub published: AtomicU64,
-    _pad1: [AtomicU64; 7],
+    /// State segments whose payload fits one word (8 bytes or less): the latest value,
+    /// zero-extended, stored by the writer before every publication (section "Writing").
+    /// Zero and unused otherwise.
+    pub inline: AtomicU64,
+    _pad1: [AtomicU64; 6],
     /// Futex word, bumped by the writer when waiters are registered. Own cache line.
     pub futex: AtomicU32,
     /// Number of processes blocked (or about to block) on `futex`.
@@ -66,6 +70,7 @@ pub(crate) struct Header {
 
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
+const _: () = assert!(core::mem::offset_of!(Header, inline) == 136);
 const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
 const _: () = assert!(core::mem::offset_of!(Header, kind) == 96);
 

@@ -9,6 +9,11 @@
 //! `docs/segment-format.md`, sections "Writing" and "Reading" (Boehm, "Can Seqlocks Get Along
 //! with Programming Language Memory Models?", 2012).
 //!
+//! Payloads of one word (8 bytes or less) also have a copy of the latest value outside the
+//! slots, the header's `inline` word ([`Inline`]): a typed read of such a payload is one acquire
+//! load of it ([`read_inline`]), no seqlock at all. The slots still hold every value, for
+//! versioned reads and for peers that read only the slots.
+//!
 //! Payload words are copied with relaxed atomic loads and stores, never plain or volatile
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
@@ -155,8 +160,15 @@ pub(crate) trait Slots {
     fn published(&self) -> &Self::Word;
     /// Slot `i`'s sequence word and payload words (`i` < the slot count).
     fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
-    /// Whether a waiter is registered, loaded with SeqCst ordering (see [`publish`]).
+    /// Whether a waiter is registered, loaded with SeqCst ordering (see [`announce`]).
     fn waiters_registered(&self) -> bool;
+}
+
+/// The words of a shared-state segment (not a stream or queue): the slots, and the `inline`
+/// word that holds the latest value of a one-word payload.
+pub(crate) trait Inline: Slots {
+    /// The header's `inline` word.
+    fn inline(&self) -> &Self::Word;
 }
 
 /// The slot count, and which slot holds which version: version `v` lives in slot
@@ -298,15 +310,13 @@ pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl Sink<S:
 }
 
 /// Writes version `version` (the one after the last published) into its slot with
-/// `source(i)` as payload word `i` of the first `len`, publishes it, and returns whether a
-/// waiter is registered (then the caller wakes the futex).
+/// `source(i)` as payload word `i` of the first `len` (the payload's word count), publishes
+/// it, and returns whether a waiter is registered (then the caller wakes the futex).
 ///
-/// Only the one writer calls this. The SeqCst swap publishes (it is also a Release store) and
-/// orders the publication before the waiter-count load, pairing with a waiter's SeqCst
-/// registration: either the waiter sees the new version, or the writer sees the waiter. One
-/// locked instruction, cheaper than a store and a fence.
+/// A one-word payload's value also goes into the `inline` word, before the publication (see
+/// [`store_inline`]). Only the one writer calls this.
 #[inline(always)]
-pub(crate) fn publish<S: Slots>(
+pub(crate) fn publish<S: Inline>(
     s: &S,
     version: u64,
     len: usize,
@@ -314,15 +324,61 @@ pub(crate) fn publish<S: Slots>(
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(version));
     write_slot(seq, &words[..len], version, &mut source);
+    store_inline(s, &words[..len]);
+    announce(s, version)
+}
+
+/// Publishes version `version`, whose slot the writer has written, and returns whether a
+/// waiter is registered.
+///
+/// The SeqCst swap publishes (it is also a Release store) and orders the publication before
+/// the waiter-count load, pairing with a waiter's SeqCst registration: either the waiter sees
+/// the new version, or the writer sees the waiter. One locked instruction, cheaper than a
+/// store and a fence.
+#[inline(always)]
+pub(crate) fn announce<S: Slots>(s: &S, version: u64) -> bool {
     s.published().swap(version, Ordering::SeqCst);
     s.waiters_registered()
 }
 
-/// Writes the initial value, version 0, into slot 0 without publishing it (`published` is 0
-/// from creation). Only the creator calls this, before the segment is ready.
-pub(crate) fn write_initial<S: Slots>(s: &S, len: usize, mut source: impl Source<S::Word>) {
+/// Copies a one-word payload (`words`, the slot the writer just completed) into the `inline`
+/// word; does nothing for longer payloads.
+///
+/// A Release store, made before the publication: a reader that loads `published == v` with
+/// acquire ordering then finds version `v`'s value there, or a later one. A writer that dies
+/// between this store and its publication leaves a value in `inline` that was never
+/// published; it is complete (one atomic word is never torn), and the next writer publishes a
+/// newer one.
+#[inline(always)]
+fn store_inline<S: Inline>(s: &S, words: &[S::Word]) {
+    if let [word] = words {
+        // Our own store a moment ago: this load sees it.
+        s.inline()
+            .store(word.load(Ordering::Relaxed), Ordering::Release);
+    }
+}
+
+/// Reads a one-word payload's latest value from the `inline` word into `sink`: one acquire
+/// load, always consistent, never older than a version published before the load (nor than
+/// an earlier `read_inline`'s value). A value stored by a writer that then died before
+/// publishing it may be returned (see [`store_inline`]).
+///
+/// Only for segments whose payload is one word (callers check `payload_words == 1`).
+#[inline(always)]
+pub(crate) fn read_inline<S: Inline>(s: &S, mut sink: impl Sink<S::Word>) {
+    sink.take(core::slice::from_ref(s.inline()));
+    // Acquire: orders whatever the caller reads next after the load of `inline`, as an acquire
+    // load would (a relaxed load and a fence: also sound on a read-only mapping).
+    S::Word::fence(Ordering::Acquire);
+}
+
+/// Writes the initial value, version 0, into slot 0 (and `inline`, for a one-word payload)
+/// without publishing it (`published` is 0 from creation). Only the creator calls this, before
+/// the segment is ready.
+pub(crate) fn write_initial<S: Inline>(s: &S, len: usize, mut source: impl Source<S::Word>) {
     let (seq, words) = s.slot(0);
     write_slot(seq, &words[..len], 0, &mut source);
+    store_inline(s, &words[..len]);
 }
 
 /// Where a writer that takes a segment over continues.

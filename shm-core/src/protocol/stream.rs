@@ -22,7 +22,7 @@
 #[cfg(all(test, loom))]
 mod model;
 
-use super::{complete, load_acquire, publish, read_slot, Sink, Slots, Source, Word};
+use super::{announce, complete, load_acquire, read_slot, write_slot, Sink, Slots, Source, Word};
 use core::sync::atomic::Ordering;
 
 /// The words of a queue: a ring, and the consumer's cursor.
@@ -40,12 +40,20 @@ pub(crate) trait QueueWords: Slots {
 /// its slot, overwriting message `number - N`, and publishes it. Returns whether a waiter is
 /// registered (then the caller wakes the futex).
 ///
-/// Only the one writer calls this. Publishing is the state protocol's [`publish`]: a SeqCst
+/// Only the one writer calls this. Publishing is the state protocol's [`announce`]: a SeqCst
 /// swap of `published` followed by the waiter check, so a send makes no syscall while nobody
-/// waits and never misses a waiter.
+/// waits and never misses a waiter. (Rings have no `inline` word: a reader wants every
+/// message, not the latest.)
 #[inline(always)]
-pub(crate) fn send<S: Slots>(s: &S, number: u64, len: usize, source: impl Source<S::Word>) -> bool {
-    publish(s, number, len, source)
+pub(crate) fn send<S: Slots>(
+    s: &S,
+    number: u64,
+    len: usize,
+    mut source: impl Source<S::Word>,
+) -> bool {
+    let (seq, words) = s.slot(s.index().slot_of(number));
+    write_slot(seq, &words[..len], number, &mut source);
+    announce(s, number)
 }
 
 /// Receives the oldest message numbered `next` or later that the ring still holds: copies its
