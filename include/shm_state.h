@@ -43,6 +43,20 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The membarrier system call, for kernel headers that predate it (x86-64 and aarch64 numbers). */
+#ifndef SYS_membarrier
+#if defined(__NR_membarrier)
+#define SYS_membarrier __NR_membarrier
+#elif defined(__x86_64__)
+#define SYS_membarrier 324
+#elif defined(__aarch64__)
+#define SYS_membarrier 283
+#else
+#error "shm_state.h needs the membarrier system call number (Linux 4.3 headers or later)"
+#endif
+#endif
+#define SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED (1 << 1)
+
 /* Under strict -std=c11 glibc hides these; their values are the Linux ABI's. */
 #ifndef F_OFD_GETLK
 #define F_OFD_GETLK 36
@@ -932,6 +946,12 @@ static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int6
         }
     }
     __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+    /* The waiter's half of the asymmetric barrier (docs/segment-format.md, "Waiting for an
+     * update"): a writer may publish without a locked instruction, relying on this system call
+     * to make its store visible before the re-check below, or our registration visible to it.
+     * Where the kernel or a sandbox refuses, a wake-up can be missed and the wait then ends at
+     * the next re-check (100 ms); the result is deliberately not checked. */
+    syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
     for (;;) {
         uint32_t word = __atomic_load_n(futex, __ATOMIC_SEQ_CST);
         struct timespec ts;

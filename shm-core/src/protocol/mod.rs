@@ -160,8 +160,8 @@ pub(crate) trait Slots {
     fn published(&self) -> &Self::Word;
     /// Slot `i`'s sequence word and payload words (`i` < the slot count).
     fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
-    /// Whether a waiter is registered, loaded with SeqCst ordering (see [`announce`]).
-    fn waiters_registered(&self) -> bool;
+    /// Whether a waiter is registered, loaded with `order` (see [`announce`]).
+    fn waiters_registered(&self, order: Ordering) -> bool;
 }
 
 /// The words of a shared-state segment (not a stream or queue): the slots, and the `inline`
@@ -311,7 +311,8 @@ pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl Sink<S:
 
 /// Writes version `version` (the one after the last published) into its slot with
 /// `source(i)` as payload word `i` of the first `len` (the payload's word count), publishes
-/// it, and returns whether a waiter is registered (then the caller wakes the futex).
+/// it as `how` says, and returns whether a waiter is registered (then the caller wakes the
+/// futex).
 ///
 /// A one-word payload's value also goes into the `inline` word, before the publication (see
 /// [`store_inline`]). Only the one writer calls this.
@@ -321,24 +322,70 @@ pub(crate) fn publish<S: Inline>(
     version: u64,
     len: usize,
     mut source: impl Source<S::Word>,
+    how: Announce,
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(version));
     write_slot(seq, &words[..len], version, &mut source);
     store_inline(s, &words[..len]);
-    announce(s, version)
+    announce(s, version, how)
 }
 
-/// Publishes version `version`, whose slot the writer has written, and returns whether a
-/// waiter is registered.
-///
-/// The SeqCst swap publishes (it is also a Release store) and orders the publication before
-/// the waiter-count load, pairing with a waiter's SeqCst registration: either the waiter sees
-/// the new version, or the writer sees the waiter. One locked instruction, cheaper than a
-/// store and a fence.
+/// How a writer orders its publication (the store of `published`) before its check for
+/// waiters (the load of the waiter count), so that a waiter that registers at the same moment
+/// is never missed: either the waiter's re-check sees the new version, or the writer sees the
+/// waiter and wakes it. This is the store-buffering pattern, which needs a full barrier on
+/// both sides, between each side's store and its load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Announce {
+    /// A SeqCst swap of `published`, then a SeqCst load of the count: the swap is the
+    /// writer's barrier (one locked instruction), and pairs with the waiter's SeqCst
+    /// registration and re-check.
+    Locked,
+    /// A Release store of `published`, a compiler-only fence, then a relaxed load of the
+    /// count: no locked instruction, for writers whose process is registered as a
+    /// `membarrier` target (`sys::register_as_barrier_target`). The waiter pays instead: after
+    /// registering and before its re-check it makes every CPU running a registered process
+    /// execute a full barrier (`sys::barrier_on_registered_processes`). That barrier falls
+    /// somewhere in the writer's instruction stream: if before the store, the writer's load
+    /// sees the registration; if after the store, the waiter's re-check sees the store (the
+    /// barrier made it visible before the system call returned). The compiler fence keeps
+    /// the compiler from moving the load before the store, where no barrier could separate
+    /// them. This is `membarrier`'s asymmetric-fence pattern (liburcu, folly's
+    /// `asymmetricLightBarrier`/`asymmetricHeavyBarrier`).
+    Asymmetric,
+}
+
+/// Publishes version `version`, whose slot the writer has written, as `how` says, and returns
+/// whether a waiter is registered (see [`Announce`]).
 #[inline(always)]
-pub(crate) fn announce<S: Slots>(s: &S, version: u64) -> bool {
-    s.published().swap(version, Ordering::SeqCst);
-    s.waiters_registered()
+pub(crate) fn announce<S: Slots>(s: &S, version: u64, how: Announce) -> bool {
+    match how {
+        Announce::Locked => {
+            s.published().swap(version, Ordering::SeqCst);
+            s.waiters_registered(Ordering::SeqCst)
+        }
+        Announce::Asymmetric => {
+            s.published().store(version, Ordering::Release);
+            light_barrier::<S::Word>();
+            s.waiters_registered(Ordering::Relaxed)
+        }
+    }
+}
+
+/// The writer's half of the asymmetric barrier (see [`Announce::Asymmetric`]): a compiler
+/// fence, which the waiter's `membarrier` turns into a full barrier when it matters.
+///
+/// Loom has no `membarrier`; under the model checker this is a SeqCst fence, what the
+/// waiter's system call makes of the compiler fence. (Loom does not model the waiter side's
+/// store-buffering pairing anyway: its SeqCst is weaker than the C++ model's. The models check
+/// what readers see with a Release publication; the pairing with waiters rests on the
+/// argument on [`Announce`] and on the missed-wake test, `tests/missed_wakes.rs`.)
+#[inline(always)]
+fn light_barrier<W: Word>() {
+    #[cfg(loom)]
+    W::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    atomic::compiler_fence(Ordering::SeqCst);
 }
 
 /// Copies a one-word payload (`words`, the slot the writer just completed) into the `inline`

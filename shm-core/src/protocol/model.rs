@@ -16,7 +16,9 @@
 //! ```
 //! `LOOM_MAX_PREEMPTIONS` overrides the default preemption bound of 3.
 
-use super::{publish, read_inline, read_latest, write_initial, Inline, SlotIndex, Slots, Word};
+use super::{
+    publish, read_inline, read_latest, write_initial, Announce, Inline, SlotIndex, Slots, Word,
+};
 use core::sync::atomic::Ordering;
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
 use loom::sync::Arc;
@@ -64,8 +66,8 @@ impl<const N: usize> Slots for Segment<N> {
     fn slot(&self, i: usize) -> (&AtomicU64, &[AtomicU64]) {
         (&self.slots[i].seq, &self.slots[i].words)
     }
-    fn waiters_registered(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) != 0
+    fn waiters_registered(&self, order: Ordering) -> bool {
+        self.waiters.load(order) != 0
     }
 }
 
@@ -173,7 +175,7 @@ fn model_reading<const N: usize>(read: Read, writes: u64, attempts: usize, check
         };
 
         for version in 1..=writes {
-            let wake = publish(&*seg, version, words, |_| version);
+            let wake = publish(&*seg, version, words, |_| version, Announce::Asymmetric);
             assert!(!wake, "nobody waits in this model");
         }
         reader.join().unwrap();

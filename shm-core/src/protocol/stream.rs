@@ -22,7 +22,9 @@
 #[cfg(all(test, loom))]
 mod model;
 
-use super::{announce, complete, load_acquire, read_slot, write_slot, Sink, Slots, Source, Word};
+use super::{
+    announce, complete, load_acquire, read_slot, write_slot, Announce, Sink, Slots, Source, Word,
+};
 use core::sync::atomic::Ordering;
 
 /// The words of a queue: a ring, and the consumer's cursor.
@@ -40,20 +42,21 @@ pub(crate) trait QueueWords: Slots {
 /// its slot, overwriting message `number - N`, and publishes it. Returns whether a waiter is
 /// registered (then the caller wakes the futex).
 ///
-/// Only the one writer calls this. Publishing is the state protocol's [`announce`]: a SeqCst
-/// swap of `published` followed by the waiter check, so a send makes no syscall while nobody
-/// waits and never misses a waiter. (Rings have no `inline` word: a reader wants every
-/// message, not the latest.)
+/// Only the one writer calls this. Publishing is the state protocol's [`announce`], as `how`
+/// says: the store of `published` followed by the waiter check, so a send makes no syscall
+/// while nobody waits and never misses a waiter. (Rings have no `inline` word: a reader wants
+/// every message, not the latest.)
 #[inline(always)]
 pub(crate) fn send<S: Slots>(
     s: &S,
     number: u64,
     len: usize,
     mut source: impl Source<S::Word>,
+    how: Announce,
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(number));
     write_slot(seq, &words[..len], number, &mut source);
-    announce(s, number)
+    announce(s, number, how)
 }
 
 /// Receives the oldest message numbered `next` or later that the ring still holds: copies its
@@ -108,6 +111,7 @@ pub(crate) fn try_send_queued<S: QueueWords>(
     consumed_seen: &mut u64,
     len: usize,
     source: impl Source<S::Word>,
+    how: Announce,
 ) -> Option<bool> {
     let capacity = s.index().count() as u64;
     if number.wrapping_sub(*consumed_seen) > capacity {
@@ -119,7 +123,7 @@ pub(crate) fn try_send_queued<S: QueueWords>(
             return None;
         }
     }
-    Some(send(s, number, len, source))
+    Some(send(s, number, len, source, how))
 }
 
 /// Whether message `number` fits in the queue, as [`try_send_queued`] decides, with a SeqCst

@@ -278,8 +278,8 @@ impl Slots for Segment {
     }
 
     #[inline(always)]
-    fn waiters_registered(&self) -> bool {
-        self.header().waiters.load(Ordering::SeqCst) != 0
+    fn waiters_registered(&self, order: Ordering) -> bool {
+        self.header().waiters.load(order) != 0
     }
 }
 
