@@ -95,11 +95,22 @@ impl<T: SharedState> Reader<T> {
     /// `out` on every path.
     #[inline(always)]
     fn read_to(&self, out: &mut MaybeUninit<T>) {
+        if !self.first_attempt(out) {
+            self.read_or_salvage(out);
+        }
+    }
+
+    /// The attempt [`read`](Self::read) makes before it retries: for a payload of one word,
+    /// the load of the `inline` word, which always succeeds; otherwise [`attempt`](Self::attempt).
+    /// `true` if every byte of `out` is written with a consistent copy.
+    #[inline(always)]
+    pub(crate) fn first_attempt(&self, out: &mut MaybeUninit<T>) -> bool {
         if Self::WORDS == 1 {
             // One word: every byte of `out` comes from the one load (see `payload::sink_into`).
             protocol::read_inline(self.raw.segment(), payload::sink_into(out));
-        } else if !self.attempt(out) {
-            self.read_or_salvage(out);
+            true
+        } else {
+            self.attempt(out)
         }
     }
 
