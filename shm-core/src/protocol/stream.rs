@@ -194,8 +194,10 @@ pub(crate) fn receive_queued<S: QueueWords>(
 /// The SeqCst swap is a Release store (the copies are complete before the producer can
 /// overwrite the slots) and orders the store before the waiter check, pairing with a waiting
 /// producer's SeqCst `space_wanted` store ([`wait_for_room`]), registration and re-check
-/// ([`has_room`]), as [`publish`] does: the first commit after the producer's re-check that
-/// reaches the wanted value sees its registration and wanted value.
+/// ([`has_room`]), as [`announce`] does in its `Locked` form: the first commit after the
+/// producer's re-check that reaches the wanted value sees its registration and wanted value.
+/// (Commits keep the locked swap: the consumer's process is not registered for the asymmetric
+/// barrier.)
 #[inline(always)]
 pub(crate) fn commit<S: QueueWords>(s: &S, number: u64) -> bool {
     let before = s.consumed().swap(number, Ordering::SeqCst);
