@@ -1,6 +1,6 @@
 /* shm_state.h: a header-only C11 (and C++17) reader of shm-state segments.
  *
- * It implements the reader side of docs/segment-format.md (format version 1): open and validate
+ * It implements the reader side of docs/segment-format.md (format version 2): open and validate
  * a segment, check it holds the type a generated header describes (naming the first differing
  * field when it does not), read consistent snapshots through the multi-slot seqlock, wait for
  * updates on the shared futex, and probe whether the writer is alive. It also receives the
@@ -45,6 +45,20 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The membarrier system call, for kernel headers that predate it (x86-64 and aarch64 numbers). */
+#ifndef SYS_membarrier
+#if defined(__NR_membarrier)
+#define SYS_membarrier __NR_membarrier
+#elif defined(__x86_64__)
+#define SYS_membarrier 324
+#elif defined(__aarch64__)
+#define SYS_membarrier 283
+#else
+#error "shm_state.h needs the membarrier system call number (Linux 4.3 headers or later)"
+#endif
+#endif
+#define SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED (1 << 1)
+
 /* Under strict -std=c11 glibc hides these; their values are the Linux ABI's. */
 #ifndef F_OFD_GETLK
 #define F_OFD_GETLK 36
@@ -67,7 +81,10 @@ extern "C" {
 
 /* ---------------------------------------------------------------- format constants */
 
-#define SHM_FORMAT_VERSION 1u
+#define SHM_FORMAT_VERSION 2u
+/* The version of the layout hash and descriptor encoding, the first bytes the hash covers; it
+ * stays 1 while the segment format moves on (docs/segment-format.md, "The layout hash"). */
+#define SHM_LAYOUT_ENCODING_VERSION 1u
 #define SHM_MAGIC UINT64_C(0x45544154534d4853) /* the bytes "SHMSTATE" read as a little-endian u64 */
 #define SHM_HEADER_SIZE 256u
 #define SHM_CACHE_LINE 64u
@@ -96,6 +113,7 @@ extern "C" {
 #define SHM_OFF_WRITER_EPOCH 88
 #define SHM_OFF_KIND 96
 #define SHM_OFF_PUBLISHED 128
+#define SHM_OFF_INLINE 136
 #define SHM_OFF_FUTEX 192
 #define SHM_OFF_WAITERS 196
 
@@ -656,7 +674,7 @@ static inline shm_status shm__check_stored(shm_reader *r, uint64_t found, uint64
     if (!shm__decode(&stored, copy, r->descriptor_len)) {
         problem = "corrupt segment: the stored layout descriptor is malformed";
     } else {
-        for (i = 0; i < 4; i++) SHM__FNV(h, (uint32_t)SHM_FORMAT_VERSION >> (8 * i));
+        for (i = 0; i < 4; i++) SHM__FNV(h, (uint32_t)SHM_LAYOUT_ENCODING_VERSION >> (8 * i));
         {
             const uint16_t probe = 1;
             SHM__FNV(h, *(const uint8_t *)&probe ? 'L' : 'B');
@@ -992,6 +1010,12 @@ static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int6
         }
     }
     __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
+    /* The waiter's half of the asymmetric barrier (docs/segment-format.md, "Waiting for an
+     * update"): a writer may publish without a locked instruction, relying on this system call
+     * to make its store visible before the re-check below, or our registration visible to it.
+     * Where the kernel or a sandbox refuses, a wake-up can be missed and the wait then ends at
+     * the next re-check (100 ms); the result is deliberately not checked. */
+    syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
     for (;;) {
         uint32_t word = __atomic_load_n(futex, __ATOMIC_SEQ_CST);
         struct timespec ts;

@@ -174,6 +174,7 @@ fn size<const WORDS: usize>(c: &mut Criterion, label: &str) {
 }
 
 fn benches(c: &mut Criterion) {
+    size::<1>(c, "8B");
     size::<8>(c, "64B");
     size::<512>(c, "4KiB");
     size::<8192>(c, "64KiB");

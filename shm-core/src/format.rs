@@ -1,4 +1,4 @@
-//! The segment format, version 1: constants, the header, the slot geometry and the name rules.
+//! The segment format, version 2: constants, the header, the slot geometry and the name rules.
 //!
 //! Mirrors `docs/segment-format.md` section by section (Overview, Header, Slots, Names); the
 //! layout descriptor's encoding is in `layout/codec.rs`, the read and write protocol in
@@ -8,11 +8,20 @@
 use crate::error::{Error, Result};
 use core::sync::atomic::{AtomicU32, AtomicU64};
 
-/// The version of the segment format and of the layout hash algorithm.
+/// The version of the segment format: the header, the slots and the protocol peers follow.
 ///
-/// It is stored in every segment and enters every layout hash, so a deliberate change to the
-/// header, the slots, the descriptor encoding, the hash or the protocol must bump it.
-pub const FORMAT_VERSION: u32 = 1;
+/// It is stored in every segment, and a reader refuses a segment of another version, so a
+/// deliberate change to what a peer must do must bump it. Version 2 added the `inline` word
+/// and the asymmetric barrier of waiters (docs/segment-format.md, "Changes from version 1").
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The version of the layout descriptor's encoding and of the layout hash algorithm: the
+/// first bytes every layout hash covers.
+///
+/// Separate from [`FORMAT_VERSION`], so that a protocol change leaves every type's hash (and
+/// every exported header and descriptor) as it was; a change to the encoding or the hash must
+/// bump it.
+pub const LAYOUT_ENCODING_VERSION: u32 = 1;
 
 /// `magic`: the bytes `SHMSTATE`, stored as a native-endian `u64` whose value is this.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTATE");
@@ -56,7 +65,11 @@ pub(crate) struct Header {
     _reserved: [AtomicU64; 3],
     /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
     pub published: AtomicU64,
-    _pad1: [AtomicU64; 7],
+    /// State segments whose payload fits one word (8 bytes or less): the latest value,
+    /// zero-extended, stored by the writer before every publication (section "Writing").
+    /// Zero and unused otherwise.
+    pub inline: AtomicU64,
+    _pad1: [AtomicU64; 6],
     /// Futex word, bumped by the writer when waiters are registered. Own cache line.
     pub futex: AtomicU32,
     /// Number of processes blocked (or about to block) on `futex`.
@@ -66,6 +79,7 @@ pub(crate) struct Header {
 
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
+const _: () = assert!(core::mem::offset_of!(Header, inline) == 136);
 const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
 const _: () = assert!(core::mem::offset_of!(Header, kind) == 96);
 

@@ -68,7 +68,7 @@ pub mod __private;
 
 pub use backend::Backend;
 pub use error::{Error, Result};
-pub use format::{SegmentKind, FORMAT_VERSION};
+pub use format::{SegmentKind, FORMAT_VERSION, LAYOUT_ENCODING_VERSION};
 pub use layout::{Layout, LayoutBuf};
 pub use options::{remove, Options};
 pub use raw_reader::RawReader;

@@ -119,14 +119,15 @@ pub mod hooks {
         unsafe { out.assume_init() }
     }
 
-    /// One read attempt into `dst`, as [`Reader::read_into`] makes before it retries: `true`
-    /// if the copy is consistent. For the comparison harness, which counts retries.
+    /// One read attempt into `dst`, as [`Reader::read_into`] makes before it retries (for a
+    /// one-word payload, the load of the `inline` word): `true` if the copy is consistent. For
+    /// the comparison harness, which counts retries.
     #[inline(always)]
     pub fn read_attempt<T: SharedState>(r: &Reader<T>, dst: &mut T) -> bool {
         // SAFETY: `MaybeUninit<T>` has the layout of `T`; the attempt only writes bytes into
         // it, and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays valid.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
-        r.attempt(out)
+        r.first_attempt(out)
     }
 
     /// One read attempt as [`read_attempt`] makes, but copying word by word with relaxed

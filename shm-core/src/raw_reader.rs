@@ -275,10 +275,11 @@ impl RawReader {
             }
         }
         // Registration protocol (see docs/segment-format.md, "Waiting for an update"): count
-        // ourselves as a waiter, then read the futex word, then re-check the version. The
-        // writer publishes with a SeqCst swap, then reads the waiter count (see
-        // `protocol::publish`), so either we see its new version or it sees us and bumps the
-        // futex word, which makes our wait return.
+        // ourselves as a waiter, make the writer's half of the barrier a full one, then read
+        // the futex word, then re-check the version. The writer publishes, then reads the
+        // waiter count (see `protocol::Announce`), so either we see its new version or it sees
+        // us and bumps the futex word, which makes our wait return.
+        barrier_after_registering();
         let result = loop {
             let word = h.futex.load(Ordering::SeqCst);
             let v = h.published.load(Ordering::SeqCst);
@@ -345,6 +346,18 @@ fn register_waiter(waiters: &AtomicU32) -> bool {
     waiters
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
         .is_ok()
+}
+
+/// The waiter's half of the asymmetric barrier (`protocol::Announce::Asymmetric`), made once
+/// after registering and before the first re-check: a full barrier on every CPU that runs a
+/// writer registered for it, so that a writer that published without a locked instruction
+/// either sees this waiter's registration or has its new version visible to the re-check.
+///
+/// Where the kernel or a sandbox refuses (`membarrier` missing or forbidden in this process),
+/// a writer that published without a locked instruction at the same moment may miss this
+/// waiter; the wait then ends at the next re-check, at most a wait slice (100 ms) later.
+pub(crate) fn barrier_after_registering() {
+    sys::barrier_on_registered_processes();
 }
 
 /// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).

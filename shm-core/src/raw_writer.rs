@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::layout::LayoutBuf;
 use crate::payload;
-use crate::protocol::{self, Resume};
+use crate::protocol::{self, Announce, Resume};
 use crate::raw_reader::RawReader;
 use crate::segment::{Expect, Recovered, Segment, Spec};
 use crate::sys::{self, Access};
@@ -46,6 +46,7 @@ pub struct RawWriter {
 impl RawWriter {
     /// A writer of the segment `seg`, which holds version 0 and nothing else yet.
     pub(crate) fn of_new_segment(seg: Segment) -> Self {
+        sys::register_as_barrier_target();
         RawWriter {
             seg,
             at: Resume {
@@ -190,6 +191,7 @@ impl RawWriter {
         };
         h.writer_epoch.store(next, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        sys::register_as_barrier_target();
         let mut at = protocol::resume(&seg);
         // A damaged segment's published slot may not hold the published version (see
         // `get`): then there is no current value until the next write, which repairs it.
@@ -214,7 +216,7 @@ impl RawWriter {
     #[inline(always)]
     pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
         let next = self.at.version.wrapping_add(1);
-        let wake = protocol::publish(&self.seg, next, words, source);
+        let wake = protocol::publish(&self.seg, next, words, source, announce_mode());
         self.at = Resume {
             version: next,
             complete: Some(next),
@@ -340,6 +342,18 @@ impl core::fmt::Debug for RawWriter {
             .field("layout", &format_args!("{}", self.layout()))
             .field("version", &self.at.version)
             .finish()
+    }
+}
+
+/// How this process's writers publish (see [`Announce`]): without a locked instruction once
+/// the process is registered as a `membarrier` target, which every writer asks for when it
+/// takes the writer lease; with one where the kernel or a sandbox refuses.
+#[inline(always)]
+pub(crate) fn announce_mode() -> Announce {
+    if sys::is_barrier_target() {
+        Announce::Asymmetric
+    } else {
+        Announce::Locked
     }
 }
 

@@ -64,7 +64,7 @@ impl<T: SharedState> Reader<T> {
     /// `Box<T>`) and need no stack in proportion to the payload.
     ///
     /// # When nothing consistent can be read
-    /// `read` never panics. When the published value cannot be read and no writer is alive to
+    /// `read` never panics. For payloads over 8 bytes, when the published value cannot be read and no writer is alive to
     /// publish another one, it returns the best value the segment still holds: the newest slot
     /// that copies consistently (possibly older than the published version), else the
     /// published slot's bytes as they are. This happens only
@@ -77,16 +77,41 @@ impl<T: SharedState> Reader<T> {
     /// The value is then a valid `T` but not a published one. Callers that must know use
     /// [`try_read`](Self::try_read) or [`read_timeout`](Self::read_timeout), which report
     /// [`Error::WriterDied`](crate::Error::WriterDied), [`Error::Corrupt`](crate::Error::Corrupt) or [`Error::Truncated`](crate::Error::Truncated) instead.
+    ///
+    /// A payload of 8 bytes or less is read with one atomic load of a copy of the latest value
+    /// that the writer keeps beside the publish counter: always consistent, never retried. It
+    /// is the published value or, if the writer is about to publish (or died just before
+    /// publishing), the complete value it publishes next.
     #[inline(always)]
     pub fn read(&self) -> T {
         let mut out = MaybeUninit::uninit();
-        if !self.attempt(&mut out) {
-            self.read_or_salvage(&mut out);
-        }
-        // SAFETY: an attempt returned true, so one consistent copy wrote every byte of `out`;
-        // or `read_or_salvage` returned, which writes every byte of `out` on all its paths.
-        // Every bit pattern is a valid `T` (`T: SharedState`).
+        self.read_to(&mut out);
+        // SAFETY: `read_to` writes every byte of `out` on all its paths. Every bit pattern is
+        // a valid `T` (`T: SharedState`).
         unsafe { out.assume_init() }
+    }
+
+    /// What [`read`](Self::read) and [`read_into`](Self::read_into) do: writes every byte of
+    /// `out` on every path.
+    #[inline(always)]
+    fn read_to(&self, out: &mut MaybeUninit<T>) {
+        if !self.first_attempt(out) {
+            self.read_or_salvage(out);
+        }
+    }
+
+    /// The attempt [`read`](Self::read) makes before it retries: for a payload of one word,
+    /// the load of the `inline` word, which always succeeds; otherwise [`attempt`](Self::attempt).
+    /// `true` if every byte of `out` is written with a consistent copy.
+    #[inline(always)]
+    pub(crate) fn first_attempt(&self, out: &mut MaybeUninit<T>) -> bool {
+        if Self::WORDS == 1 {
+            // One word: every byte of `out` comes from the one load (see `payload::sink_into`).
+            protocol::read_inline(self.raw.segment(), payload::sink_into(out));
+            true
+        } else {
+            self.attempt(out)
+        }
     }
 
     /// Like [`read`](Self::read), but copies into `dst` instead of returning the value: for
@@ -100,9 +125,7 @@ impl<T: SharedState> Reader<T> {
         // it, and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays a valid
         // `T` whatever is written.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
-        if !self.attempt(out) {
-            self.read_or_salvage(out);
-        }
+        self.read_to(out);
     }
 
     /// Retries into `out` until a consistent copy is there; if none can come (see

@@ -81,7 +81,9 @@ impl<T: SharedState> Writer<T> {
     /// Publishes `value`: readers see it from now on.
     ///
     /// Writes the slot after the latest one through the seqlock, then publishes its version.
-    /// No syscall unless a reader is blocked in [`Reader::wait_for_update`].
+    /// No syscall unless a reader is blocked in [`Reader::wait_for_update`], and no locked
+    /// instruction where the kernel offers `membarrier` (the writer registers its process for
+    /// it when it takes the lease; a waiter then pays for the barrier instead).
     ///
     /// Once another process has shrunk the segment ([`is_truncated`](Self::is_truncated)),
     /// writes land in private zero pages that no reader sees; the process is not killed.

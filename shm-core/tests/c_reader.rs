@@ -519,9 +519,11 @@ fn c_reader_refuses_damaged_headers_as_the_rust_reader_does() {
     // (tag, patch, the C status code, a word the message must contain); the C message must
     // also be the Rust reader's, word for word.
     type Patch = fn(&mut Vec<u8>);
-    let cases: [(&str, Patch, u32, &str); 10] = [
+    let cases: [(&str, Patch, u32, &str); 11] = [
         ("cmagic", |b| put_u64(b, 0, 0x1234), 4, "magic"),
-        ("cversion", |b| b[8] = 2, 5, "version 2"),
+        ("cversion", |b| b[8] = 3, 5, "version 3"),
+        // Format version 1: no `inline` word, no waiters' barrier.
+        ("cversion1", |b| b[8] = 1, 5, "version 1"),
         // A payload size near 2^64 must not wrap the slot stride into something small.
         (
             "cpsize",

@@ -170,12 +170,33 @@ fn newer_format_version_is_refused() {
         matches!(
             e,
             Error::FormatVersion {
-                expected: 1,
+                expected: 2,
                 found: 99
             }
         ),
         "{e}"
     );
+}
+
+/// A segment of format version 1 (no `inline` word, waiters without the barrier) is refused:
+/// its writer would not keep this reader's one-word reads current, nor wake it reliably.
+#[test]
+fn a_version_1_segment_is_refused() {
+    let name = Name::new("version1");
+    drop(v1::Telemetry::create(&name, &T1).unwrap());
+    poke(&name, Field::FormatVersion, 1);
+    let e = v1::Telemetry::open(&name).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::FormatVersion {
+                expected: 2,
+                found: 1
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("version 1"), "{e}");
 }
 
 #[test]

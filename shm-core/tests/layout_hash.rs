@@ -3,7 +3,7 @@
 #![allow(missing_docs)]
 
 use shm_core::layout::{Kind, Primitive};
-use shm_core::{FixedStr, FixedVec, Layout, SharedState, ShmBool, FORMAT_VERSION};
+use shm_core::{FixedStr, FixedVec, Layout, SharedState, ShmBool, LAYOUT_ENCODING_VERSION};
 
 const fn layout_hash(l: &Layout) -> u64 {
     l.layout_hash()
@@ -533,15 +533,15 @@ fn hash_is_usable_as_a_constant() {
 }
 
 // Pinned values. The hash is stored in every segment and compared by every reader, including C
-// and Python readers built from an export, so it must never change by accident. A deliberate
-// change to the algorithm or to the descriptor encoding must bump `FORMAT_VERSION` and then
-// update these values. They hold for little-endian targets where `u64` and `f64` are 8-byte
+// and Python readers built from an export, so it must never change by accident (a new segment
+// format version leaves it alone). A deliberate change to the algorithm or to the descriptor
+// encoding must bump `LAYOUT_ENCODING_VERSION` and then update these values. They hold for little-endian targets where `u64` and `f64` are 8-byte
 // aligned (endianness and alignments enter the hash).
 #[cfg(all(target_endian = "little", target_pointer_width = "64"))]
 #[test]
 fn golden_hashes_never_change() {
     assert_eq!(
-        FORMAT_VERSION, 1,
+        LAYOUT_ENCODING_VERSION, 1,
         "update the pinned values with the version"
     );
     assert_eq!(base::Telemetry::LAYOUT_HASH, 0x1420_5eba_fadb_41f6);
@@ -612,7 +612,7 @@ fn reference_hash(layout: &Layout) -> u64 {
             _ => panic!("kind {:?} not covered by the reference encoding", l.kind),
         }
     }
-    let mut bytes = FORMAT_VERSION.to_le_bytes().to_vec();
+    let mut bytes = LAYOUT_ENCODING_VERSION.to_le_bytes().to_vec();
     bytes.push(if cfg!(target_endian = "little") {
         b'L'
     } else {

@@ -52,7 +52,7 @@ fn unhex(s: &str) -> Vec<u8> {
 fn hash_by_hand() -> u64 {
     let mut s: Vec<u8> = Vec::new();
     let u64le = |s: &mut Vec<u8>, v: u64| s.extend_from_slice(&v.to_le_bytes());
-    s.extend_from_slice(&1u32.to_le_bytes()); // FORMAT_VERSION
+    s.extend_from_slice(&1u32.to_le_bytes()); // the encoding version, LAYOUT_ENCODING_VERSION
     s.push(b'L'); // little-endian
     s.push(3); // struct
     u64le(&mut s, 8); // size

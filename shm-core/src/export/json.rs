@@ -1,6 +1,6 @@
 //! The descriptor as JSON, under the schema `shm-state/layout` (`docs/layout.schema.json`).
 
-use crate::format::FORMAT_VERSION;
+use crate::format::LAYOUT_ENCODING_VERSION;
 use crate::layout::{KindBuf, LayoutBuf};
 use core::fmt::Write;
 
@@ -108,7 +108,9 @@ pub(super) fn document(root: &LayoutBuf) -> String {
     writeln!(out, "{{").unwrap();
     writeln!(out, "  \"schema\": \"shm-state/layout\",").unwrap();
     writeln!(out, "  \"schema_version\": {SCHEMA_VERSION},").unwrap();
-    writeln!(out, "  \"format_version\": {FORMAT_VERSION},").unwrap();
+    // The version of the encoding the descriptor and hash use (what a consumer needs to
+    // recompute the hash), not the segment format's: see `LAYOUT_ENCODING_VERSION`.
+    writeln!(out, "  \"format_version\": {LAYOUT_ENCODING_VERSION},").unwrap();
     writeln!(out, "  \"endianness\": \"{endian}\",").unwrap();
     writeln!(out, "  \"layout_hash\": \"{hash:#018x}\",").unwrap();
     writeln!(out, "  \"descriptor\": \"{hex}\",").unwrap();

@@ -1,4 +1,5 @@
-//! The layout hash: FNV-1a-64 over the format version, the byte order and a layout, recursively.
+//! The layout hash: FNV-1a-64 over the encoding version, the byte order and a layout,
+//! recursively.
 //!
 //! One walk, written once and instantiated twice: as a `const fn` over [`Layout`] (what
 //! `LAYOUT_HASH` is computed with, at compile time) and as a function over [`LayoutBuf`] (the
@@ -6,7 +7,7 @@
 //! hand. The encoding is specified in `docs/segment-format.md`, "The layout hash".
 
 use super::{Kind, KindBuf, Layout, LayoutBuf};
-use crate::format::FORMAT_VERSION;
+use crate::format::LAYOUT_ENCODING_VERSION;
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -23,11 +24,11 @@ const BYTE_ORDER: u8 = if cfg!(target_endian = "little") {
 struct Fnv(u64);
 
 impl Fnv {
-    /// The state after the prefix every layout hash starts with: the format version and the
+    /// The state after the prefix every layout hash starts with: the encoding version and the
     /// byte order.
     const fn start() -> Fnv {
         Fnv(FNV_OFFSET)
-            .bytes(&FORMAT_VERSION.to_le_bytes())
+            .bytes(&LAYOUT_ENCODING_VERSION.to_le_bytes())
             .bytes(&[BYTE_ORDER])
     }
 

@@ -9,6 +9,11 @@
 //! `docs/segment-format.md`, sections "Writing" and "Reading" (Boehm, "Can Seqlocks Get Along
 //! with Programming Language Memory Models?", 2012).
 //!
+//! Payloads of one word (8 bytes or less) also have a copy of the latest value outside the
+//! slots, the header's `inline` word ([`Inline`]): a typed read of such a payload is one acquire
+//! load of it ([`read_inline`]), no seqlock at all. The slots still hold every value, for
+//! versioned reads and for peers that read only the slots.
+//!
 //! Payload words are copied with relaxed atomic loads and stores, never plain or volatile
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
@@ -155,8 +160,15 @@ pub(crate) trait Slots {
     fn published(&self) -> &Self::Word;
     /// Slot `i`'s sequence word and payload words (`i` < the slot count).
     fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
-    /// Whether a waiter is registered, loaded with SeqCst ordering (see [`publish`]).
-    fn waiters_registered(&self) -> bool;
+    /// Whether a waiter is registered, loaded with `order` (see [`announce`]).
+    fn waiters_registered(&self, order: Ordering) -> bool;
+}
+
+/// The words of a shared-state segment (not a stream or queue): the slots, and the `inline`
+/// word that holds the latest value of a one-word payload.
+pub(crate) trait Inline: Slots {
+    /// The header's `inline` word.
+    fn inline(&self) -> &Self::Word;
 }
 
 /// The slot count, and which slot holds which version: version `v` lives in slot
@@ -298,31 +310,122 @@ pub(crate) fn copy_published<S: Slots>(s: &S, len: usize, mut sink: impl Sink<S:
 }
 
 /// Writes version `version` (the one after the last published) into its slot with
-/// `source(i)` as payload word `i` of the first `len`, publishes it, and returns whether a
-/// waiter is registered (then the caller wakes the futex).
+/// `source(i)` as payload word `i` of the first `len` (the payload's word count), publishes
+/// it as `how` says, and returns whether a waiter is registered (then the caller wakes the
+/// futex).
 ///
-/// Only the one writer calls this. The SeqCst swap publishes (it is also a Release store) and
-/// orders the publication before the waiter-count load, pairing with a waiter's SeqCst
-/// registration: either the waiter sees the new version, or the writer sees the waiter. One
-/// locked instruction, cheaper than a store and a fence.
+/// A one-word payload's value also goes into the `inline` word, before the publication (see
+/// [`store_inline`]). Only the one writer calls this.
 #[inline(always)]
-pub(crate) fn publish<S: Slots>(
+pub(crate) fn publish<S: Inline>(
     s: &S,
     version: u64,
     len: usize,
     mut source: impl Source<S::Word>,
+    how: Announce,
 ) -> bool {
     let (seq, words) = s.slot(s.index().slot_of(version));
     write_slot(seq, &words[..len], version, &mut source);
-    s.published().swap(version, Ordering::SeqCst);
-    s.waiters_registered()
+    store_inline(s, &words[..len]);
+    announce(s, version, how)
 }
 
-/// Writes the initial value, version 0, into slot 0 without publishing it (`published` is 0
-/// from creation). Only the creator calls this, before the segment is ready.
-pub(crate) fn write_initial<S: Slots>(s: &S, len: usize, mut source: impl Source<S::Word>) {
+/// How a writer orders its publication (the store of `published`) before its check for
+/// waiters (the load of the waiter count), so that a waiter that registers at the same moment
+/// is never missed: either the waiter's re-check sees the new version, or the writer sees the
+/// waiter and wakes it. This is the store-buffering pattern, which needs a full barrier on
+/// both sides, between each side's store and its load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Announce {
+    /// A SeqCst swap of `published`, then a SeqCst load of the count: the swap is the
+    /// writer's barrier (one locked instruction), and pairs with the waiter's SeqCst
+    /// registration and re-check.
+    Locked,
+    /// A Release store of `published`, a compiler-only fence, then a relaxed load of the
+    /// count: no locked instruction, for writers whose process is registered as a
+    /// `membarrier` target (`sys::register_as_barrier_target`). The waiter pays instead: after
+    /// registering and before its re-check it makes every CPU running a registered process
+    /// execute a full barrier (`sys::barrier_on_registered_processes`). That barrier falls
+    /// somewhere in the writer's instruction stream: if before the store, the writer's load
+    /// sees the registration; if after the store, the waiter's re-check sees the store (the
+    /// barrier made it visible before the system call returned). The compiler fence keeps
+    /// the compiler from moving the load before the store, where no barrier could separate
+    /// them. This is `membarrier`'s asymmetric-fence pattern (liburcu, folly's
+    /// `asymmetricLightBarrier`/`asymmetricHeavyBarrier`).
+    Asymmetric,
+}
+
+/// Publishes version `version`, whose slot the writer has written, as `how` says, and returns
+/// whether a waiter is registered (see [`Announce`]).
+#[inline(always)]
+pub(crate) fn announce<S: Slots>(s: &S, version: u64, how: Announce) -> bool {
+    match how {
+        Announce::Locked => {
+            s.published().swap(version, Ordering::SeqCst);
+            s.waiters_registered(Ordering::SeqCst)
+        }
+        Announce::Asymmetric => {
+            s.published().store(version, Ordering::Release);
+            light_barrier::<S::Word>();
+            s.waiters_registered(Ordering::Relaxed)
+        }
+    }
+}
+
+/// The writer's half of the asymmetric barrier (see [`Announce::Asymmetric`]): a compiler
+/// fence, which the waiter's `membarrier` turns into a full barrier when it matters.
+///
+/// Loom has no `membarrier`; under the model checker this is a SeqCst fence, what the
+/// waiter's system call makes of the compiler fence. (Loom does not model the waiter side's
+/// store-buffering pairing anyway: its SeqCst is weaker than the C++ model's. The models check
+/// what readers see with a Release publication; the pairing with waiters rests on the
+/// argument on [`Announce`] and on the missed-wake test, `tests/missed_wakes.rs`.)
+#[inline(always)]
+fn light_barrier<W: Word>() {
+    #[cfg(loom)]
+    W::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// Copies a one-word payload (`words`, the slot the writer just completed) into the `inline`
+/// word; does nothing for longer payloads.
+///
+/// A Release store, made before the publication: a reader that loads `published == v` with
+/// acquire ordering then finds version `v`'s value there, or a later one. A writer that dies
+/// between this store and its publication leaves a value in `inline` that was never
+/// published; it is complete (one atomic word is never torn), and the next writer publishes a
+/// newer one.
+#[inline(always)]
+fn store_inline<S: Inline>(s: &S, words: &[S::Word]) {
+    if let [word] = words {
+        // Our own store a moment ago: this load sees it.
+        s.inline()
+            .store(word.load(Ordering::Relaxed), Ordering::Release);
+    }
+}
+
+/// Reads a one-word payload's latest value from the `inline` word into `sink`: one acquire
+/// load, always consistent, never older than a version published before the load (nor than
+/// an earlier `read_inline`'s value). A value stored by a writer that then died before
+/// publishing it may be returned (see [`store_inline`]).
+///
+/// Only for segments whose payload is one word (callers check `payload_words == 1`).
+#[inline(always)]
+pub(crate) fn read_inline<S: Inline>(s: &S, mut sink: impl Sink<S::Word>) {
+    sink.take(core::slice::from_ref(s.inline()));
+    // Acquire: orders whatever the caller reads next after the load of `inline`, as an acquire
+    // load would (a relaxed load and a fence: also sound on a read-only mapping).
+    S::Word::fence(Ordering::Acquire);
+}
+
+/// Writes the initial value, version 0, into slot 0 (and `inline`, for a one-word payload)
+/// without publishing it (`published` is 0 from creation). Only the creator calls this, before
+/// the segment is ready.
+pub(crate) fn write_initial<S: Inline>(s: &S, len: usize, mut source: impl Source<S::Word>) {
     let (seq, words) = s.slot(0);
     write_slot(seq, &words[..len], 0, &mut source);
+    store_inline(s, &words[..len]);
 }
 
 /// Where a writer that takes a segment over continues.

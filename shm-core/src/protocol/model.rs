@@ -7,14 +7,18 @@
 //! whose every word holds the value's version through [`publish`]; the reader reads through
 //! [`read_latest`] and checks every copy the protocol accepts: all words equal (not torn), never
 //! older than the version published when the read started, never older than its previous copy.
-//! Slot choice, the expected-version rule and publishing are the runtime's own code.
+//! Slot choice, the expected-version rule and publishing are the runtime's own code. For
+//! one-word payloads the reader also reads the `inline` word through [`read_inline`], with the
+//! same checks.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p shm-core --release --lib --target-dir target/loom -- protocol::model
 //! ```
 //! `LOOM_MAX_PREEMPTIONS` overrides the default preemption bound of 3.
 
-use super::{publish, read_latest, write_initial, SlotIndex, Slots, Word};
+use super::{
+    publish, read_inline, read_latest, write_initial, Announce, Inline, SlotIndex, Slots, Word,
+};
 use core::sync::atomic::Ordering;
 use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
 use loom::sync::Arc;
@@ -46,6 +50,7 @@ struct Slot {
 /// A segment with `N` slots.
 struct Segment<const N: usize> {
     published: AtomicU64,
+    inline: AtomicU64,
     waiters: AtomicU32,
     slots: [Slot; N],
 }
@@ -61,22 +66,30 @@ impl<const N: usize> Slots for Segment<N> {
     fn slot(&self, i: usize) -> (&AtomicU64, &[AtomicU64]) {
         (&self.slots[i].seq, &self.slots[i].words)
     }
-    fn waiters_registered(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) != 0
+    fn waiters_registered(&self, order: Ordering) -> bool {
+        self.waiters.load(order) != 0
+    }
+}
+
+impl<const N: usize> Inline for Segment<N> {
+    fn inline(&self) -> &AtomicU64 {
+        &self.inline
     }
 }
 
 impl<const N: usize> Segment<N> {
-    fn create() -> Self {
+    /// A segment whose payload is `words` words (1: the `inline` word is in use).
+    fn create(words: usize) -> Self {
         let seg = Segment {
             published: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
             waiters: AtomicU32::new(0),
             slots: core::array::from_fn(|_| Slot {
                 seq: AtomicU64::new(0),
                 words: core::array::from_fn(|_| AtomicU64::new(0)),
             }),
         };
-        write_initial(&seg, WORDS, |_| 0);
+        write_initial(&seg, words, |_| 0);
         seg
     }
 }
@@ -91,15 +104,33 @@ enum Check {
     AcrossCopies,
 }
 
+/// How the reader reads.
+#[derive(Clone, Copy)]
+enum Read {
+    /// The slots, [`read_latest`], of a payload of `WORDS` words.
+    Slots,
+    /// The `inline` word, [`read_inline`], of a one-word payload.
+    Inline,
+}
+
 /// One writer publishing versions `1..=writes`, one reader making `attempts` read attempts and
 /// checking every accepted copy.
 fn model<const N: usize>(writes: u64, attempts: usize, check: Check) {
+    model_reading::<N>(Read::Slots, writes, attempts, check)
+}
+
+/// [`model`], reading as `read` says.
+fn model_reading<const N: usize>(read: Read, writes: u64, attempts: usize, check: Check) {
+    let words = match read {
+        Read::Slots => WORDS,
+        Read::Inline => 1,
+    };
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
     builder.check(move || {
-        let seg = Arc::new(Segment::<N>::create());
+        let seg = Arc::new(Segment::<N>::create(words));
 
         let reader = {
             let seg = seg.clone();
@@ -107,8 +138,21 @@ fn model<const N: usize>(writes: u64, attempts: usize, check: Check) {
                 let mut last = 0;
                 for _ in 0..attempts {
                     let mut copy = [0u64; WORDS];
-                    let Some(version) = read_latest(&*seg, WORDS, |i, w| copy[i] = w) else {
-                        continue;
+                    let version = match read {
+                        Read::Slots => {
+                            let Some(version) = read_latest(&*seg, WORDS, |i, w| copy[i] = w)
+                            else {
+                                continue;
+                            };
+                            version
+                        }
+                        Read::Inline => {
+                            // What a reader that learnt of version `published` (by
+                            // `wait_for_update`, or an earlier read) then reads.
+                            let published = super::load_acquire(&seg.published);
+                            read_inline(&*seg, |_, w| copy = [w; WORDS]);
+                            published
+                        }
                     };
                     let value = copy[0];
                     assert!(
@@ -131,7 +175,7 @@ fn model<const N: usize>(writes: u64, attempts: usize, check: Check) {
         };
 
         for version in 1..=writes {
-            let wake = publish(&*seg, version, WORDS, |_| version);
+            let wake = publish(&*seg, version, words, |_| version, Announce::Asymmetric);
             assert!(!wake, "nobody waits in this model");
         }
         reader.join().unwrap();
@@ -171,4 +215,12 @@ fn three_slots_reads_never_go_backwards() {
 #[test]
 fn four_slots_reads_never_go_backwards() {
     model::<4>(5, 2, Check::AcrossCopies);
+}
+
+/// A one-word payload read from the `inline` word: never older than the version published
+/// before the read, never older than the previous read. Two slots, so that the slots' lapping
+/// is in the interleavings too (the `inline` word does not depend on it).
+#[test]
+fn inline_word_reads_never_go_backwards() {
+    model_reading::<2>(Read::Inline, 3, 2, Check::AcrossCopies);
 }

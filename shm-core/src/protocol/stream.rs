@@ -22,7 +22,9 @@
 #[cfg(all(test, loom))]
 mod model;
 
-use super::{complete, load_acquire, publish, read_slot, Sink, Slots, Source, Word};
+use super::{
+    announce, complete, load_acquire, read_slot, write_slot, Announce, Sink, Slots, Source, Word,
+};
 use core::sync::atomic::Ordering;
 
 /// The words of a queue: a ring, and the consumer's cursor.
@@ -40,12 +42,21 @@ pub(crate) trait QueueWords: Slots {
 /// its slot, overwriting message `number - N`, and publishes it. Returns whether a waiter is
 /// registered (then the caller wakes the futex).
 ///
-/// Only the one writer calls this. Publishing is the state protocol's [`publish`]: a SeqCst
-/// swap of `published` followed by the waiter check, so a send makes no syscall while nobody
-/// waits and never misses a waiter.
+/// Only the one writer calls this. Publishing is the state protocol's [`announce`], as `how`
+/// says: the store of `published` followed by the waiter check, so a send makes no syscall
+/// while nobody waits and never misses a waiter. (Rings have no `inline` word: a reader wants
+/// every message, not the latest.)
 #[inline(always)]
-pub(crate) fn send<S: Slots>(s: &S, number: u64, len: usize, source: impl Source<S::Word>) -> bool {
-    publish(s, number, len, source)
+pub(crate) fn send<S: Slots>(
+    s: &S,
+    number: u64,
+    len: usize,
+    mut source: impl Source<S::Word>,
+    how: Announce,
+) -> bool {
+    let (seq, words) = s.slot(s.index().slot_of(number));
+    write_slot(seq, &words[..len], number, &mut source);
+    announce(s, number, how)
 }
 
 /// Receives the oldest message numbered `next` or later that the ring still holds: copies its
@@ -100,6 +111,7 @@ pub(crate) fn try_send_queued<S: QueueWords>(
     consumed_seen: &mut u64,
     len: usize,
     source: impl Source<S::Word>,
+    how: Announce,
 ) -> Option<bool> {
     let capacity = s.index().count() as u64;
     if number.wrapping_sub(*consumed_seen) > capacity {
@@ -111,7 +123,7 @@ pub(crate) fn try_send_queued<S: QueueWords>(
             return None;
         }
     }
-    Some(send(s, number, len, source))
+    Some(send(s, number, len, source, how))
 }
 
 /// Whether message `number` fits in the queue, as [`try_send_queued`] decides, with a SeqCst
@@ -182,8 +194,10 @@ pub(crate) fn receive_queued<S: QueueWords>(
 /// The SeqCst swap is a Release store (the copies are complete before the producer can
 /// overwrite the slots) and orders the store before the waiter check, pairing with a waiting
 /// producer's SeqCst `space_wanted` store ([`wait_for_room`]), registration and re-check
-/// ([`has_room`]), as [`publish`] does: the first commit after the producer's re-check that
-/// reaches the wanted value sees its registration and wanted value.
+/// ([`has_room`]), as [`announce`] does in its `Locked` form: the first commit after the
+/// producer's re-check that reaches the wanted value sees its registration and wanted value.
+/// (Commits keep the locked swap: the consumer's process is not registered for the asymmetric
+/// barrier.)
 #[inline(always)]
 pub(crate) fn commit<S: QueueWords>(s: &S, number: u64) -> bool {
     let before = s.consumed().swap(number, Ordering::SeqCst);

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
 use crate::layout::LayoutBuf;
-use crate::protocol::{SlotIndex, Slots};
+use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
@@ -290,7 +290,14 @@ impl Slots for Segment {
     }
 
     #[inline(always)]
-    fn waiters_registered(&self) -> bool {
-        self.header().waiters.load(Ordering::SeqCst) != 0
+    fn waiters_registered(&self, order: Ordering) -> bool {
+        self.header().waiters.load(order) != 0
+    }
+}
+
+impl Inline for Segment {
+    #[inline(always)]
+    fn inline(&self) -> &AtomicU64 {
+        &self.header().inline
     }
 }

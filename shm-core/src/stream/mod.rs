@@ -80,7 +80,10 @@ fn create_ring<T: SharedState>(
     };
     // Nothing to fill: every slot's sequence word is 0, which no message number completes,
     // and `published` is 0 (no message yet).
-    Segment::create(backend, name, &spec, |_| {})
+    let seg = Segment::create(backend, name, &spec, |_| {})?;
+    // The writer publishes as `raw_writer::announce_mode` says.
+    sys::register_as_barrier_target();
+    Ok(seg)
 }
 
 /// Opens a stream or queue segment of `T` as its writer (the producer of a queue): takes the
@@ -108,6 +111,7 @@ fn open_ring_writer<T: SharedState>(
     // We hold the lease: nobody else writes. Record the takeover.
     h.writer_epoch.fetch_add(1, Ordering::Relaxed);
     h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+    sys::register_as_barrier_target();
     wake_all(&h.futex);
     Ok(seg)
 }
@@ -120,10 +124,11 @@ fn wake_all(futex: &AtomicU32) {
 
 /// Waits until `ready()` holds or `deadline` passes (`false`): spins briefly, then sleeps on
 /// `futex` registered in `waiters`, with the registration protocol of
-/// `docs/segment-format.md` ("Waiting for an update"): count ourselves as a waiter, read the
-/// futex word, re-check with SeqCst loads (`ready`), sleep only if the word is unchanged. The
-/// side that makes `ready()` true stores with a SeqCst swap and then checks the waiter count,
-/// so either we see its store or it sees us and bumps the word.
+/// `docs/segment-format.md` ("Waiting for an update"): count ourselves as a waiter, make the
+/// `membarrier` barrier, read the futex word, re-check with SeqCst loads (`ready`), sleep only
+/// if the word is unchanged. The side that makes `ready()` true stores, then checks the waiter
+/// count (see `protocol::Announce`), so either we see its store or it sees us and bumps the
+/// word.
 ///
 /// A process that mapped the segment read-only cannot register (`can_register` false) and
 /// polls instead.
@@ -152,6 +157,11 @@ fn wait_until(
         }
     }
     waiters.fetch_add(1, Ordering::SeqCst);
+    // The waiter's half of the barrier a writer that publishes without a locked instruction
+    // relies on (see `protocol::Announce`). A producer waiting for room pairs with the
+    // consumer's commit, a SeqCst swap, which needs no help; the barrier costs it one system
+    // call on a path that sleeps anyway.
+    crate::raw_reader::barrier_after_registering();
     let done = loop {
         let word = futex.load(Ordering::SeqCst);
         if ready() {

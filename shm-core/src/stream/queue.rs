@@ -9,7 +9,7 @@ use crate::format::{Control, SegmentKind};
 use crate::payload;
 use crate::protocol::stream::{self, Queued};
 use crate::protocol::{self, Slots};
-use crate::raw_writer::Make;
+use crate::raw_writer::{announce_mode, Make};
 use crate::segment::Segment;
 use crate::sys::{self, Access};
 use crate::SharedState;
@@ -83,6 +83,7 @@ impl<T: SharedState> QueueProducer<T> {
             &mut self.consumed_seen,
             Self::WORDS,
             payload::source_of(value),
+            announce_mode(),
         )
         .ok_or(Error::Full)?;
         self.sent = number;

@@ -7,7 +7,7 @@ use crate::format::SegmentKind;
 use crate::payload;
 use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
-use crate::raw_writer::Make;
+use crate::raw_writer::{announce_mode, Make};
 use crate::segment::Segment;
 use crate::SharedState;
 use core::marker::PhantomData;
@@ -80,7 +80,13 @@ impl<T: SharedState> StreamWriter<T> {
     #[inline]
     pub fn send(&mut self, value: &T) {
         let number = self.sent.wrapping_add(1);
-        let wake = stream::send(&self.seg, number, Self::WORDS, payload::source_of(value));
+        let wake = stream::send(
+            &self.seg,
+            number,
+            Self::WORDS,
+            payload::source_of(value),
+            announce_mode(),
+        );
         self.sent = number;
         if wake {
             wake_all(&self.seg.header().futex);

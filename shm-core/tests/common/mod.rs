@@ -131,6 +131,8 @@ pub enum Field {
     CreatorPid,
     WriterEpoch,
     Published,
+    /// The latest value of a one-word payload.
+    Inline,
     Futex,
     Waiters,
     /// The first slot's sequence word.
@@ -158,6 +160,7 @@ impl Field {
             CreatorPid => (84, 4),
             WriterEpoch => (88, 8),
             Published => (128, 8),
+            Inline => (136, 8),
             Futex => (192, 4),
             Waiters => (196, 4),
             Slot0Seq => (256, 8),
@@ -170,6 +173,18 @@ impl Field {
 pub fn poke(name: &str, field: Field, value: u64) {
     let (offset, width) = field.place();
     poke_bytes(name, offset, &value.to_ne_bytes()[..width]);
+}
+
+/// Reads `field` (native-endian, zero-extended from the field's width) of the named
+/// shared-memory segment, through the file rather than a mapping.
+pub fn peek(name: &str, field: Field) -> u64 {
+    use std::io::{Read, Seek, SeekFrom};
+    let (offset, width) = field.place();
+    let mut f = std::fs::File::open(format!("/dev/shm{name}")).expect("open the segment's file");
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut bytes = [0u8; 8];
+    f.read_exact(&mut bytes[..width]).unwrap();
+    u64::from_ne_bytes(bytes)
 }
 
 /// Writes `bytes` at `offset` of the named shared-memory segment.

@@ -14,7 +14,7 @@
 //! `LOOM_MAX_PREEMPTIONS` overrides the default preemption bound of 3.
 
 use super::{commit, receive, receive_queued, send, try_send_queued, QueueWords, Queued};
-use crate::protocol::{SlotIndex, Slots};
+use crate::protocol::{Announce, SlotIndex, Slots};
 use core::sync::atomic::Ordering;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::sync::Arc;
@@ -49,8 +49,8 @@ impl<const N: usize> Slots for Ring<N> {
     fn slot(&self, i: usize) -> (&AtomicU64, &[AtomicU64]) {
         (&self.slots[i].seq, &self.slots[i].words)
     }
-    fn waiters_registered(&self) -> bool {
-        self.waiters.load(Ordering::SeqCst) != 0
+    fn waiters_registered(&self, order: Ordering) -> bool {
+        self.waiters.load(order) != 0
     }
 }
 
@@ -141,7 +141,7 @@ fn broadcast<const N: usize>(sends: u64, attempts: usize) {
             })
         };
         for number in 1..=sends {
-            let wake = send(&*ring, number, WORDS, |_| number);
+            let wake = send(&*ring, number, WORDS, |_| number, Announce::Asymmetric);
             assert!(!wake, "nobody waits in this model");
         }
         let mut c = reader.join().unwrap();
@@ -209,7 +209,14 @@ fn queue<const N: usize>(sends: u64) {
         let mut consumed_seen = 0;
         for number in 1..=sends {
             loop {
-                match try_send_queued(&*ring, number, &mut consumed_seen, WORDS, |_| number) {
+                match try_send_queued(
+                    &*ring,
+                    number,
+                    &mut consumed_seen,
+                    WORDS,
+                    |_| number,
+                    Announce::Asymmetric,
+                ) {
                     Some(wake) => {
                         assert!(!wake, "nobody waits in this model");
                         break;
