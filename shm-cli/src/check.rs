@@ -6,7 +6,7 @@ use crate::json::Json;
 use crate::output::{exit, Failure, Outcome, Style};
 use crate::segment_file::{
     normalize_name, Geometry, RawHeader, SegmentFile, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR,
-    MAX_SLOTS, STATE_CREATING, STATE_READY,
+    MAX_SLOTS, MAX_STREAM_CAPACITY, STATE_CREATING, STATE_READY,
 };
 use shm_core::LayoutBuf;
 use std::io::Write;
@@ -159,7 +159,17 @@ fn check(file: &SegmentFile, r: &mut Report) -> u8 {
         s => format!("{s}: neither creating (0) nor ready (1)"),
     };
     r.add("state", h.state == STATE_READY, state);
-    let geometry_ok = check_geometry(file, &h, r);
+    let kind_ok = r.add(
+        "kind",
+        h.kind <= 2,
+        match h.kind {
+            0 => "shared state".to_string(),
+            1 => "broadcast stream".to_string(),
+            2 => "queue".to_string(),
+            k => format!("{k}: not a kind this tool knows (0 state, 1 stream, 2 queue)"),
+        },
+    );
+    let geometry_ok = kind_ok && check_geometry(file, &h, r);
     // The descriptor is looked for where the header says, even if the geometry is wrong: it
     // may still say what the segment was meant to hold.
     let layout = if h.descriptor_len <= MAX_DESCRIPTOR {
@@ -181,10 +191,12 @@ fn check(file: &SegmentFile, r: &mut Report) -> u8 {
 /// Slot count, descriptor length and every offset against the values recomputed from the
 /// payload size; `total_size` against the file. True if the geometry can be trusted.
 fn check_geometry(file: &SegmentFile, h: &RawHeader, r: &mut Report) -> bool {
+    let ring = h.kind != 0;
+    let max_slots = if ring { MAX_STREAM_CAPACITY } else { MAX_SLOTS };
     let slots_ok = r.add(
         "slot count",
-        (1..=MAX_SLOTS).contains(&u64::from(h.slot_count)),
-        format!("{} (1 to {MAX_SLOTS})", h.slot_count),
+        (1..=max_slots).contains(&u64::from(h.slot_count)),
+        format!("{} (1 to {max_slots})", h.slot_count),
     );
     let desc_ok = r.add(
         "descriptor length",
@@ -194,8 +206,12 @@ fn check_geometry(file: &SegmentFile, h: &RawHeader, r: &mut Report) -> bool {
     if !(slots_ok && desc_ok) {
         return false;
     }
-    let Some(g) = Geometry::compute(h.payload_size, u64::from(h.slot_count), h.descriptor_len)
-    else {
+    let Some(g) = Geometry::compute(
+        h.payload_size,
+        u64::from(h.slot_count),
+        h.descriptor_len,
+        ring,
+    ) else {
         r.add(
             "geometry",
             false,
@@ -332,6 +348,9 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
         return;
     };
     let n = u64::from(h.slot_count);
+    // Streams and queues number messages from 1; state has an initial version 0.
+    let ring = h.kind != 0;
+    let unit = if ring { "message" } else { "version" };
     let next = published.checked_add(1);
     let mut problems = Vec::new();
     let mut notes = Vec::new();
@@ -345,7 +364,7 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
         });
         // Otherwise the slot holds the newest published version that maps to it, if any.
         let newest = if i <= published {
-            Some(published - (published - i) % n)
+            Some(published - (published - i) % n).filter(|&v| !ring || v > 0)
         } else {
             None
         };
@@ -355,11 +374,11 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
         }
         match in_flight {
             Some((odd, _)) if seq == odd => notes.push(format!(
-                "slot {i} is odd ({seq}): version {} is being written, or its writer died mid-write",
+                "slot {i} is odd ({seq}): {unit} {} is being written, or its writer died mid-write",
                 published + 1
             )),
             Some((_, even)) if seq == even => notes.push(format!(
-                "slot {i} holds version {} complete, not yet published",
+                "slot {i} holds {unit} {} complete, not yet published",
                 published + 1
             )),
             _ if seq == 0 && newest.is_none() => {}
@@ -370,7 +389,7 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
             )),
         }
     }
-    if n >= 2 {
+    if n >= 2 && !(ring && published == 0) {
         let slot = published % n;
         let seq = seqs[slot as usize];
         let expected = published.checked_mul(2).and_then(|v| v.checked_add(2));
@@ -378,13 +397,13 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
             "published slot",
             Some(seq) == expected,
             format!(
-                "version {published} in slot {slot}: sequence {seq}, expected {}",
+                "{unit} {published} in slot {slot}: sequence {seq}, expected {}",
                 expected.map_or("(overflow)".to_string(), |e| e.to_string())
             ),
         );
     }
     let mut detail = format!(
-        "{} slot(s), published version {published}: {}",
+        "{} slot(s), published {unit} {published}: {}",
         n,
         seqs.iter()
             .map(u64::to_string)
@@ -396,6 +415,16 @@ fn check_slots(file: &SegmentFile, h: &RawHeader, r: &mut Report) {
         detail.push_str(note);
     }
     r.add("slot sequences", problems.is_empty(), detail);
+    if h.kind == 2 {
+        // A queue's consumer never takes a message that was not sent.
+        if let Some(consumed) = file.u64_at(crate::segment_file::offset::CONSUMED) {
+            r.add(
+                "consumer position",
+                consumed <= published,
+                format!("{consumed} taken of {published} sent"),
+            );
+        }
+    }
 }
 
 /// Writer facts, informative (never a failure): pid, epoch and whether the lease is held.

@@ -83,6 +83,10 @@ pub struct InspectArgs {
     /// Also print the payload bytes as a hex dump.
     #[arg(long)]
     pub raw: bool,
+    /// For a stream or queue: how many of its newest messages to show (for a queue, of those
+    /// not taken yet).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub last: usize,
 }
 
 /// `shm watch`
@@ -93,12 +97,17 @@ pub struct WatchArgs {
     /// Show only these fields: comma-separated paths such as `tick,pose.pos,wheels[0].rpm`.
     #[arg(long, value_delimiter = ',', value_name = "PATHS")]
     pub fields: Vec<String>,
-    /// Stop after printing this many values (the first is the current value).
+    /// Stop after printing this many values (the first is the current value), or, for a
+    /// stream or queue, this many messages.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Print one JSON object per line per update, even on a terminal (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// For a stream or queue: start with the oldest message it holds (for a queue, the oldest
+    /// not taken yet) instead of the next one sent.
+    #[arg(long)]
+    pub from_oldest: bool,
 }
 
 /// Languages `shm export` can produce.

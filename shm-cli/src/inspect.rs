@@ -4,10 +4,11 @@ use crate::cli::InspectArgs;
 use crate::json::Json;
 use crate::output::{exit, plain_table, Failure, Outcome, Style};
 use crate::render;
-use crate::scan::{self, Info};
+use crate::scan::{self, Info, Opened};
 use crate::segment_file::normalize_name;
 use shm_core::layout::Value;
-use shm_core::RawReader;
+use shm_core::{Error, LayoutBuf, Options, RawReader, SegmentKind};
+use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Duration;
 
@@ -15,10 +16,14 @@ use std::time::Duration;
 /// writer that died mid-write on a one-slot segment, makes it retry that long).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Opens segment `name` (as given) for reading: the normalized name and the reader.
-pub fn open(name: &str) -> Result<(String, RawReader), Failure> {
+/// How long opening waits for a segment's creator to finish.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens segment `name` (as given) for reading, whatever it holds: the normalized name and
+/// the reader.
+pub fn open(name: &str) -> Result<(String, Opened), Failure> {
     let name = normalize_name(name).map_err(|m| Failure::new(exit::USAGE, m))?;
-    let r = RawReader::open(&name).map_err(|e| Failure::core(&name, &e))?;
+    let r = scan::open_any(&name, READY_WAIT).map_err(|e| Failure::core(&name, &e))?;
     Ok((name, r))
 }
 
@@ -33,31 +38,18 @@ pub fn read(name: &str, r: &RawReader) -> Result<(u64, Vec<u8>), Failure> {
 
 /// Runs `shm inspect`.
 pub fn run(args: &InspectArgs) -> Outcome {
-    let (name, r) = open(&args.name)?;
-    let (version, bytes) = read(&name, &r)?;
-    let info = Info::of(&r);
+    let (name, opened) = open(&args.name)?;
+    let info = Info::of(&opened);
+    let r = match &opened {
+        Opened::State(r) => r,
+        Opened::Ring(_) => return run_ring(args, &name, &info, opened.layout()),
+    };
+    let (version, bytes) = read(&name, r)?;
     let layout = r.layout();
     let value = layout.decode_value_lossy(&bytes);
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut j = Json::object().with("name", name.as_str());
-        crate::ls::info_json(&mut j, &info);
-        j.push("payload_align", layout.align);
-        j.push(
-            "layout",
-            Json::Array(
-                render::layout_rows(layout)
-                    .into_iter()
-                    .map(|row| {
-                        Json::object()
-                            .with("path", row.path)
-                            .with("type", row.ty)
-                            .with("offset", row.offset)
-                            .with("size", row.size)
-                    })
-                    .collect(),
-            ),
-        );
+        let mut j = head_json(&name, &info, layout);
         j.push("value_version", version);
         j.push("value", render::to_json(&value));
         if args.raw {
@@ -66,7 +58,7 @@ pub fn run(args: &InspectArgs) -> Outcome {
         writeln!(out, "{}", j.pretty())?;
     } else {
         let style = Style::for_stdout();
-        out.write_all(human(&name, &info, &r, version, &value, style).as_bytes())?;
+        out.write_all(human(&name, &info, layout, version, &value, style).as_bytes())?;
         if args.raw {
             writeln!(out, "\n{}", style.bold("PAYLOAD BYTES"))?;
             out.write_all(hex_dump(&bytes).as_bytes())?;
@@ -76,23 +68,127 @@ pub fn run(args: &InspectArgs) -> Outcome {
     Ok(exit::OK)
 }
 
-fn human(
-    name: &str,
-    info: &Info,
-    r: &RawReader,
-    version: u64,
-    value: &Value,
-    style: Style,
-) -> String {
-    let layout = r.layout();
+/// The JSON object's fields every kind shares: the name, header facts and layout.
+fn head_json(name: &str, info: &Info, layout: &LayoutBuf) -> Json {
+    let mut j = Json::object().with("name", name);
+    crate::ls::info_json(&mut j, info);
+    j.push("payload_align", layout.align);
+    j.push(
+        "layout",
+        Json::Array(
+            render::layout_rows(layout)
+                .into_iter()
+                .map(|row| {
+                    Json::object()
+                        .with("path", row.path)
+                        .with("type", row.ty)
+                        .with("offset", row.offset)
+                        .with("size", row.size)
+                })
+                .collect(),
+        ),
+    );
+    j
+}
+
+/// Up to `last` of the newest messages the stream `name` holds (of a queue, the newest not
+/// taken yet), oldest first, with their numbers; none sent after this call began.
+fn newest_messages(name: &str, last: usize) -> Result<Vec<(u64, Vec<u8>)>, Failure> {
+    let fail = |e: Error| Failure::core(name, &e);
+    let mut rx = Options::new()
+        .ready_wait(READY_WAIT)
+        .subscribe_raw_from_oldest(name)
+        .map_err(fail)?;
+    let end = rx.sent();
+    let mut bytes = vec![0u8; rx.payload_size()];
+    let mut kept = VecDeque::with_capacity(last + 1);
+    while last > 0 && rx.position() <= end {
+        match rx.try_recv(&mut bytes) {
+            Ok(Some(n)) if n <= end => {
+                kept.push_back((n, bytes.clone()));
+                if kept.len() > last {
+                    kept.pop_front();
+                }
+            }
+            Ok(_) => break,
+            // Overwritten while we read: go on with the oldest still held.
+            Err(Error::Lagged { .. }) => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(kept.into())
+}
+
+/// `shm inspect` of a stream or queue: its facts, layout and newest messages.
+fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> Outcome {
+    let messages = newest_messages(name, args.last)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut j = head_json(name, info, layout);
+        j.push(
+            "messages",
+            Json::Array(
+                messages
+                    .iter()
+                    .map(|(n, bytes)| {
+                        let mut m = Json::object()
+                            .with("number", *n)
+                            .with("value", render::to_json(&layout.decode_value_lossy(bytes)));
+                        if args.raw {
+                            m.push("raw", render::hex(bytes).replace(' ', ""));
+                        }
+                        m
+                    })
+                    .collect(),
+            ),
+        );
+        writeln!(out, "{}", j.pretty())?;
+    } else {
+        let style = Style::for_stdout();
+        let mut s = facts(name, info, layout, style);
+        let held = if info.kind == SegmentKind::Queue {
+            "not taken"
+        } else {
+            "held"
+        };
+        s.push_str(&format!(
+            "\n{}\n",
+            style.bold(&format!(
+                "MESSAGES ({} newest {held}, of {} sent)",
+                messages.len(),
+                info.version
+            ))
+        ));
+        if messages.is_empty() {
+            s.push_str("none\n");
+        }
+        for (n, bytes) in &messages {
+            s.push_str(&format!("message {n}\n"));
+            for line in value_lines(&layout.decode_value_lossy(bytes), style) {
+                s.push_str(&format!("  {line}\n"));
+            }
+            if args.raw {
+                for line in hex_dump(bytes).lines() {
+                    s.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        out.write_all(s.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+/// The facts and the layout table, as `inspect` prints them for every kind.
+fn facts(name: &str, info: &Info, layout: &LayoutBuf, style: Style) -> String {
     let writer = if info.writer_alive {
         style.good("alive")
     } else {
         style.bad("dead")
     };
-    let mut s = String::new();
-    let facts = [
+    let mut facts = vec![
         ("segment", name.to_string()),
+        ("kind", info.kind.to_string()),
         (
             "type",
             format!(
@@ -103,16 +199,31 @@ fn human(
                 layout.align
             ),
         ),
-        ("slots", info.slots.to_string()),
-        ("version", version.to_string()),
-        (
-            "writer",
-            format!(
-                "pid {} {writer}, epoch {} (creator pid {})",
-                info.writer_pid, info.epoch, info.creator_pid
-            ),
-        ),
     ];
+    match info.kind {
+        SegmentKind::State => {
+            facts.push(("slots", info.slots.to_string()));
+            facts.push(("version", info.version.to_string()));
+        }
+        _ => {
+            facts.push(("capacity", format!("{} messages", info.slots)));
+            facts.push(("sent", info.version.to_string()));
+        }
+    }
+    if let Some(taken) = info.taken {
+        facts.push((
+            "taken",
+            format!("{taken} ({} waiting)", info.version.saturating_sub(taken)),
+        ));
+    }
+    facts.push((
+        "writer",
+        format!(
+            "pid {} {writer}, epoch {} (creator pid {})",
+            info.writer_pid, info.epoch, info.creator_pid
+        ),
+    ));
+    let mut s = String::new();
     for (k, v) in facts {
         s.push_str(&format!("{}  {v}\n", style.bold(&format!("{k:<8}"))));
     }
@@ -129,6 +240,18 @@ fn human(
         ]);
     }
     s.push_str(&plain_table(&rows));
+    s
+}
+
+fn human(
+    name: &str,
+    info: &Info,
+    layout: &LayoutBuf,
+    version: u64,
+    value: &Value,
+    style: Style,
+) -> String {
+    let mut s = facts(name, info, layout, style);
     s.push_str(&format!(
         "\n{}\n",
         style.bold(&format!("VALUE (version {version})"))

@@ -55,11 +55,13 @@ pub fn entry_json(e: &Entry) -> Json {
 
 /// Adds a segment's header facts to object `j`.
 pub fn info_json(j: &mut Json, info: &Info) {
+    j.push("kind", info.kind.to_string());
     j.push("type", info.type_name.as_str());
     j.push("layout_hash", format!("{:#018x}", info.layout_hash));
     j.push("payload_size", info.payload_size);
     j.push("slots", info.slots);
     j.push("version", info.version);
+    j.push("taken", info.taken.map_or(Json::Null, Json::from));
     j.push("writer_pid", info.writer_pid);
     j.push("writer_alive", info.writer_alive);
     j.push("creator_pid", info.creator_pid);
@@ -68,7 +70,7 @@ pub fn info_json(j: &mut Json, info: &Info) {
 
 fn human(entries: &[&Entry], style: Style) -> String {
     let head: Vec<String> = [
-        "NAME", "TYPE", "HASH", "SIZE", "SLOTS", "VERSION", "WRITER", "EPOCH",
+        "NAME", "KIND", "TYPE", "HASH", "SIZE", "SLOTS", "VERSION", "WRITER", "EPOCH",
     ]
     .map(str::to_string)
     .to_vec();
@@ -82,13 +84,18 @@ fn human(entries: &[&Entry], style: Style) -> String {
                 } else {
                     ("dead", style.bad("dead"))
                 };
+                let version = match i.taken {
+                    Some(taken) => format!("{} ({taken} taken)", i.version),
+                    None => i.version.to_string(),
+                };
                 let cells = [
                     e.name.clone(),
+                    i.kind.to_string(),
                     i.type_name.clone(),
                     format!("{:016x}", i.layout_hash),
                     i.payload_size.to_string(),
                     i.slots.to_string(),
-                    i.version.to_string(),
+                    version,
                 ];
                 let mut p = cells.to_vec();
                 p.push(format!("{} {state}", i.writer_pid));

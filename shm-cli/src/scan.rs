@@ -2,7 +2,7 @@
 //! damaged, unreadable or foreign. Shared by `ls` and `gc`.
 
 use crate::segment_file::{SegmentFile, MAGIC, SHM_DIR};
-use shm_core::{Options, RawReader};
+use shm_core::{Error, LayoutBuf, Options, RawReader, RawStreamReader, SegmentKind};
 use std::time::Duration;
 
 /// What a file in /dev/shm is.
@@ -27,19 +27,77 @@ pub struct Entry {
     pub status: Status,
 }
 
+/// A segment opened for reading, whatever it holds.
+pub enum Opened {
+    /// Shared state: one value, the latest.
+    State(RawReader),
+    /// A broadcast stream or a queue, read as an observer that takes nothing.
+    Ring(RawStreamReader),
+}
+
+impl Opened {
+    /// The stored layout (of the value, or of one message).
+    pub fn layout(&self) -> &LayoutBuf {
+        match self {
+            Opened::State(r) => r.layout(),
+            Opened::Ring(r) => r.layout(),
+        }
+    }
+
+    /// Whether a writer holds the lease now.
+    pub fn writer_alive(&self) -> bool {
+        match self {
+            Opened::State(r) => r.writer_alive(),
+            Opened::Ring(r) => r.writer_alive(),
+        }
+    }
+
+    /// The writer epoch.
+    pub fn writer_epoch(&self) -> u64 {
+        match self {
+            Opened::State(r) => r.writer_epoch(),
+            Opened::Ring(r) => r.writer_epoch(),
+        }
+    }
+
+    /// The last writer's process id.
+    pub fn writer_pid(&self) -> u32 {
+        match self {
+            Opened::State(r) => r.writer_pid(),
+            Opened::Ring(r) => r.writer_pid(),
+        }
+    }
+}
+
+/// Opens segment `name` of any kind, waiting at most `ready_wait` for a creator to finish.
+pub fn open_any(name: &str, ready_wait: Duration) -> shm_core::Result<Opened> {
+    let options = Options::new().ready_wait(ready_wait);
+    match options.open_raw(name) {
+        Err(Error::WrongKind {
+            found: SegmentKind::Stream | SegmentKind::Queue,
+            ..
+        }) => options.subscribe_raw(name).map(Opened::Ring),
+        other => other.map(Opened::State),
+    }
+}
+
 /// Header facts of a segment that opens.
 #[derive(Debug, Clone)]
 pub struct Info {
+    /// What it holds.
+    pub kind: SegmentKind,
     /// The stored layout's struct name (or its type, if the root is not a struct).
     pub type_name: String,
     /// The stored layout hash.
     pub layout_hash: u64,
-    /// Payload size in bytes.
+    /// Payload (message) size in bytes.
     pub payload_size: usize,
-    /// Number of slots.
+    /// Number of slots: for a stream or queue, its capacity in messages.
     pub slots: usize,
-    /// The publish counter.
+    /// The publish counter: for a stream or queue, the number of messages sent.
     pub version: u64,
+    /// For a queue, the number of messages its consumers took.
+    pub taken: Option<u64>,
     /// The last writer's process id.
     pub writer_pid: u32,
     /// Whether a writer holds the lease now.
@@ -52,31 +110,48 @@ pub struct Info {
 
 impl Info {
     /// The facts `r` reports.
-    pub fn of(r: &RawReader) -> Info {
-        Info {
-            type_name: type_name(r.layout()),
-            layout_hash: r.layout_hash(),
-            payload_size: r.payload_size(),
-            slots: r.slot_count(),
-            version: r.version(),
-            writer_pid: r.writer_pid(),
-            writer_alive: r.writer_alive(),
-            creator_pid: r.creator_pid(),
-            epoch: r.writer_epoch(),
+    pub fn of(r: &Opened) -> Info {
+        match r {
+            Opened::State(r) => Info {
+                kind: SegmentKind::State,
+                type_name: type_name(r.layout()),
+                layout_hash: r.layout_hash(),
+                payload_size: r.payload_size(),
+                slots: r.slot_count(),
+                version: r.version(),
+                taken: None,
+                writer_pid: r.writer_pid(),
+                writer_alive: r.writer_alive(),
+                creator_pid: r.creator_pid(),
+                epoch: r.writer_epoch(),
+            },
+            Opened::Ring(r) => Info {
+                kind: r.kind(),
+                type_name: type_name(r.layout()),
+                layout_hash: r.layout_hash(),
+                payload_size: r.payload_size(),
+                slots: r.capacity(),
+                version: r.sent(),
+                taken: r.taken(),
+                writer_pid: r.writer_pid(),
+                writer_alive: r.writer_alive(),
+                creator_pid: r.creator_pid(),
+                epoch: r.writer_epoch(),
+            },
         }
     }
 }
 
 /// The name to show for a stored layout's type.
-pub fn type_name(layout: &shm_core::LayoutBuf) -> String {
+pub fn type_name(layout: &LayoutBuf) -> String {
     layout
         .struct_name()
         .map_or_else(|| layout.to_string(), str::to_string)
 }
 
 /// Opens `name` without waiting for a segment that is still being created.
-pub fn open_now(name: &str) -> shm_core::Result<RawReader> {
-    Options::new().ready_wait(Duration::ZERO).open_raw(name)
+pub fn open_now(name: &str) -> shm_core::Result<Opened> {
+    open_any(name, Duration::ZERO)
 }
 
 /// Classifies the file of segment `name`.

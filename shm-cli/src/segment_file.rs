@@ -23,6 +23,8 @@ pub const HEADER_SIZE: u64 = 256;
 pub const CACHE_LINE: u64 = 64;
 /// Most slots a segment may have.
 pub const MAX_SLOTS: u64 = 1024;
+/// Most slots of a stream or queue segment (its capacity in messages).
+pub const MAX_STREAM_CAPACITY: u64 = 1 << 24;
 /// Longest descriptor.
 pub const MAX_DESCRIPTOR: u64 = 1 << 20;
 /// `state` value of a segment being created.
@@ -62,8 +64,12 @@ pub mod offset {
     pub const CREATOR_PID: u64 = 84;
     /// `writer_epoch`, u64.
     pub const WRITER_EPOCH: u64 = 88;
+    /// `kind`, u32: 0 state, 1 broadcast stream, 2 queue.
+    pub const KIND: u64 = 96;
     /// `published`, u64.
     pub const PUBLISHED: u64 = 128;
+    /// Queues: `consumed`, u64, the first word of the control line.
+    pub const CONSUMED: u64 = 256;
 }
 
 /// A segment name as given (`/x` or `x`) turned into the `/x` form `shm_core` takes, or why it
@@ -216,6 +222,7 @@ impl SegmentFile {
             writer_pid: self.u32_at(o::WRITER_PID)?,
             creator_pid: self.u32_at(o::CREATOR_PID)?,
             writer_epoch: self.u64_at(o::WRITER_EPOCH)?,
+            kind: self.u32_at(o::KIND)?,
         })
     }
 
@@ -290,6 +297,8 @@ pub struct RawHeader {
     pub creator_pid: u32,
     /// `writer_epoch`
     pub writer_epoch: u64,
+    /// `kind`
+    pub kind: u32,
 }
 
 /// Where the slots and the descriptor are, computed from the payload size, slot count and
@@ -308,13 +317,22 @@ pub struct Geometry {
 
 impl Geometry {
     /// The geometry for these values, or `None` if a computation overflows.
-    pub fn compute(payload_size: u64, slot_count: u64, descriptor_len: u64) -> Option<Geometry> {
+    ///
+    /// Stream and queue segments (`ring`) have a control line between the header and the
+    /// slots.
+    pub fn compute(
+        payload_size: u64,
+        slot_count: u64,
+        descriptor_len: u64,
+        ring: bool,
+    ) -> Option<Geometry> {
         let words = payload_size.checked_add(7)? / 8 * 8;
         let slot_stride =
             CACHE_LINE.checked_add(words)?.checked_add(CACHE_LINE - 1)? / CACHE_LINE * CACHE_LINE;
-        let descriptor_offset = HEADER_SIZE.checked_add(slot_count.checked_mul(slot_stride)?)?;
+        let slots_offset = HEADER_SIZE + if ring { CACHE_LINE } else { 0 };
+        let descriptor_offset = slots_offset.checked_add(slot_count.checked_mul(slot_stride)?)?;
         Some(Geometry {
-            slots_offset: HEADER_SIZE,
+            slots_offset,
             slot_stride,
             descriptor_offset,
             total_size: descriptor_offset.checked_add(descriptor_len)?,
@@ -328,12 +346,15 @@ mod tests {
 
     #[test]
     fn geometry_follows_the_spec_and_overflow_is_none() {
-        let g = Geometry::compute(12, 2, 100).expect("small");
+        let g = Geometry::compute(12, 2, 100, false).expect("small");
         assert_eq!(g.slot_stride, 128);
         assert_eq!(g.descriptor_offset, 256 + 256);
         assert_eq!(g.total_size, 612);
-        assert_eq!(Geometry::compute(u64::MAX - 3, 2, 0), None);
-        assert_eq!(Geometry::compute(1 << 62, 1024, 0), None);
+        let ring = Geometry::compute(12, 2, 100, true).expect("small");
+        assert_eq!(ring.slots_offset, 320);
+        assert_eq!(ring.total_size, 676);
+        assert_eq!(Geometry::compute(u64::MAX - 3, 2, 0, false), None);
+        assert_eq!(Geometry::compute(1 << 62, 1024, 0, false), None);
     }
 
     #[test]

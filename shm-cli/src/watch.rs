@@ -5,9 +5,9 @@ use crate::inspect;
 use crate::json::Json;
 use crate::output::{exit, stdout_is_terminal, Failure, Outcome, Style};
 use crate::render;
-use crate::scan;
+use crate::scan::{self, Opened};
 use shm_core::layout::Value;
-use shm_core::RawReader;
+use shm_core::{Error, Options, RawReader, RawStreamReader};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,21 +116,29 @@ fn selected<'a>(value: &'a Value, fields: &[String]) -> Vec<(String, &'a Value)>
 
 /// Runs `shm watch`.
 pub fn run(args: &WatchArgs) -> Outcome {
-    let (name, r) = inspect::open(&args.name)?;
-    let (version, bytes) = inspect::read(&name, &r)?;
-    let first = r.layout().decode_value_lossy(&bytes);
+    let (name, opened) = inspect::open(&args.name)?;
+    // What the fields are checked against: the current value, or an all-zero message.
+    let first = match &opened {
+        Opened::State(r) => Some(inspect::read(&name, r)?),
+        Opened::Ring(_) => None,
+    };
+    let layout = opened.layout();
+    let sample = match &first {
+        Some((_, bytes)) => layout.decode_value_lossy(bytes),
+        None => layout.decode_value_lossy(&vec![0u8; layout.size as usize]),
+    };
     let unknown: Vec<&String> = args
         .fields
         .iter()
-        .filter(|f| render::get(&first, f).is_none())
+        .filter(|f| render::get(&sample, f).is_none())
         .collect();
     if let Some(f) = unknown.first() {
-        let known: Vec<String> = render::rows(&first).into_iter().map(|(p, _)| p).collect();
+        let known: Vec<String> = render::rows(&sample).into_iter().map(|(p, _)| p).collect();
         return Err(Failure::new(
             exit::USAGE,
             format!(
                 "no field {f:?} in `{}`; fields: {}",
-                scan::type_name(r.layout()),
+                scan::type_name(layout),
                 known.join(", ")
             ),
         ));
@@ -138,7 +146,13 @@ pub fn run(args: &WatchArgs) -> Outcome {
     install_signal_handlers()?;
     let mut view = View {
         name: &name,
-        reader: &r,
+        reader: &opened,
+        unit: if first.is_some() {
+            "version"
+        } else {
+            "message"
+        },
+        lost: 0,
         fields: &args.fields,
         json: args.json,
         terminal: stdout_is_terminal() && !args.json,
@@ -150,7 +164,24 @@ pub fn run(args: &WatchArgs) -> Outcome {
         },
         out: std::io::stdout().lock(),
     };
-    let result = view.run(version, first, args.count);
+    let result = match (&opened, first) {
+        (Opened::State(r), Some((version, _))) => view.run(r, version, sample, args.count),
+        (Opened::Ring(_), _) => {
+            let subscribe = |n: &str| {
+                let o = Options::new();
+                if args.from_oldest {
+                    o.subscribe_raw_from_oldest(n)
+                } else {
+                    o.subscribe_raw(n)
+                }
+            };
+            match subscribe(&name) {
+                Ok(rx) => view.run_ring(rx, args.count),
+                Err(e) => Err(Failure::core(&name, &e)),
+            }
+        }
+        (Opened::State(_), None) => unreachable!("a state segment's value was read"),
+    };
     if view.terminal {
         // Show the cursor again, whatever happened.
         let _ = write!(view.out, "\x1b[?25h");
@@ -162,7 +193,11 @@ pub fn run(args: &WatchArgs) -> Outcome {
 /// What `watch` prints to, and how.
 struct View<'a> {
     name: &'a str,
-    reader: &'a RawReader,
+    reader: &'a Opened,
+    /// What the counter shown counts: `version` (state) or `message` (streams and queues).
+    unit: &'static str,
+    /// Messages lost so far (streams and queues).
+    lost: u64,
     fields: &'a [String],
     json: bool,
     terminal: bool,
@@ -175,7 +210,13 @@ struct View<'a> {
 }
 
 impl View<'_> {
-    fn run(&mut self, mut version: u64, mut value: Value, count: Option<u64>) -> Outcome {
+    fn run(
+        &mut self,
+        reader: &RawReader,
+        mut version: u64,
+        mut value: Value,
+        count: Option<u64>,
+    ) -> Outcome {
         if self.terminal {
             write!(self.out, "\x1b[?25l")?;
         }
@@ -202,7 +243,7 @@ impl View<'_> {
                 if STOP.load(Ordering::Relaxed) || (!self.terminal && stdout_closed()) {
                     return self.finish();
                 }
-                match self.reader.wait_for_update(version, WAIT_SLICE) {
+                match reader.wait_for_update(version, WAIT_SLICE) {
                     Ok(_) => break,
                     Err(shm_core::Error::Timeout) => {
                         if self.terminal {
@@ -213,9 +254,66 @@ impl View<'_> {
                     Err(e) => return Err(Failure::core(self.name, &e)),
                 }
             }
-            let (v, bytes) = inspect::read(self.name, self.reader)?;
+            let (v, bytes) = inspect::read(self.name, reader)?;
             version = v;
-            value = self.reader.layout().decode_value_lossy(&bytes);
+            value = reader.layout().decode_value_lossy(&bytes);
+        }
+        self.finish()
+    }
+
+    /// Shows every message of a stream or queue as it arrives (on a terminal, the latest at
+    /// most once per frame), and every gap; stops after `count` messages.
+    fn run_ring(&mut self, mut rx: RawStreamReader, count: Option<u64>) -> Outcome {
+        if self.terminal {
+            write!(self.out, "\x1b[?25l")?;
+        }
+        let mut bytes = vec![0u8; rx.payload_size()];
+        let mut printed = 0u64;
+        let mut shown: Option<(u64, Value)> = None;
+        let mut last_frame: Option<Instant> = None;
+        loop {
+            if STOP.load(Ordering::Relaxed) || (!self.terminal && stdout_closed()) {
+                break;
+            }
+            match rx.recv_timeout(&mut bytes, WAIT_SLICE) {
+                Ok(number) => {
+                    let now = Instant::now();
+                    self.rate.observe(now, number);
+                    let value = rx.layout().decode_value_lossy(&bytes);
+                    printed += 1;
+                    let due = last_frame.is_none_or(|t| now.duration_since(t) >= FRAME);
+                    let done = count.is_some_and(|c| printed >= c);
+                    if !self.terminal || due || done {
+                        self.show(number, &value, now)?;
+                        last_frame = Some(now);
+                        shown = None;
+                    } else {
+                        shown = Some((number, value));
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                Err(Error::Lagged { missed }) => {
+                    self.lost += missed;
+                    if self.json {
+                        let j = Json::object().with("name", self.name).with("lost", missed);
+                        writeln!(self.out, "{}", j.compact())?;
+                    } else if !self.terminal {
+                        writeln!(self.out, "lost={missed}")?;
+                    }
+                }
+                Err(Error::Timeout) => {
+                    if let (true, Some((number, value))) = (self.terminal, shown.take()) {
+                        self.show(number, &value, Instant::now())?;
+                        last_frame = Some(Instant::now());
+                    }
+                }
+                Err(e) => return Err(Failure::core(self.name, &e)),
+            }
+        }
+        if let (true, Some((number, value))) = (self.terminal, shown.take()) {
+            self.show(number, &value, Instant::now())?;
         }
         self.finish()
     }
@@ -230,7 +328,7 @@ impl View<'_> {
         if self.json {
             let mut j = Json::object()
                 .with("name", self.name)
-                .with("version", version);
+                .with(self.unit, version);
             if self.fields.is_empty() {
                 j.push("value", render::to_json(value));
             } else {
@@ -247,7 +345,7 @@ impl View<'_> {
         } else if self.terminal {
             self.draw(version, &rows, now)?;
         } else {
-            let mut line = format!("version={version}");
+            let mut line = format!("{}={version}", self.unit);
             for (path, v) in &rows {
                 let path = if path.is_empty() { "value" } else { path };
                 line.push_str(&format!("  {path}={}", render::inline(v)));
@@ -267,11 +365,22 @@ impl View<'_> {
         now: Instant,
     ) -> Result<(), Failure> {
         let alive = self.reader.writer_alive();
+        let lost = if self.unit == "message" {
+            format!("  {} lost", self.lost)
+        } else {
+            String::new()
+        };
         let header = format!(
-            "{}  {}  version {version}  {:.1} updates/s  writer pid {} {}  epoch {}",
+            "{}  {}  {} {version}  {:.1} {}s/s{lost}  writer pid {} {}  epoch {}",
             self.name,
             scan::type_name(self.reader.layout()),
+            self.unit,
             self.rate.per_second(now),
+            if self.unit == "message" {
+                "message"
+            } else {
+                "update"
+            },
             self.reader.writer_pid(),
             if alive { "alive" } else { "dead" },
             self.reader.writer_epoch(),

@@ -167,6 +167,34 @@ pub fn child_main() {
             w.write(&Sample::at(1));
             println!("ready");
         }
+        // Creates a stream of capacity `slots`, sends messages 1 to 10 (message k is
+        // `Sample::at(k)`), then one more every `period` ms if not 0; lives at most a minute.
+        "stream-writer" => {
+            let mut tx = Sample::create_stream(&name, slots).expect("create the stream");
+            for k in 1..=10 {
+                tx.send(&Sample::at(k));
+            }
+            println!("ready");
+            let end = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < end {
+                if period == 0 {
+                    std::thread::sleep(Duration::from_millis(100));
+                } else {
+                    std::thread::sleep(Duration::from_millis(period));
+                    tx.send(&Sample::at(tx.sent() + 1));
+                }
+            }
+        }
+        // Creates a queue of capacity `slots`, sends messages 1 to 5 and lives at most a
+        // minute.
+        "queue-producer" => {
+            let mut tx = Sample::create_queue(&name, slots).expect("create the queue");
+            for k in 1..=5 {
+                tx.send(&Sample::at(k));
+            }
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
         other => panic!("unknown role {other}"),
     }
 }

@@ -218,6 +218,11 @@ impl RawStreamReader {
         self.raw.writer_epoch()
     }
 
+    /// The process id of the segment's creator.
+    pub fn creator_pid(&self) -> u32 {
+        self.raw.creator_pid()
+    }
+
     /// The segment's name.
     pub fn name(&self) -> &str {
         self.raw.name()
