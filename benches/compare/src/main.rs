@@ -6,12 +6,14 @@
 //! ```
 //!
 //! The parent process runs every case as a writer child (pinned to CPU 0) and a reader child
-//! (pinned to CPU 1), both this binary in a role; children report one JSON line each. Results
+//! (pinned to CPU 1), both this binary in a role; children report one JSON line each (the
+//! stream cases, `streams.rs`, a sender and a receiver the same way). Results
 //! go to `DIR/results.csv`, `DIR/results.json`, `DIR/summary.md` and SVG plots.
 
 mod contenders;
 mod measure;
 mod report;
+mod streams;
 
 use contenders::Kind;
 use std::io::{BufRead, BufReader, Write};
@@ -48,6 +50,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--role") {
         child(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--stream-role") {
+        streams::child(&args[i + 1..]);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -243,6 +249,26 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
         &[64],
         "attach",
     );
+    for case in ["stream_throughput", "latency_stream"] {
+        if only.is_some_and(|o| !case.contains(o)) {
+            continue;
+        }
+        for bytes in streams::SIZES {
+            for c in streams::ALL {
+                static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let name = format!("/{}s{}", prefix(), N.fetch_add(1, Ordering::Relaxed));
+                let Some(r) = streams::run_case(case, c, bytes, &name, b) else {
+                    eprintln!("{case} {}: no result", c.label());
+                    continue;
+                };
+                eprintln!(
+                    "{case:>22} {:>14} {bytes:>9} B  {:>12.1} ns  torn {:>6}  lost {:>8}",
+                    r.contender, r.median_ns, r.torn, r.retries
+                );
+                rows.push(r);
+            }
+        }
+    }
     rows
 }
 

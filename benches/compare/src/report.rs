@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 
 /// The contender the ratios call "ours": the default slot count.
 const OURS: &str = "ours-4slot";
+/// What the stream cases compare against: our queue, and the plain SPSC ring as the limit.
+const OURS_STREAMS: &str = "ours-queue";
+const LIMIT_STREAMS: &str = "spsc-ring";
 
 pub fn write(out: &str, rows: &[Row], quick: bool) {
     let mut csv =
@@ -148,7 +151,10 @@ fn summary(rows: &[Row], quick: bool) -> String {
             for c in &contenders {
                 for &b in &sizes {
                     let Some(r) = cell.get(&(c, b)) else { continue };
-                    let ours = cell.get(&(OURS, b)).map(|o| r.median_ns / o.median_ns);
+                    let ours = cell
+                        .get(&(OURS, b))
+                        .or(cell.get(&(OURS_STREAMS, b)))
+                        .map(|o| r.median_ns / o.median_ns);
                     let _ = writeln!(
                         s,
                         "| {c} | {} | {} | {} | {} | {} |",
@@ -187,8 +193,14 @@ fn summary(rows: &[Row], quick: bool) -> String {
                 } else {
                     retries += r.retries;
                 }
-                let l = cell.get(&("limit", b)).map(|l| r.median_ns / l.median_ns);
-                let o = cell.get(&(OURS, b)).map(|o| r.median_ns / o.median_ns);
+                let l = cell
+                    .get(&("limit", b))
+                    .or(cell.get(&(LIMIT_STREAMS, b)))
+                    .map(|l| r.median_ns / l.median_ns);
+                let o = cell
+                    .get(&(OURS, b))
+                    .or(cell.get(&(OURS_STREAMS, b)))
+                    .map(|o| r.median_ns / o.median_ns);
                 let ratio = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
                 if r.retries == u64::MAX {
                     let _ = write!(s, " starved |");
@@ -218,7 +230,9 @@ fn summary(rows: &[Row], quick: bool) -> String {
          `O` = ratio to ours with the default slot count (4). With a writer running, the median \
          is over the batches during which it published at least twice (`used` in \
          results.csv), so that reads during which another tenant held the writer's CPU do not \
-         count as contended. `starved`: a read gave up after 200,000 retries.\n",
+         count as contended. `starved`: a read gave up after 200,000 retries. In the stream cases \
+         the median is ns per message received, `L` is the ratio to the plain SPSC ring, `O` \
+         to our queue, and `retries` counts the messages a lossy contender dropped.\n",
     );
     s
 }
