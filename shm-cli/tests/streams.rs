@@ -211,3 +211,60 @@ fn export_gives_the_message_type_of_a_stream() {
         format!("{:#018x}", Sample::LAYOUT_HASH)
     );
 }
+
+#[test]
+fn watch_reports_the_exact_number_lost_when_the_writer_laps_it() {
+    let stream = Name::new("watch-lapped");
+    let mut tx = Sample::create_stream(&stream, 4).unwrap();
+    tx.send(&Sample::at(1));
+    let mut watch = shm_command()
+        .args([
+            "watch",
+            "--json",
+            "--count",
+            "5",
+            "--from-oldest",
+            "--fields",
+            "tick",
+            &stream,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(watch.stdout.take().unwrap());
+    let mut line = String::new();
+    // Message 1 (from the oldest held) shows the watcher is receiving; then it is stopped
+    // while ten more are sent into a ring of four, so that messages 2 to 7 are overwritten
+    // before it reads them.
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["message"],
+        1
+    );
+    let pid = watch.id() as libc::pid_t;
+    // SAFETY: signalling our own child process, which is alive (it has not printed its five
+    // messages yet).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    for k in 2..=11 {
+        tx.send(&Sample::at(k));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(watch.wait().unwrap().success());
+    let lines: Vec<serde_json::Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["lost"], 6, "{rest}");
+    let numbers: Vec<u64> = lines[1..]
+        .iter()
+        .map(|l| {
+            let n = l["message"].as_u64().unwrap();
+            assert_eq!(l["fields"]["tick"], n);
+            n
+        })
+        .collect();
+    assert_eq!(numbers, [8, 9, 10, 11], "{rest}");
+}

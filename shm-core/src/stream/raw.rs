@@ -101,16 +101,17 @@ impl RawStreamReader {
             dst.copy_from_slice(&self.pending_bytes);
             return Ok(Some(number));
         }
-        let Some(number) = stream::receive(
+        let received = stream::receive(
             self.raw.segment(),
             self.cursor.next,
             words,
             payload::sink_into_bytes(dst),
-        ) else {
-            self.raw.segment().check_intact()?;
+        );
+        // A peer that shrank the segment made the copy read zero pages.
+        self.raw.segment().check_intact()?;
+        let Some(number) = received else {
             return Ok(None);
         };
-        self.raw.segment().check_intact()?;
         let missed = self.cursor.advance(number);
         if missed > 0 {
             self.pending_bytes.copy_from_slice(dst);
