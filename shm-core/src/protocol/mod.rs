@@ -162,6 +162,18 @@ pub(crate) trait Slots {
     fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
     /// Whether a waiter is registered, loaded with `order` (see [`announce`]).
     fn waiters_registered(&self, order: Ordering) -> bool;
+
+    /// The writer's half of the asymmetric barrier, between its store of `published` and its
+    /// load of the waiter count (see [`Announce::Asymmetric`]): a compiler fence, which a
+    /// waiter's `membarrier` turns into a full barrier when it matters.
+    ///
+    /// Never a full fence, under the model checker either: there the model's segment makes it
+    /// one of the points where a waiter's modelled `membarrier` lands (`model.rs`, `Membarrier`),
+    /// so that the writer executes a full barrier only when a waiter asked for one.
+    #[inline(always)]
+    fn light_barrier(&self) {
+        atomic::compiler_fence(Ordering::SeqCst);
+    }
 }
 
 /// The words of a shared-state segment (not a stream or queue): the slots, and the `inline`
@@ -366,26 +378,10 @@ pub(crate) fn announce<S: Slots>(s: &S, version: u64, how: Announce) -> bool {
         }
         Announce::Asymmetric => {
             s.published().store(version, Ordering::Release);
-            light_barrier::<S::Word>();
+            s.light_barrier();
             s.waiters_registered(Ordering::Relaxed)
         }
     }
-}
-
-/// The writer's half of the asymmetric barrier (see [`Announce::Asymmetric`]): a compiler
-/// fence, which the waiter's `membarrier` turns into a full barrier when it matters.
-///
-/// Loom has no `membarrier`; under the model checker this is a SeqCst fence, what the
-/// waiter's system call makes of the compiler fence. (Loom does not model the waiter side's
-/// store-buffering pairing anyway: its SeqCst is weaker than the C++ model's. The models check
-/// what readers see with a Release publication; the pairing with waiters rests on the
-/// argument on [`Announce`] and on the missed-wake test, `tests/missed_wakes.rs`.)
-#[inline(always)]
-fn light_barrier<W: Word>() {
-    #[cfg(loom)]
-    W::fence(Ordering::SeqCst);
-    #[cfg(not(loom))]
-    atomic::compiler_fence(Ordering::SeqCst);
 }
 
 /// Copies a one-word payload (`words`, the slot the writer just completed) into the `inline`
