@@ -8,14 +8,24 @@
 //! numbers strictly increasing, and losses exact: none while the ring holds every message
 //! sent, and `received + lost == sent` once the writer is done, even when it laps them.
 //!
+//! The waiting models add the waits: a broadcast reader waiting for the next message, a queue's
+//! consumer waiting for a message and its producer waiting for room, each one round of the
+//! registration protocol (`protocol::model::wait_round`), and check that no waiter is left
+//! asleep. The writer's `membarrier` points and the SeqCst read-modify-writes are modelled as
+//! `protocol::model` describes ([`Membarrier`], `seq_cst_rmw`).
+//!
 //! ```text
 //! RUSTFLAGS="--cfg loom" cargo test -p shm-core --release --lib --target-dir target/loom -- protocol::stream::model
 //! ```
 //! `LOOM_MAX_PREEMPTIONS` overrides the default preemption bound of 3.
 
-use super::{commit, receive, receive_queued, send, try_send_queued, QueueWords, Queued};
+use super::{
+    commit, has_room, receive, receive_queued, send, try_send_queued, wait_for_room, QueueWords,
+    Queued,
+};
+use crate::protocol::model::{assert_woken, builder, wait_round, wake, Membarrier, Waited};
 use crate::protocol::{Announce, SlotIndex, Slots};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::Ordering::{self, SeqCst};
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::sync::Arc;
 use loom::thread;
@@ -31,11 +41,17 @@ struct Slot {
 /// A stream or queue segment with `N` slots.
 struct Ring<const N: usize> {
     published: AtomicU64,
+    futex: AtomicU32,
     waiters: AtomicU32,
     consumed: AtomicU64,
+    space_futex: AtomicU32,
     space_waiters: AtomicU32,
     space_wanted: AtomicU64,
     slots: [Slot; N],
+    /// The `membarrier` of the writer's (the producer's) waiters: the writer is its target.
+    barrier: Membarrier,
+    /// The `membarrier` of a producer waiting for room: the consumer need not be a target.
+    space_barrier: Membarrier,
 }
 
 impl<const N: usize> Slots for Ring<N> {
@@ -52,6 +68,9 @@ impl<const N: usize> Slots for Ring<N> {
     fn waiters_registered(&self, order: Ordering) -> bool {
         self.waiters.load(order) != 0
     }
+    fn light_barrier(&self) {
+        self.barrier.point();
+    }
 }
 
 impl<const N: usize> QueueWords for Ring<N> {
@@ -67,27 +86,37 @@ impl<const N: usize> QueueWords for Ring<N> {
 }
 
 impl<const N: usize> Ring<N> {
+    /// A ring nobody waits on.
     fn create() -> Self {
+        Self::create_with(Membarrier::without_target())
+    }
+
+    /// A ring whose writer's waiters call `barrier`.
+    fn create_with(barrier: Membarrier) -> Self {
         Ring {
             published: AtomicU64::new(0),
+            futex: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
             consumed: AtomicU64::new(0),
+            space_futex: AtomicU32::new(0),
             space_waiters: AtomicU32::new(0),
             space_wanted: AtomicU64::new(0),
             slots: core::array::from_fn(|_| Slot {
                 seq: AtomicU64::new(0),
                 words: core::array::from_fn(|_| AtomicU64::new(0)),
             }),
+            barrier,
+            space_barrier: Membarrier::without_target(),
         }
     }
-}
 
-fn builder() -> loom::model::Builder {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
+    /// One round of waiting for message `next` on `futex`/`waiters`, as a stream reader and a
+    /// queue's consumer wait: ready once `published >= next` (SeqCst).
+    fn wait_for_message(&self, next: u64) -> Waited<()> {
+        wait_round(&self.waiters, &self.barrier, &self.futex, || {
+            (self.published.load(SeqCst) >= next).then_some(())
+        })
     }
-    builder
 }
 
 /// A broadcast reader's state: the next number it wants, what it received and lost.
@@ -239,4 +268,167 @@ fn queue_one_slot() {
 #[test]
 fn queue_two_slots() {
     queue::<2>(3);
+}
+
+/// The wakes a writer made: `woke[m]`, the futex word after the wake of the send (or commit)
+/// of message `m`, if it woke anybody.
+struct Wakes(Vec<Option<u32>>);
+
+impl Wakes {
+    fn new(messages: u64) -> Wakes {
+        Wakes(vec![None; messages as usize + 1])
+    }
+}
+
+/// A writer sending messages `1..=sends` into `N` slots without a locked instruction, waking
+/// when a send reports a waiter; a reader receiving every message in order and, whenever
+/// nothing new is there, waiting for the next message as `StreamReader` does. After a wait
+/// that finds the message published, the receive must return it. A reader that goes to sleep
+/// waiting for message `m` must be woken by the send of `m`.
+fn broadcast_waiting<const N: usize>(sends: u64) {
+    assert!(
+        sends <= N as u64,
+        "the ring holds every message: a wait that finds one published receives it"
+    );
+    builder().check(move || {
+        let ring = Arc::new(Ring::<N>::create_with(Membarrier::with_target()));
+        let reader = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut c = Cursor {
+                    next: 1,
+                    ..Cursor::default()
+                };
+                while c.next <= sends {
+                    if c.receive(&*ring) {
+                        continue;
+                    }
+                    match ring.wait_for_message(c.next) {
+                        Waited::Ready(()) => assert!(
+                            c.receive(&*ring),
+                            "message {} published, but not received",
+                            c.next
+                        ),
+                        Waited::Sleeps(word) => return Some((c.next, word)),
+                    }
+                }
+                assert_eq!(c.lost, 0, "the ring held every message");
+                None
+            })
+        };
+
+        let mut woke = Wakes::new(sends);
+        for number in 1..=sends {
+            ring.barrier.point();
+            if send(&*ring, number, WORDS, |_| number, Announce::Asymmetric) {
+                woke.0[number as usize] = Some(wake(&ring.futex));
+            }
+        }
+        ring.barrier.retire();
+
+        if let Some((next, word)) = reader.join().unwrap() {
+            assert_woken(
+                word,
+                woke.0[next as usize],
+                &format!("waiting for message {next}"),
+            );
+        }
+    });
+}
+
+/// A reader that waits for the first message or the second, or both.
+#[test]
+fn broadcast_waiting_for_messages() {
+    broadcast_waiting::<2>(2);
+}
+
+/// A queue of one slot, full after one message. The producer sends message 1, then message 2,
+/// waiting for room (as `QueueProducer::send` does: `wait_for_room`, then one round of the
+/// registration protocol on `space_futex`/`space_waiters` re-checking with [`has_room`]). The
+/// consumer waits for message 1 (on `futex`/`waiters`, as `QueueConsumer::recv` does), takes and
+/// commits it, waking the producer if its commit says so.
+///
+/// Neither may be left asleep: a consumer asleep waiting for message 1 must be woken by its
+/// send (the producer publishes without a locked instruction: the consumer's `membarrier` is
+/// its barrier); a producer asleep waiting for room must be woken by the commit of message 1
+/// (a SeqCst swap, pairing with the producer's SeqCst registration and re-check, with no help
+/// from `membarrier`: the consumer's process need not be registered). A producer that finds
+/// room after the wait sends message 2.
+#[test]
+fn queue_waiting_both_ways() {
+    builder().check(|| {
+        let ring = Arc::new(Ring::<1>::create_with(Membarrier::with_target()));
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut published_seen = 0;
+                let mut copy = [0u64; WORDS];
+                let mut take =
+                    || receive_queued(&*ring, 1, &mut published_seen, WORDS, |i, w| copy[i] = w);
+                let mut taken = take();
+                if taken == Queued::Empty {
+                    match ring.wait_for_message(1) {
+                        Waited::Ready(()) => taken = take(),
+                        Waited::Sleeps(word) => return Err(word),
+                    }
+                }
+                assert_eq!(
+                    taken,
+                    Queued::Message(1),
+                    "message 1 published, but not taken"
+                );
+                assert!(copy.iter().all(|&w| w == 1), "torn: {copy:?}");
+                Ok(commit(&*ring, 1).then(|| wake(&ring.space_futex)))
+            })
+        };
+
+        let mut consumed_seen = 0;
+        let mut send = |number| {
+            try_send_queued(
+                &*ring,
+                number,
+                &mut consumed_seen,
+                WORDS,
+                |_| number,
+                Announce::Asymmetric,
+            )
+        };
+        ring.barrier.point();
+        let sent_1 = send(1).expect("an empty queue has room");
+        let woke_1 = sent_1.then(|| wake(&ring.futex));
+        ring.barrier.point();
+        let producer_slept = match send(2) {
+            Some(_) => None,
+            None => {
+                wait_for_room(&*ring, 2);
+                match wait_round(
+                    &ring.space_waiters,
+                    &ring.space_barrier,
+                    &ring.space_futex,
+                    || has_room(&*ring, 2).then_some(()),
+                ) {
+                    Waited::Ready(()) => {
+                        // Whether it wakes the consumer does not matter: it waits for message 1.
+                        assert!(send(2).is_some(), "room seen, but the send found none");
+                        None
+                    }
+                    Waited::Sleeps(word) => Some(word),
+                }
+            }
+        };
+        ring.barrier.retire();
+
+        match consumer.join().unwrap() {
+            Err(word) => assert_woken(word, woke_1, "the consumer waiting for message 1"),
+            Ok(woke_room) => {
+                if let Some(word) = producer_slept {
+                    assert_woken(
+                        word,
+                        woke_room,
+                        "the producer waiting for room for message 2",
+                    );
+                }
+            }
+        }
+    });
 }
