@@ -153,8 +153,9 @@ impl Segment {
         for i in 0..geometry.slot_count {
             seg.slot(i).0.store(0, r);
         }
-        fill(&seg);
         h.published.store(0, r);
+        // After `published`: a fill may set it (a stream created after message `n`).
+        fill(&seg);
         h.magic.store(MAGIC, r);
         // A peer that shrank the file while we wrote it made us write into zero pages.
         seg.check_intact()?;

@@ -15,11 +15,13 @@
 mod options;
 mod queue;
 mod raw;
+mod raw_writer;
 mod reader;
 mod writer;
 
 pub use queue::{QueueConsumer, QueueProducer};
 pub use raw::RawStreamReader;
+pub use raw_writer::RawStreamWriter;
 pub use reader::{Iter, StreamReader, TryIter};
 pub use writer::StreamWriter;
 

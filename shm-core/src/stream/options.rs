@@ -3,8 +3,11 @@
 //! capacity).
 
 use super::reader::Start;
-use super::{QueueConsumer, QueueProducer, RawStreamReader, StreamReader, StreamWriter};
+use super::{
+    QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
+};
 use crate::error::Result;
+use crate::layout::LayoutBuf;
 use crate::{Options, SharedState};
 
 impl Options {
@@ -27,6 +30,45 @@ impl Options {
     /// [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
     pub fn open_stream_writer<T: SharedState>(&self, name: &str) -> Result<StreamWriter<T>> {
         StreamWriter::open(self.chosen_backend(), name, self.make().ready_wait)
+    }
+
+    /// Creates the broadcast stream `name` holding up to `capacity` messages described by
+    /// `layout` (whose [`layout_hash`](LayoutBuf::layout_hash) becomes the segment's), and
+    /// returns its untyped writer; see [`RawStreamWriter`]. `last_sent` is the number of the
+    /// last message sent before (0 for a new stream): the first message readers can receive
+    /// is `last_sent + 1`, so a mirror of another stream keeps that stream's numbering (a
+    /// reader that subscribes from the oldest message before the first one is sent is told
+    /// that the numbers the ring could hold before it, up to `capacity`, were lost). Fails
+    /// with [`InvalidLayout`](crate::Error::InvalidLayout) if the layout cannot describe a
+    /// message or `capacity` is 0 or more than 2^24, and with
+    /// [`AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
+    pub fn create_raw_stream(
+        &self,
+        name: &str,
+        layout: &LayoutBuf,
+        capacity: usize,
+        last_sent: u64,
+    ) -> Result<RawStreamWriter> {
+        RawStreamWriter::create(
+            self.chosen_backend(),
+            name,
+            &self.make(),
+            layout,
+            capacity,
+            last_sent,
+        )
+    }
+
+    /// Opens the broadcast stream `name`, which must hold messages of `layout` (by its layout
+    /// hash), as its untyped writer: takes the writer lease (a new epoch) and continues the
+    /// numbering, or fails with [`WriterBusy`](crate::Error::WriterBusy) while another live
+    /// writer holds it.
+    pub fn open_raw_stream_writer(
+        &self,
+        name: &str,
+        layout: &LayoutBuf,
+    ) -> Result<RawStreamWriter> {
+        RawStreamWriter::open(self.chosen_backend(), name, self.make().ready_wait, layout)
     }
 
     /// Subscribes to the stream `name`: the reader receives the messages sent from now on.
