@@ -1,0 +1,504 @@
+//! Importing: remote segments whose `ID/NAME` matches an `--import` pattern, mirrored into
+//! local segments `/NAME@ID`.
+//!
+//! A discovery loop asks every [`DISCOVER_EVERY`] for the `layout` of the segments of the
+//! hosts the patterns name, checks each new announcement as hostile input
+//! ([`Announcement::checked_layout`]) and starts one worker thread per segment. A worker
+//! subscribes to the segment's data and liveliness, creates the mirror once the first value
+//! (a stream: the layout) is there, writes every update into it, and holds the mirror's writer
+//! lease exactly while the remote writer's liveliness token is present.
+
+use crate::export::sleep_unless_stopped;
+use crate::wire::{Announcement, Batch, StateUpdate};
+use crate::{glob, Shared};
+use shm_core::{Error, LayoutBuf, Options, RawStreamWriter, RawWriter, SegmentKind};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::query::ConsolidationMode;
+use zenoh::sample::SampleKind;
+use zenoh::Wait;
+
+/// How often the importer asks for the segments its patterns match: a remote segment that
+/// appears is mirrored within this time (plus the exporter's scan period).
+pub const DISCOVER_EVERY: Duration = Duration::from_millis(500);
+/// How long a query waits for answers.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Events a worker may have queued before the network stops delivering more (backpressure:
+/// an exported stream's publisher blocks rather than dropping).
+const QUEUE: usize = 1024;
+
+/// The local name of the mirror of `NAME` from host `id`: `/NAME@ID`.
+pub fn mirror_name(id: &str, name: &str) -> String {
+    format!("/{}@{id}", name.trim_start_matches('/'))
+}
+
+/// What a worker hears from the network.
+enum Event {
+    /// A publication (or a query's answer) on `data`.
+    Data(Vec<u8>),
+    /// A liveliness token `…/alive/EPOCH` appeared (true) or went (false).
+    Alive(String, bool),
+}
+
+/// Runs the importer until `shared.stop`.
+pub fn run(shared: Arc<Shared>) {
+    let mut workers: HashMap<String, (Arc<AtomicBool>, JoinHandle<()>)> = HashMap::new();
+    // Announcements refused (key and bytes), logged once each.
+    let mut refused: HashSet<(String, Vec<u8>)> = HashSet::new();
+    let selectors: BTreeSet<String> = shared
+        .config
+        .import
+        .iter()
+        .map(|g| {
+            let host = g.split('/').next().unwrap_or("*");
+            let host = if host.contains(['*', '?']) { "*" } else { host };
+            format!("{}/{host}/*/layout", shared.config.prefix)
+        })
+        .collect();
+    while !shared.stop.load(Ordering::Relaxed) {
+        workers.retain(|_, (_, t)| !t.is_finished());
+        for selector in &selectors {
+            let replies = match shared
+                .session
+                .get(selector.as_str())
+                .consolidation(ConsolidationMode::None)
+                .timeout(QUERY_TIMEOUT)
+                .wait()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    shared.log.error(format_args!("asking {selector}: {e}"));
+                    continue;
+                }
+            };
+            while let Ok(reply) = replies.recv() {
+                let Ok(sample) = reply.result() else { continue };
+                let key = sample.key_expr().as_str().to_owned();
+                let bytes = sample.payload().to_bytes().into_owned();
+                consider(&shared, &key, bytes, &mut workers, &mut refused);
+            }
+        }
+        sleep_unless_stopped(&shared.stop, DISCOVER_EVERY);
+    }
+    for (stop, _) in workers.values() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for (_, (_, t)) in workers {
+        let _ = t.join();
+    }
+}
+
+/// Starts importing the segment announced under `key` if a pattern matches it and its
+/// announcement passes the checks; logs a refusal once.
+fn consider(
+    shared: &Arc<Shared>,
+    key: &str,
+    bytes: Vec<u8>,
+    workers: &mut HashMap<String, (Arc<AtomicBool>, JoinHandle<()>)>,
+    refused: &mut HashSet<(String, Vec<u8>)>,
+) {
+    let prefix = format!("{}/", shared.config.prefix);
+    let Some(rest) = key
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix("/layout"))
+    else {
+        return;
+    };
+    let Some((id, name)) = rest.split_once('/') else {
+        return;
+    };
+    if id == shared.config.id
+        || name.contains('/')
+        || !shared.config.import.iter().any(|g| glob::matches(g, rest))
+        || workers.contains_key(rest)
+    {
+        return;
+    }
+    let checked = Announcement::decode(&bytes).and_then(|a| {
+        let layout = a.checked_layout(shared.config.max_mirror_bytes)?;
+        Ok((a, layout))
+    });
+    let (announcement, layout) = match checked {
+        Ok(ok) => ok,
+        Err(why) => {
+            if refused.insert((key.to_owned(), bytes)) {
+                shared
+                    .log
+                    .error(format_args!("refusing to import {rest}: {why}"));
+            }
+            return;
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let remote = Remote {
+        id: id.to_owned(),
+        name: format!("/{name}"),
+        mirror: mirror_name(id, name),
+        announcement,
+        layout,
+    };
+    let (s, st) = (shared.clone(), stop.clone());
+    match std::thread::Builder::new()
+        .name(format!("import {rest}"))
+        .spawn(move || import(&s, &remote, &st))
+    {
+        Ok(t) => {
+            workers.insert(rest.to_owned(), (stop, t));
+        }
+        Err(e) => shared.log.error(format_args!("importing {rest}: {e}")),
+    }
+}
+
+/// A remote segment being imported.
+struct Remote {
+    id: String,
+    name: String,
+    mirror: String,
+    announcement: Announcement,
+    layout: LayoutBuf,
+}
+
+/// The mirror's writer, while this bridge holds the lease.
+enum MirrorWriter {
+    State(RawWriter),
+    Stream(RawStreamWriter),
+}
+
+/// A worker's view of the mirror.
+struct Mirror<'a> {
+    shared: &'a Shared,
+    remote: &'a Remote,
+    /// Whether the mirror exists (created or taken over by this bridge).
+    exists: bool,
+    writer: Option<MirrorWriter>,
+    /// Liveliness tokens present (their keys).
+    tokens: HashSet<String>,
+    /// The newest remote epoch seen in a token.
+    newest_epoch: u64,
+    /// State: the newest (epoch, version) written.
+    last: Option<(u64, u64)>,
+}
+
+impl Mirror<'_> {
+    fn options(&self) -> Options {
+        Options::new().ready_wait(Duration::from_millis(200))
+    }
+
+    /// Takes the mirror's writer lease if it is not held; `Err` says why it cannot be.
+    fn take(&mut self) -> Result<(), String> {
+        if self.writer.is_some() {
+            return Ok(());
+        }
+        let name = &self.remote.mirror;
+        let w = match self.remote.announcement.kind {
+            SegmentKind::Stream => self
+                .options()
+                .open_raw_stream_writer(name, &self.remote.layout)
+                .map(MirrorWriter::Stream),
+            _ => self
+                .options()
+                .open_raw_writer(name, &self.remote.layout)
+                .map(MirrorWriter::State),
+        };
+        self.writer = Some(w.map_err(|e| busy_or(e, name))?);
+        Ok(())
+    }
+
+    /// Creates the mirror holding `initial` (state) or numbered after `last_sent` (stream),
+    /// or takes over a mirror whose writer is gone (left by a bridge that was killed).
+    fn create(&mut self, initial: &[u8], last_sent: u64) -> Result<(), String> {
+        let name = &self.remote.mirror;
+        let a = &self.remote.announcement;
+        let created = match a.kind {
+            SegmentKind::Stream => self
+                .options()
+                .create_raw_stream(name, &self.remote.layout, a.slots as usize, last_sent)
+                .map(MirrorWriter::Stream),
+            _ => self
+                .options()
+                .slots(a.slots as usize)
+                .create_raw(name, &self.remote.layout, initial)
+                .map(MirrorWriter::State),
+        };
+        match created {
+            Ok(w) => self.writer = Some(w),
+            Err(Error::AlreadyExists { .. }) => {
+                if let Some(pid) = lease_holder(name) {
+                    return Err(format!(
+                        "the mirror {name} exists and its writer lease is held (pid {pid}): \
+                         another bridge on this host imports {}/{}; not importing it twice",
+                        self.remote.id,
+                        self.remote.name.trim_start_matches('/')
+                    ));
+                }
+                self.take()?;
+                if let Some(MirrorWriter::State(w)) = &mut self.writer {
+                    w.write(initial);
+                }
+            }
+            Err(e) => return Err(format!("creating the mirror {name}: {e}")),
+        }
+        self.exists = true;
+        // Created with the lease: keep it only while the remote writer is alive.
+        if self.tokens.is_empty() {
+            self.writer = None;
+        }
+        self.shared.log.info(format_args!(
+            "mirroring {}/{} as {name}",
+            self.remote.id,
+            self.remote.name.trim_start_matches('/')
+        ));
+        Ok(())
+    }
+
+    /// Holds the lease exactly while a remote token is present.
+    fn follow_liveliness(&mut self) -> Result<(), String> {
+        if !self.exists {
+            return Ok(());
+        }
+        if self.tokens.is_empty() {
+            self.writer = None;
+            Ok(())
+        } else {
+            self.take()
+        }
+    }
+
+    /// A token appeared or went.
+    fn alive(&mut self, key: String, present: bool) -> Result<(), String> {
+        let epoch = key
+            .rsplit('/')
+            .next()
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap_or(0);
+        if present {
+            self.tokens.insert(key);
+            if epoch > self.newest_epoch {
+                // A new remote writer: the mirror gets a new epoch too.
+                self.newest_epoch = epoch;
+                self.writer = None;
+            }
+        } else {
+            self.tokens.remove(&key);
+        }
+        self.follow_liveliness()
+    }
+
+    /// Writes a state update (ignoring one that is not newer within its epoch).
+    fn state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let size = self.remote.layout.size as usize;
+        let u = StateUpdate::decode(bytes, size).map_err(|e| e.to_string())?;
+        if let Some((e, v)) = self.last {
+            if u.epoch < e || (u.epoch == e && u.version <= v) {
+                return Ok(());
+            }
+        }
+        self.last = Some((u.epoch, u.version));
+        if !self.exists {
+            self.create(&u.bytes, 0)?;
+        } else {
+            self.take()?;
+            if let Some(MirrorWriter::State(w)) = &mut self.writer {
+                w.write(&u.bytes);
+            }
+        }
+        self.follow_liveliness()
+    }
+
+    /// Writes a batch of stream messages under their numbers.
+    fn stream(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let size = self.remote.layout.size as usize;
+        if self.writer.is_none() {
+            self.take()?;
+        }
+        let Some(MirrorWriter::Stream(w)) = &mut self.writer else {
+            return Ok(());
+        };
+        Batch::decode(bytes, size, |number, message| {
+            // Numbers not after the last one are messages the mirror already has (or that
+            // were sent before it existed).
+            w.send_numbered(number, message);
+        })
+        .map_err(|e| e.to_string())?;
+        self.follow_liveliness()
+    }
+}
+
+/// The pid holding the writer lease of the segment `name`, if a writer holds it.
+fn lease_holder(name: &str) -> Option<u32> {
+    let options = Options::new().ready_wait(Duration::from_millis(200));
+    match options.open_raw(name) {
+        Ok(r) => r.writer_alive().then(|| r.writer_pid()),
+        Err(Error::WrongKind { .. }) => options
+            .subscribe_raw(name)
+            .ok()
+            .filter(|r| r.writer_alive())
+            .map(|r| r.writer_pid()),
+        Err(_) => None,
+    }
+}
+
+/// The message for a failed takeover of the mirror `name`.
+fn busy_or(e: Error, name: &str) -> String {
+    match e {
+        Error::WriterBusy { pid } => format!(
+            "the mirror {name} exists and its writer lease is held (pid {pid}): another bridge on \
+             this host imports the same segment; not importing it twice"
+        ),
+        other => format!("taking over the mirror {name}: {other}"),
+    }
+}
+
+fn import(shared: &Shared, remote: &Remote, stop: &AtomicBool) {
+    let log = &shared.log;
+    let (tx, rx) = sync_channel::<Event>(QUEUE);
+    let data_key = shared.remote_key(&remote.id, &remote.name, "data");
+    let alive_key = format!("{}/*", shared.remote_key(&remote.id, &remote.name, "alive"));
+    let data_tx = tx.clone();
+    let _data = match shared
+        .session
+        .declare_subscriber(data_key.as_str())
+        .callback(move |s| {
+            let _ = data_tx.send(Event::Data(s.payload().to_bytes().into_owned()));
+        })
+        .wait()
+    {
+        Ok(s) => s,
+        Err(e) => return log.error(format_args!("subscribing to {data_key}: {e}")),
+    };
+    let alive_tx = tx.clone();
+    let _alive = match shared
+        .session
+        .liveliness()
+        .declare_subscriber(alive_key.as_str())
+        .history(true)
+        .callback(move |s| {
+            let present = s.kind() == SampleKind::Put;
+            let _ = alive_tx.send(Event::Alive(s.key_expr().as_str().to_owned(), present));
+        })
+        .wait()
+    {
+        Ok(s) => s,
+        Err(e) => return log.error(format_args!("subscribing to {alive_key}: {e}")),
+    };
+    let mut mirror = Mirror {
+        shared,
+        remote,
+        exists: false,
+        writer: None,
+        tokens: HashSet::new(),
+        newest_epoch: 0,
+        last: None,
+    };
+    // The tokens present now, so that the mirror is created with the right lease state.
+    if let Ok(replies) = shared
+        .session
+        .liveliness()
+        .get(alive_key.as_str())
+        .timeout(QUERY_TIMEOUT)
+        .wait()
+    {
+        while let Ok(reply) = replies.recv() {
+            if let Ok(sample) = reply.result() {
+                let key = sample.key_expr().as_str().to_owned();
+                let _ = mirror.alive(key, true);
+            }
+        }
+    }
+    let result = (|| -> Result<(), String> {
+        match remote.announcement.kind {
+            // The current value at once, not at the next publication.
+            SegmentKind::State => query_into(shared, &data_key, &tx)?,
+            // The layout is all a stream mirror needs: create it, numbered after the last
+            // message the exporter had sent when it answered (asked after subscribing, so
+            // that every later message arrives by the subscription).
+            _ => {
+                let layout_key = shared.remote_key(&remote.id, &remote.name, "layout");
+                let position =
+                    query_position(shared, &layout_key).unwrap_or(remote.announcement.position);
+                mirror.create(&[], position)?;
+                mirror.follow_liveliness()?;
+            }
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let event = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            match event {
+                Event::Alive(key, present) => mirror.alive(key, present)?,
+                Event::Data(bytes) => match remote.announcement.kind {
+                    SegmentKind::Stream => mirror.stream(&bytes),
+                    _ => mirror.state(&bytes),
+                }
+                .or_else(|e| {
+                    if e.contains("lease is held") {
+                        Err(e)
+                    } else {
+                        // A malformed publication: refused, the import goes on.
+                        log.error(format_args!("{}: refused an update: {e}", remote.mirror));
+                        Ok(())
+                    }
+                })?,
+            }
+        }
+    })();
+    if let Err(e) = result {
+        log.error(format_args!("{e}"));
+    }
+    let existed = mirror.exists;
+    drop(mirror);
+    if existed {
+        let _ = shm_core::remove(&remote.mirror);
+        log.info(format_args!("removed the mirror {}", remote.mirror));
+    }
+}
+
+/// Asks the `data` queryable for the current value, delivered as an event.
+fn query_into(shared: &Shared, key: &str, tx: &SyncSender<Event>) -> Result<(), String> {
+    let replies = shared
+        .session
+        .get(key)
+        .consolidation(ConsolidationMode::None)
+        .timeout(QUERY_TIMEOUT)
+        .wait()
+        .map_err(|e| format!("asking {key}: {e}"))?;
+    let tx = tx.clone();
+    // Answers arrive on their own thread, so that this worker can go on with the events.
+    std::thread::spawn(move || {
+        while let Ok(reply) = replies.recv() {
+            if let Ok(sample) = reply.result() {
+                let _ = tx.send(Event::Data(sample.payload().to_bytes().into_owned()));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The position a fresh `layout` answer reports.
+fn query_position(shared: &Shared, key: &str) -> Option<u64> {
+    let replies = shared
+        .session
+        .get(key)
+        .consolidation(ConsolidationMode::None)
+        .timeout(QUERY_TIMEOUT)
+        .wait()
+        .ok()?;
+    let mut position = None;
+    while let Ok(reply) = replies.recv() {
+        if let Ok(sample) = reply.result() {
+            if let Ok(a) = Announcement::decode(&sample.payload().to_bytes()) {
+                position = Some(a.position);
+            }
+        }
+    }
+    position
+}

@@ -1,0 +1,589 @@
+//! Two bridges (two Zenoh peers on 127.0.0.1, no multicast) between "two hosts" (separate
+//! host ids and segment names), with writer processes on one side and readers on the other.
+
+mod common;
+
+use common::*;
+use shm_core::{Error, RawReader, RawStreamReader, SharedState};
+use std::time::{Duration, Instant};
+
+/// The state mirrored: every field follows from `seq`, so a torn value is detected.
+#[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Pose {
+    seq: u64,
+    x: u64,
+    fill: [u64; 12],
+    check: u64,
+}
+
+impl Pose {
+    fn of(seq: u64) -> Pose {
+        Pose {
+            seq,
+            x: seq.wrapping_mul(3),
+            fill: [seq; 12],
+            check: !seq,
+        }
+    }
+    fn intact(&self) -> bool {
+        *self == Pose::of(self.seq)
+    }
+}
+
+/// The same size, another field name: a reader of this type opening a `Pose` mirror must get
+/// `LayoutMismatch` naming the field.
+#[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct PoseRenamed {
+    seq: u64,
+    y: u64,
+    fill: [u64; 12],
+    check: u64,
+}
+
+/// A stream message: every field follows from `seq`.
+#[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Msg {
+    seq: u64,
+    times7: u64,
+    check: u64,
+}
+
+impl Msg {
+    fn of(seq: u64) -> Msg {
+        Msg {
+            seq,
+            times7: seq.wrapping_mul(7),
+            check: !seq,
+        }
+    }
+    fn from_bytes(b: &[u8]) -> Msg {
+        let w = |i: usize| u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+        Msg {
+            seq: w(0),
+            times7: w(1),
+            check: w(2),
+        }
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Child roles, dispatched on [`ROLE`].
+#[test]
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
+    let role = std::env::var(ROLE).unwrap_or_default();
+    let seg = std::env::var("SEG").unwrap_or_default();
+    match role.as_str() {
+        "state-writer" => state_writer(&seg),
+        "stream-writer" => stream_writer(&seg),
+        other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Creates (or, with `TAKEOVER`, takes over) the state `seg`, then follows instructions:
+/// `set N` writes `Pose::of(N)`; `burst SECS` writes back to back for that long; end of input
+/// exits.
+fn state_writer(seg: &str) {
+    let mut w = if std::env::var("TAKEOVER").is_ok() {
+        Pose::open_writer(seg).unwrap()
+    } else {
+        Pose::create(seg, &Pose::of(1)).unwrap()
+    };
+    tell(&format!("ready {}", w.epoch()));
+    let mut seq = w.get().unwrap().seq;
+    while let Some(line) = instruction() {
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().map(|n| n.parse::<u64>().unwrap()),
+        ) {
+            (Some("set"), Some(n)) => {
+                seq = n;
+                w.write(&Pose::of(n));
+                tell(&format!("set {n}"));
+            }
+            (Some("burst"), Some(secs)) => {
+                let end = Instant::now() + Duration::from_secs(secs);
+                while Instant::now() < end {
+                    seq += 1;
+                    w.write(&Pose::of(seq));
+                }
+                tell(&format!("wrote {seq}"));
+            }
+            _ => panic!("bad instruction {line:?}"),
+        }
+    }
+}
+
+/// Creates the stream `seg` of capacity `CAP`, then follows instructions: `send N` sends the
+/// next `N` messages back to back and prints the total sent.
+fn stream_writer(seg: &str) {
+    let cap: usize = std::env::var("CAP").unwrap().parse().unwrap();
+    let mut tx = Msg::create_stream(seg, cap).unwrap();
+    tell("ready");
+    while let Some(line) = instruction() {
+        let n: u64 = line.strip_prefix("send ").unwrap().parse().unwrap();
+        for _ in 0..n {
+            let next = tx.sent() + 1;
+            tx.send(&Msg::of(next));
+        }
+        tell(&format!("sent {}", tx.sent()));
+    }
+}
+
+/// Opens the mirror `name` as a `Pose` reader once it exists.
+fn open_mirror(name: &str) -> shm_core::Reader<Pose> {
+    let mut reader = None;
+    wait_until(&format!("the mirror {name} to appear"), || {
+        reader = Pose::open(name).ok();
+        reader.is_some()
+    });
+    reader.unwrap()
+}
+
+#[test]
+fn state_written_back_to_back_arrives_whole_in_order_and_finally_current() {
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-state");
+    let mirror = seg.mirror(&a);
+    let (importer, endpoint) =
+        Bridge::listening(&b, &args(&["--import", &format!("{a}/{}", seg.bare())]));
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    let exporter = Bridge::start(&a, &args(&["--connect", &endpoint, "--export", &seg]));
+
+    let r = open_mirror(&mirror);
+    // The mirror appeared with the writer's value, never an unpublished all-zero one.
+    let first = r.read();
+    assert!(first.intact() && first.seq >= 1, "first value {first:?}");
+    assert!(r.writer_alive(), "the remote writer is alive");
+
+    writer.say("burst 5");
+    let (mut torn, mut reads, mut last_seq, mut last_version) = (0u64, 0u64, first.seq, 0);
+    let mut distinct = 0u64;
+    let start = Instant::now();
+    let last_written = loop {
+        let v = r.read();
+        let version = r.version();
+        reads += 1;
+        if !v.intact() {
+            torn += 1;
+        }
+        assert!(
+            v.seq >= last_seq,
+            "went backwards: {} after {last_seq}",
+            v.seq
+        );
+        assert!(version >= last_version, "version went backwards");
+        if v.seq > last_seq {
+            distinct += 1;
+        }
+        (last_seq, last_version) = (v.seq, version);
+        if let Some(n) = writer.line("wrote") {
+            break n.parse::<u64>().unwrap();
+        }
+        assert!(start.elapsed() < PATIENCE, "the writer never finished");
+    };
+    let done = Instant::now();
+    wait_until("the final value on the mirror", || {
+        r.read().seq == last_written
+    });
+    println!(
+        "{last_written} values written in 5 s; far side: {reads} reads, {distinct} distinct \
+         values seen during the burst, {torn} torn; final value {:?} after the last write",
+        done.elapsed()
+    );
+    assert_eq!(torn, 0);
+    assert!(distinct > 0, "updates arrived during the burst");
+
+    // The writer exits: the mirror's writer is gone too (documented: about a second).
+    writer.finish();
+    let gone = Instant::now();
+    wait_until("writer_alive false on the mirror", || !r.writer_alive());
+    assert!(
+        gone.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        gone.elapsed()
+    );
+    // Values stay readable after the writer's death.
+    assert_eq!(r.read().seq, last_written);
+
+    exporter.terminate();
+    importer.terminate();
+    assert!(
+        !exists(&mirror),
+        "the importing bridge removed its mirror on SIGTERM"
+    );
+}
+
+#[test]
+fn late_joiner_gets_the_current_value_and_other_types_get_layout_mismatch() {
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-late");
+    let mirror = seg.mirror(&a);
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    writer.say("set 42");
+    writer.wait_line("set 42");
+    writer.finish();
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &seg]));
+    exporter.wait_log(&format!("exporting state {}", &*seg));
+    // Started after the last write: nothing will be published again.
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &format!("{a}/{}", seg.bare()),
+        ]),
+    );
+    let r = open_mirror(&mirror);
+    assert_eq!(r.read(), Pose::of(42));
+    // No writer on the exporting host: the bridge releases the lease it created the mirror
+    // with at once.
+    wait_until("writer_alive false on the mirror", || !r.writer_alive());
+
+    // A far reader with another type: the local layout check, naming the field.
+    match PoseRenamed::open(&mirror) {
+        Err(Error::LayoutMismatch {
+            first_difference, ..
+        }) => {
+            let text = first_difference.to_string();
+            assert!(
+                text.contains("`x: u64`") && text.contains("`y: u64`"),
+                "{text}"
+            );
+        }
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
+    // The mirror's name says what it mirrors; untyped tools read it by its stored layout.
+    assert_eq!(
+        RawReader::open(&mirror).unwrap().layout_hash(),
+        Pose::LAYOUT_HASH
+    );
+
+    importer.terminate();
+    exporter.terminate();
+    assert!(!exists(&mirror));
+}
+
+#[test]
+fn writer_death_new_epoch_second_importer_and_exporter_restart() {
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-live");
+    let mirror = seg.mirror(&a);
+    let import = format!("{a}/{}", seg.bare());
+    let (importer, endpoint) = Bridge::listening(&b, &args(&["--import", &import]));
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    let export = args(&["--connect", &endpoint, "--export", &seg]);
+    // Listening too, for the second importer: peers do not relay for each other (no gossip).
+    let (exporter, exporter_endpoint) = Bridge::listening(&a, &export);
+    let r = open_mirror(&mirror);
+    writer.say("set 10");
+    wait_until("value 10 on the mirror", || r.read().seq == 10);
+    assert!(r.writer_alive());
+
+    // A second importer of the same segment on the same host: a clear error, no sharing.
+    let second = Bridge::start(
+        &host("c"),
+        &args(&["--connect", &exporter_endpoint, "--import", &import]),
+    );
+    second.wait_log("its writer lease is held");
+    second.terminate();
+    assert!(
+        exists(&mirror),
+        "the second importer left the first one's mirror alone"
+    );
+    assert!(r.writer_alive());
+
+    // The writer is SIGKILLed: the mirror's writer is gone within the documented time.
+    let epoch_before = r.writer_epoch();
+    writer.kill();
+    let killed = Instant::now();
+    wait_until("writer_alive false after SIGKILL", || !r.writer_alive());
+    let took = killed.elapsed();
+    println!("writer SIGKILLed: writer_alive false on the mirror after {took:?}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    // A new writer takes over (epoch 2 there): the mirror's writer comes back, with a new
+    // epoch, and its values arrive.
+    let mut writer = Role::spawn(
+        "state-writer",
+        &[("SEG", seg.0.clone()), ("TAKEOVER", "1".into())],
+    );
+    assert_eq!(writer.wait_line("ready"), "2");
+    writer.say("set 20");
+    wait_until("value 20 from the new writer", || r.read().seq == 20);
+    wait_until("the mirror's writer alive again", || r.writer_alive());
+    assert!(r.writer_epoch() > epoch_before, "a new epoch on the mirror");
+
+    // The exporting bridge is SIGKILLed: the mirror's writer goes; restarted, it resumes.
+    exporter.kill();
+    wait_until("writer_alive false after the exporter died", || {
+        !r.writer_alive()
+    });
+    let exporter = Bridge::start(&a, &export);
+    wait_until("the mirror's writer alive after the restart", || {
+        r.writer_alive()
+    });
+    writer.say("set 30");
+    wait_until("value 30 after the restart", || r.read().seq == 30);
+    assert!(r.read().intact());
+
+    writer.finish();
+    exporter.terminate();
+    importer.terminate();
+    assert!(!exists(&mirror));
+}
+
+/// Subscribes to the stream mirror `name` (raw, for the message numbers) once it exists.
+fn subscribe_mirror(name: &str) -> RawStreamReader {
+    let mut rx = None;
+    wait_until(&format!("the stream mirror {name}"), || {
+        rx = RawStreamReader::subscribe(name).ok();
+        rx.is_some()
+    });
+    rx.unwrap()
+}
+
+#[test]
+fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
+    const TOTAL: u64 = 1_000_000;
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-million");
+    let mirror = seg.mirror(&a);
+    let (importer, endpoint) =
+        Bridge::listening(&b, &args(&["--import", &format!("{a}/{}", seg.bare())]));
+    let mut writer = Role::spawn(
+        "stream-writer",
+        &[("SEG", seg.0.clone()), ("CAP", "65536".into())],
+    );
+    writer.wait_line("ready");
+    let exporter = Bridge::start(&a, &args(&["--connect", &endpoint, "--export", &seg]));
+    exporter.wait_log(&format!("exporting stream {}", &*seg));
+    let mut rx = subscribe_mirror(&mirror);
+    // The typed check applies to stream mirrors too.
+    assert!(Msg::subscribe(&mirror).is_ok());
+    assert!(matches!(
+        Pose::subscribe(&mirror),
+        Err(Error::LayoutMismatch { .. })
+    ));
+
+    let start = Instant::now();
+    writer.say(&format!("send {TOTAL}"));
+    let mut buf = vec![0u8; rx.payload_size()];
+    let (mut received, mut lost, mut corrupt, mut last) = (0u64, 0u64, 0u64, 0u64);
+    while last < TOTAL {
+        match rx.recv_timeout(&mut buf, PATIENCE) {
+            Ok(number) => {
+                let m = Msg::from_bytes(&buf);
+                assert!(number > last, "out of order: {number} after {last}");
+                if m != Msg::of(number) {
+                    corrupt += 1;
+                }
+                received += 1;
+                last = number;
+            }
+            Err(Error::Lagged { missed }) => lost += missed,
+            Err(e) => panic!("after {received} received and {lost} lost: {e}"),
+        }
+    }
+    let took = start.elapsed();
+    println!(
+        "{TOTAL} messages: {received} received, {lost} lost, {corrupt} corrupt, in {took:?} \
+         ({:.0} messages/s end to end)",
+        TOTAL as f64 / took.as_secs_f64()
+    );
+    assert_eq!(received + lost, TOTAL);
+    assert_eq!(corrupt, 0);
+    assert!(received > 0);
+    writer.finish();
+    exporter.terminate();
+    importer.terminate();
+    assert!(!exists(&mirror));
+}
+
+#[test]
+fn a_far_reader_that_falls_behind_gets_the_exact_lagged_count() {
+    const CAP: u64 = 1024;
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-lag");
+    let mirror = seg.mirror(&a);
+    let (importer, endpoint) =
+        Bridge::listening(&b, &args(&["--import", &format!("{a}/{}", seg.bare())]));
+    let mut writer = Role::spawn(
+        "stream-writer",
+        &[("SEG", seg.0.clone()), ("CAP", CAP.to_string())],
+    );
+    writer.wait_line("ready");
+    let exporter = Bridge::start(&a, &args(&["--connect", &endpoint, "--export", &seg]));
+    exporter.wait_log(&format!("exporting stream {}", &*seg));
+    let mut slow = subscribe_mirror(&mirror);
+    let watch = subscribe_mirror(&mirror);
+    // Five rounds of one capacity's worth each, the next sent only once the mirror has the
+    // last: the exporter never loses one, so the mirror has all 5 * CAP, and the slow reader,
+    // which read nothing meanwhile, lost exactly 4 * CAP.
+    for round in 1..=5 {
+        writer.say(&format!("send {CAP}"));
+        wait_until("the round on the mirror", || watch.sent() == round * CAP);
+    }
+    let mut buf = vec![0u8; slow.payload_size()];
+    let first = slow.recv_timeout(&mut buf, PATIENCE);
+    assert!(
+        matches!(first, Err(Error::Lagged { missed }) if missed == 4 * CAP),
+        "{first:?}"
+    );
+    for number in 4 * CAP + 1..=5 * CAP {
+        assert_eq!(slow.recv_timeout(&mut buf, PATIENCE).unwrap(), number);
+        assert_eq!(Msg::from_bytes(&buf), Msg::of(number));
+    }
+    assert_eq!(slow.try_recv(&mut buf).unwrap(), None);
+    writer.finish();
+    exporter.terminate();
+    importer.terminate();
+    assert!(!exists(&mirror));
+}
+
+#[test]
+fn queues_are_refused_with_a_clear_message() {
+    let a = host("a");
+    let queue = Name::new("br-queue");
+    let _producer = Msg::create_queue(&queue, 16).unwrap();
+    let exporter = Bridge::start(&a, &args(&["--export", &queue]));
+    exporter.wait_log("queues are not exported");
+    exporter.terminate();
+}
+
+#[test]
+fn hostile_announcements_are_refused_and_other_segments_still_served() {
+    use shm_bridge::wire::Announcement;
+    use shm_core::layout::KindBuf;
+    use shm_core::{LayoutBuf, SegmentKind};
+    use zenoh::Wait;
+
+    let (a, b, evil) = (host("a"), host("b"), host("evil"));
+    let good = Name::new("br-good");
+    let (importer, endpoint) = Bridge::listening(
+        &b,
+        &args(&[
+            "--import",
+            &format!("{a}/{}", good.bare()),
+            "--import",
+            &format!("{evil}/shmtest-*"),
+        ]),
+    );
+
+    // A peer that announces hostile descriptors.
+    let announce = |layout: &LayoutBuf, hash: u64| Announcement {
+        format_version: shm_core::FORMAT_VERSION,
+        kind: SegmentKind::State,
+        layout_hash: hash,
+        payload_size: layout.size,
+        payload_align: layout.align as u32,
+        slots: 4,
+        epoch: 1,
+        position: 1,
+        descriptor: layout.encode(),
+    };
+    let msg = LayoutBuf::from(Msg::LAYOUT);
+    let mut deep = msg.clone();
+    for _ in 0..40 {
+        deep = LayoutBuf {
+            size: deep.size,
+            align: deep.align,
+            kind: KindBuf::Array {
+                len: 1,
+                element: Box::new(deep),
+            },
+        };
+    }
+    let u64_layout = msg.fields()[0].layout.clone();
+    let huge = LayoutBuf {
+        size: 8 << 40,
+        align: 8,
+        kind: KindBuf::Array {
+            len: 1 << 40,
+            element: Box::new(u64_layout),
+        },
+    };
+    let hostile: Vec<(Name, Vec<u8>, &str)> = vec![
+        (
+            Name::new("br-deep"),
+            announce(&deep, deep.layout_hash()).encode(),
+            "nest",
+        ),
+        (
+            Name::new("br-huge"),
+            announce(&huge, huge.layout_hash()).encode(),
+            "limit",
+        ),
+        (
+            Name::new("br-hash"),
+            announce(&msg, msg.layout_hash() ^ 1).encode(),
+            "hashes to",
+        ),
+        (Name::new("br-junk"), vec![1, 2, 3], "truncated"),
+    ];
+    let mut z = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", r#""peer""#.to_string()),
+        ("scouting/multicast/enabled", "false".into()),
+        ("scouting/gossip/enabled", "false".into()),
+        ("listen/endpoints", "[]".into()),
+        ("connect/endpoints", format!("[{endpoint:?}]")),
+    ] {
+        z.insert_json5(k, &v).unwrap();
+    }
+    let session = zenoh::open(z).wait().unwrap();
+    let _queryables: Vec<_> = hostile
+        .iter()
+        .map(|(name, bytes, _)| {
+            let bytes = bytes.clone();
+            let key = format!("shm/{evil}/{}/layout", name.bare());
+            session
+                .declare_queryable(key.clone())
+                .callback(move |q| {
+                    let _ = q.reply(key.as_str(), bytes.clone()).wait();
+                })
+                .wait()
+                .unwrap()
+        })
+        .collect();
+
+    // A real segment exported by a real bridge, next to them.
+    let mut writer = Role::spawn("state-writer", &[("SEG", good.0.clone())]);
+    writer.wait_line("ready");
+    writer.say("set 5");
+    writer.wait_line("set 5");
+    let exporter = Bridge::start(&a, &args(&["--connect", &endpoint, "--export", &good]));
+
+    for (name, _, why) in &hostile {
+        let line = format!("refusing to import {evil}/{}", name.bare());
+        importer.wait_log(&line);
+        assert!(
+            importer.logged(why),
+            "the refusal of {} says {why:?}",
+            &**name
+        );
+        assert!(!exists(&name.mirror(&evil)));
+    }
+    let good_mirror = good.mirror(&a);
+    let r = open_mirror(&good_mirror);
+    wait_until("value 5", || r.read().seq == 5);
+    writer.say("set 6");
+    wait_until("value 6 after the refusals", || r.read().seq == 6);
+
+    drop(session);
+    writer.finish();
+    exporter.terminate();
+    importer.terminate();
+    assert!(!exists(&good_mirror));
+}
