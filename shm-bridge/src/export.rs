@@ -28,6 +28,8 @@ pub const SCAN_EVERY: Duration = Duration::from_millis(250);
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Largest batch of stream messages published at once, in bytes (one message at least).
 const BATCH_BYTES: usize = 64 * 1024;
+/// How many idle periods ([`WAIT_SLICE`]) a lossy stream's last message is sent again for.
+const TAIL_RESENDS: u32 = 10;
 
 /// One running export.
 struct Worker {
@@ -367,10 +369,16 @@ fn export_stream(shared: &Shared, name: &str, mut rx: RawStreamReader, stop: &At
         ),
         latest: None,
     }));
+    let lossy = shared.config.lossy.iter().any(|g| glob::matches(g, name));
+    let congestion = if lossy {
+        CongestionControl::Drop
+    } else {
+        CongestionControl::Block
+    };
     let publisher = match shared
         .session
         .declare_publisher(shared.key(name, "data"))
-        .congestion_control(CongestionControl::Block)
+        .congestion_control(congestion)
         .wait()
     {
         Ok(p) => p,
@@ -387,7 +395,11 @@ fn export_stream(shared: &Shared, name: &str, mut rx: RawStreamReader, stop: &At
     };
     let mut batch = Vec::with_capacity(BATCH_BYTES + size + 16);
     let most = (BATCH_BYTES / (size + 8)).max(1);
-    log.info(format_args!("exporting stream {name}"));
+    let (mut tail, mut tail_resends) = (Vec::with_capacity(size + 16), 0);
+    log.info(format_args!(
+        "exporting stream {name} ({})",
+        if lossy { "lossy" } else { "lossless" }
+    ));
     while !stop.load(Ordering::Relaxed) {
         let epoch = rx.writer_epoch();
         live.set(rx.writer_alive(), epoch);
@@ -422,6 +434,21 @@ fn export_stream(shared: &Shared, name: &str, mut rx: RawStreamReader, stop: &At
             let mut s = served.lock().expect("not poisoned");
             s.announcement.position = last;
             s.announcement.epoch = epoch;
+            drop(s);
+            if lossy {
+                // The last message, kept to send again once the stream is idle.
+                let record = size + 8;
+                tail.clear();
+                tail.extend_from_slice(&batch[..8]);
+                tail.extend_from_slice(&batch[batch.len() - record..]);
+                tail_resends = TAIL_RESENDS;
+            }
+        } else if tail_resends > 0 {
+            // Idle: a lossy stream's last batch may have been dropped, and a far reader learns
+            // of a loss only from a later message. Sending the last message again (the
+            // importer skips numbers it has) makes the tail arrive, and with it the count.
+            tail_resends -= 1;
+            let _ = publisher.put(tail.as_slice()).wait();
         }
     }
     live.set(false, 0);

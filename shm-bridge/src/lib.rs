@@ -51,6 +51,10 @@ pub struct Config {
     pub export: Vec<String>,
     /// Patterns of remote segments to import (`a/robot-*`).
     pub import: Vec<String>,
+    /// Patterns of exported streams whose messages Zenoh may drop under congestion (the
+    /// readers on the far side count them in `Lagged`) rather than block the exporter (the
+    /// default: lossless while the network keeps up).
+    pub lossy: Vec<String>,
     /// A Zenoh configuration file (json5), passed through; `listen` and `connect` are applied
     /// on top of it.
     pub zenoh_config: Option<PathBuf>,
@@ -71,6 +75,7 @@ impl Default for Config {
             connect: Vec::new(),
             export: Vec::new(),
             import: Vec::new(),
+            lossy: Vec::new(),
             zenoh_config: None,
             prefix: "shm".into(),
             max_mirror_bytes: 256 << 20,

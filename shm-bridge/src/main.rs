@@ -27,6 +27,11 @@ struct Args {
     /// Import the remote segments `ID/NAME` that match, `a/robot-*` (repeatable).
     #[arg(long, value_name = "GLOB")]
     import: Vec<String>,
+    /// Exported streams matching this pattern are published with congestion control "drop":
+    /// under congestion Zenoh drops messages, which far readers count in `Lagged`, instead of
+    /// slowing the exporter (default: "block", lossless while the network keeps up).
+    #[arg(long, value_name = "GLOB")]
+    lossy: Vec<String>,
     /// A Zenoh configuration file (json5), passed through: routers, TLS, access control.
     /// `--listen` and `--connect` are applied on top of it.
     #[arg(long, value_name = "FILE")]
@@ -56,6 +61,7 @@ fn main() {
         connect: args.connect,
         export: args.export,
         import: args.import,
+        lossy: args.lossy,
         zenoh_config: args.config,
         prefix: args.prefix,
         max_mirror_bytes: args.max_mirror_bytes,

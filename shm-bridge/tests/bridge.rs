@@ -127,10 +127,25 @@ fn stream_writer(seg: &str) {
     let cap: usize = std::env::var("CAP").unwrap().parse().unwrap();
     let mut tx = Msg::create_stream(seg, cap).unwrap();
     tell("ready");
+    let mut mirror = None;
     while let Some(line) = instruction() {
-        let n: u64 = line.strip_prefix("send ").unwrap().parse().unwrap();
+        let (what, n) = line.split_once(' ').unwrap();
+        let n: u64 = n.parse().unwrap();
+        // `paced`: never more than half the capacity ahead of the mirror on the far side
+        // (flow control, so that nothing is overwritten before the exporter reads it).
+        let paced = what == "paced";
+        if paced && mirror.is_none() {
+            mirror = Some(RawStreamReader::subscribe(&std::env::var("MIRROR").unwrap()).unwrap());
+        }
+        let start = Instant::now();
         for _ in 0..n {
             let next = tx.sent() + 1;
+            if let Some(m) = mirror.as_ref().filter(|_| paced) {
+                while next - m.sent() > cap as u64 / 2 {
+                    assert!(start.elapsed() < PATIENCE, "the mirror stopped following");
+                    std::thread::yield_now();
+                }
+            }
             tx.send(&Msg::of(next));
         }
         tell(&format!("sent {}", tx.sent()));
@@ -354,41 +369,16 @@ fn subscribe_mirror(name: &str) -> RawStreamReader {
     rx.unwrap()
 }
 
-#[test]
-fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
-    const TOTAL: u64 = 1_000_000;
-    let (a, b) = (host("a"), host("b"));
-    let seg = Name::new("br-million");
-    let mirror = seg.mirror(&a);
-    let (importer, endpoint) =
-        Bridge::listening(&b, &args(&["--import", &format!("{a}/{}", seg.bare())]));
-    let mut writer = Role::spawn(
-        "stream-writer",
-        &[("SEG", seg.0.clone()), ("CAP", "65536".into())],
-    );
-    writer.wait_line("ready");
-    let exporter = Bridge::start(&a, &args(&["--connect", &endpoint, "--export", &seg]));
-    exporter.wait_log(&format!("exporting stream {}", &*seg));
-    let mut rx = subscribe_mirror(&mirror);
-    // The typed check applies to stream mirrors too.
-    assert!(Msg::subscribe(&mirror).is_ok());
-    assert!(matches!(
-        Pose::subscribe(&mirror),
-        Err(Error::LayoutMismatch { .. })
-    ));
-
-    let start = Instant::now();
-    writer.say(&format!("send {TOTAL}"));
+/// Receives from `rx` until message `total`; returns (received, lost), checking order,
+/// numbers and contents.
+fn receive_all(rx: &mut RawStreamReader, total: u64) -> (u64, u64) {
     let mut buf = vec![0u8; rx.payload_size()];
-    let (mut received, mut lost, mut corrupt, mut last) = (0u64, 0u64, 0u64, 0u64);
-    while last < TOTAL {
+    let (mut received, mut lost, mut last) = (0u64, 0u64, 0u64);
+    while last < total {
         match rx.recv_timeout(&mut buf, PATIENCE) {
             Ok(number) => {
-                let m = Msg::from_bytes(&buf);
                 assert!(number > last, "out of order: {number} after {last}");
-                if m != Msg::of(number) {
-                    corrupt += 1;
-                }
+                assert_eq!(Msg::from_bytes(&buf), Msg::of(number), "corrupt");
                 received += 1;
                 last = number;
             }
@@ -396,19 +386,93 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
             Err(e) => panic!("after {received} received and {lost} lost: {e}"),
         }
     }
+    (received, lost)
+}
+
+/// A million numbered messages, twice: paced by the far side (lossless, every message
+/// arrives) and back to back on a `--lossy` stream (the writer outruns the network: the far
+/// reader's received + lost is exactly what was sent).
+#[test]
+fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
+    const TOTAL: u64 = 1_000_000;
+    const CAP: &str = "65536";
+    let (a, b) = (host("a"), host("b"));
+    let (paced, lossy) = (Name::new("br-paced"), Name::new("br-lossy"));
+    let (paced_mirror, lossy_mirror) = (paced.mirror(&a), lossy.mirror(&a));
+    let (importer, endpoint) = Bridge::listening(
+        &b,
+        &args(&[
+            "--import",
+            &format!("{a}/{}", paced.bare()),
+            "--import",
+            &format!("{a}/{}", lossy.bare()),
+        ]),
+    );
+    let mut paced_writer = Role::spawn(
+        "stream-writer",
+        &[
+            ("SEG", paced.0.clone()),
+            ("CAP", CAP.into()),
+            ("MIRROR", paced_mirror.0.clone()),
+        ],
+    );
+    let mut lossy_writer = Role::spawn(
+        "stream-writer",
+        &[("SEG", lossy.0.clone()), ("CAP", CAP.into())],
+    );
+    paced_writer.wait_line("ready");
+    lossy_writer.wait_line("ready");
+    let exporter = Bridge::start(
+        &a,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--export",
+            &paced,
+            "--export",
+            &lossy,
+            "--lossy",
+            &lossy,
+        ]),
+    );
+    exporter.wait_log(&format!("exporting stream {} (lossless)", &*paced));
+    exporter.wait_log(&format!("exporting stream {} (lossy)", &*lossy));
+    let mut rx = subscribe_mirror(&paced_mirror);
+    // The typed check applies to stream mirrors too.
+    assert!(Msg::subscribe(&paced_mirror).is_ok());
+    assert!(matches!(
+        Pose::subscribe(&paced_mirror),
+        Err(Error::LayoutMismatch { .. })
+    ));
+
+    let start = Instant::now();
+    paced_writer.say(&format!("paced {TOTAL}"));
+    let (received, lost) = receive_all(&mut rx, TOTAL);
     let took = start.elapsed();
     println!(
-        "{TOTAL} messages: {received} received, {lost} lost, {corrupt} corrupt, in {took:?} \
-         ({:.0} messages/s end to end)",
+        "paced: {TOTAL} messages, {received} received, {lost} lost, in {took:?} ({:.0} messages/s \
+         writer to far reader)",
         TOTAL as f64 / took.as_secs_f64()
     );
+    assert_eq!((received, lost), (TOTAL, 0));
+
+    let mut rx = subscribe_mirror(&lossy_mirror);
+    let start = Instant::now();
+    lossy_writer.say(&format!("send {TOTAL}"));
+    let (received, lost) = receive_all(&mut rx, TOTAL);
+    println!(
+        "back to back: {TOTAL} messages, {received} received, {lost} lost (counted exactly), \
+         in {:?}",
+        start.elapsed()
+    );
     assert_eq!(received + lost, TOTAL);
-    assert_eq!(corrupt, 0);
     assert!(received > 0);
-    writer.finish();
+
+    paced_writer.finish();
+    lossy_writer.finish();
     exporter.terminate();
     importer.terminate();
-    assert!(!exists(&mirror));
+    assert!(!exists(&paced_mirror) && !exists(&lossy_mirror));
 }
 
 #[test]
@@ -433,6 +497,7 @@ fn a_far_reader_that_falls_behind_gets_the_exact_lagged_count() {
     // which read nothing meanwhile, lost exactly 4 * CAP.
     for round in 1..=5 {
         writer.say(&format!("send {CAP}"));
+        writer.wait_line(&format!("sent {}", round * CAP));
         wait_until("the round on the mirror", || watch.sent() == round * CAP);
     }
     let mut buf = vec![0u8; slow.payload_size()];

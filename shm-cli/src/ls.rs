@@ -39,6 +39,10 @@ pub fn entry_json(e: &Entry) -> Json {
             j.push("status", "ok");
             j.push("reason", Json::Null);
             info_json(&mut j, info);
+            j.push(
+                "mirror_of",
+                scan::mirror_of(&e.name).map_or(Json::Null, Json::from),
+            );
         }
         Status::Damaged(why) | Status::Unreadable(why) | Status::Foreign(why) => {
             let status = match e.status {
@@ -69,11 +73,18 @@ pub fn info_json(j: &mut Json, info: &Info) {
 }
 
 fn human(entries: &[&Entry], style: Style) -> String {
-    let head: Vec<String> = [
+    let mut head: Vec<String> = [
         "NAME", "KIND", "TYPE", "HASH", "SIZE", "SLOTS", "VERSION", "WRITER", "EPOCH",
     ]
     .map(str::to_string)
     .to_vec();
+    // A column for mirrors of other hosts' segments, when there are any.
+    let mirrors = entries
+        .iter()
+        .any(|e| matches!(e.status, Status::Ours(_)) && scan::mirror_of(&e.name).is_some());
+    if mirrors {
+        head.push("MIRROR OF".into());
+    }
     let mut plain = vec![head.clone()];
     let mut painted = vec![head.iter().map(|h| style.bold(h)).collect()];
     for e in entries {
@@ -103,6 +114,11 @@ fn human(entries: &[&Entry], style: Style) -> String {
                 let mut c = cells.to_vec();
                 c.push(format!("{} {paint}", i.writer_pid));
                 c.push(i.epoch.to_string());
+                if mirrors {
+                    let of = scan::mirror_of(&e.name).unwrap_or_default();
+                    p.push(of.clone());
+                    c.push(of);
+                }
                 (p, c)
             }
             Status::Damaged(why) => {

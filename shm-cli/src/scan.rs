@@ -213,6 +213,14 @@ pub fn scan(prefix: Option<&str>) -> std::io::Result<Vec<Entry>> {
         .collect())
 }
 
+/// What the segment `name` mirrors, by the bridge's naming rule (`docs/bridge.md`): the
+/// mirror of segment `NAME` on host `ID` is `/NAME@ID`, so `/robot-pose@a` mirrors
+/// `a/robot-pose`. `None` for a name without `@` (or with nothing on one side of it).
+pub fn mirror_of(name: &str) -> Option<String> {
+    let (segment, host) = name.trim_start_matches('/').rsplit_once('@')?;
+    (!segment.is_empty() && !host.is_empty()).then(|| format!("{host}/{segment}"))
+}
+
 /// A prefix as given (`x` or `/x`) in the `/x` form names have.
 pub fn normalize_prefix(prefix: Option<&str>) -> Option<String> {
     prefix.map(|p| format!("/{}", p.trim_start_matches('/')))

@@ -18,6 +18,40 @@ fn hash_hex() -> String {
 }
 
 #[test]
+fn ls_says_which_segments_are_mirrors_and_of_what() {
+    let base = Name::new("mirror");
+    let mirror = Name(format!("{}@hostx", &*base));
+    let _writer = LiveWriter::start(&mirror, 0);
+    let _local = LiveWriter::start(&base, 0);
+    let out = shm(&["ls", "--json", "--prefix", &base]);
+    assert_code(&out, 0);
+    let list = json(&out);
+    let entries = list.as_array().expect("an array");
+    assert_eq!(entries.len(), 2, "{list}");
+    let of = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["mirror_of"].clone())
+    };
+    assert_eq!(of(&base), Some(Value::Null));
+    assert_eq!(
+        of(&mirror),
+        Some(json!(format!("hostx/{}", base.trim_start_matches('/'))))
+    );
+    let text = stdout(&shm(&["ls", "--prefix", &base]));
+    assert!(
+        text.lines().next().unwrap().ends_with("MIRROR OF"),
+        "{text}"
+    );
+    let line = text.lines().find(|l| l.starts_with(&*mirror)).unwrap();
+    assert!(
+        line.ends_with(&format!("hostx/{}", base.trim_start_matches('/'))),
+        "{text}"
+    );
+}
+
+#[test]
 fn ls_json_lists_the_segment_with_its_header_facts() {
     let name = Name::new("ls");
     let writer = LiveWriter::start(&name, 0);
