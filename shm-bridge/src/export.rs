@@ -57,7 +57,7 @@ pub fn run(shared: Arc<Shared>) {
             if workers.contains_key(&name) || refused.get(&name) == Some(&inode) {
                 continue;
             }
-            match start(&shared, &name) {
+            match start(&shared, &name, inode) {
                 Ok(Some((stop, thread))) => {
                     workers.insert(
                         name,
@@ -127,7 +127,7 @@ fn scan(shared: &Shared) -> HashMap<String, u64> {
 /// exported.
 type Started = Option<(Arc<AtomicBool>, JoinHandle<()>)>;
 
-fn start(shared: &Arc<Shared>, name: &str) -> Result<Started, String> {
+fn start(shared: &Arc<Shared>, name: &str, inode: u64) -> Result<Started, String> {
     let chunk = name.trim_start_matches('/');
     if !wire::is_key_chunk(chunk) {
         return Err(
@@ -144,7 +144,7 @@ fn start(shared: &Arc<Shared>, name: &str) -> Result<Started, String> {
         Ok(reader) => {
             let thread = std::thread::Builder::new()
                 .name(format!("export {name}"))
-                .spawn(move || export_state(&thread_shared, &owned, reader, &thread_stop))
+                .spawn(move || export_state(&thread_shared, &owned, inode, reader, &thread_stop))
                 .map_err(|e| e.to_string())?;
             Ok(Some((stop, thread)))
         }
@@ -155,7 +155,7 @@ fn start(shared: &Arc<Shared>, name: &str) -> Result<Started, String> {
             let rx = options.subscribe_raw(name).map_err(|e| e.to_string())?;
             let thread = std::thread::Builder::new()
                 .name(format!("export {name}"))
-                .spawn(move || export_stream(&thread_shared, &owned, rx, &thread_stop))
+                .spawn(move || export_stream(&thread_shared, &owned, inode, rx, &thread_stop))
                 .map_err(|e| e.to_string())?;
             Ok(Some((stop, thread)))
         }
@@ -211,6 +211,7 @@ struct Served {
 }
 
 fn announcement(
+    instance: u64,
     kind: SegmentKind,
     layout: &shm_core::LayoutBuf,
     hash: u64,
@@ -220,6 +221,7 @@ fn announcement(
 ) -> Announcement {
     Announcement {
         format_version: shm_core::FORMAT_VERSION,
+        instance,
         kind,
         layout_hash: hash,
         payload_size: layout.size,
@@ -271,11 +273,12 @@ fn queryables(
     Ok(out)
 }
 
-fn export_state(shared: &Shared, name: &str, reader: RawReader, stop: &AtomicBool) {
+fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop: &AtomicBool) {
     let log = &shared.log;
     let mut buf = vec![0u8; reader.payload_size()];
     let served = Arc::new(Mutex::new(Served {
         announcement: announcement(
+            inode,
             SegmentKind::State,
             reader.layout(),
             reader.layout_hash(),
@@ -354,12 +357,19 @@ fn export_state(shared: &Shared, name: &str, reader: RawReader, stop: &AtomicBoo
     log.info(format_args!("stopped exporting {name}"));
 }
 
-fn export_stream(shared: &Shared, name: &str, mut rx: RawStreamReader, stop: &AtomicBool) {
+fn export_stream(
+    shared: &Shared,
+    name: &str,
+    inode: u64,
+    mut rx: RawStreamReader,
+    stop: &AtomicBool,
+) {
     let log = &shared.log;
     let size = rx.payload_size();
     let mut message = vec![0u8; size];
     let served = Arc::new(Mutex::new(Served {
         announcement: announcement(
+            inode,
             SegmentKind::Stream,
             rx.layout(),
             rx.layout_hash(),

@@ -50,7 +50,8 @@ mod tests {
         assert!(matches("*/robot-*", "b/robot-pose"));
         assert!(!matches("*", "a/robot-pose"));
         assert!(matches("/r?bot", "/robot"));
-        assert!(matches("*-pose", "/robot-pose"));
+        assert!(matches("/*-pose", "/robot-pose"));
+        assert!(!matches("*-pose", "/robot-pose"));
         assert!(!matches("/x", "/xy"));
         assert!(matches("/**", "/anything"));
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zenoh::query::ConsolidationMode;
 use zenoh::sample::SampleKind;
 use zenoh::Wait;
@@ -25,6 +25,9 @@ use zenoh::Wait;
 /// How often the importer asks for the segments its patterns match: a remote segment that
 /// appears is mirrored within this time (plus the exporter's scan period).
 pub const DISCOVER_EVERY: Duration = Duration::from_millis(500);
+/// How long an import that ended (for example because another bridge holds the mirror) waits
+/// before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a query waits for answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Events a worker may have queued before the network stops delivering more (backpressure:
@@ -44,9 +47,21 @@ enum Event {
     Alive(String, bool),
 }
 
+/// The running imports by `ID/NAME`: the segment's incarnation and layout hash, the stop flag
+/// and the thread.
+type Workers = HashMap<String, Import>;
+
+/// One running import.
+struct Import {
+    instance: u64,
+    layout_hash: u64,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
 /// Runs the importer until `shared.stop`.
 pub fn run(shared: Arc<Shared>) {
-    let mut workers: HashMap<String, (Arc<AtomicBool>, JoinHandle<()>)> = HashMap::new();
+    let mut workers: Workers = HashMap::new();
     // Announcements refused (key and bytes), logged once each.
     let mut refused: HashSet<(String, Vec<u8>)> = HashSet::new();
     let selectors: BTreeSet<String> = shared
@@ -59,8 +74,17 @@ pub fn run(shared: Arc<Shared>) {
             format!("{}/{host}/*/layout", shared.config.prefix)
         })
         .collect();
+    // Imports that ended (refused, or the mirror is another bridge's), retried after a pause.
+    let mut ended: HashMap<String, Instant> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
-        workers.retain(|_, (_, t)| !t.is_finished());
+        workers.retain(|key, w| {
+            let done = w.thread.is_finished();
+            if done {
+                ended.insert(key.clone(), Instant::now());
+            }
+            !done
+        });
+        ended.retain(|_, at| at.elapsed() < RETRY_AFTER);
         for selector in &selectors {
             let replies = match shared
                 .session
@@ -79,16 +103,21 @@ pub fn run(shared: Arc<Shared>) {
                 let Ok(sample) = reply.result() else { continue };
                 let key = sample.key_expr().as_str().to_owned();
                 let bytes = sample.payload().to_bytes().into_owned();
-                consider(&shared, &key, bytes, &mut workers, &mut refused);
+                let paused = ended
+                    .keys()
+                    .any(|k| key == format!("{}/{k}/layout", shared.config.prefix));
+                if !paused {
+                    consider(&shared, &key, bytes, &mut workers, &mut refused);
+                }
             }
         }
         sleep_unless_stopped(&shared.stop, DISCOVER_EVERY);
     }
-    for (stop, _) in workers.values() {
-        stop.store(true, Ordering::Relaxed);
+    for w in workers.values() {
+        w.stop.store(true, Ordering::Relaxed);
     }
-    for (_, (_, t)) in workers {
-        let _ = t.join();
+    for (_, w) in workers {
+        let _ = w.thread.join();
     }
 }
 
@@ -98,7 +127,7 @@ fn consider(
     shared: &Arc<Shared>,
     key: &str,
     bytes: Vec<u8>,
-    workers: &mut HashMap<String, (Arc<AtomicBool>, JoinHandle<()>)>,
+    workers: &mut Workers,
     refused: &mut HashSet<(String, Vec<u8>)>,
 ) {
     let prefix = format!("{}/", shared.config.prefix);
@@ -114,8 +143,24 @@ fn consider(
     if id == shared.config.id
         || name.contains('/')
         || !shared.config.import.iter().any(|g| glob::matches(g, rest))
-        || workers.contains_key(rest)
     {
+        return;
+    }
+    if let Some(w) = workers.get(rest) {
+        // The remote segment was removed and created again (its numbering starts over, its
+        // layout may differ): stop mirroring the old one, which removes the mirror, and
+        // mirror the new one from the next round on.
+        let changed = Announcement::decode(&bytes)
+            .is_ok_and(|a| (a.instance, a.layout_hash) != (w.instance, w.layout_hash));
+        if changed {
+            shared
+                .log
+                .info(format_args!("{rest} was created again on its host"));
+            w.stop.store(true, Ordering::Relaxed);
+            if let Some(w) = workers.remove(rest) {
+                let _ = w.thread.join();
+            }
+        }
         return;
     }
     let checked = Announcement::decode(&bytes).and_then(|a| {
@@ -134,6 +179,7 @@ fn consider(
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let (instance, layout_hash) = (announcement.instance, announcement.layout_hash);
     let remote = Remote {
         id: id.to_owned(),
         name: format!("/{name}"),
@@ -146,8 +192,16 @@ fn consider(
         .name(format!("import {rest}"))
         .spawn(move || import(&s, &remote, &st))
     {
-        Ok(t) => {
-            workers.insert(rest.to_owned(), (stop, t));
+        Ok(thread) => {
+            workers.insert(
+                rest.to_owned(),
+                Import {
+                    instance,
+                    layout_hash,
+                    stop,
+                    thread,
+                },
+            );
         }
         Err(e) => shared.log.error(format_args!("importing {rest}: {e}")),
     }

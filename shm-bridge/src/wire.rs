@@ -3,8 +3,8 @@
 //! Every segment `/NAME` exported by the bridge `ID` lives under `PREFIX/ID/NAME` (the prefix
 //! is `shm` unless configured):
 //!
-//! - `PREFIX/ID/NAME/layout`, a queryable: an [`Announcement`] (format version, kind, layout
-//!   hash, payload size and alignment, slot count, the stored descriptor's bytes, the epoch and
+//! - `PREFIX/ID/NAME/layout`, a queryable: an [`Announcement`] (format version, kind, the
+//!   segment's incarnation, layout hash, payload size and alignment, slot count, the stored descriptor's bytes, the epoch and
 //!   the newest version or message number).
 //! - `PREFIX/ID/NAME/data`, publications: for state, a [`StateUpdate`] (epoch, version, the
 //!   payload bytes) per new version, and a queryable answering with the current one; for a
@@ -38,6 +38,10 @@ pub fn is_key_chunk(chunk: &str) -> bool {
 pub struct Announcement {
     /// The segment format version of the exporting host (`shm_core::FORMAT_VERSION`).
     pub format_version: u32,
+    /// Which incarnation of the segment this is on the exporting host (its inode there): it
+    /// changes when the segment is removed and created again (its versions or message
+    /// numbers start over), not when the exporting bridge restarts.
+    pub instance: u64,
     /// What the segment holds.
     pub kind: SegmentKind,
     /// The stored layout hash.
@@ -116,6 +120,7 @@ impl Announcement {
         out.extend_from_slice(&self.format_version.to_le_bytes());
         out.extend_from_slice(&kind_code(self.kind).to_le_bytes());
         out.extend_from_slice(&self.payload_align.to_le_bytes());
+        out.extend_from_slice(&self.instance.to_le_bytes());
         out.extend_from_slice(&self.layout_hash.to_le_bytes());
         out.extend_from_slice(&self.payload_size.to_le_bytes());
         out.extend_from_slice(&self.slots.to_le_bytes());
@@ -145,6 +150,7 @@ impl Announcement {
             k => return refuse(format!("unknown segment kind {k}")),
         };
         let payload_align = c.u32()?;
+        let instance = c.u64()?;
         let layout_hash = c.u64()?;
         let payload_size = c.u64()?;
         let slots = c.u64()?;
@@ -159,6 +165,7 @@ impl Announcement {
         }
         Ok(Announcement {
             format_version,
+            instance,
             kind,
             layout_hash,
             payload_size,

@@ -518,6 +518,64 @@ fn a_far_reader_that_falls_behind_gets_the_exact_lagged_count() {
 }
 
 #[test]
+fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_mirror_back() {
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-later");
+    let mirror = seg.mirror(&a);
+    let import = args(&["--import", &format!("{a}/shmtest-br-later-*")]);
+    // This time the exporter listens and the importer connects.
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", "/shmtest-br-later-*"]));
+    let mut import_args = args(&["--connect", &endpoint]);
+    import_args.extend(import.iter().cloned());
+    let importer = Bridge::start(&b, &import_args);
+
+    // Created after both bridges started: picked up by the scan and the discovery.
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    let created = Instant::now();
+    let r = open_mirror(&mirror);
+    println!(
+        "a segment created after start was mirrored after {:?}",
+        created.elapsed()
+    );
+    writer.say("set 7");
+    wait_until("value 7", || r.read().seq == 7);
+    wait_until("writer alive on the mirror", || r.writer_alive());
+
+    // The importing bridge is SIGKILLed: its mirror stays (with no writer) until a bridge
+    // imports it again, which takes it over (values never go backwards).
+    importer.kill();
+    wait_until("the killed importer's lease released", || !r.writer_alive());
+    assert!(exists(&mirror));
+    let version = r.version();
+    let importer = Bridge::start(&b, &import_args);
+    wait_until("the restarted importer holds the mirror", || {
+        r.writer_alive()
+    });
+    assert!(r.version() >= version);
+    writer.say("set 8");
+    wait_until("value 8 through the restarted importer", || {
+        r.read().seq == 8
+    });
+
+    // The segment is removed and created again on its host (its versions start over): the
+    // mirror is made again from the new segment.
+    writer.finish();
+    shm_core::remove(&seg).unwrap();
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    writer.say("set 3");
+    wait_until("the new segment's value on a new mirror", || {
+        Pose::open(&mirror).is_ok_and(|r| r.read().seq == 3)
+    });
+
+    writer.finish();
+    importer.terminate();
+    exporter.terminate();
+    assert!(!exists(&mirror));
+}
+
+#[test]
 fn queues_are_refused_with_a_clear_message() {
     let a = host("a");
     let queue = Name::new("br-queue");
@@ -549,6 +607,7 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     // A peer that announces hostile descriptors.
     let announce = |layout: &LayoutBuf, hash: u64| Announcement {
         format_version: shm_core::FORMAT_VERSION,
+        instance: 1,
         kind: SegmentKind::State,
         layout_hash: hash,
         payload_size: layout.size,
