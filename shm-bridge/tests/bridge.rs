@@ -558,6 +558,22 @@ fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_
         r.read().seq == 8
     });
 
+    // The exporter, which the importer connects to, is SIGKILLed and restarted on the same
+    // endpoint: the importer's Zenoh session connects again by itself, and the mirror resumes.
+    exporter.kill();
+    wait_until("the mirror's writer gone with the exporter", || {
+        !r.writer_alive()
+    });
+    let exporter = Bridge::start(
+        &a,
+        &args(&["--listen", &endpoint, "--export", "/shmtest-br-later-*"]),
+    );
+    wait_until("the mirror's writer back after the restart", || {
+        r.writer_alive()
+    });
+    writer.say("set 9");
+    wait_until("value 9 after the exporter's restart", || r.read().seq == 9);
+
     // The segment is removed and created again on its host (its versions start over): the
     // mirror is made again from the new segment.
     writer.finish();
