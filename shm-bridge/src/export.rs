@@ -292,6 +292,8 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
         .session
         .declare_publisher(shared.key(name, "data"))
         .congestion_control(CongestionControl::Drop)
+        // Each value on its way at once, not batched with later ones: they would replace it.
+        .express(true)
         .wait()
     {
         Ok(p) => p,

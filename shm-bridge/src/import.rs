@@ -14,8 +14,7 @@ use crate::{glob, Shared};
 use shm_core::{Error, LayoutBuf, Options, RawStreamWriter, RawWriter, SegmentKind};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use zenoh::query::ConsolidationMode;
@@ -30,8 +29,7 @@ pub const DISCOVER_EVERY: Duration = Duration::from_millis(500);
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a query waits for answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Events a worker may have queued before the network stops delivering more (backpressure:
-/// an exported stream's publisher blocks rather than dropping).
+/// A stream's batches kept while its mirror is being created.
 const QUEUE: usize = 1024;
 
 /// The local name of the mirror of `NAME` from host `id`: `/NAME@ID`.
@@ -190,7 +188,7 @@ fn consider(
     let (s, st) = (shared.clone(), stop.clone());
     match std::thread::Builder::new()
         .name(format!("import {rest}"))
-        .spawn(move || import(&s, &remote, &st))
+        .spawn(move || import(&s, Arc::new(remote), &st))
     {
         Ok(thread) => {
             workers.insert(
@@ -222,10 +220,14 @@ enum MirrorWriter {
     Stream(RawStreamWriter),
 }
 
-/// A worker's view of the mirror.
-struct Mirror<'a> {
-    shared: &'a Shared,
-    remote: &'a Remote,
+/// A worker's view of the mirror, updated from Zenoh's callbacks.
+struct Mirror {
+    shared: Arc<Shared>,
+    remote: Arc<Remote>,
+    /// A stream's batches that arrived before its mirror was created (at most [`QUEUE`]).
+    pending: Vec<Vec<u8>>,
+    /// Why the import ended, once it did.
+    failed: Option<String>,
     /// Whether the mirror exists (created or taken over by this bridge).
     exists: bool,
     writer: Option<MirrorWriter>,
@@ -237,7 +239,7 @@ struct Mirror<'a> {
     last: Option<(u64, u64)>,
 }
 
-impl Mirror<'_> {
+impl Mirror {
     fn options(&self) -> Options {
         Options::new().ready_wait(Duration::from_millis(200))
     }
@@ -265,7 +267,8 @@ impl Mirror<'_> {
     /// Creates the mirror holding `initial` (state) or numbered after `last_sent` (stream),
     /// or takes over a mirror whose writer is gone (left by a bridge that was killed).
     fn create(&mut self, initial: &[u8], last_sent: u64) -> Result<(), String> {
-        let name = &self.remote.mirror;
+        let remote = self.remote.clone();
+        let name = &remote.mirror;
         let a = &self.remote.announcement;
         let created = match a.kind {
             SegmentKind::Stream => self
@@ -322,6 +325,36 @@ impl Mirror<'_> {
         }
     }
 
+    /// Handles what the network delivered; an error ends the import (a malformed update is
+    /// only logged).
+    fn handle(&mut self, event: Event) {
+        if self.failed.is_some() {
+            return;
+        }
+        let result = match event {
+            Event::Alive(key, present) => self.alive(key, present),
+            Event::Data(bytes) => match self.remote.announcement.kind {
+                SegmentKind::Stream => self.stream(&bytes),
+                _ => self.state(&bytes),
+            }
+            .or_else(|e| {
+                if e.contains("lease is held") {
+                    Err(e)
+                } else {
+                    // A malformed publication: refused, the import goes on.
+                    self.shared.log.error(format_args!(
+                        "{}: refused an update: {e}",
+                        self.remote.mirror
+                    ));
+                    Ok(())
+                }
+            }),
+        };
+        if let Err(e) = result {
+            self.failed = Some(e);
+        }
+    }
+
     /// A token appeared or went.
     fn alive(&mut self, key: String, present: bool) -> Result<(), String> {
         let epoch = key
@@ -365,6 +398,12 @@ impl Mirror<'_> {
 
     /// Writes a batch of stream messages under their numbers.
     fn stream(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if !self.exists {
+            if self.pending.len() < QUEUE {
+                self.pending.push(bytes.to_vec());
+            }
+            return Ok(());
+        }
         let size = self.remote.layout.size as usize;
         if self.writer.is_none() {
             self.take()?;
@@ -407,46 +446,47 @@ fn busy_or(e: Error, name: &str) -> String {
     }
 }
 
-fn import(shared: &Shared, remote: &Remote, stop: &AtomicBool) {
+fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
     let log = &shared.log;
-    let (tx, rx) = sync_channel::<Event>(QUEUE);
     let data_key = shared.remote_key(&remote.id, &remote.name, "data");
     let alive_key = format!("{}/*", shared.remote_key(&remote.id, &remote.name, "alive"));
-    let data_tx = tx.clone();
-    let _data = match shared
+    // Updates are written into the mirror in Zenoh's callbacks, with no thread hop: a stream's
+    // publisher that blocks under congestion is slowed by the mirror's writing itself.
+    let mirror = Arc::new(Mutex::new(Mirror {
+        shared: shared.clone(),
+        remote: remote.clone(),
+        pending: Vec::new(),
+        failed: None,
+        exists: false,
+        writer: None,
+        tokens: HashSet::new(),
+        newest_epoch: 0,
+        last: None,
+    }));
+    let m = mirror.clone();
+    let data = shared
         .session
         .declare_subscriber(data_key.as_str())
         .callback(move |s| {
-            let _ = data_tx.send(Event::Data(s.payload().to_bytes().into_owned()));
+            lock(&m).handle(Event::Data(s.payload().to_bytes().into_owned()));
         })
-        .wait()
-    {
-        Ok(s) => s,
-        Err(e) => return log.error(format_args!("subscribing to {data_key}: {e}")),
-    };
-    let alive_tx = tx.clone();
-    let _alive = match shared
+        .wait();
+    let m = mirror.clone();
+    let alive = shared
         .session
         .liveliness()
         .declare_subscriber(alive_key.as_str())
         .history(true)
         .callback(move |s| {
             let present = s.kind() == SampleKind::Put;
-            let _ = alive_tx.send(Event::Alive(s.key_expr().as_str().to_owned(), present));
+            lock(&m).handle(Event::Alive(s.key_expr().as_str().to_owned(), present));
         })
-        .wait()
-    {
-        Ok(s) => s,
-        Err(e) => return log.error(format_args!("subscribing to {alive_key}: {e}")),
-    };
-    let mut mirror = Mirror {
-        shared,
-        remote,
-        exists: false,
-        writer: None,
-        tokens: HashSet::new(),
-        newest_epoch: 0,
-        last: None,
+        .wait();
+    let (data, alive) = match (data, alive) {
+        (Ok(d), Ok(a)) => (d, a),
+        (Err(e), _) | (_, Err(e)) => {
+            return log.error(format_args!("subscribing to {}: {e}", remote.name));
+        }
     };
     // The tokens present now, so that the mirror is created with the right lease state.
     if let Ok(replies) = shared
@@ -459,65 +499,61 @@ fn import(shared: &Shared, remote: &Remote, stop: &AtomicBool) {
         while let Ok(reply) = replies.recv() {
             if let Ok(sample) = reply.result() {
                 let key = sample.key_expr().as_str().to_owned();
-                let _ = mirror.alive(key, true);
+                lock(&mirror).handle(Event::Alive(key, true));
             }
         }
     }
-    let result = (|| -> Result<(), String> {
-        match remote.announcement.kind {
-            // The current value at once, not at the next publication.
-            SegmentKind::State => query_into(shared, &data_key, &tx)?,
-            // The layout is all a stream mirror needs: create it, numbered after the last
-            // message the exporter had sent when it answered (asked after subscribing, so
-            // that every later message arrives by the subscription).
-            _ => {
-                let layout_key = shared.remote_key(&remote.id, &remote.name, "layout");
-                let position =
-                    query_position(shared, &layout_key).unwrap_or(remote.announcement.position);
-                mirror.create(&[], position)?;
-                mirror.follow_liveliness()?;
-            }
-        }
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            let event = match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            match event {
-                Event::Alive(key, present) => mirror.alive(key, present)?,
-                Event::Data(bytes) => match remote.announcement.kind {
-                    SegmentKind::Stream => mirror.stream(&bytes),
-                    _ => mirror.state(&bytes),
-                }
-                .or_else(|e| {
-                    if e.contains("lease is held") {
-                        Err(e)
-                    } else {
-                        // A malformed publication: refused, the import goes on.
-                        log.error(format_args!("{}: refused an update: {e}", remote.mirror));
-                        Ok(())
+    let started = match remote.announcement.kind {
+        // The current value at once, not at the next publication.
+        SegmentKind::State => query_into(shared, &data_key, &mirror),
+        // The layout is all a stream mirror needs: create it, numbered after the last
+        // message the exporter had sent when it answered (asked after subscribing, so that
+        // every later message arrives by the subscription), then write what arrived meanwhile.
+        _ => {
+            let layout_key = shared.remote_key(&remote.id, &remote.name, "layout");
+            let position =
+                query_position(shared, &layout_key).unwrap_or(remote.announcement.position);
+            let mut m = lock(&mirror);
+            let created = m.create(&[], position).and_then(|()| m.follow_liveliness());
+            match created {
+                Ok(()) => {
+                    for batch in std::mem::take(&mut m.pending) {
+                        m.handle(Event::Data(batch));
                     }
-                })?,
+                }
+                Err(e) => m.failed = Some(e),
             }
+            Ok(())
         }
-    })();
-    if let Err(e) = result {
+    };
+    if let Err(e) = started {
+        lock(&mirror).failed = Some(e);
+    }
+    while !stop.load(Ordering::Relaxed) && lock(&mirror).failed.is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No callback runs once the subscribers are undeclared.
+    drop(data);
+    drop(alive);
+    let mut m = lock(&mirror);
+    if let Some(e) = m.failed.take() {
         log.error(format_args!("{e}"));
     }
-    let existed = mirror.exists;
-    drop(mirror);
-    if existed {
+    m.writer = None;
+    if m.exists {
         let _ = shm_core::remove(&remote.mirror);
         log.info(format_args!("removed the mirror {}", remote.mirror));
     }
 }
 
-/// Asks the `data` queryable for the current value, delivered as an event.
-fn query_into(shared: &Shared, key: &str, tx: &SyncSender<Event>) -> Result<(), String> {
+/// Locks the mirror (one that a panicking callback left poisoned is still consistent: every
+/// change is a whole value written or a lease taken or released).
+fn lock(m: &Mutex<Mirror>) -> std::sync::MutexGuard<'_, Mirror> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Asks the `data` queryable for the current value, written into the mirror as it arrives.
+fn query_into(shared: &Shared, key: &str, mirror: &Arc<Mutex<Mirror>>) -> Result<(), String> {
     let replies = shared
         .session
         .get(key)
@@ -525,12 +561,13 @@ fn query_into(shared: &Shared, key: &str, tx: &SyncSender<Event>) -> Result<(), 
         .timeout(QUERY_TIMEOUT)
         .wait()
         .map_err(|e| format!("asking {key}: {e}"))?;
-    let tx = tx.clone();
-    // Answers arrive on their own thread, so that this worker can go on with the events.
+    let mirror = mirror.clone();
+    // Answers arrive on their own thread, so that this worker can go on.
     std::thread::spawn(move || {
         while let Ok(reply) = replies.recv() {
             if let Ok(sample) = reply.result() {
-                let _ = tx.send(Event::Data(sample.payload().to_bytes().into_owned()));
+                let bytes = sample.payload().to_bytes().into_owned();
+                lock(&mirror).handle(Event::Data(bytes));
             }
         }
     });
