@@ -249,16 +249,26 @@ fn late_joiner_gets_the_current_value_and_other_types_get_layout_mismatch() {
     writer.finish();
     let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &seg]));
     exporter.wait_log(&format!("exporting state {}", &*seg));
-    // Started after the last write: nothing will be published again.
+    // Started after the last write: nothing will be published again. This one takes a Zenoh
+    // configuration file, passed through, with `--connect` applied on top of it.
+    let config = std::env::temp_dir().join(format!("{}.json5", unique("shm-bridge-config")));
+    std::fs::write(
+        &config,
+        "{ mode: \"peer\", scouting: { multicast: { enabled: false }, gossip: { enabled: false } }, listen: { endpoints: [] } }",
+    )
+    .unwrap();
     let importer = Bridge::start(
         &b,
         &args(&[
+            "--config",
+            config.to_str().unwrap(),
             "--connect",
             &endpoint,
             "--import",
             &format!("{a}/{}", seg.bare()),
         ]),
     );
+    std::fs::remove_file(&config).unwrap();
     let r = open_mirror(&mirror);
     assert_eq!(r.read(), Pose::of(42));
     // No writer on the exporting host: the bridge releases the lease it created the mirror
@@ -698,6 +708,33 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
         })
         .collect();
 
+    // A valid announcement whose current value is malformed: refused, and the mirror is
+    // made from the first valid value only.
+    let badval = Name::new("br-badval");
+    let badval_mirror = badval.mirror(&evil);
+    let _badval_layout = {
+        let bytes = announce(&msg, msg.layout_hash()).encode();
+        let key = format!("shm/{evil}/{}/layout", badval.bare());
+        session
+            .declare_queryable(key.clone())
+            .callback(move |q| {
+                let _ = q.reply(key.as_str(), bytes.clone()).wait();
+            })
+            .wait()
+            .unwrap()
+    };
+    let data_key = format!("shm/{evil}/{}/data", badval.bare());
+    let _badval_data = {
+        let key = data_key.clone();
+        session
+            .declare_queryable(key.clone())
+            .callback(move |q| {
+                let _ = q.reply(key.as_str(), vec![0u8; 5]).wait();
+            })
+            .wait()
+            .unwrap()
+    };
+
     // A real segment exported by a real bridge, next to them.
     let mut writer = Role::spawn("state-writer", &[("SEG", good.0.clone())]);
     writer.wait_line("ready");
@@ -715,15 +752,42 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
         );
         assert!(!exists(&name.mirror(&evil)));
     }
+    importer.wait_log(&format!("{}: refused an update", &*badval_mirror));
+    assert!(!exists(&badval_mirror), "no mirror from a malformed value");
+    let value = Msg::of(9);
+    let mut payload = Vec::new();
+    for w in [value.seq, value.times7, value.check] {
+        payload.extend_from_slice(&w.to_ne_bytes());
+    }
+    session
+        .put(
+            data_key.as_str(),
+            shm_bridge::wire::StateUpdate::encode(1, 1, &payload),
+        )
+        .wait()
+        .unwrap();
+    let mut m = None;
+    wait_until("the mirror made from the valid value", || {
+        m = Msg::open(&badval_mirror).ok();
+        m.is_some()
+    });
+    assert_eq!(m.unwrap().read(), value);
+
     let good_mirror = good.mirror(&a);
     let r = open_mirror(&good_mirror);
     wait_until("value 5", || r.read().seq == 5);
     writer.say("set 6");
     wait_until("value 6 after the refusals", || r.read().seq == 6);
+    // Asked again at every discovery round, each refused only once in the log.
+    importer.wait_rounds(3);
+    for (name, _, _) in &hostile {
+        let line = format!("refusing to import {evil}/{}", name.bare());
+        assert_eq!(importer.count(&line), 1, "{line}");
+    }
 
     drop(session);
     writer.finish();
     exporter.terminate();
     importer.terminate();
-    assert!(!exists(&good_mirror));
+    assert!(!exists(&good_mirror) && !exists(&badval_mirror));
 }

@@ -138,6 +138,22 @@ impl Bridge {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
     }
 
+    /// How many log lines contain `text`.
+    pub fn count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// Lets `n` of the importer's discovery rounds pass (sleeping is what is measured here:
+    /// that nothing more is logged meanwhile).
+    pub fn wait_rounds(&self, n: u32) {
+        std::thread::sleep(shm_bridge::DISCOVER_EVERY * n);
+    }
+
     /// Waits until a log line contains `text`; panics if the bridge exits first.
     pub fn wait_log(&self, text: &str) {
         let start = Instant::now();
