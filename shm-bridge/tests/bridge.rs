@@ -620,6 +620,8 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
 
     let (a, b, evil) = (host("a"), host("b"), host("evil"));
     let good = Name::new("br-good");
+    // Removed on drop, even if the test fails with the bridges killed.
+    let good_mirror = good.mirror(&a);
     let (importer, endpoint) = Bridge::listening(
         &b,
         &args(&[
@@ -773,7 +775,6 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     });
     assert_eq!(m.unwrap().read(), value);
 
-    let good_mirror = good.mirror(&a);
     let r = open_mirror(&good_mirror);
     wait_until("value 5", || r.read().seq == 5);
     writer.say("set 6");
