@@ -219,6 +219,10 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), BridgeError> {
         let s = shared.clone();
         std::thread::spawn(move || import::run(s))
     });
+    // A bridge that neither exports nor imports still serves as a Zenoh peer until stopped.
+    while !shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     for t in [exporter, importer].into_iter().flatten() {
         let _ = t.join();
     }

@@ -601,6 +601,59 @@ fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_
     assert!(!exists(&mirror));
 }
 
+/// A bridge that neither exports nor imports, configured by a Zenoh file as a router, relays
+/// between two bridges configured as Zenoh clients of it (the usual Zenoh deployment; Zenoh
+/// peers do not relay for each other).
+#[test]
+fn two_bridges_through_a_router_configured_by_file() {
+    let (a, b) = (host("a"), host("b"));
+    let seg = Name::new("br-router");
+    let mirror = seg.mirror(&a);
+    let file = |mode: &str| {
+        let path = std::env::temp_dir().join(format!("{}.json5", unique("shm-bridge-zenoh")));
+        let text = format!("{{ mode: {mode:?}, scouting: {{ multicast: {{ enabled: false }} }} }}");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (router_config, client_config) = (file("router"), file("client"));
+    let (router, endpoint) = Bridge::listening(
+        &host("r"),
+        &args(&["--config", router_config.to_str().unwrap()]),
+    );
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    writer.say("set 11");
+    writer.wait_line("set 11");
+    let client = client_config.to_str().unwrap();
+    let exporter = Bridge::start(
+        &a,
+        &args(&["--config", client, "--connect", &endpoint, "--export", &seg]),
+    );
+    let import = format!("{a}/{}", seg.bare());
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--config",
+            client,
+            "--connect",
+            &endpoint,
+            "--import",
+            &import,
+        ]),
+    );
+    std::fs::remove_file(&router_config).unwrap();
+    std::fs::remove_file(&client_config).unwrap();
+    let r = open_mirror(&mirror);
+    wait_until("value 11 through the router", || r.read().seq == 11);
+    wait_until("the writer alive through the router", || r.writer_alive());
+    writer.finish();
+    wait_until("the writer gone through the router", || !r.writer_alive());
+    importer.terminate();
+    exporter.terminate();
+    router.terminate();
+    assert!(!exists(&mirror));
+}
+
 #[test]
 fn queues_are_refused_with_a_clear_message() {
     let a = host("a");

@@ -99,6 +99,12 @@ pub struct Bridge {
 impl Bridge {
     /// Starts `shm-bridge --id ID ARGS...` and waits until it reports `ready`.
     pub fn start(id: &str, args: &[String]) -> Bridge {
+        Bridge::try_start(id, args).unwrap_or_else(|log| panic!("bridge {id} exited: {log:#?}"))
+    }
+
+    /// Starts a bridge as [`start`](Self::start) does; its log if it exits before it is ready
+    /// (its listening port was taken, for example).
+    pub fn try_start(id: &str, args: &[String]) -> Result<Bridge, Vec<String>> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shm-bridge"))
             .arg("--id")
             .arg(id)
@@ -116,21 +122,39 @@ impl Bridge {
                 sink.lock().unwrap().push(line);
             }
         });
-        let bridge = Bridge {
+        let mut bridge = Bridge {
             child,
             id: id.to_owned(),
             log,
         };
-        bridge.wait_log("ready");
-        bridge
+        let start = Instant::now();
+        while !bridge.logged("ready") {
+            if let Ok(Some(_)) = bridge.child.try_wait() {
+                // Let the last lines arrive.
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(bridge.log.lock().unwrap().clone());
+            }
+            assert!(start.elapsed() < PATIENCE, "bridge {id} never got ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(bridge)
     }
 
     /// Starts a bridge listening on a free loopback port; returns it and its endpoint.
+    /// The port is found free a moment before the bridge binds it: if another process took
+    /// it meanwhile, the bridge exits and another port is tried.
     pub fn listening(id: &str, args: &[String]) -> (Bridge, String) {
-        let endpoint = format!("tcp/127.0.0.1:{}", free_port());
-        let mut all = vec!["--listen".to_string(), endpoint.clone()];
-        all.extend_from_slice(args);
-        (Bridge::start(id, &all), endpoint)
+        let mut last = Vec::new();
+        for _ in 0..5 {
+            let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+            let mut all = vec!["--listen".to_string(), endpoint.clone()];
+            all.extend_from_slice(args);
+            match Bridge::try_start(id, &all) {
+                Ok(bridge) => return (bridge, endpoint),
+                Err(log) => last = log,
+            }
+        }
+        panic!("bridge {id} could not listen on a free port: {last:#?}");
     }
 
     /// Whether a log line contains `text`.
