@@ -28,7 +28,8 @@ pub const SCAN_EVERY: Duration = Duration::from_millis(250);
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Largest batch of stream messages published at once, in bytes (one message at least).
 const BATCH_BYTES: usize = 64 * 1024;
-/// How many idle periods ([`WAIT_SLICE`]) a lossy stream's last message is sent again for.
+/// How many idle periods ([`WAIT_SLICE`]) the last state update, or a lossy stream's last
+/// message, is sent again for (it may have been dropped under congestion).
 const TAIL_RESENDS: u32 = 10;
 
 /// One running export.
@@ -307,6 +308,7 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
     };
     let mut last: Option<(u64, u64)> = None;
     let mut seen = 0u64;
+    let mut resends = 0;
     log.info(format_args!("exporting state {name}"));
     while !stop.load(Ordering::Relaxed) {
         let alive = reader.writer_alive();
@@ -328,6 +330,7 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
                         if let Err(e) = publisher.put(update).wait() {
                             log.error(format_args!("{name}: publishing: {e}"));
                         }
+                        resends = TAIL_RESENDS;
                     }
                 }
                 Err(Error::Timeout) => {}
@@ -347,6 +350,15 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
         live.set(alive, epoch);
         match reader.wait_for_update(seen, WAIT_SLICE) {
             Ok(v) => seen = v,
+            Err(Error::Timeout) if resends > 0 => {
+                // Idle: the last update may have been dropped under congestion, and no later
+                // one would replace it. Send it again (importers ignore what they have).
+                resends -= 1;
+                let latest = served.lock().expect("not poisoned").latest.clone();
+                if let Some(update) = latest {
+                    let _ = publisher.put(update).wait();
+                }
+            }
             Err(Error::Timeout) => {}
             Err(e) => {
                 log.error(format_args!("{name}: waiting: {e}; export stopped"));
