@@ -654,6 +654,60 @@ fn two_bridges_through_a_router_configured_by_file() {
     assert!(!exists(&mirror));
 }
 
+/// Under congestion Zenoh may drop a state update, and nothing later would replace the last
+/// one: once the writer pauses, the exporter sends its latest update again. Observed here by
+/// a plain Zenoh subscriber, which sees the same (epoch, version) more than once.
+#[test]
+fn an_idle_state_export_sends_its_latest_update_again() {
+    use zenoh::Wait;
+    let a = host("a");
+    let seg = Name::new("br-resend");
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &seg]));
+    let mut z = zenoh::Config::default();
+    for (k, v) in [
+        ("mode", r#""peer""#.to_string()),
+        ("scouting/multicast/enabled", "false".into()),
+        ("listen/endpoints", "[]".into()),
+        ("connect/endpoints", format!("[{endpoint:?}]")),
+    ] {
+        z.insert_json5(k, &v).unwrap();
+    }
+    let session = zenoh::open(z).wait().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let _sub = session
+        .declare_subscriber(format!("shm/{a}/{}/data", seg.bare()))
+        .callback(move |s| {
+            let b = s.payload().to_bytes();
+            let u = shm_bridge::wire::StateUpdate::decode(&b, std::mem::size_of::<Pose>()).unwrap();
+            sink.lock().unwrap().push((u.epoch, u.version, u.bytes));
+        })
+        .wait()
+        .unwrap();
+    let mut writer = Role::spawn("state-writer", &[("SEG", seg.0.clone())]);
+    writer.wait_line("ready");
+    exporter.wait_log(&format!("exporting state {}", &*seg));
+    // Published after the subscriber is in place (Zenoh has no history for it).
+    let mut n = 100;
+    wait_until("an update of value 100 or later", || {
+        writer.say(&format!("set {n}"));
+        writer.wait_line(&format!("set {n}"));
+        n += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        !seen.lock().unwrap().is_empty()
+    });
+    // The writer's last value: the exporter publishes it (once), then sends it again.
+    let last = n - 1;
+    let seq_of = |b: &[u8]| u64::from_ne_bytes(b[..8].try_into().unwrap());
+    wait_until("the last value sent twice while the writer is idle", || {
+        let s = seen.lock().unwrap();
+        s.iter().filter(|(_, _, b)| seq_of(b) == last).count() >= 2
+    });
+    drop(session);
+    writer.finish();
+    exporter.terminate();
+}
+
 #[test]
 fn queues_are_refused_with_a_clear_message() {
     let a = host("a");
