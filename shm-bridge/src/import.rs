@@ -29,6 +29,10 @@ pub const DISCOVER_EVERY: Duration = Duration::from_millis(500);
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a query waits for answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest step between a stream mirror's last message number and the next one accepted.
+const MAX_JUMP: u64 = 1 << 40;
+/// Refused announcements remembered (so that each is logged once).
+const MAX_REFUSED: usize = 4096;
 /// A stream's batches kept while its mirror is being created.
 const QUEUE: usize = 1024;
 
@@ -168,6 +172,11 @@ fn consider(
     let (announcement, layout) = match checked {
         Ok(ok) => ok,
         Err(why) => {
+            // Bounded: a peer that keeps announcing new bytes cannot make the set grow for
+            // ever (its refusals are then logged again).
+            if refused.len() >= MAX_REFUSED {
+                refused.clear();
+            }
             if refused.insert((key.to_owned(), bytes)) {
                 shared
                     .log
@@ -411,12 +420,25 @@ impl Mirror {
         let Some(MirrorWriter::Stream(w)) = &mut self.writer else {
             return Ok(());
         };
+        let mut absurd = None;
         Batch::decode(bytes, size, |number, message| {
+            // A jump no writer could make (a hostile peer's number near the end of the range
+            // would leave local readers no room to count on): refused, with the rest.
+            if absurd.is_some() || number.saturating_sub(w.sent()) > MAX_JUMP {
+                absurd.get_or_insert(number);
+                return;
+            }
             // Numbers not after the last one are messages the mirror already has (or that
             // were sent before it existed).
             w.send_numbered(number, message);
         })
         .map_err(|e| e.to_string())?;
+        if let Some(number) = absurd {
+            return Err(format!(
+                "message number {number} is more than 2^40 after the last one, {}",
+                w.sent()
+            ));
+        }
         self.follow_liveliness()
     }
 }

@@ -844,6 +844,25 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
             .unwrap()
     };
 
+    // A valid stream whose messages carry an absurd number: refused, later ones delivered.
+    let jump = Name::new("br-jump");
+    let jump_mirror = jump.mirror(&evil);
+    let _jump_layout = {
+        let mut a = announce(&msg, msg.layout_hash());
+        a.kind = SegmentKind::Stream;
+        a.slots = 16;
+        a.position = 0;
+        let bytes = a.encode();
+        let key = format!("shm/{evil}/{}/layout", jump.bare());
+        session
+            .declare_queryable(key.clone())
+            .callback(move |q| {
+                let _ = q.reply(key.as_str(), bytes.clone()).wait();
+            })
+            .wait()
+            .unwrap()
+    };
+
     // A real segment exported by a real bridge, next to them.
     let mut writer = Role::spawn("state-writer", &[("SEG", good.0.clone())]);
     writer.wait_line("ready");
@@ -882,6 +901,43 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     });
     assert_eq!(m.unwrap().read(), value);
 
+    // The stream mirror: an absurd number refused, then messages 1 to 3 received.
+    let mut rx = None;
+    wait_until("the stream mirror", || {
+        rx = RawStreamReader::subscribe(&jump_mirror).ok();
+        rx.is_some()
+    });
+    let mut rx = rx.unwrap();
+    let batch = |numbers: &[u64]| {
+        let mut out = Vec::new();
+        shm_bridge::wire::Batch::start(&mut out, 1);
+        for &n in numbers {
+            let m = Msg::of(n);
+            let mut payload = Vec::new();
+            for w in [m.seq, m.times7, m.check] {
+                payload.extend_from_slice(&w.to_ne_bytes());
+            }
+            shm_bridge::wire::Batch::push(&mut out, n, &payload);
+        }
+        out
+    };
+    let jump_data = format!("shm/{evil}/{}/data", jump.bare());
+    session
+        .put(jump_data.as_str(), batch(&[u64::MAX - 1]))
+        .wait()
+        .unwrap();
+    importer.wait_log("is more than 2^40 after the last one");
+    session
+        .put(jump_data.as_str(), batch(&[1, 2, 3]))
+        .wait()
+        .unwrap();
+    let mut buf = vec![0u8; rx.payload_size()];
+    for n in 1..=3 {
+        assert_eq!(rx.recv_timeout(&mut buf, PATIENCE).unwrap(), n);
+        assert_eq!(Msg::from_bytes(&buf), Msg::of(n));
+    }
+    drop(rx);
+
     let r = open_mirror(&good_mirror);
     wait_until("value 5", || r.read().seq == 5);
     writer.say("set 6");
@@ -897,5 +953,5 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     writer.finish();
     exporter.terminate();
     importer.terminate();
-    assert!(!exists(&good_mirror) && !exists(&badval_mirror));
+    assert!(!exists(&good_mirror) && !exists(&badval_mirror) && !exists(&jump_mirror));
 }
