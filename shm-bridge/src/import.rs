@@ -36,9 +36,15 @@ const MAX_REFUSED: usize = 4096;
 /// A stream's batches kept while its mirror is being created.
 const QUEUE: usize = 1024;
 
-/// The local name of the mirror of `NAME` from host `id`: `/NAME@ID`.
-pub fn mirror_name(id: &str, name: &str) -> String {
-    format!("/{}@{id}", name.trim_start_matches('/'))
+/// The default rule for naming mirrors: `/NAME@ID`.
+pub const DEFAULT_MIRROR_NAME: &str = "/{name}@{id}";
+
+/// The local name of the mirror of `NAME` (with or without its slash) from host `id`, by the
+/// rule `template` (`{name}` and `{id}` replaced): `/NAME@ID` by default.
+pub fn mirror_name(template: &str, id: &str, name: &str) -> String {
+    template
+        .replace("{name}", name.trim_start_matches('/'))
+        .replace("{id}", id)
 }
 
 /// What a worker hears from the network.
@@ -190,7 +196,7 @@ fn consider(
     let remote = Remote {
         id: id.to_owned(),
         name: format!("/{name}"),
-        mirror: mirror_name(id, name),
+        mirror: mirror_name(&shared.config.mirror_name, id, name),
         announcement,
         layout,
     };

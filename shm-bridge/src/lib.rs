@@ -30,7 +30,7 @@ mod log;
 pub mod wire;
 
 pub use export::{SCAN_EVERY, WAIT_SLICE};
-pub use import::{mirror_name, DISCOVER_EVERY};
+pub use import::{mirror_name, DEFAULT_MIRROR_NAME, DISCOVER_EVERY};
 pub use log::Log;
 
 use std::path::PathBuf;
@@ -60,6 +60,10 @@ pub struct Config {
     pub zenoh_config: Option<PathBuf>,
     /// The first chunk of every key expression (default `shm`).
     pub prefix: String,
+    /// How mirrors are named: `{name}` (the remote segment's name without its slash) and
+    /// `{id}` (the remote host's id) replaced; default [`DEFAULT_MIRROR_NAME`], `/{name}@{id}`.
+    /// It must start with `/`, hold both and an `@` (so that no bridge exports a mirror).
+    pub mirror_name: String,
     /// The largest mirror this bridge creates, in bytes (default 256 MiB): a remote peer
     /// cannot make it allocate more.
     pub max_mirror_bytes: u64,
@@ -78,6 +82,7 @@ impl Default for Config {
             lossy: Vec::new(),
             zenoh_config: None,
             prefix: "shm".into(),
+            mirror_name: DEFAULT_MIRROR_NAME.into(),
             max_mirror_bytes: 256 << 20,
             quiet: false,
         }
@@ -178,6 +183,13 @@ fn check(config: &Config) -> Result<(), BridgeError> {
         return Err(BridgeError::Config(format!(
             "the prefix `{}` must be one key expression chunk",
             config.prefix
+        )));
+    }
+    let m = &config.mirror_name;
+    if !m.starts_with('/') || !m.contains("{name}") || !m.contains("{id}") || !m.contains('@') {
+        return Err(BridgeError::Config(format!(
+            "the mirror name rule `{m}` must start with `/` and hold `{{name}}`, `{{id}}` and an `@` \
+             (no bridge exports a name with `@`, so mirrors are never exported again)"
         )));
     }
     for g in &config.export {

@@ -39,6 +39,10 @@ struct Args {
     /// The first chunk of every key expression.
     #[arg(long, default_value = "shm")]
     prefix: String,
+    /// How mirrors are named: `{name}` (the remote segment's name without its slash) and
+    /// `{id}` (the remote host's id) are replaced. It must start with `/` and hold an `@`.
+    #[arg(long, value_name = "RULE", default_value = shm_bridge::DEFAULT_MIRROR_NAME)]
+    mirror_name: String,
     /// The largest mirror created, in bytes: a remote peer cannot make this host allocate
     /// more for one segment.
     #[arg(long, default_value_t = 256 << 20)]
@@ -64,6 +68,7 @@ fn main() {
         lossy: args.lossy,
         zenoh_config: args.config,
         prefix: args.prefix,
+        mirror_name: args.mirror_name,
         max_mirror_bytes: args.max_mirror_bytes,
         quiet: args.quiet,
     };

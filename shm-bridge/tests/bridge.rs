@@ -608,7 +608,8 @@ fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_
 fn two_bridges_through_a_router_configured_by_file() {
     let (a, b) = (host("a"), host("b"));
     let seg = Name::new("br-router");
-    let mirror = seg.mirror(&a);
+    // Named by another rule than the default.
+    let mirror = Name(format!("{}-copy@{a}", &*seg));
     let file = |mode: &str| {
         let path = std::env::temp_dir().join(format!("{}.json5", unique("shm-bridge-zenoh")));
         let text = format!("{{ mode: {mode:?}, scouting: {{ multicast: {{ enabled: false }} }} }}");
@@ -639,6 +640,8 @@ fn two_bridges_through_a_router_configured_by_file() {
             &endpoint,
             "--import",
             &import,
+            "--mirror-name",
+            "/{name}-copy@{id}",
         ]),
     );
     std::fs::remove_file(&router_config).unwrap();
@@ -706,6 +709,24 @@ fn an_idle_state_export_sends_its_latest_update_again() {
     drop(session);
     writer.finish();
     exporter.terminate();
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_a_clear_message() {
+    for (flags, says) in [
+        (vec!["--mirror-name", "/{name}-{id}"], "mirror name rule"),
+        (vec!["--export", "robot-*"], "must start with `/`"),
+        (vec!["--import", "robot-*"], "must be `ID/NAME`"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shm-bridge"))
+            .args(["--id", "x"])
+            .args(&flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(err.contains(says), "{flags:?}: {err}");
+    }
 }
 
 #[test]
