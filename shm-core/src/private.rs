@@ -133,25 +133,20 @@ pub const fn assert_no_trailing_padding<
     label = "`{Self}` does not implement `SharedState`",
     note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`"
 )]
-pub trait FieldIsSharedState<Field, Owner> {
-    /// The field type's layout.
-    const LAYOUT: &'static Layout;
-}
+pub trait FieldIsSharedState<Field, Owner>: SharedState {}
 
 // The unmet bound is reported as `FieldIsSharedState`, which names the field, rather than as
 // the `SharedState` bound of this impl.
 #[diagnostic::do_not_recommend]
-impl<Field, Owner, T: SharedState> FieldIsSharedState<Field, Owner> for T {
-    const LAYOUT: &'static Layout = T::LAYOUT;
-}
+impl<Field, Owner, T: SharedState> FieldIsSharedState<Field, Owner> for T {}
 
 /// The layout of the type a field projection `|s| &s.field` points to, which must be
-/// [`SharedState`]; `Field` and `Owner` only name the field in the error. Neither type needs
-/// to be `Sized`, so that an unsized field is reported here, once.
-pub const fn field_layout<Field, Owner, S: ?Sized, T: ?Sized + FieldIsSharedState<Field, Owner>>(
+/// [`SharedState`]; `Field` and `Owner` only name the field in the error. `S` need not be
+/// `Sized`: an unsized field (a slice behind an alias) is reported here as not `SharedState`.
+pub const fn field_layout<Field, Owner, S: ?Sized, T: FieldIsSharedState<Field, Owner>>(
     _: fn(&S) -> &T,
 ) -> &'static Layout {
-    T::LAYOUT
+    <T as SharedState>::LAYOUT
 }
 
 /// The size of the type a field projection `|s| &s.field` points to. The derive measures

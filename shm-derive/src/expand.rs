@@ -112,9 +112,11 @@ fn expand(input: &Input) -> TokenStream {
             #(#field_fns)*
 
             // SAFETY: the derive checked that the struct is `repr(C)`, not generic and has only
-            // named fields. LAYOUT names every field's layout through a trait implemented only
-            // for `SharedState` types, so this impl compiles only when every field type is
-            // `SharedState` (all bit patterns valid, no padding, no pointers); the compiler
+            // named fields. LAYOUT reads every field's layout through a function whose body
+            // requires, for every `Field` and `Owner` (they are its type parameters), a bound
+            // that only `SharedState` types meet (`FieldIsSharedState` has `SharedState` as a
+            // supertrait), so this impl compiles only when every field type is `SharedState`
+            // (all bit patterns valid, no padding, no pointers); the compiler
             // proves below that no implicit padding lies between or after the fields. A
             // `repr(C)` struct of such fields with no padding is itself all-bit-patterns-valid
             // and padding-free. LAYOUT is built from `offset_of!`/`size_of`/`align_of` of the
@@ -123,7 +125,8 @@ fn expand(input: &Input) -> TokenStream {
             // `Send` and `Sync` follow from the fields being `SharedState`; as where clauses
             // they keep a field that is not (a pointer behind an alias) from adding errors
             // about them to the one that names the field. `for<'__shm>` keeps the compiler
-            // from rejecting a clause it can already see is false.
+            // from rejecting a clause it can already see is false. `Sized` likewise keeps an
+            // unsized field (a slice behind an alias) from adding errors at `size_of`.
             //
             // The tokens of this impl carry the macro's call-site span, never the user's: the
             // `unsafe_code` lint does not look into code an external macro generated, so the
