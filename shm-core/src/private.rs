@@ -46,7 +46,8 @@ pub const fn field(name: &'static str, offset: usize, layout: &'static Layout) -
 /// Placeholder layout the derive emits next to a compile error; never part of a program.
 pub const UNCHECKED_LAYOUT: Layout = struct_layout(0, 1, "", None, &[]);
 
-/// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0).
+/// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0; a
+/// single byte of padding is reported by [`NoPaddingByteAfterField`] instead, for the grammar).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has {BYTES} bytes of implicit padding after this field; add `_pad: [u8; {BYTES}]` after it",
     label = "followed by {BYTES} bytes of padding",
@@ -57,7 +58,20 @@ pub trait NoPaddingAfterField<const BYTES: usize> {}
 
 impl<T: ?Sized> NoPaddingAfterField<0> for T {}
 
-/// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0).
+/// Proof that `Self` does not have exactly one byte of implicit padding after one of its fields
+/// (`ONE` is 1 when it does, else 0).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has 1 byte of implicit padding after this field; add `_pad: [u8; 1]` after it",
+    label = "followed by 1 byte of padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "or order the fields from largest to smallest alignment, which often leaves no gap"
+)]
+pub trait NoPaddingByteAfterField<const ONE: usize> {}
+
+impl<T: ?Sized> NoPaddingByteAfterField<0> for T {}
+
+/// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0; a single
+/// byte is reported by [`NoTrailingPaddingByte`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has {BYTES} bytes of implicit padding at its end; add `_pad: [u8; {BYTES}]` as the last field",
     label = "{BYTES} bytes of trailing padding",
@@ -68,24 +82,77 @@ pub trait NoTrailingPadding<const BYTES: usize> {}
 
 impl<T: ?Sized> NoTrailingPadding<0> for T {}
 
+/// Proof that `Self` does not have exactly one byte of implicit padding after its last field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has 1 byte of implicit padding at its end; add `_pad: [u8; 1]` as the last field",
+    label = "1 byte of trailing padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "a struct's size is a multiple of its alignment (raised by `align(N)`), so fields that end short of it leave a gap"
+)]
+pub trait NoTrailingPaddingByte<const ONE: usize> {}
+
+impl<T: ?Sized> NoTrailingPaddingByte<0> for T {}
+
+/// 1 if a gap of `bytes` is a single byte, else 0: the `ONE` argument of the padding proofs.
+pub const fn one_byte(bytes: usize) -> usize {
+    (bytes == 1) as usize
+}
+
+/// `bytes` unless it is a single byte (reported by the `ONE` proofs), else 0: the `BYTES`
+/// argument of the padding proofs.
+pub const fn several_bytes(bytes: usize) -> usize {
+    if bytes == 1 {
+        0
+    } else {
+        bytes
+    }
+}
+
 /// Fails to compile unless `T` has no padding after the field the call is spanned on.
 pub const fn assert_no_padding_after_field<
-    T: ?Sized + NoPaddingAfterField<BYTES>,
+    T: ?Sized + NoPaddingByteAfterField<ONE> + NoPaddingAfterField<BYTES>,
+    const ONE: usize,
     const BYTES: usize,
 >() {
 }
 
 /// Fails to compile unless `T` has no trailing padding.
 pub const fn assert_no_trailing_padding<
-    T: ?Sized + NoTrailingPadding<BYTES>,
+    T: ?Sized + NoTrailingPaddingByte<ONE> + NoTrailingPadding<BYTES>,
+    const ONE: usize,
     const BYTES: usize,
 >() {
+}
+
+/// Proof that a field's type is [`SharedState`]. `Field` and `Owner` are type parameters of the
+/// function the derive generates for the field, named after the field and its struct, so that
+/// the message names them; the trait lives here so that code in a `#![no_implicit_prelude]`
+/// module, where the `diagnostic` namespace does not resolve, needs none of it.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` has type `{Self}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`",
+    label = "`{Self}` does not implement `SharedState`",
+    note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`"
+)]
+pub trait FieldIsSharedState<Field, Owner>: SharedState {}
+
+// The unmet bound is reported as `FieldIsSharedState`, which names the field, rather than as
+// the `SharedState` bound of this impl.
+#[diagnostic::do_not_recommend]
+impl<Field, Owner, T: SharedState> FieldIsSharedState<Field, Owner> for T {}
+
+/// The layout of the type a field projection `|s| &s.field` points to, which must be
+/// [`SharedState`]; `Field` and `Owner` only name the field in the error. `S` need not be
+/// `Sized`: an unsized field (a slice behind an alias) is reported here as not `SharedState`.
+pub const fn field_layout<Field, Owner, S: ?Sized, T: FieldIsSharedState<Field, Owner>>(
+    _: fn(&S) -> &T,
+) -> &'static Layout {
+    <T as SharedState>::LAYOUT
 }
 
 /// The size of the type a field projection `|s| &s.field` points to. The derive measures
 /// fields this way rather than by repeating their type tokens, which a macro could expand
 /// differently the second time.
-pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
+pub const fn field_size<S: ?Sized, T>(_: fn(&S) -> &T) -> usize {
     core::mem::size_of::<T>()
 }
 
