@@ -159,9 +159,11 @@ pub(crate) fn disable() {
     DISABLED.store(true, Ordering::Relaxed);
 }
 
-/// A signal action in static memory, as a seqlock: written only under [`INSTALL`], read by
-/// the handler, which retries or gives up on a torn read.
+/// A signal action in static memory, as a seqlock: written by the one thread that owns the
+/// slot, read by the handler, which retries or gives up on a torn read.
 struct ActionSlot {
+    /// Whether a writer or the publication owns the slot (see [`set_chained`]).
+    owned: AtomicBool,
     seq: AtomicUsize,
     handler: AtomicUsize,
     flags: AtomicUsize,
@@ -170,14 +172,21 @@ struct ActionSlot {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY_SLOT: ActionSlot = ActionSlot {
+    owned: AtomicBool::new(false),
     seq: AtomicUsize::new(0),
     handler: AtomicUsize::new(libc::SIG_DFL),
     flags: AtomicUsize::new(0),
     mask: [const { AtomicU64::new(0) }; SIGSET_WORDS],
 };
 
+#[allow(clippy::declare_interior_mutable_const)]
+const PUBLISHED_SLOT: ActionSlot = ActionSlot {
+    owned: AtomicBool::new(true),
+    ..EMPTY_SLOT
+};
+
 impl ActionSlot {
-    /// Stores `a` (callers hold [`INSTALL`], so there is one writer).
+    /// Stores `a` (the caller owns the slot, so there is one writer).
     fn store(&self, a: &SigAction) {
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
@@ -209,32 +218,76 @@ impl ActionSlot {
     }
 }
 
-/// How many slots hold the chained action: a handler reading one slot is disturbed only if
-/// the action is replaced this many times while it reads.
+/// How many slots hold the chained action: one published, the others free for writers. A
+/// handler reading one slot is disturbed only if the action is replaced while it reads.
 const CHAIN_SLOTS: usize = 8;
-/// The action our handler chains to: `CHAINED[CHAINED_INDEX % CHAIN_SLOTS]`.
-static CHAINED: [ActionSlot; CHAIN_SLOTS] = [EMPTY_SLOT; CHAIN_SLOTS];
+/// The action our handler chains to: `CHAINED[CHAINED_INDEX]`, which owns its slot.
+static CHAINED: [ActionSlot; CHAIN_SLOTS] = [
+    PUBLISHED_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+    EMPTY_SLOT,
+];
 static CHAINED_INDEX: AtomicUsize = AtomicUsize::new(0);
-/// The action installed before our first installation.
+/// The action installed before our first installation (written under [`INSTALL`] before our
+/// handler is first installed, and again only if that installation raced with another).
 static ROOT: ActionSlot = EMPTY_SLOT;
 /// Whether our handler has been installed at least once (then `ROOT` is set).
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-/// Serializes installations (never taken by the handler).
+/// Serializes installations by [`Guard::new`] (never taken by the handler).
 static INSTALL: Mutex<()> = Mutex::new(());
 
-/// Publishes `a` as the action to chain to (under [`INSTALL`]).
-fn set_chained(a: &SigAction) {
-    let next = CHAINED_INDEX.load(Ordering::Relaxed).wrapping_add(1);
-    CHAINED[next % CHAIN_SLOTS].store(a);
-    CHAINED_INDEX.store(next, Ordering::Release);
+/// Publishes `a` as the action to chain to. Lock-free and async-signal-safe: the writer claims
+/// a free slot, fills it, publishes its index and frees the slot published before. `false` if
+/// every slot is busy (as many writers at once as there are slots).
+fn set_chained(a: &SigAction) -> bool {
+    let Some((i, slot)) = CHAINED.iter().enumerate().find(|(_, s)| {
+        s.owned
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }) else {
+        return false;
+    };
+    slot.store(a);
+    let before = CHAINED_INDEX.swap(i, Ordering::AcqRel);
+    if let Some(old) = CHAINED.get(before) {
+        old.owned.store(false, Ordering::Release);
+    }
+    true
 }
 
 /// The action to chain to. Async-signal-safe.
 fn chained() -> Option<SigAction> {
     (0..CHAIN_SLOTS).find_map(|_| {
         let i = CHAINED_INDEX.load(Ordering::Acquire);
-        CHAINED[i % CHAIN_SLOTS].load()
+        CHAINED.get(i)?.load()
     })
+}
+
+/// Puts our handler back in front if the installed action is no longer ours, chaining to the
+/// one that replaced it. The handler calls this after a chained handler returns: a handler
+/// that changes SIGBUS's disposition (std's resets it to the default when a SIGBUS is not a
+/// stack overflow) changes what would happen to the next signal without us, which is what we
+/// chain to; it must not uninstall the guard. Async-signal-safe.
+fn reclaim_front() {
+    let Some(current) = sys::sigbus_action() else {
+        return;
+    };
+    if current.handler == ours() {
+        return;
+    }
+    let mine = SigAction::new_handler(on_sigbus, current.flags & libc::SA_RESTART != 0);
+    // SAFETY: as in `install`.
+    let Some(replaced) = (unsafe { sys::set_sigbus_action(&mine) }) else {
+        return;
+    };
+    if replaced.handler != ours() {
+        set_chained(&replaced);
+    }
 }
 
 /// Our handler, installed in front of whatever SIGBUS action is installed now unless it is
@@ -256,14 +309,14 @@ fn install() -> bool {
         ROOT.store(&current);
     }
     set_chained(&current);
-    let ours = SigAction::new_handler(on_sigbus, current.flags & libc::SA_RESTART != 0);
+    let mine = SigAction::new_handler(on_sigbus, current.flags & libc::SA_RESTART != 0);
     // SAFETY: `on_sigbus` is async-signal-safe (see the module documentation), takes the
-    // three `SA_SIGINFO` arguments, and is a function of this program, never unloaded while
-    // the program runs.
-    let Some(replaced) = (unsafe { sys::set_sigbus_action(&ours) }) else {
+    // three `SA_SIGINFO` arguments, and is a function of this program (a library holding it
+    // must not be unloaded, see the module documentation).
+    let Some(replaced) = (unsafe { sys::set_sigbus_action(&mine) }) else {
         return INSTALLED.load(Ordering::Relaxed);
     };
-    if replaced != current {
+    if replaced != current && replaced.handler != ours() {
         // Another action was installed between the query and ours: chain to it instead.
         if first {
             ROOT.store(&replaced);
@@ -484,6 +537,7 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_v
             // was installed, so it is a handler of this program of the kind its flags say;
             // `info` and `context` are the arguments we were given.
             unsafe { a.call(sig, info, context) };
+            reclaim_front();
         }
         _ => end_chain(kernel),
     }
