@@ -324,11 +324,23 @@ fn run(role: &str, env: &[(&str, String)]) -> (ExitStatus, String, String) {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    remove_segments_of(child.id());
     (
         status,
         out_reader.join().unwrap(),
         err_reader.join().unwrap(),
     )
+}
+
+/// Removes the segments a child (which may have died) named after its pid (see `Name`).
+fn remove_segments_of(pid: u32) {
+    let infix = format!("-{pid}-");
+    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file.starts_with("shmtest-") && file.contains(&infix) {
+            let _ = shm_core::remove(&format!("/{file}"));
+        }
+    }
 }
 
 fn assert_ok(role: &str, env: &[(&str, String)]) -> String {
