@@ -24,7 +24,11 @@
 //!   handler returns (a sent signal is raised again), so the process dies of SIGBUS as it
 //!   would have; if it was ignored, a sent signal stays ignored and a fault kills (the kernel
 //!   does not let a fault be ignored). Rust's standard library installs a SIGBUS handler at
-//!   startup for stack overflows; it is chained this way and still reports them.
+//!   startup for stack overflows; it is chained this way and still reports them. A chained
+//!   handler that changes SIGBUS's disposition (std's resets it to the default for any other
+//!   SIGBUS) would uninstall the guard: when it returns, the handler puts itself back in front
+//!   and chains to the new disposition, which is what the next signal would have met without
+//!   us.
 //! - A handler installed after ours (by `sigaction` elsewhere in the program) runs first until
 //!   the next mapping is registered: [`Guard::new`] checks the installed action and, if it is
 //!   not ours, installs ours again in front of it, chaining to it. So a later handler sees our
@@ -47,6 +51,11 @@
 //!
 //! Limits: a handler installed after our last registration sees our faults until the next one
 //! (see above). A previous action's `SA_RESETHAND` is not emulated (it is called every time).
+//! A library holding this code (a Python extension, the C library) must not be unloaded while
+//! its handler is installed or chained to. A chained handler that leaves with `longjmp` leaves
+//! its delivery record behind; it is reused by the next delivery at the same `siginfo_t`
+//! address, and at most [`DELIVERIES`] records exist: with none free, the handler chains to
+//! the action installed before its first installation (skipping any installed since).
 //! The zero pages stay for the life of the mapping: a segment once truncated stays truncated
 //! for this handle, even if the file grows again.
 
@@ -519,7 +528,8 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_v
     let key = info as usize;
     let record = enter(key, frame);
     let action = match (depth(key, frame), record) {
-        (0, Some(_)) => chained(),
+        // Torn eight times over by concurrent replacements: the first previous action.
+        (0, Some(_)) => chained().or_else(|| ROOT.load()),
         // Reached again through the chain (or unrecorded): the actions installed after our
         // first installation were already run for this signal.
         (0 | 1, _) => ROOT.load(),

@@ -218,10 +218,8 @@ fn kill_with_default_disposition() {
     // SAFETY: all-zero bytes are a valid `sigaction`; SIG_DFL is 0.
     let dfl: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: `dfl` is the default disposition.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
     fault_in_our_mappings(3);
     println!("killing");
     kill_self_and_wait(|| false);

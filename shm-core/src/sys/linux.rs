@@ -393,7 +393,7 @@ impl SigAction {
         }
     }
 
-    fn to_raw(&self) -> libc::sigaction {
+    fn to_raw(self) -> libc::sigaction {
         // SAFETY: all-zero bytes are a valid `sigaction` (integers, a mask, an optional
         // restorer that `sigaction` fills in).
         let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
