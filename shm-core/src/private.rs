@@ -156,6 +156,29 @@ pub const fn field_size<S: ?Sized, T>(_: fn(&S) -> &T) -> usize {
     core::mem::size_of::<T>()
 }
 
+/// The SIGBUS guard for a mapping of a segment file made outside the runtime (the `shm` tool
+/// maps files it inspects itself): a peer shrinking the file turns an access beyond its end
+/// into zeros and [`MappingGuard::truncated`] instead of killing the process.
+#[derive(Debug)]
+pub struct MappingGuard(crate::fault::Guard);
+
+impl MappingGuard {
+    /// Guards the `len` bytes mapped at `start`.
+    ///
+    /// # Safety
+    /// `start..start + len` must be one shared mapping of a file that the caller made, owns
+    /// and keeps mapped until this guard is dropped, and that is only read through atomics
+    /// (after a truncation the guard replaces its pages beyond the file's end with zeros).
+    pub unsafe fn new(start: *const u8, len: usize) -> MappingGuard {
+        MappingGuard(crate::fault::Guard::new(start, len))
+    }
+
+    /// Whether a peer shrank the file and an access faulted (what was read since is zeros).
+    pub fn truncated(&self) -> bool {
+        self.0.truncated()
+    }
+}
+
 /// Hooks for the crate's own tests, which show what the protocol's checks prevent and simulate
 /// crashes. Never for programs.
 pub mod hooks {

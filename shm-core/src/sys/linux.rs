@@ -343,47 +343,203 @@ pub fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
-/// Whether SIGBUS has its default disposition (or is ignored, which the kernel overrides for
-/// faults): then nobody but us handles it.
-pub fn sigbus_is_default() -> bool {
-    // SAFETY: `sigaction` is a plain C struct of integers and a mask, for which all-zero bytes
-    // are valid.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; `old` is a valid, writable `sigaction`.
-    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) };
-    rc != 0 || old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN
+/// How many 64-bit words a `sigset_t` holds.
+pub const SIGSET_WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
+const _: () = assert!(std::mem::size_of::<libc::sigset_t>() % 8 == 0);
+
+/// A signal disposition as plain words (handler address, flags, mask), so that the SIGBUS
+/// guard can keep copies of it in static atomics and read them inside its handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigAction {
+    /// `sa_sigaction`/`sa_handler`: a function address, `SIG_DFL` or `SIG_IGN`.
+    pub handler: usize,
+    /// `sa_flags`.
+    pub flags: libc::c_int,
+    /// `sa_mask`, word by word.
+    pub mask: [u64; SIGSET_WORDS],
 }
 
-/// A signal disposition, as `sigaction` reports it.
-pub struct SignalAction(libc::sigaction);
-
-// SAFETY: a `sigaction` is plain data (a handler address, flags and a signal mask); the
-// pointer-sized fields are addresses of code, not of data another thread could own.
-unsafe impl Send for SignalAction {}
-// SAFETY: as for `Send`; it is only ever read after it is stored.
-unsafe impl Sync for SignalAction {}
-
-/// SIGBUS's current disposition.
-pub fn sigbus_action() -> Option<SignalAction> {
-    // SAFETY: all-zero bytes are a valid `sigaction`.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
-    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
-    (rc == 0).then_some(SignalAction(cur))
-}
-
-/// Re-installs `action` for SIGBUS if SIGBUS has its default disposition now (a chained
-/// handler reset it). Async-signal-safe: two `sigaction` calls.
-pub fn restore_sigbus_if_default(action: &SignalAction) {
-    // SAFETY: all-zero bytes are a valid `sigaction`.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
-    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
-    if rc == 0 && cur.sa_sigaction == libc::SIG_DFL {
-        // SAFETY: `action.0` is the disposition the signal registry installed, read back from
-        // the kernel, so it is a valid action whose handler is still in this program.
-        unsafe { libc::sigaction(libc::SIGBUS, &action.0, std::ptr::null_mut()) };
+impl SigAction {
+    /// The action that calls `handler` with three arguments (`SA_SIGINFO`), on the alternate
+    /// signal stack if the thread has one (`SA_ONSTACK`: a fault from a stack overflow must
+    /// still reach std's handler), without blocking SIGBUS while it runs (`SA_NODEFER`: the
+    /// handler sets the mask a chained handler expects itself), and restarting system calls if
+    /// `restart` (to keep the previous action's `SA_RESTART` for a SIGBUS sent with `kill`).
+    pub fn new_handler(
+        handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+        restart: bool,
+    ) -> SigAction {
+        let restart = if restart { libc::SA_RESTART } else { 0 };
+        SigAction {
+            handler: handler as usize,
+            flags: libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | restart,
+            mask: [0; SIGSET_WORDS],
+        }
     }
+
+    fn from_raw(raw: &libc::sigaction) -> SigAction {
+        // SAFETY: `sigset_t` is plain data of exactly `SIGSET_WORDS` 64-bit words (asserted
+        // above) and at least 8-aligned (it is an array of `c_ulong`); the read is unaligned
+        // anyway.
+        let mask = unsafe {
+            std::ptr::read_unaligned(
+                &raw.sa_mask as *const libc::sigset_t as *const [u64; SIGSET_WORDS],
+            )
+        };
+        SigAction {
+            handler: raw.sa_sigaction,
+            flags: raw.sa_flags,
+            mask,
+        }
+    }
+
+    fn to_raw(self) -> libc::sigaction {
+        // SAFETY: all-zero bytes are a valid `sigaction` (integers, a mask, an optional
+        // restorer that `sigaction` fills in).
+        let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
+        raw.sa_sigaction = self.handler;
+        raw.sa_flags = self.flags;
+        // SAFETY: as in `from_raw`: the mask is exactly `SIGSET_WORDS` words of plain data.
+        unsafe {
+            std::ptr::write_unaligned(
+                &mut raw.sa_mask as *mut libc::sigset_t as *mut [u64; SIGSET_WORDS],
+                self.mask,
+            )
+        };
+        raw
+    }
+
+    /// Whether this action is the default disposition.
+    pub fn is_default(&self) -> bool {
+        self.handler == libc::SIG_DFL
+    }
+
+    /// Whether this action ignores the signal.
+    pub fn is_ignore(&self) -> bool {
+        self.handler == libc::SIG_IGN
+    }
+
+    /// Calls this action's handler (a function, not `SIG_DFL` or `SIG_IGN`) as the kernel
+    /// would have: with `(sig, info, context)` if it asked for `SA_SIGINFO`, else with `sig`,
+    /// and with its mask (plus `sig` unless `SA_NODEFER`) blocked while it runs.
+    /// Async-signal-safe: two `pthread_sigmask` calls around the call.
+    ///
+    /// # Safety
+    /// `self.handler` must be the address of a signal handler of this process of the kind
+    /// `self.flags` says (it was read back from the kernel as SIGBUS's disposition), and
+    /// `info` and `context` must be what the kernel passed to the handler now running.
+    pub unsafe fn call(
+        &self,
+        sig: libc::c_int,
+        info: *mut libc::siginfo_t,
+        context: *mut libc::c_void,
+    ) {
+        // SAFETY: all-zero bytes are a valid `sigaction` (see `to_raw`), and the mask set from
+        // our words is a valid `sigset_t`.
+        let mut block = self.to_raw().sa_mask;
+        if self.flags & libc::SA_NODEFER == 0 {
+            // SAFETY: `block` is a valid signal set and `sig` a valid signal number.
+            unsafe { libc::sigaddset(&mut block, sig) };
+        }
+        // SAFETY: all-zero bytes are a valid (empty) `sigset_t`.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: both sets are valid and writable/readable as required.
+        let masked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old) } == 0;
+        if self.flags & libc::SA_SIGINFO != 0 {
+            // SAFETY: the caller's contract: the handler is a three-argument signal handler
+            // (`SA_SIGINFO`), and the arguments are those the kernel gave us.
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(self.handler) };
+            f(sig, info, context);
+        } else {
+            // SAFETY: the caller's contract: the handler is a one-argument signal handler.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(self.handler) };
+            f(sig);
+        }
+        if masked {
+            // SAFETY: `old` is the mask `pthread_sigmask` returned above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// SIGBUS's current disposition. Async-signal-safe (one `sigaction` call).
+pub fn sigbus_action() -> Option<SigAction> {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only queries; `cur` is a valid, writable `sigaction`.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur) };
+    (rc == 0).then(|| SigAction::from_raw(&cur))
+}
+
+/// Installs `new` as SIGBUS's disposition and returns the one it replaced (read in the same
+/// call, so no action installed in between is lost). Async-signal-safe.
+///
+/// # Safety
+/// `new.handler` must be `SIG_DFL`, `SIG_IGN`, or an async-signal-safe handler of the kind
+/// `new.flags` says that stays in the program for as long as it is installed.
+pub unsafe fn set_sigbus_action(new: &SigAction) -> Option<SigAction> {
+    let raw = new.to_raw();
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: `raw` is a valid action (the caller vouches for its handler); `old` is writable.
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &raw, &mut old) };
+    (rc == 0).then(|| SigAction::from_raw(&old))
+}
+
+/// Restores SIGBUS's default disposition, so that a fault that repeats when the running handler
+/// returns kills the process as it would have without any handler. Async-signal-safe.
+pub fn set_sigbus_default() {
+    let dfl = SigAction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        mask: [0; SIGSET_WORDS],
+    };
+    // SAFETY: the default disposition has no handler to vouch for.
+    unsafe { set_sigbus_action(&dfl) };
+}
+
+/// Sends SIGBUS to the calling thread. Async-signal-safe.
+pub fn raise_sigbus() {
+    // SAFETY: `raise` has no preconditions.
+    unsafe { libc::raise(libc::SIGBUS) };
+}
+
+/// Whether `info` describes a fault on an address (the kernel raised SIGBUS for an access), as
+/// opposed to a SIGBUS sent with `kill`, `tgkill` or `sigqueue` (codes <= 0).
+///
+/// # Safety
+/// `info` must be null or point to the `siginfo_t` the kernel passed to a SIGBUS handler.
+pub unsafe fn sigbus_fault_address(info: *const libc::siginfo_t) -> Option<usize> {
+    // SAFETY: the caller's contract: null or a valid `siginfo_t`.
+    let info = unsafe { info.as_ref() }?;
+    if info.si_code != libc::BUS_ADRERR {
+        return None;
+    }
+    // SAFETY: for a SIGBUS with `si_code == BUS_ADRERR` the kernel fills in `si_addr`.
+    Some(unsafe { info.si_addr() } as usize)
+}
+
+/// Whether `info` describes a signal the kernel raised for something the thread did (a fault,
+/// `si_code > 0`), rather than one a process sent (`si_code <= 0`). A null `info` counts as sent.
+///
+/// # Safety
+/// `info` must be null or point to the `siginfo_t` the kernel passed to a signal handler.
+pub unsafe fn is_kernel_signal(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the caller's contract: null or a valid `siginfo_t`.
+    unsafe { info.as_ref() }.is_some_and(|i| i.si_code > 0)
+}
+
+/// The calling thread's `errno` (a signal handler must leave it as it found it).
+pub fn errno() -> libc::c_int {
+    // SAFETY: `__errno_location` returns the calling thread's errno, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's `errno`.
+pub fn set_errno(value: libc::c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value };
 }
 
 /// Replaces the pages `[addr, addr + len)` of a mapping of ours with private zero pages.
@@ -408,18 +564,4 @@ pub fn map_zero_pages(addr: usize, len: usize) -> bool {
         )
     };
     p as usize == addr
-}
-
-/// Restores SIGBUS's default disposition and raises it: the process dies of SIGBUS as if no
-/// handler had been installed (for a fault, the faulting access repeats once the handler
-/// returns and the kernel delivers the pending signal). Async-signal-safe.
-pub fn die_of_sigbus() {
-    // SAFETY: `sigaction` is a plain C struct for which all-zero bytes are valid.
-    let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-    dfl.sa_sigaction = libc::SIG_DFL;
-    // SAFETY: `dfl` is a valid action (default disposition, empty mask); no old action wanted.
-    unsafe { libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut()) };
-    // SAFETY: `raise` has no preconditions; SIGBUS is blocked while its handler runs, so it
-    // stays pending and is delivered, with the default action, when the handler returns.
-    unsafe { libc::raise(libc::SIGBUS) };
 }
