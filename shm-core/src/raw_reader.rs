@@ -166,7 +166,11 @@ impl RawReader {
     }
 
     /// Copies a consistent snapshot of the latest published payload into `dst` and returns
-    /// its version; waits at most `timeout` for one ([`Error::Timeout`]). Fails with
+    /// its version, the version of exactly those bytes; waits at most `timeout` for one
+    /// ([`Error::Timeout`]). On a one-slot segment the snapshot may be newer than the
+    /// [`version`](Self::version) loaded before it (the writer wrote on meanwhile, or is
+    /// about to publish it): the version returned is then that newer one, so that
+    /// [`wait_for_update`](Self::wait_for_update) with it waits for newer bytes. Fails with
     /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments),
     /// [`Error::Corrupt`] if no writer is alive and another process damaged the published
     /// slot, or [`Error::Truncated`] once another process has shrunk the segment.
