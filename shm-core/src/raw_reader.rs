@@ -343,10 +343,11 @@ impl RawReader {
     }
 }
 
-/// Counts one more waiter (SeqCst, see `wait_for_update`), unless the count is at its maximum:
+/// Counts one more waiter (SeqCst, see `wait_for_update`; streams and queues count their
+/// waiters in `waiters` and `space_waiters` with it too), unless the count is at its maximum:
 /// then `false`, and the caller polls. A compare-and-swap loop rather than `fetch_add`, so that
 /// a hostile count of `u32::MAX` cannot wrap to 0 (with 0 waiters the writer skips the wake).
-fn register_waiter(waiters: &AtomicU32) -> bool {
+pub(crate) fn register_waiter(waiters: &AtomicU32) -> bool {
     waiters
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
         .is_ok()
@@ -365,7 +366,7 @@ pub(crate) fn barrier_after_registering() {
 }
 
 /// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).
-fn unregister_waiter(waiters: &AtomicU32) {
+pub(crate) fn unregister_waiter(waiters: &AtomicU32) {
     let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 

@@ -98,5 +98,8 @@ fn the_version_a_one_slot_read_reports_is_the_version_of_its_bytes() {
          their bytes' (off by up to {worst}); {busy} try_read timeouts"
     );
     assert!(reads > READS, "too few reads succeeded: {reads}");
-    assert_eq!(mismatched, 0, "reads reported a version their bytes are not");
+    assert_eq!(
+        mismatched, 0,
+        "reads reported a version their bytes are not"
+    );
 }
