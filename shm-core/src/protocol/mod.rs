@@ -18,8 +18,9 @@
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
 //! memory and under the model checker. Large copies on shared memory go through `copy`, whose
-//! assembly is equivalent to relaxed atomic byte accesses of the same bytes: the model's
-//! relaxed word accesses cover it, since splitting a relaxed access into smaller relaxed
+//! assembly accesses the same bytes atomically at byte granularity at least (racing other
+//! processes' 8-byte accesses: see `copy` for why that holds on the supported hardware): the
+//! model's relaxed word accesses cover it, since splitting an access into smaller atomic
 //! accesses between the same fences only adds torn copies, which the sequence check refuses
 //! exactly as it refuses copies torn between words.
 
