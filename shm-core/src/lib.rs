@@ -38,6 +38,10 @@ compile_error!(
 // without a write (32-bit x86 may use `cmpxchg8b`, which faults on a read-only page).
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("shm-core supports 64-bit targets only: it loads 8-byte atomics from shared memory");
+// The segment format's `inline` word holds a small value's bytes first, zero-extended: the
+// value of that u64 is the value itself only on a little-endian host (docs/segment-format.md).
+#[cfg(target_endian = "big")]
+compile_error!("shm-core supports little-endian targets only (x86-64, aarch64): the segment format's `inline` word is defined for them");
 
 extern crate self as shm_core;
 

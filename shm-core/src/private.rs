@@ -280,6 +280,21 @@ pub mod hooks {
         r.raw()
     }
 
+    /// Makes every stream and queue wait in this process sleep on its futex for up to `slice`
+    /// at a time instead of the 100 ms that bounds how long a missed wake-up can strand it, so
+    /// that a test whose wait ends only by a wake-up shows every missing one.
+    pub fn set_stream_wait_slice(slice: std::time::Duration) {
+        let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX).max(1);
+        crate::stream::WAIT_SLICE_OVERRIDE_MS.store(ms, Ordering::Relaxed);
+    }
+
+    /// Makes a queue consumer in this process kill its process (SIGKILL) right after a commit
+    /// that owes a waiting producer a wake-up, before the wake-up, as a consumer killed at that
+    /// moment would.
+    pub fn kill_consumer_between_commit_and_wake() {
+        crate::stream::KILL_BETWEEN_COMMIT_AND_WAKE.store(true, Ordering::Relaxed);
+    }
+
     /// The sequence word of every slot of a queue, in slot order.
     pub fn queue_slot_sequences<T: SharedState>(c: &crate::QueueConsumer<T>) -> Vec<u64> {
         let seg = c.segment();

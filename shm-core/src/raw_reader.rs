@@ -166,7 +166,11 @@ impl RawReader {
     }
 
     /// Copies a consistent snapshot of the latest published payload into `dst` and returns
-    /// its version; waits at most `timeout` for one ([`Error::Timeout`]). Fails with
+    /// its version, the version of exactly those bytes; waits at most `timeout` for one
+    /// ([`Error::Timeout`]). On a one-slot segment the snapshot may be newer than the
+    /// [`version`](Self::version) loaded before it (the writer wrote on meanwhile, or is
+    /// about to publish it): the version returned is then that newer one, so that
+    /// [`wait_for_update`](Self::wait_for_update) with it waits for newer bytes. Fails with
     /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments),
     /// [`Error::Corrupt`] if no writer is alive and another process damaged the published
     /// slot, or [`Error::Truncated`] once another process has shrunk the segment.
@@ -339,10 +343,11 @@ impl RawReader {
     }
 }
 
-/// Counts one more waiter (SeqCst, see `wait_for_update`), unless the count is at its maximum:
+/// Counts one more waiter (SeqCst, see `wait_for_update`; streams and queues count their
+/// waiters in `waiters` and `space_waiters` with it too), unless the count is at its maximum:
 /// then `false`, and the caller polls. A compare-and-swap loop rather than `fetch_add`, so that
 /// a hostile count of `u32::MAX` cannot wrap to 0 (with 0 waiters the writer skips the wake).
-fn register_waiter(waiters: &AtomicU32) -> bool {
+pub(crate) fn register_waiter(waiters: &AtomicU32) -> bool {
     waiters
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
         .is_ok()
@@ -361,7 +366,7 @@ pub(crate) fn barrier_after_registering() {
 }
 
 /// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).
-fn unregister_waiter(waiters: &AtomicU32) {
+pub(crate) fn unregister_waiter(waiters: &AtomicU32) {
     let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 

@@ -178,19 +178,10 @@ impl RawWriter {
     /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
     /// epoch) and continues where the previous writer stopped.
     ///
-    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
-    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`], see
+    /// `Segment::record_takeover`).
     fn take_over(seg: Segment) -> Result<Self> {
-        let h = seg.header();
-        // We hold the lease: nobody else writes. Record the takeover.
-        let epoch = h.writer_epoch.load(Ordering::Relaxed);
-        let Some(next) = epoch.checked_add(1) else {
-            return Err(Error::Corrupt {
-                what: "the writer epoch is at its maximum",
-            });
-        };
-        h.writer_epoch.store(next, Ordering::Relaxed);
-        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        seg.record_takeover()?;
         sys::register_as_barrier_target();
         let mut at = protocol::resume(&seg);
         // A damaged segment's published slot may not hold the published version (see

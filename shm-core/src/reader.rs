@@ -81,7 +81,10 @@ impl<T: SharedState> Reader<T> {
     /// A payload of 8 bytes or less is read with one atomic load of a copy of the latest value
     /// that the writer keeps beside the publish counter: always consistent, never retried. It
     /// is the published value or, if the writer is about to publish (or died just before
-    /// publishing), the complete value it publishes next.
+    /// publishing), the complete value it publishes next, so it may be one version ahead of
+    /// [`version`](Self::version). Every read of such a payload ([`try_read`](Self::try_read),
+    /// [`read_timeout`](Self::read_timeout) and the `_into` forms too) loads that word, so
+    /// successive reads never go backwards whichever of them are mixed.
     #[inline(always)]
     pub fn read(&self) -> T {
         let mut out = MaybeUninit::uninit();
@@ -153,8 +156,8 @@ impl<T: SharedState> Reader<T> {
     pub fn read_timeout_into(&self, dst: &mut T, timeout: Duration) -> Result<()> {
         // SAFETY: as in `read_into`: only bytes are written, and any bytes are a valid `T`.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
-        if self.attempt(out) {
-            return Ok(());
+        if self.first_attempt(out) {
+            return self.raw.segment().check_intact();
         }
         self.raw
             .retry(Deadline::after(timeout), || self.attempt(out))
@@ -167,7 +170,9 @@ impl<T: SharedState> Reader<T> {
     /// segment.
     pub fn try_read(&self) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        self.raw.try_attempts(|| self.attempt(&mut out))?;
+        // Attempts as `read` makes them, so that a one-word payload comes from the same word
+        // whichever read is called (reads never go backwards across calls).
+        self.raw.try_attempts(|| self.first_attempt(&mut out))?;
         // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
         // written (see `payload::sink_into`); every bit pattern is a valid `T`.
         Ok(unsafe { out.assume_init() })
@@ -177,7 +182,7 @@ impl<T: SharedState> Reader<T> {
     /// [`try_read`](Self::try_read) does, or with [`Error::Timeout`](crate::Error::Timeout).
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        if self.attempt(&mut out) {
+        if self.first_attempt(&mut out) {
             self.raw.segment().check_intact()?;
         } else {
             self.raw
@@ -190,7 +195,9 @@ impl<T: SharedState> Reader<T> {
 
     /// The publish counter: how many values were published since creation (0 for the initial
     /// value). Monotonic while only the writer writes the segment; see
-    /// [`RawReader::version`].
+    /// [`RawReader::version`]. A read that follows may return a newer value than this
+    /// version's: the writer may have written more since (a payload of 8 bytes or less: the
+    /// value it is about to publish, see [`read`](Self::read)), never an older one.
     #[inline]
     pub fn version(&self) -> u64 {
         self.raw.version()

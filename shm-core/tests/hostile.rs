@@ -352,6 +352,30 @@ fn a_takeover_at_the_maximal_epoch_is_refused() {
     assert_eq!(State::open_writer(&name).unwrap().epoch(), u64::MAX);
 }
 
+/// Stream writers and queue producers take over as state writers do: at the maximal epoch
+/// the takeover is refused with the same error, never wrapped to 0.
+#[test]
+fn a_stream_or_queue_takeover_at_the_maximal_epoch_is_refused() {
+    let stream = Name::new("epoch-stream");
+    drop(u64::create_stream(&stream, 4).unwrap());
+    poke(&stream, Field::WriterEpoch, u64::MAX);
+    let e = u64::open_stream_writer(&stream).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("epoch"), "{e}");
+    assert_eq!(u64::subscribe(&stream).unwrap().writer_epoch(), u64::MAX);
+    poke(&stream, Field::WriterEpoch, u64::MAX - 1);
+    assert_eq!(u64::open_stream_writer(&stream).unwrap().epoch(), u64::MAX);
+
+    let queue = Name::new("epoch-queue");
+    drop(u64::create_queue(&queue, 4).unwrap());
+    poke(&queue, Field::WriterEpoch, u64::MAX);
+    let e = u64::open_queue_producer(&queue).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("epoch"), "{e}");
+    poke(&queue, Field::WriterEpoch, u64::MAX - 1);
+    assert_eq!(u64::open_queue_producer(&queue).unwrap().epoch(), u64::MAX);
+}
+
 #[test]
 fn payload_alignment_must_be_a_power_of_two_and_match_the_stored_layout() {
     let name = Name::new("align");

@@ -86,8 +86,8 @@ unsafe fn with(
     })
 }
 
-/// Copies a consistent snapshot into `out` (`size` bytes, the payload size) and its version
-/// into `*version` (may be null). Waits at most `timeout_ns` nanoseconds (negative: forever)
+/// Copies a consistent snapshot into `out` (`size` bytes, the payload size) and the version of
+/// those bytes into `*version` (may be null; see [`RawReader::read_timeout`]). Waits at most `timeout_ns` nanoseconds (negative: forever)
 /// for one: `SHM_FFI_ERR_TIMEOUT`, or `SHM_FFI_ERR_WRITER_DIED` if the writer died mid-write.
 ///
 /// # Safety

@@ -18,8 +18,9 @@
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
 //! memory and under the model checker. Large copies on shared memory go through `copy`, whose
-//! assembly is equivalent to relaxed atomic byte accesses of the same bytes: the model's
-//! relaxed word accesses cover it, since splitting a relaxed access into smaller relaxed
+//! assembly accesses the same bytes atomically at byte granularity at least (racing other
+//! processes' 8-byte accesses: see `copy` for why that holds on the supported hardware): the
+//! model's relaxed word accesses cover it, since splitting an access into smaller atomic
 //! accesses between the same fences only adds torn copies, which the sequence check refuses
 //! exactly as it refuses copies torn between words.
 
@@ -252,28 +253,46 @@ pub(crate) const fn complete(version: u64) -> u64 {
 }
 
 /// Reads the latest published value: loads `published`, copies the first `len` payload words
-/// of its slot into `sink(i, word)`, and returns the version if the copy is consistent.
+/// of its slot into `sink(i, word)`, and returns the version of the copy if it is consistent.
+///
+/// The version returned is the one the slot's sequence word says the copy holds: with two or
+/// more slots the published version itself (no other is accepted); with one slot, whatever
+/// complete version the slot held during the copy, which may be newer than the `published`
+/// loaded first (the writer wrote, and perhaps published, more versions meanwhile). Either way
+/// the bytes are that version's, so a caller that waits for a version after it
+/// (`wait_for_update`) waits for newer bytes.
 ///
 /// On `None` (a write was in progress or happened during the copy, or the writer lapped the
 /// reader) whatever `sink` received must be discarded. Never blocks.
 #[inline(always)]
 pub(crate) fn read_latest<S: Slots>(s: &S, len: usize, sink: impl Sink<S::Word>) -> Option<u64> {
-    let version = load_acquire(s.published());
-    read_version(s, version, len, sink).then_some(version)
+    let published = load_acquire(s.published());
+    read_version(s, published, len, sink)
 }
 
-/// Copies version `version` out of its slot, as [`read_latest`] does; `true` if the copy is
-/// consistent (on a one-slot segment, consistent with `version` or a later value).
+/// Copies version `version` out of its slot, as [`read_latest`] does; the version of the copy
+/// if it is consistent: `version` itself, or on a one-slot segment `version` or a later one
+/// (see [`version_of`]).
 #[inline(always)]
 pub(crate) fn read_version<S: Slots>(
     s: &S,
     version: u64,
     len: usize,
     mut sink: impl Sink<S::Word>,
-) -> bool {
+) -> Option<u64> {
     let index = s.index();
     let (seq, words) = s.slot(index.slot_of(version));
-    read_slot(seq, &words[..len], index.expected(version), &mut sink).is_some()
+    match index.expected(version) {
+        Some(expected) => read_slot(seq, &words[..len], Some(expected), &mut sink).map(|_| version),
+        None => read_slot(seq, &words[..len], None, &mut sink).map(version_of),
+    }
+}
+
+/// The version a complete (even) sequence value `seq` says its slot holds: the inverse of
+/// [`complete`]. A sequence value of 0, which no write produces (only a hostile peer), gives 0.
+#[inline(always)]
+pub(crate) const fn version_of(seq: u64) -> u64 {
+    (seq / 2).saturating_sub(1)
 }
 
 /// Copies version `version` out of its slot only if the slot holds exactly that version,

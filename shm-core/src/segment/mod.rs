@@ -242,6 +242,24 @@ impl Segment {
         &self.file
     }
 
+    /// Records a takeover by this process, whose writer lease the caller holds: the next
+    /// `writer_epoch` and this process as `writer_pid`. Shared by every kind of writer (state,
+    /// stream, queue producer).
+    ///
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
+    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    pub fn record_takeover(&self) -> Result<()> {
+        let h = self.header();
+        // We hold the lease: nobody else writes these.
+        let epoch = h.writer_epoch.load(Ordering::Relaxed);
+        let Some(next) = epoch.checked_add(1) else {
+            return corrupt("the writer epoch is at its maximum");
+        };
+        h.writer_epoch.store(next, Ordering::Relaxed);
+        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The name the segment was created or opened with.
     pub fn name(&self) -> &str {
         &self.name

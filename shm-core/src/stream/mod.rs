@@ -28,12 +28,13 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{SegmentKind, MAX_STREAM_CAPACITY};
 use crate::layout::LayoutBuf;
-use crate::protocol::stream::QueueWords;
+use crate::protocol::{self, stream::QueueWords};
+use crate::raw_reader::{barrier_after_registering, register_waiter, unregister_waiter};
 use crate::raw_writer::Make;
 use crate::segment::{Expect, Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Longest single futex sleep: a peer that dies between changing a word and waking cannot
@@ -42,6 +43,9 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Checks of the awaited condition before a waiter goes to sleep on the futex: a message that
 /// arrives within a microsecond or so is taken without two syscalls.
 const SPINS_BEFORE_SLEEP: u32 = 128;
+/// Longest sleep of a waiter that polls (it could only map the segment read-only, or found the
+/// waiter count at its maximum).
+const POLL_SLICE: Duration = Duration::from_micros(200);
 
 /// What an opener of a stream or queue segment of `T` expects.
 fn expect_ring<T: SharedState>(kind: SegmentKind) -> Expect {
@@ -108,9 +112,9 @@ fn open_ring_writer<T: SharedState>(
             pid: h.writer_pid.load(Ordering::Relaxed),
         });
     }
-    // We hold the lease: nobody else writes. Record the takeover.
-    h.writer_epoch.fetch_add(1, Ordering::Relaxed);
-    h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+    // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
+    // epoch, as a state writer's is).
+    seg.record_takeover()?;
     sys::register_as_barrier_target();
     wake_all(&h.futex);
     Ok(seg)
@@ -122,58 +126,100 @@ fn wake_all(futex: &AtomicU32) {
     sys::futex_wake_all(futex);
 }
 
-/// Waits until `ready()` holds or `deadline` passes (`false`): spins briefly, then sleeps on
-/// `futex` registered in `waiters`, with the registration protocol of
+/// Waits until `ready(registered)` holds or `deadline` passes (`false`): spins briefly, then
+/// sleeps on `futex` registered in `waiters`, with the registration protocol of
 /// `docs/segment-format.md` ("Waiting for an update"): count ourselves as a waiter, make the
-/// `membarrier` barrier, read the futex word, re-check with SeqCst loads (`ready`), sleep only
-/// if the word is unchanged. The side that makes `ready()` true stores, then checks the waiter
-/// count (see `protocol::Announce`), so either we see its store or it sees us and bumps the
-/// word.
+/// `membarrier` barrier, read the futex word, re-check (`ready(true)`: with SeqCst loads, see
+/// [`load_for_wait`]), sleep only if the word is unchanged. The side that makes `ready` true
+/// stores, then checks the waiter count (see `protocol::Announce`), so either we see its store
+/// or it sees us and bumps the word.
 ///
-/// A process that mapped the segment read-only cannot register (`can_register` false) and
-/// polls instead.
+/// A process that mapped the segment read-only cannot register (`can_register` false), and a
+/// waiter that finds the count at its maximum does not (a hostile value: one more would wrap
+/// it to 0, and the other side would stop waking anybody): both poll instead, with
+/// `ready(false)`, whose loads must then be relaxed loads and fences (see [`load_for_wait`]).
 fn wait_until(
     futex: &AtomicU32,
     waiters: &AtomicU32,
     can_register: bool,
     deadline: Deadline,
-    mut ready: impl FnMut() -> bool,
+    mut ready: impl FnMut(bool) -> bool,
 ) -> bool {
     for _ in 0..SPINS_BEFORE_SLEEP {
-        if ready() {
+        if ready(false) {
             return true;
         }
         core::hint::spin_loop();
     }
-    if !can_register {
+    if !can_register || !register_waiter(waiters) {
         loop {
-            if ready() {
+            if ready(false) {
                 return true;
             }
-            let Some(left) = deadline.next_slice(Duration::from_micros(200)) else {
+            let Some(left) = deadline.next_slice(POLL_SLICE) else {
                 return false;
             };
             std::thread::sleep(left);
         }
     }
-    waiters.fetch_add(1, Ordering::SeqCst);
     // The waiter's half of the barrier a writer that publishes without a locked instruction
     // relies on (see `protocol::Announce`). A producer waiting for room pairs with the
     // consumer's commit, a SeqCst swap, which needs no help; the barrier costs it one system
     // call on a path that sleeps anyway.
-    crate::raw_reader::barrier_after_registering();
+    barrier_after_registering();
+    let slice = wait_slice();
     let done = loop {
         let word = futex.load(Ordering::SeqCst);
-        if ready() {
+        if ready(true) {
             break true;
         }
-        let Some(left) = deadline.next_slice(WAIT_SLICE) else {
+        let Some(left) = deadline.next_slice(slice) else {
             break false;
         };
         sys::futex_wait(futex, word, left);
     };
-    waiters.fetch_sub(1, Ordering::SeqCst);
+    unregister_waiter(waiters);
     done
+}
+
+/// Loads a word a waiter checks (`published`, `consumed`): with SeqCst once `registered` as a
+/// waiter, the re-check half of the store-buffering pairing with the side that stores it (see
+/// `protocol::Announce`); otherwise (spinning before registering, or polling) as a relaxed load
+/// and an acquire fence, the only loads guaranteed to work on a read-only mapping.
+fn load_for_wait(word: &AtomicU64, registered: bool) -> u64 {
+    if registered {
+        word.load(Ordering::SeqCst)
+    } else {
+        protocol::load_acquire(word)
+    }
+}
+
+/// The longest single futex sleep: [`WAIT_SLICE`], unless a test hook set another
+/// (`__private::hooks::set_stream_wait_slice`), to show which wake-ups a test relies on.
+fn wait_slice() -> Duration {
+    match WAIT_SLICE_OVERRIDE_MS.load(Ordering::Relaxed) {
+        0 => WAIT_SLICE,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// The wait slice a test hook set, in milliseconds (0: none, [`WAIT_SLICE`]).
+pub(crate) static WAIT_SLICE_OVERRIDE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a test hook asked a consumer to die between a commit and the wake it owes a
+/// waiting producer (`__private::hooks::kill_consumer_between_commit_and_wake`).
+pub(crate) static KILL_BETWEEN_COMMIT_AND_WAKE: AtomicBool = AtomicBool::new(false);
+
+/// Kills this process if a test hook asked for it: called by a consumer after a commit that
+/// owes a waiting producer a wake, before the wake. Only on that path (once per wait of the
+/// producer), never on a receive that wakes nobody.
+#[cold]
+fn killed_between_commit_and_wake() {
+    if KILL_BETWEEN_COMMIT_AND_WAKE.load(Ordering::Relaxed) {
+        // SAFETY: `kill` of our own process id with SIGKILL, which has no handler: the process
+        // ends here, as one killed by another would.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
 }
 
 impl QueueWords for Segment {

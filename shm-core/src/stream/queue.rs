@@ -113,7 +113,8 @@ impl<T: SharedState> QueueProducer<T> {
             let c = control(&self.seg);
             let number = self.sent.wrapping_add(1);
             stream::wait_for_room(&self.seg, number);
-            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, || {
+            // The producer's mapping is writable: its checks are SeqCst loads either way.
+            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, |_| {
                 stream::has_room(&self.seg, number)
             }) {
                 return Err(Error::Timeout);
@@ -184,6 +185,10 @@ impl<T: SharedState> QueueConsumer<T> {
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
         let taken = protocol::load_acquire(&control(&seg).consumed);
+        // A consumer that died between its last commit and the wake that commit owed left the
+        // producer asleep although there is room: wake it (it re-checks, and sleeps again if
+        // there is none), as a writer that takes over wakes readers.
+        wake_all(&control(&seg).space_futex);
         Ok(QueueConsumer {
             seg,
             taken,
@@ -218,6 +223,7 @@ impl<T: SharedState> QueueConsumer<T> {
     fn take(&mut self, number: u64) {
         self.taken = number;
         if stream::commit(&self.seg, number) {
+            super::killed_between_commit_and_wake();
             wake_all(&control(&self.seg).space_futex);
         }
     }
@@ -252,8 +258,8 @@ impl<T: SharedState> QueueConsumer<T> {
             }
             let h = self.seg.header();
             let next = self.taken + 1;
-            if !wait_until(&h.futex, &h.waiters, true, deadline, || {
-                h.published.load(Ordering::SeqCst) >= next
+            if !wait_until(&h.futex, &h.waiters, true, deadline, |registered| {
+                super::load_for_wait(&h.published, registered) >= next
             }) {
                 return Err(Error::Timeout);
             }

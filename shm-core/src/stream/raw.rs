@@ -8,10 +8,9 @@ use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::layout::LayoutBuf;
 use crate::payload;
-use crate::protocol::stream;
+use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
 use crate::segment::Expect;
-use core::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Receives the messages of a broadcast stream, or observes those of a queue, as bytes,
@@ -72,7 +71,8 @@ impl RawStreamReader {
         let mut cursor = Cursor::new(&raw, start);
         if let (Start::Oldest, Some(control)) = (start, raw.segment().control()) {
             // A queue: the messages not taken yet, rather than taken ones still in the ring.
-            let consumed = control.consumed.load(Ordering::Acquire);
+            // A relaxed load and a fence: the mapping may be read-only.
+            let consumed = protocol::load_acquire(&control.consumed);
             cursor.next = cursor.next.max(consumed.saturating_add(1));
         }
         let pending_bytes = vec![0; raw.payload_size()];
@@ -196,7 +196,7 @@ impl RawStreamReader {
             .segment()
             .control()
             .filter(|_| self.kind() == SegmentKind::Queue)
-            .map(|c| c.consumed.load(Ordering::Acquire))
+            .map(|c| protocol::load_acquire(&c.consumed))
     }
 
     /// The capacity in messages.

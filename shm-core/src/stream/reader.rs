@@ -12,7 +12,6 @@ use crate::raw_reader::RawReader;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Where a new reader starts.
@@ -104,7 +103,7 @@ impl Cursor {
             &h.waiters,
             raw.segment().is_writable(),
             deadline,
-            || h.published.load(Ordering::SeqCst) >= next,
+            |registered| super::load_for_wait(&h.published, registered) >= next,
         )
     }
 }
