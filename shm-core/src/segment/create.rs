@@ -26,7 +26,8 @@ impl Segment {
         // Take the lease before anything else: while the creator lives, nobody can mistake its
         // half-built segment for one whose creator died (see `recover`).
         let built = match sys::try_lock_writer(&file) {
-            Ok(true) => Self::initialize(backend, name, file, spec, fill),
+            Ok(true) => Self::apply_mode(backend, name, &file, spec.mode)
+                .and_then(|()| Self::initialize(backend, name, file, spec, fill)),
             // A peer locked the name in the instant since we created it.
             Ok(false) => return Err(Error::WriterBusy { pid: 0 }),
             Err(e) => Err(Error::io("locking", name)(e)),
@@ -36,6 +37,19 @@ impl Segment {
             let _ = backend.unlink(name);
         }
         built
+    }
+
+    /// Gives a newly created name exactly the permission bits `mode`: the exclusive create
+    /// applied the process's umask to them (0o666 under umask 022 becomes 0o644, and another
+    /// user could not take the segment over).
+    fn apply_mode(backend: &Backend, name: &str, file: &File, mode: u32) -> Result<()> {
+        if *backend == Backend::Anonymous {
+            // No name: only holders of the descriptor reach it.
+            return Ok(());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+            .map_err(Error::io("setting the permissions of", name))
     }
 
     /// Re-creates a segment whose creator died before making it ready (what `open` reports as
