@@ -102,7 +102,7 @@ impl RawWriter {
                     // through the same file, rather than dropping the lease and starting over
                     // (a peer that shows `ready` exactly while somebody holds the lease would
                     // keep us going round).
-                    Ok(Recovered::Ready(file)) => {
+                    Ok(Recovered::Ready(file, lease)) => {
                         let seg = Segment::open_file(
                             backend,
                             name,
@@ -111,7 +111,7 @@ impl RawWriter {
                             ready_wait,
                             expect,
                         )?;
-                        return Self::take_over(seg);
+                        return Self::take_over(seg.with_lease(lease));
                     }
                     Err(Error::NotFound { .. }) => continue,
                     // A live peer holds the lease: another racer recovering it (or a slow
@@ -173,8 +173,8 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
     ) -> Result<Self> {
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
+        if !seg.take_lease(sys::try_lock_writer)? {
             return Err(Error::WriterBusy {
                 pid: seg.header().writer_pid.load(Ordering::Relaxed),
             });
@@ -222,6 +222,7 @@ impl RawWriter {
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
     pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
+        self.seg.assert_not_inherited();
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source, announce_mode());
         self.at = Resume {

@@ -7,6 +7,7 @@ use crate::format::{
     Geometry, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
 };
 use crate::layout::LayoutBuf;
+use crate::lease::LeaseFile;
 use crate::protocol::{SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
@@ -23,11 +24,18 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
         let file = backend.open(name, true, Access::ReadWrite, spec.mode)?;
+        let lease = match LeaseFile::of(&file, name) {
+            Ok(lease) => lease,
+            Err(e) => {
+                let _ = backend.unlink(name);
+                return Err(e);
+            }
+        };
         // Take the lease before anything else: while the creator lives, nobody can mistake its
         // half-built segment for one whose creator died (see `recover`).
-        let built = match sys::try_lock_writer(&file) {
+        let built = match sys::try_lock_writer(&lease) {
             Ok(true) => Self::apply_mode(backend, name, &file, spec.mode)
-                .and_then(|()| Self::initialize(backend, name, file, spec, fill)),
+                .and_then(|()| Self::initialize(backend, name, file, lease, spec, fill)),
             // A peer locked the name in the instant since we created it.
             Ok(false) => return Err(Error::WriterBusy { pid: 0 }),
             Err(e) => Err(Error::io("locking", name)(e)),
@@ -66,7 +74,8 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Recovered> {
         let file = backend.open(name, false, Access::ReadWrite, 0)?;
-        if !sys::try_lock_writer(&file).map_err(Error::io("locking", name))? {
+        let lease = LeaseFile::of(&file, name)?;
+        if !sys::try_lock_writer(&lease).map_err(Error::io("locking", name))? {
             return Err(Error::NotReady);
         }
         if file_size(&file, name)? >= HEADER_SIZE as u64 {
@@ -78,14 +87,14 @@ impl Segment {
             }
             if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
                 drop(map);
-                return Ok(Recovered::Ready(file));
+                return Ok(Recovered::Ready(file, lease));
             }
         }
-        Self::initialize(backend, name, file, spec, fill)
+        Self::initialize(backend, name, file, lease, spec, fill)
             .map(|seg| Recovered::Initialized(Box::new(seg)))
     }
 
-    /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
+    /// Sizes, maps and initializes a segment whose lease the caller holds on `lease`.
     ///
     /// The file is only ever grown, never shrunk: other openers may have it mapped while they
     /// wait for it to be ready.
@@ -93,6 +102,7 @@ impl Segment {
         backend: &Backend,
         name: &str,
         file: File,
+        lease: LeaseFile,
         spec: &Spec<'_>,
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
@@ -135,6 +145,7 @@ impl Segment {
             name: name.to_string(),
             backend: backend.clone(),
             writable: true,
+            lease: Some(lease),
         };
         let h = seg.header();
         let r = Ordering::Relaxed;

@@ -95,19 +95,19 @@ fn open_ring_writer<T: SharedState>(
     kind: SegmentKind,
     ready_wait: Duration,
 ) -> Result<Segment> {
-    let seg = Segment::open(
+    let mut seg = Segment::open(
         backend,
         name,
         Access::ReadWrite,
         ready_wait,
         &expect_ring::<T>(kind),
     )?;
-    let h = seg.header();
-    if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
+    if !seg.take_lease(sys::try_lock_writer)? {
         return Err(Error::WriterBusy {
-            pid: h.writer_pid.load(Ordering::Relaxed),
+            pid: seg.header().writer_pid.load(Ordering::Relaxed),
         });
     }
+    let h = seg.header();
     // We hold the lease: nobody else writes. Record the takeover.
     h.writer_epoch.fetch_add(1, Ordering::Relaxed);
     h.writer_pid.store(sys::pid(), Ordering::Relaxed);

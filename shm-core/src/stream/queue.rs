@@ -76,6 +76,7 @@ impl<T: SharedState> QueueProducer<T> {
     /// makes no syscall unless the consumer is blocked waiting for a message.
     #[inline]
     pub fn try_send(&mut self, value: &T) -> Result<()> {
+        self.seg.assert_not_inherited();
         let number = self.sent.wrapping_add(1);
         let wake = stream::try_send_queued(
             &self.seg,
@@ -178,8 +179,8 @@ impl<T: SharedState> QueueConsumer<T> {
 
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
         let expect = expect_ring::<T>(SegmentKind::Queue);
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
-        if !sys::try_lock_consumer(seg.file()).map_err(Error::io("locking", name))? {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
+        if !seg.take_lease(sys::try_lock_consumer)? {
             return Err(Error::ConsumerBusy);
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
@@ -196,6 +197,7 @@ impl<T: SharedState> QueueConsumer<T> {
     /// was not sent yet.
     #[inline]
     fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
+        self.seg.assert_not_inherited();
         let number = self.taken + 1 + ahead;
         let sink = payload::sink_into(out);
         match stream::receive_queued(

@@ -79,6 +79,7 @@ impl<T: SharedState> StreamWriter<T> {
     /// [`Error::Lagged`](crate::Error::Lagged) with the exact number they lost.
     #[inline]
     pub fn send(&mut self, value: &T) {
+        self.seg.assert_not_inherited();
         let number = self.sent.wrapping_add(1);
         let wake = stream::send(
             &self.seg,
