@@ -268,7 +268,8 @@ impl RawWriter {
     /// [`Writer::write`](crate::Writer::write).
     ///
     /// # Panics
-    /// If `value.len()` is not [`payload_size`](Self::payload_size).
+    /// If `value.len()` is not [`payload_size`](Self::payload_size), and in a `fork` child as
+    /// [`Writer::write`](crate::Writer::write) does.
     pub fn write(&mut self, value: &[u8]) {
         assert_eq!(
             value.len(),

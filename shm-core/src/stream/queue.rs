@@ -74,6 +74,11 @@ impl<T: SharedState> QueueProducer<T> {
 
     /// Sends `value` if the queue has room, else fails with [`Error::Full`]. Never blocks;
     /// makes no syscall unless the consumer is blocked waiting for a message.
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this producer was made (so do
+    /// [`send`](Self::send) and [`send_timeout`](Self::send_timeout)): the copy the child
+    /// inherited does not hold the lease, which stayed with the parent.
     #[inline]
     pub fn try_send(&mut self, value: &T) -> Result<()> {
         self.seg.assert_not_inherited();
@@ -225,6 +230,11 @@ impl<T: SharedState> QueueConsumer<T> {
     }
 
     /// Takes the next message if there is one, without waiting (`Ok(None)` if none).
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this consumer was made (so do every receive): the
+    /// copy the child inherited does not hold the consumer lease, which stayed with the parent,
+    /// and taking through it would hand messages out twice.
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<T>> {
         let mut out = MaybeUninit::uninit();
