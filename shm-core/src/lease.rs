@@ -25,7 +25,7 @@
 
 use crate::error::{Error, Result};
 use crate::sys::{self, Access};
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::sync::OnceLock;
@@ -33,6 +33,9 @@ use std::sync::OnceLock;
 /// This process's generation: bumped in every child `fork` makes, so that a handle made before
 /// the fork (which records the generation it was made in) knows it was copied.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Whether this process was made by `fork` from a process that had loaded this runtime: until
+/// then no handle can be inherited, and the check before each publish is this one load.
+static MADE_BY_FORK: AtomicBool = AtomicBool::new(false);
 /// Forks this process began (its prepare handler ran).
 static FORKS_BEGUN: AtomicU64 = AtomicU64::new(0);
 /// Forks in progress: begun, and the parent handler not run yet.
@@ -154,6 +157,7 @@ extern "C" fn after_fork_in_child() {
         }
     }
     GENERATION.fetch_add(1, Ordering::Relaxed);
+    MADE_BY_FORK.store(true, Ordering::Relaxed);
     // The forks of other threads were not copied into this process.
     FORKING.store(0, Ordering::Relaxed);
 }
@@ -169,6 +173,13 @@ fn install() -> std::io::Result<()> {
         sys::at_fork(before_fork, after_fork_in_parent, after_fork_in_child).map_err(|e| e.kind())
     });
     done.map_err(std::io::Error::from)
+}
+
+/// Whether this process was made by `fork` (see [`MADE_BY_FORK`]): if not, no handle in it was
+/// inherited. One relaxed load, for the publish paths; [`LeaseFile::inherited`] says which.
+#[inline(always)]
+pub(crate) fn made_by_fork() -> bool {
+    MADE_BY_FORK.load(Ordering::Relaxed)
 }
 
 /// This process's generation (see [`GENERATION`]).
@@ -235,7 +246,7 @@ impl LeaseFile {
     }
 
     /// Whether this handle was copied into this process by `fork` (it belongs to an ancestor,
-    /// and its lease stayed there). One relaxed load.
+    /// and its lease stayed there).
     #[inline(always)]
     pub fn inherited(&self) -> bool {
         generation() != self.generation

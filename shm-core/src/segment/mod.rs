@@ -258,13 +258,21 @@ impl Segment {
 
     /// Panics if this handle was copied into this process by `fork`: its lease, if it had one,
     /// stayed with the process that opened it, and publishing or taking through the copy would
-    /// race with that process. One relaxed load; called before every publish and take.
+    /// race with that process. Called before every publish and take: one relaxed load in a
+    /// process not made by `fork`.
     #[inline(always)]
     pub fn assert_not_inherited(&self) {
-        if let Some(lease) = &self.lease {
-            if lease.inherited() {
-                inherited(&self.name);
-            }
+        if crate::lease::made_by_fork() {
+            self.assert_not_inherited_after_fork();
+        }
+    }
+
+    /// [`assert_not_inherited`](Self::assert_not_inherited) in a process made by `fork`.
+    #[cold]
+    #[inline(never)]
+    fn assert_not_inherited_after_fork(&self) {
+        if self.lease.as_ref().is_some_and(|lease| lease.inherited()) {
+            inherited(&self.name);
         }
     }
 
