@@ -233,3 +233,39 @@ fn gc_keeps_mapped_segments_whatever_their_names() {
     expected.sort();
     assert_eq!(names(&j["removed"]), expected, "{j}");
 }
+
+#[test]
+fn gc_keeps_a_segment_a_live_creator_recovers_in_place_after_the_scan() {
+    let seg = Name::new("gcrecover");
+    let prefix = format!("/shmtest-cli-gcrecover-{}-", std::process::id());
+    dead_writer_segment(&seg);
+    let mut recoverer = None;
+    let j = gc_with_act_after_scan(&prefix, || {
+        // A creator recovering the segment in place (as `open_or_create` does with one whose
+        // creator died): it holds the writer lease and has set `state` back to creating.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(seg.path())
+            .unwrap();
+        // SAFETY: all-zero bytes are a valid `flock`.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_len = 1;
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open and `fl` is a valid `flock` that outlives the call.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(rc, 0, "take the writer lease");
+        poke(&seg, 12, &0u32.to_ne_bytes());
+        recoverer = Some(file);
+    });
+    assert_eq!(names(&j["removed"]), Vec::<String>::new(), "{j}");
+    let reason = kept_reason(&j, &seg);
+    assert!(reason.contains("took it over meanwhile"), "{reason}");
+    assert!(
+        Path::new(&seg.path()).exists(),
+        "gc removed a segment its creator is recovering"
+    );
+    drop(recoverer);
+}
