@@ -52,6 +52,7 @@ pub mod export;
 mod fault;
 mod format;
 pub mod layout;
+mod lease;
 mod options;
 mod payload;
 mod protocol;

@@ -74,7 +74,8 @@ impl Options {
         self
     }
 
-    /// Permission bits of a created segment (default `0o600`: the owner only).
+    /// Permission bits of a created segment (default `0o600`: the owner only), applied exactly:
+    /// the process's umask does not narrow them.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self

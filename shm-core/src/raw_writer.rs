@@ -102,7 +102,7 @@ impl RawWriter {
                     // through the same file, rather than dropping the lease and starting over
                     // (a peer that shows `ready` exactly while somebody holds the lease would
                     // keep us going round).
-                    Ok(Recovered::Ready(file)) => {
+                    Ok(Recovered::Ready(file, lease)) => {
                         let seg = Segment::open_file(
                             backend,
                             name,
@@ -111,9 +111,16 @@ impl RawWriter {
                             ready_wait,
                             expect,
                         )?;
-                        return Self::take_over(seg);
+                        return Self::take_over(seg.with_lease(lease));
                     }
                     Err(Error::NotFound { .. }) => continue,
+                    // A live peer holds the lease: another racer recovering it (or a slow
+                    // creator). Give it a whole ready wait from now, as an opener would, and
+                    // attach to what it makes; go round if it dies or hangs meanwhile.
+                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect) {
+                        Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
+                        other => return other,
+                    },
                     Err(e) => return Err(e),
                 },
                 other => return other,
@@ -166,8 +173,8 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
     ) -> Result<Self> {
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
+        if !seg.take_lease(sys::try_lock_writer)? {
             return Err(Error::WriterBusy {
                 pid: seg.header().writer_pid.load(Ordering::Relaxed),
             });
@@ -206,6 +213,7 @@ impl RawWriter {
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
     pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
+        self.seg.assert_not_inherited();
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source, announce_mode());
         self.at = Resume {
@@ -251,7 +259,8 @@ impl RawWriter {
     /// [`Writer::write`](crate::Writer::write).
     ///
     /// # Panics
-    /// If `value.len()` is not [`payload_size`](Self::payload_size).
+    /// If `value.len()` is not [`payload_size`](Self::payload_size), and in a `fork` child as
+    /// [`Writer::write`](crate::Writer::write) does.
     pub fn write(&mut self, value: &[u8]) {
         assert_eq!(
             value.len(),

@@ -21,7 +21,9 @@ const LARGE_PAYLOAD: usize = 16 << 10;
 ///
 /// The writer holds the segment's writer lease, a kernel lock on its open file description,
 /// for its whole lifetime; the kernel releases it when the writer is dropped or its process
-/// dies, and another process can then take over with [`SharedState::open_writer`]. Dropping a
+/// dies, and another process can then take over with [`SharedState::open_writer`]. The lease
+/// stays with the process that took it: a child made by `fork` does not hold it, and the copy
+/// of the writer it inherits panics rather than publish (its readers keep reading). Dropping a
 /// writer does not remove the segment: readers keep reading the last value (see
 /// [`remove`](crate::remove)).
 pub struct Writer<T: SharedState> {
@@ -88,6 +90,10 @@ impl<T: SharedState> Writer<T> {
     /// Once another process has shrunk the segment ([`is_truncated`](Self::is_truncated)),
     /// writes land in private zero pages that no reader sees; the process is not killed.
     /// [`try_update`](Self::try_update) and [`get`](Self::get) report [`Error::Truncated`](crate::Error::Truncated).
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this writer was made: the copy the child inherited
+    /// does not hold the lease (it stayed with the parent) and must not publish beside it.
     #[inline]
     pub fn write(&mut self, value: &T) {
         self.raw.publish(Self::WORDS, payload::source_of(value));
@@ -99,7 +105,8 @@ impl<T: SharedState> Writer<T> {
     /// # Panics
     /// If there is no complete current value (see [`get`](Self::get)): after taking over a
     /// one-slot segment whose writer died mid-write, or a segment another process damaged or
-    /// shrank. Use [`try_update`](Self::try_update) to get the error instead.
+    /// shrank. Use [`try_update`](Self::try_update) to get the error instead. In a `fork`
+    /// child, as [`write`](Self::write) does.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {

@@ -1,9 +1,10 @@
 //! Resource limits and foreign segments: a full file system at create, too many slots, a
-//! descriptor too large, names too long, and a segment that belongs to another user.
+//! descriptor too large, names too long, a segment that belongs to another user, and the
+//! permission bits of a created segment whatever the creator's umask.
 
 mod common;
 
-use common::{poke, role, Field, Name, ENTRY};
+use common::{env, poke, role, spawn_role, Field, Name, ENTRY};
 use shm_core::{Backend, Error, Options, SharedState};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ type Big = [u64; 16384];
 fn child_process_entry_point() {
     match role().as_deref() {
         Some("foreign") => foreign(),
+        Some("create-under-umask") => create_under_umask(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -216,4 +218,70 @@ fn a_segment_of_another_user() {
         get("shared-open-or-create").starts_with("Err(PermissionDenied"),
         "{text}"
     );
+}
+
+/// Sets the umask to 022 (process-wide: that is why this runs in a child process) and creates
+/// the named shared-memory segment and the file segment with `SHM_MODE` (octal; default
+/// options when empty).
+fn create_under_umask() {
+    // SAFETY: `umask` only sets this process's file mode creation mask.
+    unsafe { libc::umask(0o022) };
+    let mode = env("SHM_MODE");
+    let options = |backend: Backend| {
+        let o = Options::new().backend(backend);
+        if mode.is_empty() {
+            o
+        } else {
+            o.mode(u32::from_str_radix(&mode, 8).unwrap())
+        }
+    };
+    let w = options(Backend::Shm)
+        .create(&env("SHM_NAME"), &Small { a: 1, b: 2 })
+        .unwrap();
+    let f = options(Backend::File)
+        .create(&env("SHM_PATH"), &Small { a: 1, b: 2 })
+        .unwrap();
+    drop((w, f));
+}
+
+#[test]
+fn a_created_segment_has_exactly_the_mode_asked_for_whatever_the_umask() {
+    if role().is_some() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for (asked, expected) in [("666", 0o666), ("640", 0o640), ("", 0o600)] {
+        let name = Name::new("mode");
+        let path = std::env::temp_dir().join(format!(
+            "shmtest-mode-{}-{}.shm",
+            std::process::id(),
+            expected
+        ));
+        let mut child = spawn_role(
+            ENTRY,
+            "create-under-umask",
+            &[
+                ("SHM_MODE", asked.to_string()),
+                ("SHM_NAME", name.to_string()),
+                ("SHM_PATH", path.to_str().unwrap().to_string()),
+            ],
+        );
+        assert!(child.wait().unwrap().success());
+        let shm_mode = std::fs::metadata(format!("/dev/shm{}", &*name))
+            .unwrap()
+            .permissions()
+            .mode();
+        let file_mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            shm_mode & 0o777,
+            expected,
+            "shared memory created with mode {asked:?} under umask 022: {shm_mode:o}"
+        );
+        assert_eq!(
+            file_mode & 0o777,
+            expected,
+            "file created with mode {asked:?} under umask 022: {file_mode:o}"
+        );
+    }
 }

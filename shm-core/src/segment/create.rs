@@ -7,6 +7,7 @@ use crate::format::{
     Geometry, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
 };
 use crate::layout::LayoutBuf;
+use crate::lease::LeaseFile;
 use crate::protocol::{SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
@@ -23,10 +24,18 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
         let file = backend.open(name, true, Access::ReadWrite, spec.mode)?;
+        let lease = match LeaseFile::of(&file, name) {
+            Ok(lease) => lease,
+            Err(e) => {
+                let _ = backend.unlink(name);
+                return Err(e);
+            }
+        };
         // Take the lease before anything else: while the creator lives, nobody can mistake its
         // half-built segment for one whose creator died (see `recover`).
-        let built = match sys::try_lock_writer(&file) {
-            Ok(true) => Self::initialize(backend, name, file, spec, fill),
+        let built = match sys::try_lock_writer(&lease) {
+            Ok(true) => Self::apply_mode(backend, name, &file, spec.mode)
+                .and_then(|()| Self::initialize(backend, name, file, lease, spec, fill)),
             // A peer locked the name in the instant since we created it.
             Ok(false) => return Err(Error::WriterBusy { pid: 0 }),
             Err(e) => Err(Error::io("locking", name)(e)),
@@ -36,6 +45,19 @@ impl Segment {
             let _ = backend.unlink(name);
         }
         built
+    }
+
+    /// Gives a newly created name exactly the permission bits `mode`: the exclusive create
+    /// applied the process's umask to them (0o666 under umask 022 becomes 0o644, and another
+    /// user could not take the segment over).
+    fn apply_mode(backend: &Backend, name: &str, file: &File, mode: u32) -> Result<()> {
+        if *backend == Backend::Anonymous {
+            // No name: only holders of the descriptor reach it.
+            return Ok(());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+            .map_err(Error::io("setting the permissions of", name))
     }
 
     /// Re-creates a segment whose creator died before making it ready (what `open` reports as
@@ -52,7 +74,8 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Recovered> {
         let file = backend.open(name, false, Access::ReadWrite, 0)?;
-        if !sys::try_lock_writer(&file).map_err(Error::io("locking", name))? {
+        let lease = LeaseFile::of(&file, name)?;
+        if !sys::try_lock_writer(&lease).map_err(Error::io("locking", name))? {
             return Err(Error::NotReady);
         }
         if file_size(&file, name)? >= HEADER_SIZE as u64 {
@@ -64,14 +87,14 @@ impl Segment {
             }
             if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
                 drop(map);
-                return Ok(Recovered::Ready(file));
+                return Ok(Recovered::Ready(file, lease));
             }
         }
-        Self::initialize(backend, name, file, spec, fill)
+        Self::initialize(backend, name, file, lease, spec, fill)
             .map(|seg| Recovered::Initialized(Box::new(seg)))
     }
 
-    /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
+    /// Sizes, maps and initializes a segment whose lease the caller holds on `lease`.
     ///
     /// The file is only ever grown, never shrunk: other openers may have it mapped while they
     /// wait for it to be ready.
@@ -79,6 +102,7 @@ impl Segment {
         backend: &Backend,
         name: &str,
         file: File,
+        lease: LeaseFile,
         spec: &Spec<'_>,
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
@@ -121,6 +145,7 @@ impl Segment {
             name: name.to_string(),
             backend: backend.clone(),
             writable: true,
+            lease: Some(lease),
         };
         let h = seg.header();
         let r = Ordering::Relaxed;

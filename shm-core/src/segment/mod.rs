@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
 use crate::layout::LayoutBuf;
+use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -114,9 +115,9 @@ impl Mapping {
 pub(crate) enum Recovered {
     /// The segment was not ready and is now initialized; the caller is its writer.
     Initialized(Box<Segment>),
-    /// The segment is ready after all. The file holds the writer lease, which the caller keeps
-    /// (by opening the segment through it) rather than dropping it and starting over.
-    Ready(File),
+    /// The segment is ready after all: its file, and the writer lease, which the caller keeps
+    /// (see [`Segment::with_lease`]) rather than dropping it and starting over.
+    Ready(File, LeaseFile),
 }
 
 /// A mapped, validated segment.
@@ -131,6 +132,9 @@ pub(crate) struct Segment {
     name: String,
     backend: Backend,
     writable: bool,
+    /// The open file description that holds this process's lease (writer or consumer), if it
+    /// holds one: never the mapped `file` (see `lease.rs`).
+    lease: Option<LeaseFile>,
 }
 
 /// The header at the start of `map`.
@@ -177,6 +181,16 @@ fn descriptor_of<'a>(map: &'a Mapping, g: &Geometry) -> &'a [AtomicU8] {
 
 fn file_size(file: &File, name: &str) -> Result<u64> {
     sys::file_size(file).map_err(Error::io("reading the size of", name))
+}
+
+/// See [`Segment::assert_not_inherited`].
+#[cold]
+#[inline(never)]
+fn inherited(name: &str) -> ! {
+    panic!(
+        "this handle of segment {name:?} was copied by fork from the process that opened it, \
+         which keeps its lease; open a writer (or consumer) in this process instead"
+    )
 }
 
 fn corrupt<T>(what: &'static str) -> Result<T> {
@@ -237,7 +251,7 @@ impl Segment {
         self.hash
     }
 
-    /// The segment's file (its open file description carries the writer lease, if taken).
+    /// The segment's file, as mapped (a lease is on another open file description of it).
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -258,6 +272,43 @@ impl Segment {
         h.writer_epoch.store(next, Ordering::Relaxed);
         h.writer_pid.store(sys::pid(), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Panics if this handle was copied into this process by `fork`: its lease, if it had one,
+    /// stayed with the process that opened it, and publishing or taking through the copy would
+    /// race with that process. Called before every publish and take: one relaxed load in a
+    /// process not made by `fork`.
+    #[inline(always)]
+    pub fn assert_not_inherited(&self) {
+        if crate::lease::made_by_fork() {
+            self.assert_not_inherited_after_fork();
+        }
+    }
+
+    /// [`assert_not_inherited`](Self::assert_not_inherited) in a process made by `fork`.
+    #[cold]
+    #[inline(never)]
+    fn assert_not_inherited_after_fork(&self) {
+        if self.lease.as_ref().is_some_and(|lease| lease.inherited()) {
+            inherited(&self.name);
+        }
+    }
+
+    /// Takes a lease on the segment with `lock` (writer or consumer), on an open file
+    /// description of its own; `Ok(false)` if another description holds it.
+    pub fn take_lease(&mut self, lock: fn(&File) -> std::io::Result<bool>) -> Result<bool> {
+        let lease = LeaseFile::of(&self.file, &self.name)?;
+        if !lock(&lease).map_err(Error::io("locking", &self.name))? {
+            return Ok(false);
+        }
+        self.lease = Some(lease);
+        Ok(true)
+    }
+
+    /// This segment holding `lease` (from [`Recovered::Ready`]).
+    pub fn with_lease(mut self, lease: LeaseFile) -> Segment {
+        self.lease = Some(lease);
+        self
     }
 
     /// The name the segment was created or opened with.

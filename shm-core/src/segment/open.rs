@@ -103,6 +103,7 @@ impl Segment {
             name: name.to_string(),
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
+            lease: None,
         };
         // A peer that shrank the file while we validated it made us read zero pages.
         seg.check_intact()?;

@@ -99,22 +99,22 @@ fn open_ring_writer<T: SharedState>(
     kind: SegmentKind,
     ready_wait: Duration,
 ) -> Result<Segment> {
-    let seg = Segment::open(
+    let mut seg = Segment::open(
         backend,
         name,
         Access::ReadWrite,
         ready_wait,
         &expect_ring::<T>(kind),
     )?;
-    let h = seg.header();
-    if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
+    if !seg.take_lease(sys::try_lock_writer)? {
         return Err(Error::WriterBusy {
-            pid: h.writer_pid.load(Ordering::Relaxed),
+            pid: seg.header().writer_pid.load(Ordering::Relaxed),
         });
     }
     // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
     // epoch, as a state writer's is).
     seg.record_takeover()?;
+    let h = seg.header();
     sys::register_as_barrier_target();
     wake_all(&h.futex);
     Ok(seg)

@@ -74,8 +74,14 @@ impl<T: SharedState> QueueProducer<T> {
 
     /// Sends `value` if the queue has room, else fails with [`Error::Full`]. Never blocks;
     /// makes no syscall unless the consumer is blocked waiting for a message.
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this producer was made (so do
+    /// [`send`](Self::send) and [`send_timeout`](Self::send_timeout)): the copy the child
+    /// inherited does not hold the lease, which stayed with the parent.
     #[inline]
     pub fn try_send(&mut self, value: &T) -> Result<()> {
+        self.seg.assert_not_inherited();
         let number = self.sent.wrapping_add(1);
         let wake = stream::try_send_queued(
             &self.seg,
@@ -179,8 +185,8 @@ impl<T: SharedState> QueueConsumer<T> {
 
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
         let expect = expect_ring::<T>(SegmentKind::Queue);
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
-        if !sys::try_lock_consumer(seg.file()).map_err(Error::io("locking", name))? {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
+        if !seg.take_lease(sys::try_lock_consumer)? {
             return Err(Error::ConsumerBusy);
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
@@ -201,6 +207,7 @@ impl<T: SharedState> QueueConsumer<T> {
     /// was not sent yet.
     #[inline]
     fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
+        self.seg.assert_not_inherited();
         let number = self.taken + 1 + ahead;
         let sink = payload::sink_into(out);
         match stream::receive_queued(
@@ -229,6 +236,11 @@ impl<T: SharedState> QueueConsumer<T> {
     }
 
     /// Takes the next message if there is one, without waiting (`Ok(None)` if none).
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this consumer was made (so do every receive): the
+    /// copy the child inherited does not hold the consumer lease, which stayed with the parent,
+    /// and taking through it would hand messages out twice.
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<T>> {
         let mut out = MaybeUninit::uninit();

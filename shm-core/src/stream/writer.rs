@@ -77,8 +77,13 @@ impl<T: SharedState> StreamWriter<T> {
     /// Never blocks and makes no syscall unless a reader is blocked waiting for a message. With
     /// a full ring it overwrites the oldest message; readers that had not received it yet get
     /// [`Error::Lagged`](crate::Error::Lagged) with the exact number they lost.
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this writer was made: the copy the child inherited
+    /// does not hold the lease (it stayed with the parent) and must not send beside it.
     #[inline]
     pub fn send(&mut self, value: &T) {
+        self.seg.assert_not_inherited();
         let number = self.sent.wrapping_add(1);
         let wake = stream::send(
             &self.seg,

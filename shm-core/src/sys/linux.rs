@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Once;
@@ -193,6 +193,28 @@ pub fn try_lock_consumer(file: &File) -> io::Result<bool> {
     }
 }
 
+/// Releases whatever lease (writer, consumer) `file`'s open file description holds: locks on
+/// bytes 0 and 1 (`F_UNLCK`; nothing happens for a byte it does not hold). Releasing them
+/// before the descriptor is closed means a `fork` child that still holds a copy of the
+/// descriptor does not keep them.
+pub fn unlock_leases(file: &File) -> io::Result<()> {
+    let mut fl = lock_struct(libc::F_UNLCK);
+    fl.l_len = 2;
+    // SAFETY: `file` is an open descriptor and `fl` a valid `flock` that outlives the call.
+    cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) })?;
+    Ok(())
+}
+
+/// Makes descriptor `fd` refer to what `placeholder` refers to, close-on-exec (`dup3`): the
+/// open file description `fd` referred to loses this reference. Async-signal-safe (one system
+/// call), for a `fork` child handler; errors are ignored, as such a handler can report none.
+pub fn replace_descriptor(placeholder: RawFd, fd: RawFd) {
+    // SAFETY: `dup3` takes two integers and a flag; on bad descriptors it fails with EBADF
+    // and changes nothing. The caller owns `fd` (it only stands in for it) and keeps
+    // `placeholder` open.
+    unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
+}
+
 /// The size of the file, from `fstat`.
 pub fn file_size(file: &File) -> io::Result<u64> {
     Ok(file.metadata()?.len())
@@ -304,6 +326,22 @@ pub fn register_as_barrier_target() -> bool {
         BARRIER_TARGET.store(if registered { YES } else { NO }, Ordering::Relaxed);
     });
     is_barrier_target()
+}
+
+/// Registers `fork` handlers (`pthread_atfork`): `prepare` runs in the parent before each
+/// fork, `parent` in the parent after it, `child` in the child. Handlers stay for the life of
+/// the process; `child` may only make async-signal-safe calls.
+pub fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: the handlers are `extern "C" fn()`s that stay in the program; what they may do
+    // after `fork` is the caller's contract above.
+    match unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
 }
 
 /// The `fork` child's half of [`register_as_barrier_target`]: the child is a new process,
