@@ -62,6 +62,9 @@ fn refused(f: impl FnOnce()) -> bool {
 /// Forks; in the child runs `child` and leaves with its exit code (`_exit`), in the parent
 /// returns the child's pid.
 fn fork(child: impl FnOnce() -> bool) -> i32 {
+    // Output buffered before the fork would be written twice, once by each process, and the
+    // child's first line would start with the parent's partial one.
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
     // SAFETY: the process has two threads (the harness's main thread, waiting for this test,
     // and this one); the child only uses this thread and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
@@ -139,8 +142,15 @@ fn anonymous_holder() {
     drop(w);
 }
 
-/// The lines a child role and its forked child print, as they come (until both closed stdout).
-fn lines(child: &mut Child) -> mpsc::Receiver<String> {
+/// The lines a child role and its forked child print, as they come (until both closed stdout),
+/// and the ones read but not yet expected: the two processes print concurrently, so the lines
+/// of one may come before or after the other's.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    pending: Vec<String>,
+}
+
+fn lines(child: &mut Child) -> Lines {
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -148,25 +158,34 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
             let _ = tx.send(line);
         }
     });
-    rx
+    Lines {
+        rx,
+        pending: Vec::new(),
+    }
 }
 
-/// The next line that starts with `prefix` (others are the harness's).
-fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
+/// The first line, read now or earlier, that starts with `prefix` (others are kept for later
+/// calls, or are the harness's).
+fn expect_line(lines: &mut Lines, prefix: &str) -> String {
+    if let Some(i) = lines.pending.iter().position(|l| l.starts_with(prefix)) {
+        return lines.pending.remove(i);
+    }
     loop {
-        let line = rx
+        let line = lines
+            .rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no line {prefix:?}"));
+            .unwrap_or_else(|_| panic!("no line {prefix:?}; other lines: {:?}", lines.pending));
         if line.starts_with(prefix) {
             return line;
         }
+        lines.pending.push(line);
     }
 }
 
 /// Waits until every process holding the pipe closed it: the forked child has exited.
-fn expect_end(rx: &mpsc::Receiver<String>) {
+fn expect_end(lines: &Lines) {
     loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match lines.rx.recv_timeout(Duration::from_secs(30)) {
             Ok(_) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("the forked child did not exit"),
@@ -196,16 +215,16 @@ fn a_child_forked_by_a_writer_keeps_no_lease_after_the_writer_dies() {
             ("SHM_OWN", own.to_string()),
         ],
     );
-    let rx = lines(&mut holder);
-    expect_line(&rx, "forked ");
+    let mut rx = lines(&mut holder);
+    expect_line(&mut rx, "forked ");
     assert_eq!(
-        expect_line(&rx, "child refused "),
+        expect_line(&mut rx, "child refused "),
         "child refused [true, true, true, true, true]",
         "a handle copied by fork published or took"
     );
-    assert_eq!(expect_line(&rx, "child read "), "child read 1");
+    assert_eq!(expect_line(&mut rx, "child read "), "child read 1");
     assert_eq!(
-        expect_line(&rx, "child own writer "),
+        expect_line(&mut rx, "child own writer "),
         "child own writer Ok(8)"
     );
     // The parent is alive and keeps its leases; the child's handler did not release them.
@@ -240,7 +259,7 @@ fn a_child_forked_by_a_writer_keeps_no_lease_after_the_writer_dies() {
     ctl.write(&1);
     // The child's reader, made before the fork, sees the new writer and its value.
     assert_eq!(
-        expect_line(&rx, "child after takeover "),
+        expect_line(&mut rx, "child after takeover "),
         "child after takeover alive=true value=42"
     );
     expect_end(&rx);
@@ -258,13 +277,16 @@ fn a_child_forked_by_an_anonymous_segments_writer_sees_it_die() {
         "anonymous-holder",
         &[("SHM_CTL", ctl_name.to_string())],
     );
-    let rx = lines(&mut holder);
-    expect_line(&rx, "forked ");
-    assert_eq!(expect_line(&rx, "child read "), "child read 1 alive=true");
+    let mut rx = lines(&mut holder);
+    expect_line(&mut rx, "forked ");
+    assert_eq!(
+        expect_line(&mut rx, "child read "),
+        "child read 1 alive=true"
+    );
     kill(&mut holder);
     ctl.write(&1);
     assert_eq!(
-        expect_line(&rx, "child after parent died "),
+        expect_line(&mut rx, "child after parent died "),
         "child after parent died alive=false",
         "the anonymous segment's writer died, but its forked child keeps its lease"
     );
