@@ -3,7 +3,7 @@
 //! borrowed through the buffer protocol for the duration of one call, and where releasing the
 //! GIL pays.
 
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -42,12 +42,8 @@ pub(crate) fn with_writable<R>(
     // SAFETY: `PyObject_GetBuffer` succeeded, so it filled `view`.
     let view = Exported(unsafe { view.assume_init_mut() });
     let len = usize::try_from(view.0.len).unwrap_or(0);
-    // PyBUF_ND without PyBUF_STRIDES asks for C-contiguous memory; exporters that cannot give
-    // it refuse, but check anyway.
-    // SAFETY: `view` is an exported buffer.
-    if unsafe { ffi::PyBuffer_IsContiguous(&*view.0, b'C' as _) } == 0 {
-        return Err(PyBufferError::new_err("the target's buffer is not C-contiguous"));
-    }
+    // PyBUF_ND without PyBUF_STRIDES asks for C-contiguous memory: exporters that cannot give
+    // it (a numpy array slice with steps, a memoryview of one) refuse with `BufferError`.
     if view.0.readonly != 0 {
         return Err(read_only(target));
     }
@@ -124,14 +120,20 @@ pub(crate) fn numpy_empty<'py>(
     size: usize,
 ) -> PyResult<Bound<'py, PyAny>> {
     static NUMPY: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-    let (to_dtype, empty) = NUMPY.get_or_try_init(py, || {
+    let (dtype_class, empty) = NUMPY.get_or_try_init(py, || {
         let numpy = py.import("numpy")?;
         Ok::<_, PyErr>((
             numpy.getattr("dtype")?.unbind(),
             numpy.getattr("empty")?.unbind(),
         ))
     })?;
-    let dtype = to_dtype.bind(py).call1((dtype,))?;
+    let dtype_class = dtype_class.bind(py);
+    // A dtype object as it is (a generated module's); anything else through `numpy.dtype`.
+    let dtype = if dtype.is_instance(dtype_class)? {
+        dtype.clone()
+    } else {
+        dtype_class.call1((dtype,))?
+    };
     let item: usize = dtype.getattr(intern!(py, "itemsize"))?.extract()?;
     if item == 0 || size % item != 0 {
         return Err(PyValueError::new_err(format!(
