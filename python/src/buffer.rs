@@ -80,7 +80,8 @@ fn refused(target: &Bound<'_, PyAny>) -> PyErr {
     let err = PyErr::fetch(py);
     let mut view = MaybeUninit::<ffi::Py_buffer>::uninit();
     // SAFETY: as in `with_writable`; `view` is released right below if it was exported.
-    let rc = unsafe { ffi::PyObject_GetBuffer(target.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) };
+    let rc =
+        unsafe { ffi::PyObject_GetBuffer(target.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) };
     if rc != 0 {
         // Not a buffer at all: the first error says so (`TypeError`).
         let _ = PyErr::take(py);

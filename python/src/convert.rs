@@ -204,7 +204,8 @@ fn node(
             }
         }
         KindBuf::FixedVec { capacity, element } if size >= 8 => {
-            let (stride, element) = element_plan(py, element, *capacity, l.size - 8, depth, values)?;
+            let (stride, element) =
+                element_plan(py, element, *capacity, l.size - 8, depth, values)?;
             Node::Vec {
                 offset: at,
                 capacity: usize::try_from(*capacity).ok()?,
@@ -292,17 +293,39 @@ fn decode_node<'py>(
         Node::Primitive { offset, primitive } => {
             let at = base + offset;
             match primitive {
-                Primitive::U8 => u8::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::U16 => u16::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::U32 => u32::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::U64 => u64::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::U128 => u128::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::I8 => i8::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::I16 => i16::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::I32 => i32::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::I64 => i64::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::I128 => i128::from_ne_bytes(take(bytes, at)?).into_pyobject(py)?.into_any(),
-                Primitive::F32 => PyFloat::new(py, f64::from(f32::from_ne_bytes(take(bytes, at)?))).into_any(),
+                Primitive::U8 => u8::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U16 => u16::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U32 => u32::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U64 => u64::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U128 => u128::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I8 => i8::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I16 => i16::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I32 => i32::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I64 => i64::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I128 => i128::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::F32 => {
+                    PyFloat::new(py, f64::from(f32::from_ne_bytes(take(bytes, at)?))).into_any()
+                }
                 Primitive::F64 => PyFloat::new(py, f64::from_ne_bytes(take(bytes, at)?)).into_any(),
                 _ => return Err(Stop::Invalid),
             }

@@ -139,8 +139,7 @@ print("stream ok")
 "#;
 
 #[test]
-fn read_into_and_recv_into_fill_ctypes_bytearray_and_numpy_and_refuse_read_only_and_wrong_sizes()
-{
+fn read_into_and_recv_into_fill_ctypes_bytearray_and_numpy_and_refuse_read_only_and_wrong_sizes() {
     let dir = TempDir::new("pyinto");
     let exe = std::env::current_exe().unwrap();
     let deps = exe.parent().unwrap();
@@ -213,5 +212,10 @@ fn read_into_and_recv_into_fill_ctypes_bytearray_and_numpy_and_refuse_read_only_
         "ShmTimeoutError: timed out".to_string(),
         "stream ok".to_string(),
     ]);
-    assert_eq!(lines, expected, "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        lines,
+        expected,
+        "stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -43,7 +43,7 @@ fn stop_on_eof() -> Arc<AtomicBool> {
     let flag = stop.clone();
     std::thread::spawn(move || {
         let mut sink = String::new();
-        while std::io::stdin().read_line(&mut sink).map_or(false, |n| n > 0) {
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
             sink.clear();
         }
         flag.store(true, Ordering::Relaxed);
