@@ -24,6 +24,7 @@ figure.
 
 import argparse
 import ctypes
+import gc
 import mmap
 import multiprocessing as mp
 import os
@@ -120,23 +121,41 @@ def pin(cpu):
 
 
 class Timer:
-    def __init__(self, rounds, quick):
-        self.rounds = rounds
-        self.target = 0.004 if quick else 0.02  # seconds per batch
+    """Times statements. `cpu`: the reading thread's CPU time (`time.thread_time`), for what
+    runs in this process without waiting: on a shared machine wall time would also count the
+    slices other tenants run in. Otherwise wall time (`time.perf_counter`), for contenders that
+    wait on another process."""
 
-    def ns(self, stmt, namespace):
-        """Median over rounds of the mean ns per run of the statement `stmt` (compiled inline
-        in a loop, as `timeit` does: no function call around it) in a batch of about
-        `target` seconds."""
-        t = timeit.Timer(stmt, globals=namespace)
+    def __init__(self, rounds, quick, cpu):
+        self.rounds = rounds
+        self.target = 0.003 if quick else 0.01  # seconds per batch
+        self.clock = time.thread_time if cpu else time.perf_counter
+
+    def _calibrated(self, stmt, namespace):
+        t = timeit.Timer(stmt, timer=self.clock, globals=namespace)
         n = 1
         while True:
             dt = t.timeit(n)
             if dt > self.target / 4 or n >= 1 << 22:
                 break
             n *= 4
-        n = max(1, int(n * self.target / max(dt, 1e-9)))
-        return statistics.median(t.timeit(n) / n * 1e9 for _ in range(self.rounds))
+        return t, max(1, int(n * self.target / max(dt, 1e-9)))
+
+    def ns(self, stmt, namespace):
+        """Median over rounds of the mean ns per run of the statement `stmt` (compiled inline
+        in a loop, as `timeit` does: no function call around it, the garbage collector off)
+        in a batch of about `target` seconds."""
+        return self.many({stmt: stmt}, namespace)[stmt]
+
+    def many(self, stmts, namespace):
+        """`ns` of each statement of `stmts` (label: statement), every statement once per
+        round: noise from other tenants then falls on all of them alike."""
+        timers = {k: self._calibrated(stmt, namespace) for k, stmt in stmts.items()}
+        per = {k: [] for k in stmts}
+        for _ in range(self.rounds):
+            for k, (t, n) in timers.items():
+                per[k].append(t.timeit(n) / n * 1e9)
+        return {k: statistics.median(v) for k, v in per.items()}
 
 
 def table(title, header, rows):
@@ -200,27 +219,25 @@ def per_call(shm_state, timer, name_base):
         rows = []
         s = TelemetryC()
         ba = bytearray(96)
-        results = {}
-        results["read"] = timer.ns("r.read()", locals())
-        results["read_into_ctypes"] = timer.ns("r.read_into(s)", locals())
-        results["read_into_bytearray"] = timer.ns("r.read_into(ba)", locals())
+        stmts = {"read": "r.read()", "read_into_ctypes": "r.read_into(s)",
+                 "read_into_bytearray": "r.read_into(ba)"}
         try:
             import numpy as np
             arr = np.zeros(12, np.uint64)
-            results["read_into_numpy"] = timer.ns("r.read_into(arr)", locals())
             dt = np.dtype([("tick", "<u8"), ("stamp_ns", "<u8"), ("pos", "<f8", 3),
                            ("vel", "<f8", 3), ("battery", "<f4"), ("status", "<u4"),
                            ("mode_len", "<u4"), ("mode", "u1", 19), ("armed", "u1")])
-            results["read_numpy"] = timer.ns("r.read_numpy(dt)", locals())
+            stmts["read_into_numpy"] = "r.read_into(arr)"
+            stmts["read_numpy"] = "r.read_numpy(dt)"
         except ImportError:
             print("numpy not installed: skipping the numpy rows")
-        results["read_bytes"] = timer.ns("r.read_bytes()", locals())
         f = open("/dev/shm/" + name.lstrip("/"), "rb")
         m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
         lo, hi = SLOT0_PAYLOAD, SLOT0_PAYLOAD + 96
-        results["mmap_slice"] = timer.ns("m[lo:hi]", locals())
         unpack_from = TELEMETRY.unpack_from
-        results["struct_unpack"] = timer.ns("unpack_from(m, lo)", locals())
+        stmts.update({"read_bytes": "r.read_bytes()", "mmap_slice": "m[lo:hi]",
+                      "struct_unpack": "unpack_from(m, lo)"})
+        results = timer.many(stmts, locals())
         r.close()
         m.close()
         f.close()
@@ -243,7 +260,8 @@ def per_call(shm_state, timer, name_base):
         if key in results:
             rows.append((label, fmt(results[key]), ratio(results[key], results["read_bytes"]),
                          ratio(results[key], results["mmap_slice"])))
-    table("Per call: the demo's 96-byte Telemetry from a live Rust writer (1 kHz)",
+    table("Per call (reader CPU time): the demo's 96-byte Telemetry from a live Rust writer "
+          "(1 kHz)",
           ["call", "ns per call", "vs read_bytes", "vs mmap slice"], rows)
     return results
 
@@ -258,13 +276,13 @@ def big_copy(shm_state, timer, name_base, sizes):
         try:
             r = shm_state.Reader(name)
             dst = bytearray(size)
-            into = timer.ns("r.read_into(dst)", locals())
-            rb = timer.ns("r.read_bytes()", locals())
             f = open("/dev/shm/" + name.lstrip("/"), "rb")
             m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
             src = memoryview(m)[SLOT0_PAYLOAD:SLOT0_PAYLOAD + size]
             dmv = memoryview(dst)
-            cp = timer.ns("dmv[:] = src", locals())
+            got = timer.many({"into": "r.read_into(dst)", "bytes": "r.read_bytes()",
+                              "memcpy": "dmv[:] = src"}, locals())
+            into, rb, cp = got["into"], got["bytes"], got["memcpy"]
             src.release()
             dmv.release()
             m.close()
@@ -275,7 +293,8 @@ def big_copy(shm_state, timer, name_base, sizes):
             shm_state.remove(name)
         out[size] = (into, rb, cp)
         rows.append((f"{size:,} B", fmt(into), fmt(rb), fmt(cp), ratio(into, cp)))
-    table("Copy size: `read_into(bytearray)` and `read_bytes()` against a plain memcpy "
+    table("Copy size (reader CPU time): `read_into(bytearray)` and `read_bytes()` against a "
+          "plain memcpy "
           "(`memoryview` slice assignment from the mapping, unsynchronised)",
           ["payload", "read_into ns", "read_bytes ns", "memcpy ns", "read_into / memcpy"], rows)
     return out
@@ -289,8 +308,9 @@ def gil_cost(shm_state, timer, name_base, copies):
         w.write(b"\x01" * 8)
         r = shm_state.Reader(name)
         # wait_for_update of an old version returns at once, but always releases the GIL.
-        released = timer.ns("r.wait_for_update(0, 1.0)", locals())
-        held = timer.ns("r.version()", locals())
+        got = timer.many({"released": "r.wait_for_update(0, 1.0)", "held": "r.version()"},
+                         locals())
+        released, held = got["released"], got["held"]
         r.close()
     finally:
         w.close()
@@ -300,7 +320,7 @@ def gil_cost(shm_state, timer, name_base, copies):
              fmt(cost))]
     for size, (into, _, cp) in sorted(copies.items()):
         rows.append((f"memcpy of {size:,} B", fmt(cp)))
-    table("Releasing the GIL against copying", ["what", "ns"], rows)
+    table("Releasing the GIL against copying (CPU time)", ["what", "ns"], rows)
     return cost
 
 
@@ -339,11 +359,12 @@ def _redis_writer(sock, stop):
         c.set("t", value_bytes(n))
 
 
-def measure_state(timer, stmt, namespace, read, check, seconds):
-    """ns per `stmt` (a read, while the writer runs), then `read()` and the consistency check
-    for `seconds`: how many values were checked, how many were torn, how many distinct values
-    were seen (a writer starved of CPU by other tenants shows as few distinct values)."""
-    ns = timer.ns(stmt, namespace)
+def measure_state(timers, stmt, namespace, read, check, seconds):
+    """(wall, CPU) ns per `stmt` (a read, while the writer runs), then `read()` and the
+    consistency check for `seconds`: how many values were checked, how many were torn, how
+    many distinct values were seen (a writer starved of CPU by other tenants, or descheduled
+    whenever the reader runs, shows as few distinct values)."""
+    ns = tuple(t.ns(stmt, namespace) for t in timers)
     torn = checked = 0
     seen = set()
     end = time.perf_counter() + seconds
@@ -362,13 +383,14 @@ def measure_state(timer, stmt, namespace, read, check, seconds):
     return ns, (torn, checked), len(seen)
 
 
-def contenders(shm_state, timer, name_base, seconds):
+def contenders(shm_state, timers, name_base, seconds):
     rows = []
     ctx = mp.get_context("fork")
 
     def add(label, res, note=""):
-        ns, (torn, checked), distinct = res
-        rows.append((label, fmt(ns), f"{torn:,} of {checked:,}", f"{distinct:,}", note))
+        (wall, cpu), (torn, checked), distinct = res
+        rows.append((label, fmt(wall), fmt(cpu), f"{torn:,} of {checked:,}", f"{distinct:,}",
+                     note))
 
     # shm_state, Rust writer back to back.
     name = name_base + "-state"
@@ -376,16 +398,16 @@ def contenders(shm_state, timer, name_base, seconds):
     try:
         r = shm_state.Reader(name, telemetry_descriptor())
         add("shm_state `read()` (dict)",
-            measure_state(timer, "r.read()", locals(), r.read, whole_dict, seconds))
+            measure_state(timers, "r.read()", locals(), r.read, whole_dict, seconds))
         ba = bytearray(96)
 
         def into():
             r.read_into(ba)
             return ba
         add("shm_state `read_into(bytearray)`",
-            measure_state(timer, "r.read_into(ba)", locals(), into, whole_bytes, seconds))
+            measure_state(timers, "r.read_into(ba)", locals(), into, whole_bytes, seconds))
         add("shm_state `read_bytes()`",
-            measure_state(timer, "r.read_bytes()", locals(), r.read_bytes, whole_bytes, seconds))
+            measure_state(timers, "r.read_bytes()", locals(), r.read_bytes, whole_bytes, seconds))
         r.close()
     finally:
         w.stop()
@@ -397,7 +419,7 @@ def contenders(shm_state, timer, name_base, seconds):
         f = open(path, "rb")
         m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
         add("`mmap` slice, unsynchronised",
-            measure_state(timer, "m[0:96]", locals(), lambda: m[0:96], whole_bytes, seconds))
+            measure_state(timers, "m[0:96]", locals(), lambda: m[0:96], whole_bytes, seconds))
         unpack_from = TELEMETRY.unpack_from
 
         def unpacked():
@@ -406,7 +428,7 @@ def contenders(shm_state, timer, name_base, seconds):
         def whole_tuple(t):
             return whole_bytes(TELEMETRY.pack(*t))
         add("`struct.unpack_from` on the mapping, unsynchronised",
-            measure_state(timer, "unpack_from(m, 0)", locals(), unpacked, whole_tuple, seconds))
+            measure_state(timers, "unpack_from(m, 0)", locals(), unpacked, whole_tuple, seconds))
         m.close()
         f.close()
     finally:
@@ -427,7 +449,7 @@ def contenders(shm_state, timer, name_base, seconds):
             with lock:
                 return bytes(buf[0:96])
         add("`shared_memory` + `multiprocessing.Lock`",
-            measure_state(timer, "with lock: bytes(buf[0:96])", locals(), locked, whole_bytes,
+            measure_state(timers, "with lock: bytes(buf[0:96])", locals(), locked, whole_bytes,
                           seconds), "Python writer")
         del buf
     finally:
@@ -445,7 +467,7 @@ def contenders(shm_state, timer, name_base, seconds):
         p.start()
         try:
             add("`Manager().dict()` proxy",
-                measure_state(timer, 'd["t"]', locals(), lambda: d["t"], whole_bytes,
+                measure_state(timers, 'd["t"]', locals(), lambda: d["t"], whole_bytes,
                               seconds),
                 "Python writer")
         finally:
@@ -479,7 +501,7 @@ def contenders(shm_state, timer, name_base, seconds):
             p.start()
             try:
                 add("Redis `GET` (redis-py, Unix socket)",
-                    measure_state(timer, 'c.get("t")', locals(), lambda: c.get("t"),
+                    measure_state(timers, 'c.get("t")', locals(), lambda: c.get("t"),
                                   whole_bytes, seconds),
                     "Python writer (`SET`)")
             finally:
@@ -490,9 +512,10 @@ def contenders(shm_state, timer, name_base, seconds):
             srv.terminate()
             srv.wait()
             shutil.rmtree(tmp, ignore_errors=True)
-    table("Shared state between processes: a writer publishing back to back, every read "
-          "checked (torn: fields from different values)",
-          ["contender", "ns per read", "torn", "distinct values seen", "note"], rows)
+    table("Shared state between processes: a writer publishing back to back, "
+          "reads checked (torn: fields from different values)",
+          ["contender", "wall ns per read", "CPU ns per read (reader)", "torn",
+           "distinct values seen", "note"], rows)
     print(f"\nEach contender's reads are checked for {seconds} s after its timing.")
 
 
@@ -509,7 +532,27 @@ def _pipe_producer(conn, n):
     conn.close()
 
 
-def streams(shm_state, name_base, messages, rounds):
+def now():
+    return time.perf_counter_ns(), time.thread_time_ns()
+
+
+def wall_cpu(t0):
+    """(wall, CPU) ns since `t0` (from `now()`)."""
+    w, c = now()
+    return w - t0[0], c - t0[1]
+
+
+def streams(shm_state, name_base, messages, rounds, read_ns=None):
+    """Per message: the timed loops keep what they receive (checked afterwards) with the
+    garbage collector off, as `timeit` runs; every way once per round."""
+    gc.disable()
+    try:
+        return _streams(shm_state, name_base, messages, rounds, read_ns)
+    finally:
+        gc.enable()
+
+
+def _streams(shm_state, name_base, messages, rounds, read_ns):
     rows = []
     name = name_base + "-stream"
     w = RustWriter("stream", name, str(messages))
@@ -525,45 +568,51 @@ def streams(shm_state, name_base, messages, rounds):
             for label in ways:
                 if label.startswith("recv_into") and not have_into:
                     continue
+                gc.collect()
                 w.line()
                 expect = rx.position
                 got = [None] * messages
                 if label.startswith("recv()"):
                     recv = rx.recv
-                    t0 = time.perf_counter_ns()
+                    t0 = now()
                     for i in range(messages):
                         got[i] = recv(1.0)
-                    dt = time.perf_counter_ns() - t0
+                    dt = wall_cpu(t0)
                     for i, d in enumerate(got):
                         lost += d["tick"] != expect + i or not whole_dict(d)
                 elif label.startswith("recv_bytes"):
                     recv = rx.recv_bytes
-                    t0 = time.perf_counter_ns()
+                    t0 = now()
                     for i in range(messages):
                         got[i] = recv(1.0)
-                    dt = time.perf_counter_ns() - t0
+                    dt = wall_cpu(t0)
                     for i, (number, b) in enumerate(got):
                         lost += number != expect + i or not whole_bytes(b)
                 else:
                     got = [bytearray(96) for _ in range(messages)]
                     recv_into = rx.recv_into
-                    t0 = time.perf_counter_ns()
+                    t0 = now()
                     for b in got:
                         recv_into(b, 1.0)
-                    dt = time.perf_counter_ns() - t0
+                    dt = wall_cpu(t0)
                     for i, b in enumerate(got):
                         lost += TELEMETRY.unpack_from(b)[0] != expect + i or not whole_bytes(b)
-                per[label].append(dt / messages)
+                per[label].append((dt[0] / messages, dt[1] / messages))
         rx.close()
         for label in ways:
             if per[label]:
-                results[label] = statistics.median(per[label])
-                rows.append((f"shm_state `{label}`", fmt(results[label]),
+                wall = statistics.median(p[0] for p in per[label])
+                cpu = statistics.median(p[1] for p in per[label])
+                results[label] = cpu
+                rows.append((f"shm_state `{label}`", fmt(wall), fmt(cpu),
                              "0" if lost == 0 else str(lost), "messages already sent"))
             else:
-                rows.append((f"shm_state `{label}`", "n/a", "", "not in this build"))
+                rows.append((f"shm_state `{label}`", "n/a", "n/a", "", "not in this build"))
     finally:
         w.stop()
+    if read_ns is not None:
+        rows.append(("(same run) shm_state `Reader.read()` of the same type, for comparison",
+                     "", fmt(read_ns), "", "from the first table"))
     ctx = mp.get_context("fork")
     for label, make in (("`multiprocessing.Queue` get()", "queue"),
                         ("`multiprocessing.Pipe` recv_bytes()", "pipe")):
@@ -581,22 +630,25 @@ def streams(shm_state, name_base, messages, rounds):
                 p.start()
                 b.close()
                 get = a.recv_bytes
+            gc.collect()
             first = get()
             got = [None] * (messages - 1)
-            t0 = time.perf_counter_ns()
+            t0 = now()
             for i in range(messages - 1):
                 got[i] = get()
-            dt = time.perf_counter_ns() - t0
+            dt = wall_cpu(t0)
             for i, v in enumerate(got):
                 bad += TELEMETRY.unpack_from(v)[0] != i + 2 or not whole_bytes(v)
-            per.append(dt / (messages - 1))
+            per.append((dt[0] / (messages - 1), dt[1] / (messages - 1)))
             p.join()
             assert whole_bytes(first)
-        rows.append((label, fmt(statistics.median(per)), str(bad),
+        rows.append((label, fmt(statistics.median(p[0] for p in per)),
+                     fmt(statistics.median(p[1] for p in per)), str(bad),
                      "producer sending concurrently"))
     table(f"Streams: every message in order ({messages:,} per round, received in a timed loop, "
           "then checked)",
-          ["contender", "ns per message", "lost or torn", "note"], rows)
+          ["contender", "wall ns per message", "CPU ns per message (reader)", "lost or torn",
+           "note"], rows)
     return results
 
 
@@ -614,8 +666,9 @@ def main():
     if args.module_dir:
         sys.path.insert(0, os.path.abspath(args.module_dir))
     import shm_state
-    rounds = args.rounds or (3 if args.quick else 7)
-    timer = Timer(rounds, args.quick)
+    rounds = args.rounds or (3 if args.quick else 15)
+    timer = Timer(rounds, args.quick, cpu=True)
+    wall = Timer(rounds, args.quick, cpu=False)
     only = set(filter(None, args.only.split(",")))
     want = lambda k: not only or k in only  # noqa: E731
     pin(1)
@@ -623,8 +676,9 @@ def main():
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}, {rounds} rounds")
     base = f"/shm-bench-py-{os.getpid()}"
+    percall = {}
     if want("percall"):
-        per_call(shm_state, timer, base)
+        percall = per_call(shm_state, timer, base)
     copies = {}
     if want("copy") or want("gil"):
         sizes = [96, 1024, 4096, 16384, 65536, 262144] if not args.quick else [96, 65536]
@@ -632,9 +686,9 @@ def main():
     if want("gil"):
         gil_cost(shm_state, timer, base, copies)
     if want("state"):
-        contenders(shm_state, timer, base, 0.1 if args.quick else 0.5)
+        contenders(shm_state, (wall, timer), base, 0.1 if args.quick else 0.5)
     if want("streams"):
-        streams(shm_state, base, 1000 if args.quick else 10000, rounds)
+        streams(shm_state, base, 500 if args.quick else 2000, rounds, percall.get("read"))
 
 
 if __name__ == "__main__":

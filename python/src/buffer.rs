@@ -10,10 +10,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use std::mem::MaybeUninit;
 
-/// Largest copy made with the GIL held. Releasing and retaking the GIL costs about as much as
-/// copying 2 KiB (measured with `python/bench.py`, see BENCHMARKS.md); a copy this long takes
-/// roughly ten times that, so other threads wait no longer than the release would cost them
-/// anyway, while a short read does not pay the release at all.
+/// Largest copy made with the GIL held; longer ones, and every wait, release it. Releasing and
+/// retaking the GIL costs about 60 ns of CPU (`python/bench.py`, BENCHMARKS.md "Python"), what
+/// copying about 4 KiB costs; a 16 KiB copy takes about 250 ns. Up to this size a release
+/// would add a fifth or more to the read and shorten no other thread's wait by much; past it
+/// the release costs less and less of the copy, and other threads run while it copies.
 pub(crate) const GIL_HELD_COPY_LIMIT: usize = 16 * 1024;
 
 /// Calls `fill` with the bytes of `target`'s buffer, which must be writable, C-contiguous and
