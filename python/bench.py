@@ -542,36 +542,59 @@ def wall_cpu(t0):
     return w - t0[0], c - t0[1]
 
 
-def streams(shm_state, name_base, messages, rounds, read_ns=None):
+def streams(shm_state, name_base, messages, rounds):
     """Per message: the timed loops keep what they receive (checked afterwards) with the
     garbage collector off, as `timeit` runs; every way once per round."""
     gc.disable()
     try:
-        return _streams(shm_state, name_base, messages, rounds, read_ns)
+        return _streams(shm_state, name_base, messages, rounds)
     finally:
         gc.enable()
 
 
-def _streams(shm_state, name_base, messages, rounds, read_ns):
+def _streams(shm_state, name_base, messages, rounds):
     rows = []
     name = name_base + "-stream"
     w = RustWriter("stream", name, str(messages))
     results = {}
     try:
-        ways = {"recv() (dict)": None, "recv_bytes()": None, "recv_into(bytearray)": None}
+        ways = {"recv() (dict)": None, "recv_bytes()": None, "recv_into(bytearray)": None,
+                "Reader.read() (dict)": None, "Reader.read_into(bytearray)": None}
         rx = shm_state.StreamReader(name, telemetry_descriptor(), from_oldest=True)
+        # The same type read from a state segment in the same loops, for comparison.
+        state = shm_state.Writer.create(name + "-cmp", telemetry_descriptor(), value_bytes(1))
+        r = shm_state.Reader(name + "-cmp")
         ba = bytearray(96)
         have_into = hasattr(rx, "recv_into")
         per = {k: [] for k in ways}
-        lost = 0
+        lost = {k: 0 for k in ways}
         for _ in range(rounds):
             for label in ways:
                 if label.startswith("recv_into") and not have_into:
                     continue
                 gc.collect()
+                got = [None] * messages
+                if label.startswith("Reader.read()"):
+                    read = r.read
+                    t0 = now()
+                    for i in range(messages):
+                        got[i] = read(1.0)
+                    dt = wall_cpu(t0)
+                    lost[label] += sum(not whole_dict(d) for d in got)
+                    per[label].append((dt[0] / messages, dt[1] / messages))
+                    continue
+                if label.startswith("Reader.read_into"):
+                    got = [bytearray(96) for _ in range(messages)]
+                    read_into = r.read_into
+                    t0 = now()
+                    for b in got:
+                        read_into(b, 1.0)
+                    dt = wall_cpu(t0)
+                    lost[label] += sum(not whole_bytes(b) for b in got)
+                    per[label].append((dt[0] / messages, dt[1] / messages))
+                    continue
                 w.line()
                 expect = rx.position
-                got = [None] * messages
                 if label.startswith("recv()"):
                     recv = rx.recv
                     t0 = now()
@@ -579,7 +602,7 @@ def _streams(shm_state, name_base, messages, rounds, read_ns):
                         got[i] = recv(1.0)
                     dt = wall_cpu(t0)
                     for i, d in enumerate(got):
-                        lost += d["tick"] != expect + i or not whole_dict(d)
+                        lost[label] += d["tick"] != expect + i or not whole_dict(d)
                 elif label.startswith("recv_bytes"):
                     recv = rx.recv_bytes
                     t0 = now()
@@ -587,7 +610,7 @@ def _streams(shm_state, name_base, messages, rounds, read_ns):
                         got[i] = recv(1.0)
                     dt = wall_cpu(t0)
                     for i, (number, b) in enumerate(got):
-                        lost += number != expect + i or not whole_bytes(b)
+                        lost[label] += number != expect + i or not whole_bytes(b)
                 else:
                     got = [bytearray(96) for _ in range(messages)]
                     recv_into = rx.recv_into
@@ -596,23 +619,26 @@ def _streams(shm_state, name_base, messages, rounds, read_ns):
                         recv_into(b, 1.0)
                     dt = wall_cpu(t0)
                     for i, b in enumerate(got):
-                        lost += TELEMETRY.unpack_from(b)[0] != expect + i or not whole_bytes(b)
+                        lost[label] += TELEMETRY.unpack_from(b)[0] != expect + i or not whole_bytes(b)
                 per[label].append((dt[0] / messages, dt[1] / messages))
         rx.close()
+        r.close()
+        state.close()
+        shm_state.remove(name + "-cmp")
         for label in ways:
             if per[label]:
                 wall = statistics.median(p[0] for p in per[label])
                 cpu = statistics.median(p[1] for p in per[label])
                 results[label] = cpu
+                state_read = label.startswith("Reader")
                 rows.append((f"shm_state `{label}`", fmt(wall), fmt(cpu),
-                             "0" if lost == 0 else str(lost), "messages already sent"))
+                             str(lost[label]),
+                             "a state segment, the same loop, for comparison" if state_read
+                             else "messages already sent"))
             else:
                 rows.append((f"shm_state `{label}`", "n/a", "n/a", "", "not in this build"))
     finally:
         w.stop()
-    if read_ns is not None:
-        rows.append(("(same run) shm_state `Reader.read()` of the same type, for comparison",
-                     "", fmt(read_ns), "", "from the first table"))
     ctx = mp.get_context("fork")
     for label, make in (("`multiprocessing.Queue` get()", "queue"),
                         ("`multiprocessing.Pipe` recv_bytes()", "pipe")):
@@ -676,9 +702,8 @@ def main():
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.2f}, {rounds} rounds")
     base = f"/shm-bench-py-{os.getpid()}"
-    percall = {}
     if want("percall"):
-        percall = per_call(shm_state, timer, base)
+        per_call(shm_state, timer, base)
     copies = {}
     if want("copy") or want("gil"):
         sizes = [96, 1024, 4096, 16384, 65536, 262144] if not args.quick else [96, 65536]
@@ -688,7 +713,7 @@ def main():
     if want("state"):
         contenders(shm_state, (wall, timer), base, 0.1 if args.quick else 0.5)
     if want("streams"):
-        streams(shm_state, base, 500 if args.quick else 2000, rounds, percall.get("read"))
+        streams(shm_state, base, 500 if args.quick else 2000, rounds)
 
 
 if __name__ == "__main__":
