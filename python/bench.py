@@ -255,7 +255,8 @@ def per_call(shm_state, timer, name_base):
               ("read_numpy", "`r.read_numpy(dtype)`"),
               ("read_bytes", "`r.read_bytes()`"),
               ("mmap_slice", "baseline, unsynchronised: `mmap` slice of the payload (can tear)"),
-              ("struct_unpack", "baseline, unsynchronised: `struct.unpack_from` on the mapping (can tear)")]
+              ("struct_unpack",
+               "baseline, unsynchronised: `struct.unpack_from` on the mapping (can tear)")]
     for key, label in labels:
         if key in results:
             rows.append((label, fmt(results[key]), ratio(results[key], results["read_bytes"]),
@@ -318,7 +319,7 @@ def gil_cost(shm_state, timer, name_base, copies):
     cost = released - held
     rows = [("GIL release + re-acquire (wait_for_update returning at once, minus version())",
              fmt(cost))]
-    for size, (into, _, cp) in sorted(copies.items()):
+    for size, (_, _, cp) in sorted(copies.items()):
         rows.append((f"memcpy of {size:,} B", fmt(cp)))
     table("Releasing the GIL against copying (CPU time)", ["what", "ns"], rows)
     return cost
@@ -481,8 +482,9 @@ def contenders(shm_state, timers, name_base, seconds):
     except ImportError:
         redis = None
     if server is None or redis is None:
-        print("Redis skipped: " + ("redis-server is not installed (apt-get install redis-server)"
-                                   if server is None else "redis-py is not installed (pip install redis)"))
+        why = ("redis-server is not installed (apt-get install redis-server)" if server is None
+               else "redis-py is not installed (pip install redis)")
+        print("Redis skipped: " + why)
     else:
         tmp = tempfile.mkdtemp(prefix="shm-bench-redis-")
         sock = os.path.join(tmp, "redis.sock")
@@ -564,7 +566,6 @@ def _streams(shm_state, name_base, messages, rounds):
         # The same type read from a state segment in the same loops, for comparison.
         state = shm_state.Writer.create(name + "-cmp", telemetry_descriptor(), value_bytes(1))
         r = shm_state.Reader(name + "-cmp")
-        ba = bytearray(96)
         have_into = hasattr(rx, "recv_into")
         per = {k: [] for k in ways}
         lost = {k: 0 for k in ways}
@@ -619,7 +620,8 @@ def _streams(shm_state, name_base, messages, rounds):
                         recv_into(b, 1.0)
                     dt = wall_cpu(t0)
                     for i, b in enumerate(got):
-                        lost[label] += TELEMETRY.unpack_from(b)[0] != expect + i or not whole_bytes(b)
+                        number = TELEMETRY.unpack_from(b)[0]
+                        lost[label] += number != expect + i or not whole_bytes(b)
                 per[label].append((dt[0] / messages, dt[1] / messages))
         rx.close()
         r.close()
