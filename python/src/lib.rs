@@ -3,11 +3,13 @@
 //! waits for updates and writes segments that Rust, C and C++ programs read.
 //!
 //! Python has no atomic loads, so it never touches the shared mapping: every read is a
-//! consistent snapshot the Rust runtime copies out with its own seqlock protocol, into a
-//! private buffer that Python then decodes or views.
+//! consistent snapshot the Rust runtime copies out with its own seqlock protocol, into memory
+//! Python owns: a new object, a buffer native code decodes, or the caller's own buffer
+//! (`read_into`, through the buffer protocol).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod buffer;
 mod convert;
 mod reader;
 mod stream;
