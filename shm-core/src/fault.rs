@@ -105,7 +105,7 @@
 //! - The zero pages stay for the life of the mapping: a segment once truncated stays truncated
 //!   for this handle, even if the file grows again.
 
-use crate::sys::{self, SigAction, SIGSET_WORDS};
+use crate::sys::{self, SigAction};
 use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -230,43 +230,35 @@ const GENERATION_SIGNALS: [libc::c_int; 2] = [4, 5];
 /// How many generations the mask tells apart.
 const GENERATIONS: usize = 1 << GENERATION_SIGNALS.len();
 
-/// Mask words in static memory (written once before our first installation, read by the
-/// handler).
-type Words = [AtomicU64; SIGSET_WORDS];
-#[allow(clippy::declare_interior_mutable_const)]
-const NO_WORDS: Words = [const { AtomicU64::new(0) }; SIGSET_WORDS];
-/// Which mask bits the signature covers, and their values in it.
-static SIGNATURE_CARE: Words = NO_WORDS;
-static SIGNATURE_SET: Words = NO_WORDS;
+/// Which mask bits the signature covers, and their values in it (written once before our
+/// first installation, read by the handler).
+static SIGNATURE_CARE: AtomicU64 = AtomicU64::new(0);
+static SIGNATURE_SET: AtomicU64 = AtomicU64::new(0);
 /// The mask bit of each generation bit.
-static GENERATION_BITS: [Words; 2] = [NO_WORDS, NO_WORDS];
+static GENERATION_BITS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 
-/// Computes the signature's mask words with `sigaddset` (so the layout is the C library's, the
+/// Computes the signature's mask bits with `sigaddset` (so the layout is the C library's, the
 /// same in every copy) and stores them for the handler. Not async-signal-safe.
 fn store_signature() {
     let max = libc::SIGRTMAX();
-    let store = |to: &Words, offsets: &[libc::c_int]| {
+    let bits = |offsets: &[libc::c_int]| {
         let sigs: Vec<libc::c_int> = offsets.iter().map(|n| max - n).collect();
-        for (t, w) in to.iter().zip(sys::sigset_words(&sigs)) {
-            t.store(w, Ordering::Relaxed);
-        }
+        sys::sigset_bits(&sigs)
     };
     let mut care = SIGNATURE_BLOCKED.to_vec();
     care.push(SIGNATURE_UNBLOCKED);
-    store(&SIGNATURE_CARE, &care);
-    store(&SIGNATURE_SET, &SIGNATURE_BLOCKED);
-    store(&GENERATION_BITS[0], &GENERATION_SIGNALS[..1]);
-    store(&GENERATION_BITS[1], &GENERATION_SIGNALS[1..]);
+    SIGNATURE_CARE.store(bits(&care), Ordering::Relaxed);
+    SIGNATURE_SET.store(bits(&SIGNATURE_BLOCKED), Ordering::Relaxed);
+    for (g, n) in GENERATION_BITS.iter().zip(GENERATION_SIGNALS) {
+        g.store(bits(&[n]), Ordering::Relaxed);
+    }
 }
 
 /// Whether `a` is the action of a copy of this runtime (this one or another).
 /// Async-signal-safe.
 fn is_copy(a: &SigAction) -> bool {
-    let signed = SIGNATURE_CARE
-        .iter()
-        .zip(&SIGNATURE_SET)
-        .zip(&a.mask)
-        .all(|((care, set), m)| m & care.load(Ordering::Relaxed) == set.load(Ordering::Relaxed));
+    let care = SIGNATURE_CARE.load(Ordering::Relaxed);
+    let signed = care != 0 && a.mask & care == SIGNATURE_SET.load(Ordering::Relaxed);
     signed && a.flags & libc::SA_SIGINFO != 0 && !a.is_default() && !a.is_ignore()
 }
 
@@ -280,11 +272,7 @@ fn generation_of(a: &SigAction) -> usize {
     GENERATION_BITS
         .iter()
         .enumerate()
-        .filter(|(_, bit)| {
-            bit.iter()
-                .zip(&a.mask)
-                .any(|(b, m)| m & b.load(Ordering::Relaxed) != 0)
-        })
+        .filter(|(_, bit)| a.mask & bit.load(Ordering::Relaxed) != 0)
         .map(|(i, _)| 1 << i)
         .sum()
 }
@@ -293,12 +281,10 @@ fn generation_of(a: &SigAction) -> usize {
 /// bits blocked while it runs, restarting system calls if `restart`.
 fn our_action(generation: usize, restart: bool) -> SigAction {
     let mut a = SigAction::new_handler(on_sigbus, restart);
-    for (w, m) in a.mask.iter_mut().enumerate() {
-        *m = SIGNATURE_SET[w].load(Ordering::Relaxed);
-        for (i, bit) in GENERATION_BITS.iter().enumerate() {
-            if generation & (1 << i) != 0 {
-                *m |= bit[w].load(Ordering::Relaxed);
-            }
+    a.mask = SIGNATURE_SET.load(Ordering::Relaxed);
+    for (i, bit) in GENERATION_BITS.iter().enumerate() {
+        if generation & (1 << i) != 0 {
+            a.mask |= bit.load(Ordering::Relaxed);
         }
     }
     a
@@ -309,35 +295,29 @@ fn our_action(generation: usize, restart: bool) -> SigAction {
 struct StoredAction {
     handler: AtomicUsize,
     flags: AtomicUsize,
-    mask: Words,
+    mask: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NO_ACTION: StoredAction = StoredAction {
     handler: AtomicUsize::new(libc::SIG_DFL),
     flags: AtomicUsize::new(0),
-    mask: NO_WORDS,
+    mask: AtomicU64::new(0),
 };
 
 impl StoredAction {
     fn set(&self, a: &SigAction) {
         self.handler.store(a.handler, Ordering::Relaxed);
         self.flags.store(a.flags as u32 as usize, Ordering::Relaxed);
-        for (w, v) in self.mask.iter().zip(a.mask) {
-            w.store(v, Ordering::Relaxed);
-        }
+        self.mask.store(a.mask, Ordering::Relaxed);
     }
 
     fn get(&self) -> SigAction {
-        let mut a = SigAction {
+        SigAction {
             handler: self.handler.load(Ordering::Relaxed),
             flags: self.flags.load(Ordering::Relaxed) as u32 as libc::c_int,
-            mask: [0; SIGSET_WORDS],
-        };
-        for (v, w) in a.mask.iter_mut().zip(&self.mask) {
-            *v = w.load(Ordering::Relaxed);
+            mask: self.mask.load(Ordering::Relaxed),
         }
-        a
     }
 }
 

@@ -343,20 +343,23 @@ pub fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
-/// How many 64-bit words a `sigset_t` holds.
-pub const SIGSET_WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
-const _: () = assert!(std::mem::size_of::<libc::sigset_t>() % 8 == 0);
+// A `sigset_t` starts with the 64 bits the kernel uses (signals 1 to 64), which `SigAction`
+// keeps as one word.
+const _: () = assert!(std::mem::size_of::<libc::sigset_t>() >= 8);
 
 /// A signal disposition as plain words (handler address, flags, mask), so that the SIGBUS
-/// guard can keep copies of it in static atomics and read them inside its handler.
+/// guard can keep copies of it in static atomics and read them inside its handler. Small, so
+/// that the handler's frames fit on an alternate signal stack that already holds two kernel
+/// signal frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigAction {
     /// `sa_sigaction`/`sa_handler`: a function address, `SIG_DFL` or `SIG_IGN`.
     pub handler: usize,
     /// `sa_flags`.
     pub flags: libc::c_int,
-    /// `sa_mask`, word by word.
-    pub mask: [u64; SIGSET_WORDS],
+    /// `sa_mask`: its first 64 bits, all the kernel keeps (signals 1 to 64), laid out as the C
+    /// library lays them out.
+    pub mask: u64,
 }
 
 impl SigAction {
@@ -374,18 +377,16 @@ impl SigAction {
         SigAction {
             handler: handler as usize,
             flags: libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | restart,
-            mask: [0; SIGSET_WORDS],
+            mask: 0,
         }
     }
 
     fn from_raw(raw: &libc::sigaction) -> SigAction {
-        // SAFETY: `sigset_t` is plain data of exactly `SIGSET_WORDS` 64-bit words (asserted
-        // above) and at least 8-aligned (it is an array of `c_ulong`); the read is unaligned
-        // anyway.
+        // SAFETY: `sigset_t` is plain data of at least 8 bytes (asserted above); the read is
+        // unaligned anyway. The C library leaves the rest of a reported `sa_mask` undefined
+        // (it copies its whole buffer, of which the kernel filled these 8 bytes).
         let mask = unsafe {
-            std::ptr::read_unaligned(
-                &raw.sa_mask as *const libc::sigset_t as *const [u64; SIGSET_WORDS],
-            )
+            std::ptr::read_unaligned(&raw.sa_mask as *const libc::sigset_t as *const u64)
         };
         SigAction {
             handler: raw.sa_sigaction,
@@ -400,14 +401,20 @@ impl SigAction {
         let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
         raw.sa_sigaction = self.handler;
         raw.sa_flags = self.flags;
-        // SAFETY: as in `from_raw`: the mask is exactly `SIGSET_WORDS` words of plain data.
-        unsafe {
-            std::ptr::write_unaligned(
-                &mut raw.sa_mask as *mut libc::sigset_t as *mut [u64; SIGSET_WORDS],
-                self.mask,
-            )
-        };
+        raw.sa_mask = self.sigset();
         raw
+    }
+
+    /// The mask as a `sigset_t` (all signals above 64 clear).
+    fn sigset(&self) -> libc::sigset_t {
+        // SAFETY: all-zero bytes are a valid (empty) `sigset_t`.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `sigset_t` is plain data of at least 8 bytes (asserted above); the write is
+        // unaligned anyway.
+        unsafe {
+            std::ptr::write_unaligned(&mut set as *mut libc::sigset_t as *mut u64, self.mask)
+        };
+        set
     }
 
     /// Whether this action is the default disposition.
@@ -435,9 +442,7 @@ impl SigAction {
         info: *mut libc::siginfo_t,
         context: *mut libc::c_void,
     ) {
-        // SAFETY: all-zero bytes are a valid `sigaction` (see `to_raw`), and the mask set from
-        // our words is a valid `sigset_t`.
-        let mut block = self.to_raw().sa_mask;
+        let mut block = self.sigset();
         if self.flags & libc::SA_NODEFER == 0 {
             // SAFETY: `block` is a valid signal set and `sig` a valid signal number.
             unsafe { libc::sigaddset(&mut block, sig) };
@@ -494,7 +499,7 @@ pub fn set_sigbus_default() {
     let dfl = SigAction {
         handler: libc::SIG_DFL,
         flags: 0,
-        mask: [0; SIGSET_WORDS],
+        mask: 0,
     };
     // SAFETY: the default disposition has no handler to vouch for.
     unsafe { set_sigbus_action(&dfl) };
@@ -550,8 +555,8 @@ pub fn thread_alive(tid: usize) -> bool {
     rc == 0 || errno() != libc::ESRCH
 }
 
-/// The mask words of the signal set holding `signals` (see [`SigAction::mask`]).
-pub fn sigset_words(signals: &[libc::c_int]) -> [u64; SIGSET_WORDS] {
+/// The mask (see [`SigAction::mask`]) of the signal set holding `signals`, each at most 64.
+pub fn sigset_bits(signals: &[libc::c_int]) -> u64 {
     // SAFETY: all-zero bytes are a valid `sigaction`.
     let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: `sa_mask` is a valid, writable signal set.
