@@ -887,15 +887,19 @@ fn after_call(entry: Option<SigAction>, generation: Option<usize>, repeats: bool
         return;
     }
     // What the next signal would have met without us: chain to it from now on, and keep
-    // guarding our mappings.
-    if let Some(g) = generation {
+    // guarding our mappings. If that cannot be recorded, the new disposition stays installed
+    // (the next signal meets it, and our next registration installs ours again in front).
+    let recorded = generation.is_some_and(|g| {
         change_chain(|c| {
             if g >= c.depth() {
                 return false;
             }
             c.actions[g].set(&now);
             true
-        });
+        })
+    });
+    if !recorded {
+        return;
     }
     // SAFETY: `entry` was read back from the kernel as SIGBUS's disposition when this handler
     // started, so it is a valid action whose handler (if any) is a handler of this program.
