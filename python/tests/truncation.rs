@@ -346,6 +346,13 @@ fn faulthandler_enabled_after_the_first_mapping_reports_a_foreign_sigbus_once() 
     assert!(text.contains("our fault ok"), "{text}");
     assert!(text.contains("foreign fault"), "{text}");
     assert!(!text.contains("survived"), "{text}");
-    assert!(text.contains(&format!("signal Some({})", libc::SIGBUS)), "{text}");
-    assert_eq!(text.matches("Fatal Python error: Bus error").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("signal Some({})", libc::SIGBUS)),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Fatal Python error: Bus error").count(),
+        1,
+        "{text}"
+    );
 }

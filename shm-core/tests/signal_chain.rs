@@ -23,6 +23,8 @@ macro_rules! guard_copy {
         #[allow(dead_code)]
         #[path = "../src"]
         mod $name {
+            // The point: the same source compiled again is a separate copy.
+            #[allow(clippy::duplicate_mod)]
             pub mod fault;
         }
     };
@@ -355,10 +357,8 @@ fn set_root(root: &str) {
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = handler;
     // SAFETY: `sa` is the default or ignored disposition.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
 }
 
 /// 8192 bytes of an unlinked temporary file, mapped shared and writable.
@@ -519,17 +519,13 @@ fn install_later_handler(raises: bool) {
     // SAFETY: all-zero bytes are a valid `sigaction`.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: a null new action only queries.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) };
+    assert_eq!(rc, 0);
     // SAFETY: the handler is not installed yet, so nothing reads `LATER_SAVED` now.
     unsafe { std::ptr::addr_of_mut!(LATER_SAVED).write(std::mem::MaybeUninit::new(old)) };
     // SAFETY: `sa` is a valid action whose handler only makes async-signal-safe calls.
-    assert_eq!(
-        unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) },
-        0
-    );
+    let rc = unsafe { libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
 }
 
 /// A handler installed after ours (`raise`: restores its previous action and raises again;
