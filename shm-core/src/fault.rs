@@ -48,8 +48,8 @@
 //!   then on only the signals that are not ours, once each.
 //! - Several copies of this runtime in one process (a Python extension and the C library, each
 //!   linking its own) recognise each other's action by a signature in its signal mask
-//!   ([`signature`]: `SIGRTMAX`, `SIGRTMAX-1` and `SIGRTMAX-3` blocked, `SIGRTMAX-2` not; the
-//!   generation is `SIGRTMAX-4` and `SIGRTMAX-5`). A copy's first installation goes in front
+//!   (`SIGRTMAX`, `SIGRTMAX-1` and `SIGRTMAX-3` blocked, `SIGRTMAX-2` not; the generation is
+//!   `SIGRTMAX-4` and `SIGRTMAX-5`). A copy's first installation goes in front
 //!   of whatever is installed, another copy included, and chains to it; after that a copy never
 //!   goes in front of another copy. So the copies form one chain, each reached through those
 //!   installed after it, and a fault in any copy's range reaches that copy.

@@ -64,6 +64,7 @@ fn child_process_entry_point() {
         Some("copies") => copies(&env("ORDER"), &env("ROOT"), &env("EVENT")),
         Some("later") => later_handler(&env("LATER")),
         Some("async-code") => async_code(&env("ROOT")),
+        Some("read-only") => read_only(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -574,6 +575,35 @@ fn read_bounded(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle
     })
 }
 
+/// A read-only mapping, truncated and read: the zero pages the guard maps are read-only too
+/// (`/proc/self/maps` shows the page as `r--p`).
+fn read_only() {
+    let map = FileMapping::new();
+    // SAFETY: `map.ptr` is the start of an 8192-byte mapping we own; read-only from now on.
+    let rc = unsafe { libc::mprotect(map.ptr as *mut libc::c_void, 8192, libc::PROT_READ) };
+    assert_eq!(rc, 0);
+    let guard = copy_a::fault::Guard::new(map.ptr, 8192, false);
+    assert_eq!(map.shrink_and_read(), 0);
+    assert!(guard.truncated());
+    let page = map.ptr as usize + 4096;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| {
+            let (range, _) = l.split_once(' ').unwrap();
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            lo <= page && page < hi
+        })
+        .unwrap();
+    println!("zero page: {line}");
+    assert!(line.contains(" r--p "), "{line}");
+    println!("outcome ok");
+}
+
 /// Runs this binary in `role` with `env`; returns its status, stdout and stderr. Kills it and
 /// fails if it runs longer than two minutes.
 fn run(role: &str, env: &[(&str, String)]) -> (ExitStatus, String, String) {
@@ -840,4 +870,12 @@ fn a_kernel_sigbus_that_does_not_repeat_meets_the_previous_action() {
     assert!(out.contains("our faults ok after the signal"), "{what}");
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{what}");
     assert!(!out.contains("survived the second signal"), "{what}");
+}
+
+#[test]
+fn a_read_only_mapping_is_repaired_with_read_only_pages() {
+    if role().is_some() {
+        return;
+    }
+    assert_ok("read-only", &[]);
 }
