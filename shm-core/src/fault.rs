@@ -801,11 +801,12 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_v
     let outer = (key != 0)
         .then(|| outer_generation(key, thread, frame))
         .flatten();
-    let (generation, action) = read_chain(|c| {
+    let (mut generation, mut action) = read_chain(|c| {
         let newest = c.depth().checked_sub(1)?;
         let g = match outer {
-            // Reached again through the chain: the generations from `o` on already ran.
-            Some(o) => o.checked_sub(1)?,
+            // Reached again through the chain: the generations from `o` on already ran (and
+            // some may have been forgotten since).
+            Some(o) => o.checked_sub(1)?.min(newest),
             None => {
                 let a = c.action(newest);
                 // The newest generation's action is installed (our installation in front of
@@ -820,7 +821,6 @@ fn pass_on(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_v
         Some((g, c.action(g)))
     })
     .unzip();
-    let (mut generation, mut action) = (generation, action);
     let record = match generation {
         Some(g) if key != 0 => enter(key, thread, frame, g),
         _ => None,
