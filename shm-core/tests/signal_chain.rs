@@ -5,9 +5,10 @@
 //! first chunk holds are all guarded. Several copies of the runtime in one process (here the
 //! guard's source compiled three more times, as modules `copy_a`, `copy_b`, `copy_c`, beside
 //! `shm_core` itself) chain to each other without loops, and a handler installed after ours
-//! that removes itself by restoring its previous action runs once. Each claim is checked in
-//! its own child process, since a signal disposition belongs to the whole process; every child
-//! that could loop is killed after a bound and fails the test.
+//! that removes itself by restoring its previous action runs once. A truncation is marked
+//! before the zero pages appear, and a read-only mapping gets read-only ones. Each claim is
+//! checked in its own child process, since a signal disposition belongs to the whole process;
+//! every child that could loop is killed after a bound and fails the test.
 
 mod common;
 
@@ -65,6 +66,7 @@ fn child_process_entry_point() {
         Some("later") => later_handler(&env("LATER")),
         Some("async-code") => async_code(&env("ROOT")),
         Some("read-only") => read_only(),
+        Some("mark-first") => mark_before_zero_pages(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -604,6 +606,75 @@ fn read_only() {
     println!("outcome ok");
 }
 
+/// The guard whose mark the `SIGSYS` handler below reads.
+static MARKED: std::sync::OnceLock<copy_a::fault::Guard> = std::sync::OnceLock::new();
+/// What the exit status of `mark-first` means.
+const MARK_SEEN: i32 = 42;
+const MARK_NOT_SEEN: i32 = 43;
+
+/// Runs when the guard's handler asks for its zero pages (trapped by the filter below): exits
+/// the process at once with whether the mark was already stored.
+extern "C" fn at_zero_page_mmap(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let seen = MARKED.get().is_some_and(|g| g.truncated());
+    // SAFETY: `_exit` has no preconditions and is async-signal-safe.
+    unsafe { libc::_exit(if seen { MARK_SEEN } else { MARK_NOT_SEEN }) };
+}
+
+/// A fault in a guarded mapping, with the guard's `mmap` of zero pages trapped (seccomp
+/// `SECCOMP_RET_TRAP` on `mmap` with exactly `MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS`): the
+/// `SIGSYS` handler sees whether the range was already marked truncated when the zero pages
+/// were about to appear. Another thread reading them must not find them unmarked.
+fn mark_before_zero_pages() {
+    let map = FileMapping::new();
+    let guard = copy_a::fault::Guard::new(map.ptr, 8192, true);
+    assert!(MARKED.set(guard).is_ok());
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = at_zero_page_mmap as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO;
+    // SAFETY: `sa` is a valid action whose handler only loads an atomic and calls `_exit`.
+    let rc = unsafe { libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+    // Classic BPF, as in <linux/filter.h> and <linux/seccomp.h>: load `nr`; if `mmap`, load
+    // the low word of `args[3]` (the flags, offset 40 on little-endian); trap if they are the
+    // guard's, else allow.
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const ALLOW: u32 = 0x7fff_0000;
+    const TRAP: u32 = 0x0003_0000;
+    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let flags = (libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32;
+    let filter = [
+        insn(LD_W_ABS, 0, 0, 0),
+        insn(JEQ_K, 0, 3, libc::SYS_mmap as u32),
+        insn(LD_W_ABS, 0, 0, 40),
+        insn(JEQ_K, 0, 1, flags),
+        insn(RET_K, 0, 0, TRAP),
+        insn(RET_K, 0, 0, ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    assert_eq!(rc, 0);
+    // SAFETY: PR_SET_SECCOMP gets a valid program that outlives the call (the kernel copies
+    // it).
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    assert_eq!(rc, 0);
+    println!("faulting");
+    map.shrink_and_read();
+    println!("the zero pages were mapped without a trap");
+}
+
 /// Runs this binary in `role` with `env`; returns its status, stdout and stderr. Kills it and
 /// fails if it runs longer than two minutes.
 fn run(role: &str, env: &[(&str, String)]) -> (ExitStatus, String, String) {
@@ -878,4 +949,18 @@ fn a_read_only_mapping_is_repaired_with_read_only_pages() {
         return;
     }
     assert_ok("read-only", &[]);
+}
+
+#[test]
+fn a_truncation_is_marked_before_the_zero_pages_appear() {
+    if role().is_some() {
+        return;
+    }
+    let (status, out, err) = run_bounded("mark-first", &[], LOOP_LIMIT);
+    assert!(out.contains("faulting"), "{status:?}\n{out}\n{err}");
+    assert_eq!(
+        status.code(),
+        Some(MARK_SEEN),
+        "{status:?} ({MARK_NOT_SEEN}: zero pages before the mark; 0: no trap)\n{out}\n{err}"
+    );
 }
