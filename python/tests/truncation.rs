@@ -3,7 +3,9 @@
 //! under `python3 -X faulthandler`, a `Reader` and a `StreamReader` get a clean `ShmError`;
 //! and with the C library `libshm_ffi.so` loaded into the same interpreter (a second copy of
 //! the runtime, with its own SIGBUS handler), faults in the mappings of either copy are
-//! reported by that copy, whichever handler is installed first.
+//! reported by that copy, whichever handler is installed first. `faulthandler` enabled after
+//! the first mapping (so the guard goes back in front of it at the next one) still reports a
+//! foreign SIGBUS once, and the process dies of it, as without the guard.
 
 #[path = "../../shm-core/tests/common/mod.rs"]
 mod common;
@@ -14,6 +16,7 @@ use common::Name;
 use lang::TempDir;
 use shm_core::SharedState;
 use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,7 +104,10 @@ fn run_python(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String)
     let start = Instant::now();
     let (ok, why) = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break (status.success(), format!("{status:?}"));
+            break (
+                status.success(),
+                format!("{status:?}, signal {:?}", status.signal()),
+            );
         }
         let n = printed.load(Ordering::Relaxed);
         if n > OUTPUT_LIMIT || start.elapsed() > Duration::from_secs(120) {
@@ -259,7 +265,8 @@ shrink(names[0])
 py_expect_truncated(p1)  # shm_state's fault, through the C library's handler
 shrink(names[1])
 assert ffi_try_read(c1) == TRUNCATED  # the C library's own
-# shm_state maps again: its handler goes back in front, chaining to the C library's.
+# shm_state maps again: the C library's handler stays in front (a copy never goes in front of
+# another after its first installation), and still chains to shm_state's.
 c2 = ffi_reader(names[2])
 p2 = shm_state.Reader(names[3])
 shrink(names[2])
@@ -293,4 +300,59 @@ fn two_runtimes_in_one_interpreter_each_report_their_own_truncations() {
         let (ok, text) = run_python(dir.path(), &args, &[]);
         assert!(ok && text.contains("outcome ok"), "{text}");
     }
+}
+
+/// `faulthandler` enabled between two mappings: the guard's handler goes back in front of it at
+/// the second. A fault in a segment stays the module's; a foreign SIGBUS (a shrunk `mmap` of
+/// the script's own) reaches `faulthandler`, which removes itself (restoring the guard's older
+/// installation), prints its report and raises the signal again: the process must die of
+/// SIGBUS after one report, not loop.
+const FAULTHANDLER_LATER_PY: &str = r#"
+import faulthandler
+import mmap
+import os
+import sys
+import tempfile
+import shm_state
+
+first = shm_state.Reader(sys.argv[1])
+faulthandler.enable()
+second = shm_state.Reader(sys.argv[2])
+os.truncate("/dev/shm" + sys.argv[2], 0)
+try:
+    second.try_read()
+    raise AssertionError("no ShmError")
+except shm_state.ShmError as e:
+    assert "truncated" in str(e), e
+print("our fault ok", flush=True)
+with tempfile.TemporaryFile() as f:
+    f.truncate(8192)
+    m = mmap.mmap(f.fileno(), 8192)
+    f.truncate(0)
+    print("foreign fault", flush=True)
+    m[4096]
+print("survived the foreign fault", flush=True)
+"#;
+
+#[test]
+fn faulthandler_enabled_after_the_first_mapping_reports_a_foreign_sigbus_once() {
+    let dir = python_dir("py-faulthandler-later", FAULTHANDLER_LATER_PY);
+    let names: Vec<Name> = (0..2).map(|_| Name::new("py-fh-later")).collect();
+    for n in &names {
+        drop(Pose::create(n, &POSE).unwrap());
+    }
+    let (ok, text) = run_python(dir.path(), &["test_shrink.py", &names[0], &names[1]], &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("our fault ok"), "{text}");
+    assert!(text.contains("foreign fault"), "{text}");
+    assert!(!text.contains("survived"), "{text}");
+    assert!(
+        text.contains(&format!("signal Some({})", libc::SIGBUS)),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Fatal Python error: Bus error").count(),
+        1,
+        "{text}"
+    );
 }

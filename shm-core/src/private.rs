@@ -166,11 +166,15 @@ impl MappingGuard {
     /// Guards the `len` bytes mapped at `start`.
     ///
     /// # Safety
-    /// `start..start + len` must be one shared mapping of a file that the caller made, owns
-    /// and keeps mapped until this guard is dropped, and that is only read through atomics
-    /// (after a truncation the guard replaces its pages beyond the file's end with zeros).
+    /// `start..start + len` must be one read-only (`PROT_READ`) shared mapping of a file that
+    /// the caller made, owns and keeps mapped until this guard is dropped, and that is only
+    /// read through atomics (after a truncation the guard replaces its pages beyond the file's
+    /// end with read-only zero pages). The guard and the mapping must be owned by one value,
+    /// every access to the mapping must be made through a borrow of that value, and it must
+    /// drop the guard before it unmaps: the signal handler relies on a faulting access keeping
+    /// the mapping alive until the handler returns.
     pub unsafe fn new(start: *const u8, len: usize) -> MappingGuard {
-        MappingGuard(crate::fault::Guard::new(start, len))
+        MappingGuard(crate::fault::Guard::new(start, len, false))
     }
 
     /// Whether a peer shrank the file and an access faulted (what was read since is zeros).

@@ -161,7 +161,7 @@ fn map(file: &File, len: usize, access: Access, name: &str) -> Result<Mapping> {
     }
     .map_err(Error::io("mapping", name))?;
     Ok(Mapping {
-        guard: fault::Guard::new(raw.as_ptr(), raw.len()),
+        guard: fault::Guard::new(raw.as_ptr(), raw.len(), access == Access::ReadWrite),
         raw,
     })
 }

@@ -381,28 +381,32 @@ pub fn page_size() -> usize {
     usize::try_from(size).unwrap_or(4096)
 }
 
-/// How many 64-bit words a `sigset_t` holds.
-pub const SIGSET_WORDS: usize = std::mem::size_of::<libc::sigset_t>() / 8;
-const _: () = assert!(std::mem::size_of::<libc::sigset_t>() % 8 == 0);
+// A `sigset_t` starts with the 64 bits the kernel uses (signals 1 to 64), which `SigAction`
+// keeps as one word.
+const _: () = assert!(std::mem::size_of::<libc::sigset_t>() >= 8);
 
 /// A signal disposition as plain words (handler address, flags, mask), so that the SIGBUS
-/// guard can keep copies of it in static atomics and read them inside its handler.
+/// guard can keep copies of it in static atomics and read them inside its handler. Small, so
+/// that the handler's frames fit on an alternate signal stack that already holds two kernel
+/// signal frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SigAction {
     /// `sa_sigaction`/`sa_handler`: a function address, `SIG_DFL` or `SIG_IGN`.
     pub handler: usize,
     /// `sa_flags`.
     pub flags: libc::c_int,
-    /// `sa_mask`, word by word.
-    pub mask: [u64; SIGSET_WORDS],
+    /// `sa_mask`: its first 64 bits, all the kernel keeps (signals 1 to 64), laid out as the C
+    /// library lays them out.
+    pub mask: u64,
 }
 
 impl SigAction {
     /// The action that calls `handler` with three arguments (`SA_SIGINFO`), on the alternate
-    /// signal stack if the thread has one (`SA_ONSTACK`: a fault from a stack overflow must
-    /// still reach std's handler), without blocking SIGBUS while it runs (`SA_NODEFER`: the
-    /// handler sets the mask a chained handler expects itself), and restarting system calls if
-    /// `restart` (to keep the previous action's `SA_RESTART` for a SIGBUS sent with `kill`).
+    /// signal stack if the thread has one (`SA_ONSTACK`: the handlers it chains to, std's and
+    /// Python's `faulthandler`'s, ask for it, and a handler called from ours runs on ours's
+    /// stack), without blocking SIGBUS while it runs (`SA_NODEFER`: the handler sets the mask
+    /// a chained handler expects itself), and restarting system calls if `restart` (to keep
+    /// the previous action's `SA_RESTART` for a SIGBUS sent with `kill`). The mask is empty.
     pub fn new_handler(
         handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
         restart: bool,
@@ -411,18 +415,16 @@ impl SigAction {
         SigAction {
             handler: handler as usize,
             flags: libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER | restart,
-            mask: [0; SIGSET_WORDS],
+            mask: 0,
         }
     }
 
     fn from_raw(raw: &libc::sigaction) -> SigAction {
-        // SAFETY: `sigset_t` is plain data of exactly `SIGSET_WORDS` 64-bit words (asserted
-        // above) and at least 8-aligned (it is an array of `c_ulong`); the read is unaligned
-        // anyway.
+        // SAFETY: `sigset_t` is plain data of at least 8 bytes (asserted above); the read is
+        // unaligned anyway. The C library leaves the rest of a reported `sa_mask` undefined
+        // (it copies its whole buffer, of which the kernel filled these 8 bytes).
         let mask = unsafe {
-            std::ptr::read_unaligned(
-                &raw.sa_mask as *const libc::sigset_t as *const [u64; SIGSET_WORDS],
-            )
+            std::ptr::read_unaligned(&raw.sa_mask as *const libc::sigset_t as *const u64)
         };
         SigAction {
             handler: raw.sa_sigaction,
@@ -437,14 +439,20 @@ impl SigAction {
         let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
         raw.sa_sigaction = self.handler;
         raw.sa_flags = self.flags;
-        // SAFETY: as in `from_raw`: the mask is exactly `SIGSET_WORDS` words of plain data.
-        unsafe {
-            std::ptr::write_unaligned(
-                &mut raw.sa_mask as *mut libc::sigset_t as *mut [u64; SIGSET_WORDS],
-                self.mask,
-            )
-        };
+        raw.sa_mask = self.sigset();
         raw
+    }
+
+    /// The mask as a `sigset_t` (all signals above 64 clear).
+    fn sigset(&self) -> libc::sigset_t {
+        // SAFETY: all-zero bytes are a valid (empty) `sigset_t`.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `sigset_t` is plain data of at least 8 bytes (asserted above); the write is
+        // unaligned anyway.
+        unsafe {
+            std::ptr::write_unaligned(&mut set as *mut libc::sigset_t as *mut u64, self.mask)
+        };
+        set
     }
 
     /// Whether this action is the default disposition.
@@ -472,9 +480,7 @@ impl SigAction {
         info: *mut libc::siginfo_t,
         context: *mut libc::c_void,
     ) {
-        // SAFETY: all-zero bytes are a valid `sigaction` (see `to_raw`), and the mask set from
-        // our words is a valid `sigset_t`.
-        let mut block = self.to_raw().sa_mask;
+        let mut block = self.sigset();
         if self.flags & libc::SA_NODEFER == 0 {
             // SAFETY: `block` is a valid signal set and `sig` a valid signal number.
             unsafe { libc::sigaddset(&mut block, sig) };
@@ -531,7 +537,7 @@ pub fn set_sigbus_default() {
     let dfl = SigAction {
         handler: libc::SIG_DFL,
         flags: 0,
-        mask: [0; SIGSET_WORDS],
+        mask: 0,
     };
     // SAFETY: the default disposition has no handler to vouch for.
     unsafe { set_sigbus_action(&dfl) };
@@ -558,14 +564,46 @@ pub unsafe fn sigbus_fault_address(info: *const libc::siginfo_t) -> Option<usize
     Some(unsafe { info.si_addr() } as usize)
 }
 
-/// Whether `info` describes a signal the kernel raised for something the thread did (a fault,
-/// `si_code > 0`), rather than one a process sent (`si_code <= 0`). A null `info` counts as sent.
+/// The `si_code` of `info`, or `None` if `info` is null. Codes <= 0 mean a process sent the
+/// signal (`kill`, `tgkill`, `sigqueue`); positive ones that the kernel raised it (or, for
+/// this process only, that it queued it to itself with `rt_tgsigqueueinfo`).
 ///
 /// # Safety
 /// `info` must be null or point to the `siginfo_t` the kernel passed to a signal handler.
-pub unsafe fn is_kernel_signal(info: *const libc::siginfo_t) -> bool {
+pub unsafe fn signal_code(info: *const libc::siginfo_t) -> Option<libc::c_int> {
     // SAFETY: the caller's contract: null or a valid `siginfo_t`.
-    unsafe { info.as_ref() }.is_some_and(|i| i.si_code > 0)
+    unsafe { info.as_ref() }.map(|i| i.si_code)
+}
+
+/// The calling thread's id. Async-signal-safe (one system call).
+pub fn thread_id() -> usize {
+    // SAFETY: `gettid` has no arguments and no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    usize::try_from(tid).unwrap_or(0)
+}
+
+/// Whether the thread `tid` of this process still exists. Async-signal-safe (one system call
+/// that sends nothing: signal 0 only checks).
+pub fn thread_alive(tid: usize) -> bool {
+    let Ok(tid) = libc::pid_t::try_from(tid) else {
+        return false;
+    };
+    // SAFETY: `tgkill` with signal 0 sends nothing; any ids are acceptable arguments.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    rc == 0 || errno() != libc::ESRCH
+}
+
+/// The mask (see [`SigAction::mask`]) of the signal set holding `signals`, each at most 64.
+pub fn sigset_bits(signals: &[libc::c_int]) -> u64 {
+    // SAFETY: all-zero bytes are a valid `sigaction`.
+    let mut raw: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: `sa_mask` is a valid, writable signal set.
+    unsafe { libc::sigemptyset(&mut raw.sa_mask) };
+    for &s in signals {
+        // SAFETY: as above; an invalid signal number is refused with an error, not UB.
+        unsafe { libc::sigaddset(&mut raw.sa_mask, s) };
+    }
+    SigAction::from_raw(&raw).mask
 }
 
 /// The calling thread's `errno` (a signal handler must leave it as it found it).
@@ -580,22 +618,29 @@ pub fn set_errno(value: libc::c_int) {
     unsafe { *libc::__errno_location() = value };
 }
 
-/// Replaces the pages `[addr, addr + len)` of a mapping of ours with private zero pages.
-/// Async-signal-safe (one system call). `false` if the kernel refused.
+/// Replaces the pages `[addr, addr + len)` of a mapping of ours with private zero pages,
+/// readable, and writable if `writable` (as the mapping was). Async-signal-safe (one system
+/// call). `false` if the kernel refused.
 ///
 /// Only the SIGBUS guard calls this, with a page-aligned range inside a mapping this process
-/// made and still owns (see `fault.rs`): replacing its pages changes what those addresses read,
-/// never which memory they belong to.
-pub fn map_zero_pages(addr: usize, len: usize) -> bool {
-    // SAFETY: the range is page-aligned and lies within one of our own live mappings (the
-    // caller's contract above), so MAP_FIXED replaces only pages of that mapping, which every
-    // user accesses through atomics (any byte value is valid); no Rust reference is
-    // invalidated since the new pages are readable and writable at the same addresses.
+/// made and that stays mapped until the call returns (see `fault.rs`): replacing its pages
+/// changes what those addresses read, never which memory they belong to.
+pub fn map_zero_pages(addr: usize, len: usize, writable: bool) -> bool {
+    let prot = if writable {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_READ
+    };
+    // SAFETY: the range is page-aligned and lies within one of our own mappings that stays
+    // mapped for the whole call (the caller's contract above), so MAP_FIXED replaces only pages
+    // of that mapping, which every user accesses through atomics (any byte value is valid); no
+    // Rust reference is invalidated since the new pages are mapped at the same addresses with
+    // the access the mapping had.
     let p = unsafe {
         libc::mmap(
             addr as *mut libc::c_void,
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
+            prot,
             libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
