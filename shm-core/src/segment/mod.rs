@@ -9,7 +9,7 @@
 //! garbage values (which are still valid values, since every bit pattern of a `SharedState`
 //! type is) but never make this process access memory outside its mapping. A peer with write
 //! access can also shrink the file, after which an access would fault (SIGBUS): every mapping
-//! is guarded (`fault.rs`), so the fault maps zero pages instead and the segment reports
+//! is guarded (`fault/`), so the fault maps zero pages instead and the segment reports
 //! itself truncated ([`Segment::check_intact`]). See `docs/threat-model.md`.
 
 mod create;

@@ -623,7 +623,7 @@ pub fn set_errno(value: libc::c_int) {
 /// call). `false` if the kernel refused.
 ///
 /// Only the SIGBUS guard calls this, with a page-aligned range inside a mapping this process
-/// made and that stays mapped until the call returns (see `fault.rs`): replacing its pages
+/// made and that stays mapped until the call returns (see `fault/mod.rs`): replacing its pages
 /// changes what those addresses read, never which memory they belong to.
 pub fn map_zero_pages(addr: usize, len: usize, writable: bool) -> bool {
     let prot = if writable {
