@@ -295,12 +295,14 @@ impl Segment {
     }
 
     /// Takes a lease on the segment with `lock` (writer or consumer), on an open file
-    /// description of its own; `Ok(false)` if another description holds it.
+    /// description of its own; `Ok(false)` if another description holds it, `Err(NotFound)`
+    /// if its name was removed since it was opened (see `Segment::check_linked`).
     pub fn take_lease(&mut self, lock: fn(&File) -> std::io::Result<bool>) -> Result<bool> {
         let lease = LeaseFile::of(&self.file, &self.name)?;
         if !lock(&lease).map_err(Error::io("locking", &self.name))? {
             return Ok(false);
         }
+        Self::check_linked(&self.backend, &self.name, &self.file)?;
         self.lease = Some(lease);
         Ok(true)
     }
