@@ -34,6 +34,7 @@ fn child_process_entry_point() {
         Some("anonymous-holder") => anonymous_holder(),
         Some("raw-fork") => raw_fork(),
         Some("closing-child") => closing_child(),
+        Some("closing-parent") => closing_parent(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -212,6 +213,27 @@ fn closing_child() {
         ok
     });
     std::mem::forget(w);
+    println!("forked {}", reap(child));
+}
+
+/// Creates a writer, then closes every descriptor above stderr (the writer's among them: it is
+/// never used again), opens files of its own and forks. The child reports whether its
+/// descriptors are still the files its parent opened: the numbers the writer's descriptors had
+/// are now other files, which a child must not replace.
+fn closing_parent() {
+    let w = Value::create(&env("SHM_STATE"), &V1).unwrap();
+    std::mem::forget(w);
+    // SAFETY: closes descriptors this process no longer uses: the writer's, forgotten above
+    // and never used again.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let files: Vec<std::fs::File> = (0..16).map(|_| tempfile()).collect();
+    use std::os::fd::AsRawFd;
+    let before: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+    let child = fork(|| {
+        let after: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+        println!("child files intact={}", after == before);
+        true
+    });
     println!("forked {}", reap(child));
 }
 
@@ -406,6 +428,24 @@ fn a_grandchild_keeps_the_descriptors_its_parent_opened_after_closing_inherited_
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("grandchild files intact=true"),
+        "a fork overwrote descriptors the forking process had opened: {text}"
+    );
+    assert!(text.contains("forked true"), "{text}");
+}
+
+#[test]
+fn a_child_keeps_the_descriptors_its_parent_opened_in_place_of_closed_leases() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-closing-parent");
+    let out = spawn_role(ENTRY, "closing-parent", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("child files intact=true"),
         "a fork overwrote descriptors the forking process had opened: {text}"
     );
     assert!(text.contains("forked true"), "{text}");
