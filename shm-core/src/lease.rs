@@ -39,9 +39,6 @@ use std::time::{Duration, Instant};
 /// This process's generation: bumped in every child `fork` makes, so that a handle made before
 /// the fork (which records the generation it was made in) knows it was copied.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-/// Whether this process was made by `fork` from a process that had loaded this runtime: until
-/// then no handle can be inherited, and the check before each publish is this one load.
-static MADE_BY_FORK: AtomicBool = AtomicBool::new(false);
 /// Forks this process began (its prepare handler ran).
 static FORKS_BEGUN: AtomicU64 = AtomicU64::new(0);
 /// Forks in progress: begun, and the parent handler not run yet.
@@ -222,7 +219,6 @@ extern "C" fn after_fork_in_child() {
         entry.fd.store(FREE, Ordering::Relaxed);
     }
     GENERATION.fetch_add(1, Ordering::Relaxed);
-    MADE_BY_FORK.store(true, Ordering::Relaxed);
     // The forks of other threads were not copied into this process.
     FORKING.store(0, Ordering::Relaxed);
 }
@@ -247,16 +243,10 @@ fn install() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether this process was made by `fork` (see [`MADE_BY_FORK`]): if not, no handle in it was
-/// inherited. One relaxed load, for the publish paths; [`LeaseFile::inherited`] says which.
+/// This process's generation (see [`GENERATION`]): a handle whose lease was taken in another
+/// generation was copied into this process by `fork`. One relaxed load, for the publish paths.
 #[inline(always)]
-pub(crate) fn made_by_fork() -> bool {
-    MADE_BY_FORK.load(Ordering::Relaxed)
-}
-
-/// This process's generation (see [`GENERATION`]).
-#[inline(always)]
-fn generation() -> u64 {
+pub(crate) fn generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
@@ -342,9 +332,14 @@ impl LeaseFile {
 
     /// Whether this handle was copied into this process by `fork` (it belongs to an ancestor,
     /// and its lease stayed there).
-    #[inline(always)]
-    pub fn inherited(&self) -> bool {
+    fn inherited(&self) -> bool {
         generation() != self.generation
+    }
+
+    /// The process generation the description was opened in: the handle was copied into this
+    /// process by `fork` if it differs from [`generation`]'s.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

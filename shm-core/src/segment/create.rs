@@ -187,7 +187,7 @@ impl Segment {
                 .map_err(fail)?;
         }
         let map = map(&file, geometry.total_size, Access::ReadWrite, name).map_err(fail)?;
-        let seg = Segment {
+        let mut seg = Segment {
             map,
             file,
             geometry,
@@ -197,8 +197,10 @@ impl Segment {
             name: name.to_string(),
             backend: backend.clone(),
             writable: true,
-            lease: Some(lease),
+            lease: None,
+            lease_generation: super::NO_LEASE,
         };
+        seg.keep_lease(lease);
         let h = seg.header();
         let r = Ordering::Relaxed;
         h.state.store(STATE_CREATING, r);

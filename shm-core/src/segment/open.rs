@@ -104,6 +104,7 @@ impl Segment {
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
             lease: None,
+            lease_generation: super::NO_LEASE,
         };
         // A peer that shrank the file while we validated it made us read zero pages.
         seg.check_intact()?;
