@@ -35,6 +35,7 @@ fn child_process_entry_point() {
         Some("raw-fork") => raw_fork(),
         Some("closing-child") => closing_child(),
         Some("closing-parent") => closing_parent(),
+        Some("fork-storm") => fork_storm(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -235,6 +236,55 @@ fn closing_parent() {
         true
     });
     println!("forked {}", reap(child));
+}
+
+/// One thread forks over and over (each child exits at once) while this one creates writers,
+/// which wait for each fork in progress to finish before opening their lease's description.
+/// Reports how many writers it made, and whether each was alive while it lived and released
+/// its lease when dropped (a child forked meanwhile keeps no copy of it).
+fn fork_storm() {
+    const ROUNDS: usize = 300;
+    let name = env("SHM_STATE");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (made, right, forks) = std::thread::scope(|s| {
+        let forker = s.spawn(|| {
+            let mut forks = 0;
+            // Bounded: stops when the writers are done, or after this many forks.
+            for _ in 0..100_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                forks += 1;
+                // SAFETY: the child only calls `_exit`, async-signal-safe.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: ends the child without running the parent's exit handlers.
+                    unsafe { libc::_exit(0) };
+                }
+                assert!(pid > 0 && reap(pid), "fork failed");
+            }
+            forks
+        });
+        let mut made = 0;
+        let mut right = 0;
+        for _ in 0..ROUNDS {
+            if let Ok(w) = Value::create(&name, &V1) {
+                made += 1;
+                let r = Value::open(&name).unwrap();
+                let alive = r.writer_alive();
+                drop(w);
+                if alive && !r.writer_alive() {
+                    right += 1;
+                }
+                drop(r);
+            }
+            let _ = shm_core::remove(&name);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (made, right, forker.join().unwrap())
+    });
+    // How many forks overlapped the writers varies from run to run: told, not checked.
+    println!("writers made {made} right {right} during {forks} forks");
 }
 
 /// An unnamed temporary file (a memfd, each its own inode).
@@ -449,4 +499,21 @@ fn a_child_keeps_the_descriptors_its_parent_opened_in_place_of_closed_leases() {
         "a fork overwrote descriptors the forking process had opened: {text}"
     );
     assert!(text.contains("forked true"), "{text}");
+}
+
+#[test]
+fn leases_taken_while_another_thread_forks_stay_with_their_process() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-storm");
+    let out = spawn_role(ENTRY, "fork-storm", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("writers made 300 right 300 during "),
+        "writers failed, or kept their lease after being dropped: {text}"
+    );
 }
