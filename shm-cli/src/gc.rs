@@ -133,8 +133,9 @@ fn pid_list(pids: &[u32]) -> String {
         .join(", ")
 }
 
-/// A segment `gc` means to remove: its file, opened read-write when it was scanned, and that
-/// file's identity.
+/// A segment `gc` means to remove: its file, opened read-write, and that file's identity. One
+/// at a time: `gc` keeps only the identity of each between its scan and its removals, so that
+/// any number of dead segments never takes more than a few descriptors.
 struct Candidate {
     file: File,
     id: FileId,
@@ -243,8 +244,8 @@ struct Decision {
     name: String,
     remove: bool,
     reason: String,
-    /// The file to remove, as scanned (when `remove`).
-    candidate: Option<Candidate>,
+    /// The identity of the file to remove, as scanned (when `remove`).
+    candidate: Option<FileId>,
 }
 
 /// Test hook: with `SHM_GC_TEST_PAUSE` set to a directory, `gc` creates `scanned` in it once
@@ -304,7 +305,7 @@ pub fn run(args: &GcArgs) -> Outcome {
                             "writer pid {} is dead (epoch {}) and no process maps it",
                             info.writer_pid, info.epoch
                         ),
-                        Some(c),
+                        Some(c.id),
                     ),
                 },
             },
@@ -328,10 +329,18 @@ pub fn run(args: &GcArgs) -> Outcome {
         for d in decisions.iter_mut().filter(|d| d.remove) {
             // Between the scan and now a writer may have taken it over, a reader mapped it, or
             // a creator made a new segment under the name: look again, holding its lease.
-            let Some(c) = d.candidate.take() else {
+            let Some(id) = d.candidate.take() else {
                 continue;
             };
-            if let Err(why) = c.remove(&d.name) {
+            let removed = match Candidate::open(&d.name) {
+                Ok(c) if c.id == id => c.remove(&d.name),
+                Ok(_) => Err("the name refers to another segment now".to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err("another process removed it meanwhile".to_string())
+                }
+                Err(e) => Err(format!("could not open it again: {e}")),
+            };
+            if let Err(why) = removed {
                 d.remove = false;
                 d.reason = why;
             }

@@ -269,3 +269,47 @@ fn gc_keeps_a_segment_a_live_creator_recovers_in_place_after_the_scan() {
     );
     drop(recoverer);
 }
+
+#[test]
+fn gc_removes_more_dead_segments_than_it_may_open_descriptors() {
+    const SEGMENTS: usize = 48;
+    let prefix = format!("/shmtest-cli-gcmany-{}-", std::process::id());
+    let segments: Vec<Name> = (0..SEGMENTS).map(|_| Name::new("gcmany")).collect();
+    for n in &segments {
+        // Created and dropped: no lease, no mapping, as a dead writer leaves it.
+        drop(
+            shm_core::Options::new()
+                .create::<u64>(n, &1)
+                .expect("create"),
+        );
+    }
+    let mut gc = shm_command();
+    gc.args(["gc", "--json", "--prefix", &prefix]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only calls `setrlimit`, which is
+    // async-signal-safe, on a stack value.
+    unsafe {
+        gc.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 32,
+                rlim_max: 32,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let out = gc.output().expect("run shm gc");
+    assert_code(&out, 0);
+    let j = json(&out);
+    assert_eq!(
+        names(&j["removed"]).len(),
+        SEGMENTS,
+        "gc with 32 descriptors kept some of {SEGMENTS} dead segments: {}",
+        j["kept"]
+    );
+    for n in &segments {
+        assert!(!Path::new(&n.path()).exists(), "{} left", &**n);
+    }
+}

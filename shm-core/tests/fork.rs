@@ -32,6 +32,10 @@ fn child_process_entry_point() {
     match role().as_deref() {
         Some("named-holder") => named_holder(),
         Some("anonymous-holder") => anonymous_holder(),
+        Some("raw-fork") => raw_fork(),
+        Some("closing-child") => closing_child(),
+        Some("closing-parent") => closing_parent(),
+        Some("fork-storm") => fork_storm(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -140,6 +144,157 @@ fn anonymous_holder() {
     println!("forked {child}");
     std::thread::sleep(Duration::from_secs(60));
     drop(w);
+}
+
+/// Waits for the child `pid` and says whether it exited with 0.
+fn reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: `pid` is a child of this process not reaped yet; `status` outlives the call.
+    let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+    reaped == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Creates a writer and makes a child with the raw `clone` system call, as `fork` does but
+/// without running the `fork` handlers (so do `_Fork`, `vfork` and `clone` wrappers); the child
+/// drops the writer it copied and exits. Reports whether the writer, still alive here, is
+/// still seen alive and still refuses a second writer.
+fn raw_fork() {
+    let state = env("SHM_STATE");
+    let w = Value::create(&state, &V1).unwrap();
+    let r = Value::open(&state).unwrap();
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    // SAFETY: `clone` with only SIGCHLD and no new stack is `fork` without its handlers: the
+    // child is a copy of this process with one thread (this one); it only drops a handle and
+    // leaves with `_exit`.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } as i32;
+    assert!(pid >= 0, "clone failed");
+    if pid == 0 {
+        drop(w);
+        // SAFETY: `_exit` ends the child without running the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    assert!(reap(pid), "the cloned child failed");
+    let second = Value::open_writer(&state);
+    println!(
+        "after the child dropped its copy alive={} second writer refused={}",
+        r.writer_alive(),
+        matches!(second, Err(Error::WriterBusy { .. }))
+    );
+    drop(second);
+    drop(w);
+}
+
+/// The identity (device, inode) of descriptor `fd`.
+fn identity(fd: i32) -> Option<(u64, u64)> {
+    // SAFETY: `stat` is a plain C struct for which all-zero bytes are valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fstat` only writes `st`, which outlives the call; a bad `fd` fails with EBADF.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// Creates a writer and forks; the child closes every descriptor it inherited above stderr
+/// (as daemons do), opens files of its own and forks again. The grandchild reports whether
+/// its descriptors are still the files its parent opened.
+fn closing_child() {
+    let w = Value::create(&env("SHM_STATE"), &V1).unwrap();
+    let child = fork(|| {
+        // SAFETY: closes descriptors this process no longer uses: the handles copied from the
+        // parent are never used again (they are forgotten below, never dropped).
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+        let files: Vec<std::fs::File> = (0..16).map(|_| tempfile()).collect();
+        use std::os::fd::AsRawFd;
+        let before: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+        let grandchild = fork(|| {
+            let after: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+            println!("grandchild files intact={}", after == before);
+            true
+        });
+        let ok = reap(grandchild);
+        std::mem::forget(files);
+        ok
+    });
+    std::mem::forget(w);
+    println!("forked {}", reap(child));
+}
+
+/// Creates a writer, then closes every descriptor above stderr (the writer's among them: it is
+/// never used again), opens files of its own and forks. The child reports whether its
+/// descriptors are still the files its parent opened: the numbers the writer's descriptors had
+/// are now other files, which a child must not replace.
+fn closing_parent() {
+    let w = Value::create(&env("SHM_STATE"), &V1).unwrap();
+    std::mem::forget(w);
+    // SAFETY: closes descriptors this process no longer uses: the writer's, forgotten above
+    // and never used again.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    let files: Vec<std::fs::File> = (0..16).map(|_| tempfile()).collect();
+    use std::os::fd::AsRawFd;
+    let before: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+    let child = fork(|| {
+        let after: Vec<_> = files.iter().map(|f| identity(f.as_raw_fd())).collect();
+        println!("child files intact={}", after == before);
+        true
+    });
+    println!("forked {}", reap(child));
+}
+
+/// One thread forks over and over (each child exits at once) while this one creates writers,
+/// which wait for each fork in progress to finish before opening their lease's description.
+/// Reports how many writers it made, and whether each was alive while it lived and released
+/// its lease when dropped (a child forked meanwhile keeps no copy of it).
+fn fork_storm() {
+    const ROUNDS: usize = 300;
+    let name = env("SHM_STATE");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (made, right, forks) = std::thread::scope(|s| {
+        let forker = s.spawn(|| {
+            let mut forks = 0;
+            // Bounded: stops when the writers are done, or after this many forks.
+            for _ in 0..100_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                forks += 1;
+                // SAFETY: the child only calls `_exit`, async-signal-safe.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    // SAFETY: ends the child without running the parent's exit handlers.
+                    unsafe { libc::_exit(0) };
+                }
+                assert!(pid > 0 && reap(pid), "fork failed");
+            }
+            forks
+        });
+        let mut made = 0;
+        let mut right = 0;
+        for _ in 0..ROUNDS {
+            if let Ok(w) = Value::create(&name, &V1) {
+                made += 1;
+                let r = Value::open(&name).unwrap();
+                let alive = r.writer_alive();
+                drop(w);
+                if alive && !r.writer_alive() {
+                    right += 1;
+                }
+                drop(r);
+            }
+            let _ = shm_core::remove(&name);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (made, right, forker.join().unwrap())
+    });
+    // How many forks overlapped the writers varies from run to run: told, not checked.
+    println!("writers made {made} right {right} during {forks} forks");
+}
+
+/// An unnamed temporary file (a memfd, each its own inode).
+fn tempfile() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the name is a NUL-terminated string; the flags are constants.
+    let fd = unsafe { libc::memfd_create(c"shmtest-fork".as_ptr(), libc::MFD_CLOEXEC) };
+    assert!(fd >= 0, "memfd_create failed");
+    // SAFETY: `fd` was just returned by `memfd_create`; nobody else owns it.
+    unsafe { std::fs::File::from_raw_fd(fd) }
 }
 
 /// The lines a child role and its forked child print, as they come (until both closed stdout),
@@ -291,4 +446,74 @@ fn a_child_forked_by_an_anonymous_segments_writer_sees_it_die() {
         "the anonymous segment's writer died, but its forked child keeps its lease"
     );
     expect_end(&rx);
+}
+
+#[test]
+fn a_child_made_without_fork_handlers_does_not_release_its_parents_lease() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-raw");
+    let out = spawn_role(ENTRY, "raw-fork", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("after the child dropped its copy alive=true second writer refused=true"),
+        "a child that dropped its copy of a writer released the live writer's lease: {text}"
+    );
+}
+
+#[test]
+fn a_grandchild_keeps_the_descriptors_its_parent_opened_after_closing_inherited_ones() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-closing");
+    let out = spawn_role(ENTRY, "closing-child", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("grandchild files intact=true"),
+        "a fork overwrote descriptors the forking process had opened: {text}"
+    );
+    assert!(text.contains("forked true"), "{text}");
+}
+
+#[test]
+fn a_child_keeps_the_descriptors_its_parent_opened_in_place_of_closed_leases() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-closing-parent");
+    let out = spawn_role(ENTRY, "closing-parent", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("child files intact=true"),
+        "a fork overwrote descriptors the forking process had opened: {text}"
+    );
+    assert!(text.contains("forked true"), "{text}");
+}
+
+#[test]
+fn leases_taken_while_another_thread_forks_stay_with_their_process() {
+    if role().is_some() {
+        return;
+    }
+    let state = Name::new("fork-storm");
+    let out = spawn_role(ENTRY, "fork-storm", &[("SHM_STATE", state.to_string())])
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("writers made 300 right 300 during "),
+        "writers failed, or kept their lease after being dropped: {text}"
+    );
 }

@@ -135,7 +135,13 @@ pub(crate) struct Segment {
     /// The open file description that holds this process's lease (writer or consumer), if it
     /// holds one: never the mapped `file` (see `lease.rs`).
     lease: Option<LeaseFile>,
+    /// The process generation `lease` was taken in ([`NO_LEASE`] without one), beside the
+    /// other fields the publish paths read: checking it is one load of the process's.
+    lease_generation: u64,
 }
+
+/// [`Segment::lease_generation`] of a segment that holds no lease: never a process generation.
+const NO_LEASE: u64 = u64::MAX;
 
 /// The header at the start of `map`.
 ///
@@ -276,38 +282,38 @@ impl Segment {
 
     /// Panics if this handle was copied into this process by `fork`: its lease, if it had one,
     /// stayed with the process that opened it, and publishing or taking through the copy would
-    /// race with that process. Called before every publish and take: one relaxed load in a
-    /// process not made by `fork`.
+    /// race with that process. Called before every publish and take: one relaxed load, in any
+    /// process.
     #[inline(always)]
     pub fn assert_not_inherited(&self) {
-        if crate::lease::made_by_fork() {
-            self.assert_not_inherited_after_fork();
-        }
-    }
-
-    /// [`assert_not_inherited`](Self::assert_not_inherited) in a process made by `fork`.
-    #[cold]
-    #[inline(never)]
-    fn assert_not_inherited_after_fork(&self) {
-        if self.lease.as_ref().is_some_and(|lease| lease.inherited()) {
+        if self.lease_generation != crate::lease::generation() && self.lease_generation != NO_LEASE
+        {
             inherited(&self.name);
         }
     }
 
+    /// Keeps `lease`, and the process generation it was taken in.
+    fn keep_lease(&mut self, lease: LeaseFile) {
+        self.lease_generation = lease.generation();
+        self.lease = Some(lease);
+    }
+
     /// Takes a lease on the segment with `lock` (writer or consumer), on an open file
-    /// description of its own; `Ok(false)` if another description holds it.
+    /// description of its own; `Ok(false)` if another description holds it, `Err(NotFound)`
+    /// if its name was removed since it was opened (see `Segment::check_linked`).
     pub fn take_lease(&mut self, lock: fn(&File) -> std::io::Result<bool>) -> Result<bool> {
         let lease = LeaseFile::of(&self.file, &self.name)?;
         if !lock(&lease).map_err(Error::io("locking", &self.name))? {
             return Ok(false);
         }
-        self.lease = Some(lease);
+        Self::check_linked(&self.backend, &self.name, &self.file)?;
+        self.keep_lease(lease);
         Ok(true)
     }
 
     /// This segment holding `lease` (from [`Recovered::Ready`]).
     pub fn with_lease(mut self, lease: LeaseFile) -> Segment {
-        self.lease = Some(lease);
+        self.keep_lease(lease);
         self
     }
 

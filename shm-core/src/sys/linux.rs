@@ -208,11 +208,48 @@ pub fn unlock_leases(file: &File) -> io::Result<()> {
 /// Makes descriptor `fd` refer to what `placeholder` refers to, close-on-exec (`dup3`): the
 /// open file description `fd` referred to loses this reference. Async-signal-safe (one system
 /// call), for a `fork` child handler; errors are ignored, as such a handler can report none.
-pub fn replace_descriptor(placeholder: RawFd, fd: RawFd) {
-    // SAFETY: `dup3` takes two integers and a flag; on bad descriptors it fails with EBADF
-    // and changes nothing. The caller owns `fd` (it only stands in for it) and keeps
-    // `placeholder` open.
+///
+/// # Safety
+/// The caller owns descriptor `fd` (it stands in for the owner, which will close it): any
+/// other code using the number `fd` would find a different file behind it afterwards.
+/// `placeholder` may be any number: if it is not open, `dup3` fails with EBADF and changes
+/// nothing.
+pub unsafe fn replace_descriptor(placeholder: RawFd, fd: RawFd) {
+    // SAFETY: `dup3` takes two integers and a flag and touches no memory; on a bad descriptor
+    // it fails and changes nothing. Replacing `fd` is the caller's to decide: it owns `fd`.
     unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) };
+}
+
+/// The identity (device, inode) of the file descriptor `fd` refers to, or `None` if it is not
+/// open. Async-signal-safe (one `fstat`), for a `fork` child handler.
+pub fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: `stat` is a plain C struct of integers, for which all-zero bytes are valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fstat` only writes `st`, which outlives the call; any `fd` is allowed (a bad
+    // one fails with EBADF).
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    ok.then_some((st.st_dev, st.st_ino))
+}
+
+/// Opens a descriptor that refers to no lease, close-on-exec, to stand in for a leased one
+/// (see [`replace_descriptor`]): `/dev/null`, or an empty memfd where there is none; -1 if
+/// neither opens. Async-signal-safe (`open`, `memfd_create`), for a `fork` child handler. The
+/// caller owns the returned descriptor.
+pub fn open_placeholder() -> RawFd {
+    // SAFETY: the path is a NUL-terminated constant; the flags are constants.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd >= 0 {
+        return fd;
+    }
+    // SAFETY: the name is a NUL-terminated constant; the flag is a constant.
+    unsafe { libc::memfd_create(c"shm-state-placeholder".as_ptr(), libc::MFD_CLOEXEC) }
+}
+
+/// Whether `file`'s name was removed (`st_nlink == 0`): a segment opened by name, then
+/// removed by someone else, has no name left for anyone to open.
+pub fn unlinked(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.nlink() == 0)
 }
 
 /// The size of the file, from `fstat`.
