@@ -55,7 +55,7 @@ impl Reader {
         let expected = layout.map(convert::layout_arg).transpose()?;
         let r = RawReader::open(name).map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(r.layout(), r.layout_hash(), &expected)?;
+            crate::check_layout(r.layout(), r.info().layout_hash(), &expected)?;
         }
         Ok(Reader { inner: Some(r) })
     }
@@ -158,23 +158,23 @@ impl Reader {
 
     /// Whether a live writer holds the segment's writer lease.
     fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
+        Ok(self.raw()?.info().writer().alive())
     }
 
     /// The process id of the last writer.
     fn writer_pid(&self) -> PyResult<u32> {
-        Ok(self.raw()?.writer_pid())
+        Ok(self.raw()?.info().writer().pid())
     }
 
     /// 1 for the creator, one more per takeover.
     fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
+        Ok(self.raw()?.info().writer().epoch())
     }
 
     /// The segment's layout hash.
     #[getter]
     fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+        Ok(self.raw()?.info().layout_hash())
     }
 
     /// The payload's size in bytes.
@@ -198,7 +198,7 @@ impl Reader {
     /// The segment's name.
     #[getter]
     fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
+        Ok(self.raw()?.info().name().to_string())
     }
 
     /// Releases the segment (idempotent).
@@ -218,7 +218,11 @@ impl Reader {
 
     fn __repr__(&self) -> String {
         match &self.inner {
-            Some(r) => format!("<shm_state.Reader {:?} holding {}>", r.name(), r.layout()),
+            Some(r) => format!(
+                "<shm_state.Reader {:?} holding {}>",
+                r.info().name(),
+                r.layout()
+            ),
             None => "<shm_state.Reader (closed)>".to_string(),
         }
     }

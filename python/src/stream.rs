@@ -98,7 +98,7 @@ impl StreamReader {
         }
         .map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(rx.layout(), rx.layout_hash(), &expected)?;
+            crate::check_layout(rx.layout(), rx.info().layout_hash(), &expected)?;
         }
         Ok(StreamReader { inner: Some(rx) })
     }
@@ -166,29 +166,29 @@ impl StreamReader {
     /// The capacity in messages: how far this reader may fall behind before losing some.
     #[getter]
     fn capacity(&self) -> PyResult<usize> {
-        Ok(self.raw()?.capacity())
+        Ok(self.raw()?.info().slots())
     }
 
     /// `"stream"` or `"queue"`.
     #[getter]
     fn kind(&self) -> PyResult<String> {
-        Ok(self.raw()?.kind().to_string())
+        Ok(self.raw()?.info().kind().to_string())
     }
 
     /// Whether a live writer holds the writer lease.
     fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
+        Ok(self.raw()?.info().writer().alive())
     }
 
     /// 1 for the creator, one more per takeover.
     fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
+        Ok(self.raw()?.info().writer().epoch())
     }
 
     /// The layout hash of the messages' type.
     #[getter]
     fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+        Ok(self.raw()?.info().layout_hash())
     }
 
     /// The size of one message in bytes.
@@ -206,7 +206,7 @@ impl StreamReader {
     /// The segment's name.
     #[getter]
     fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
+        Ok(self.raw()?.info().name().to_string())
     }
 
     /// Releases the stream (idempotent).
@@ -236,8 +236,8 @@ impl StreamReader {
         match &self.inner {
             Some(r) => format!(
                 "<shm_state.StreamReader {:?} ({}) of {} at message {}>",
-                r.name(),
-                r.kind(),
+                r.info().name(),
+                r.info().kind(),
                 r.layout(),
                 r.position()
             ),

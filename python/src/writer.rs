@@ -119,7 +119,7 @@ impl Writer {
 
     /// 1 for the creator, one more per takeover.
     fn epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.epoch())
+        Ok(self.raw()?.info().writer().epoch())
     }
 
     /// Whether this writer created the segment (rather than taking it over).
@@ -136,7 +136,7 @@ impl Writer {
     /// The segment's name.
     #[getter]
     fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
+        Ok(self.raw()?.info().name().to_string())
     }
 
     /// Releases the writer lease (idempotent); the segment stays.

@@ -294,7 +294,7 @@ fn python_writes_values_a_rust_reader_checks_and_errors_name_the_field() {
         distinct += u64::from(v.tick != last);
         last = v.tick;
         assert!(
-            r.writer_alive() || r.read().tick == count,
+            r.info().writer().alive() || r.read().tick == count,
             "the Python writer stopped at {last}"
         );
     }
