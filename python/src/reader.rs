@@ -156,25 +156,10 @@ impl Reader {
         py.detach(|| r.wait_for_update(since, t)).map_err(to_py)
     }
 
-    /// Whether a live writer holds the segment's writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.info().writer().alive())
-    }
-
-    /// The process id of the last writer.
-    fn writer_pid(&self) -> PyResult<u32> {
-        Ok(self.raw()?.info().writer().pid())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.info().writer().epoch())
-    }
-
-    /// The segment's layout hash.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.info().layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The payload's size in bytes.
@@ -193,12 +178,6 @@ impl Reader {
     #[getter]
     fn descriptor<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         Ok(PyBytes::new(py, &self.raw()?.layout().encode()))
-    }
-
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.info().name().to_string())
     }
 
     /// Releases the segment (idempotent).

@@ -163,32 +163,10 @@ impl StreamReader {
         Ok(self.raw()?.taken())
     }
 
-    /// The capacity in messages: how far this reader may fall behind before losing some.
-    #[getter]
-    fn capacity(&self) -> PyResult<usize> {
-        Ok(self.raw()?.info().slots())
-    }
-
-    /// `"stream"` or `"queue"`.
-    #[getter]
-    fn kind(&self) -> PyResult<String> {
-        Ok(self.raw()?.info().kind().to_string())
-    }
-
-    /// Whether a live writer holds the writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.info().writer().alive())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.info().writer().epoch())
-    }
-
-    /// The layout hash of the messages' type.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.info().layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The size of one message in bytes.
@@ -201,12 +179,6 @@ impl StreamReader {
     #[getter]
     fn type_name(&self) -> PyResult<String> {
         Ok(self.raw()?.layout().to_string())
-    }
-
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.info().name().to_string())
     }
 
     /// Releases the stream (idempotent).
