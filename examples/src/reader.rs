@@ -47,13 +47,14 @@ fn show(t: &Telemetry) -> String {
 /// Runs with `args` until done.
 pub fn run(args: &Args) -> shm_core::Result<()> {
     let r = Telemetry::open(&args.name)?;
+    let info = r.info();
     println!(
         "{}: opened {:?} ({} slots, writer pid {}, alive: {})",
         args.label,
-        args.name,
-        r.info().slots(),
-        r.info().writer().pid(),
-        r.info().writer().alive()
+        info.name(),
+        info.slots(),
+        info.writer().pid(),
+        info.writer().alive()
     );
     let end = Instant::now() + Duration::from_secs_f64(args.seconds);
     let report_every = Duration::from_millis(1000);

@@ -18,8 +18,9 @@ use std::sync::Arc;
 /// **Fixed facts** ([`name`](Self::name), [`kind`](Self::kind),
 /// [`layout_hash`](Self::layout_hash), [`payload_size`](Self::payload_size),
 /// [`slots`](Self::slots), [`creator_pid`](Self::creator_pid)) never change for the life of
-/// the handle: they were validated when it opened the segment, and the handle keeps its own
-/// copy. **Live facts** are the [`writer`](Self::writer)'s: who holds the writer lease now
+/// the handle: the handle validated the geometry when it opened the segment and keeps its own
+/// copy, and the creator writes its pid once (only a hostile peer would change it). **Live
+/// facts** are the [`writer`](Self::writer)'s: who holds the writer lease now
 /// and whether it is alive. They are a snapshot, true when `info()` read them and possibly
 /// stale the next moment; call `info()` again for fresh ones. The publish counter is a live
 /// fact too, read on its own: `version()` on state handles, `sent()` on stream handles.
