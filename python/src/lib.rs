@@ -11,6 +11,7 @@
 
 mod buffer;
 mod convert;
+mod info;
 mod reader;
 mod stream;
 mod writer;
@@ -135,6 +136,8 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::Reader>()?;
     m.add_class::<writer::Writer>()?;
     m.add_class::<stream::StreamReader>()?;
+    m.add_class::<info::SegmentInfo>()?;
+    m.add_class::<info::WriterInfo>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(layout_hash, m)?)?;
     m.add("ShmError", py.get_type::<ShmError>())?;

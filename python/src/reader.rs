@@ -97,7 +97,7 @@ impl Reader {
         let expected = layout.map(convert::layout_arg).transpose()?;
         let r = RawReader::open(name).map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(r.layout(), r.layout_hash(), &expected)?;
+            crate::check_layout(r.layout(), r.info().layout_hash(), &expected)?;
         }
         let plan = convert::Plan::new(py, r.layout(), r.payload_size());
         Ok(Reader {
@@ -199,25 +199,10 @@ impl Reader {
         py.detach(|| r.wait_for_update(since, t)).map_err(to_py)
     }
 
-    /// Whether a live writer holds the segment's writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
-    }
-
-    /// The process id of the last writer.
-    fn writer_pid(&self) -> PyResult<u32> {
-        Ok(self.raw()?.writer_pid())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
-    }
-
-    /// The segment's layout hash.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The payload's size in bytes.
@@ -238,12 +223,6 @@ impl Reader {
         Ok(PyBytes::new(py, &self.raw()?.layout().encode()))
     }
 
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
-    }
-
     /// Releases the segment (idempotent).
     fn close(&mut self) {
         self.inner = None;
@@ -261,7 +240,11 @@ impl Reader {
 
     fn __repr__(&self) -> String {
         match &self.inner {
-            Some(r) => format!("<shm_state.Reader {:?} holding {}>", r.name(), r.layout()),
+            Some(r) => format!(
+                "<shm_state.Reader {:?} holding {}>",
+                r.info().name(),
+                r.layout()
+            ),
             None => "<shm_state.Reader (closed)>".to_string(),
         }
     }

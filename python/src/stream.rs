@@ -120,7 +120,7 @@ impl StreamReader {
         }
         .map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(rx.layout(), rx.layout_hash(), &expected)?;
+            crate::check_layout(rx.layout(), rx.info().layout_hash(), &expected)?;
         }
         let plan = convert::Plan::new(py, rx.layout(), rx.payload_size());
         Ok(StreamReader {
@@ -214,32 +214,10 @@ impl StreamReader {
         Ok(self.raw()?.taken())
     }
 
-    /// The capacity in messages: how far this reader may fall behind before losing some.
-    #[getter]
-    fn capacity(&self) -> PyResult<usize> {
-        Ok(self.raw()?.capacity())
-    }
-
-    /// `"stream"` or `"queue"`.
-    #[getter]
-    fn kind(&self) -> PyResult<String> {
-        Ok(self.raw()?.kind().to_string())
-    }
-
-    /// Whether a live writer holds the writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
-    }
-
-    /// The layout hash of the messages' type.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The size of one message in bytes.
@@ -252,12 +230,6 @@ impl StreamReader {
     #[getter]
     fn type_name(&self) -> PyResult<String> {
         Ok(self.raw()?.layout().to_string())
-    }
-
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
     }
 
     /// Releases the stream (idempotent).
@@ -287,8 +259,8 @@ impl StreamReader {
         match &self.inner {
             Some(r) => format!(
                 "<shm_state.StreamReader {:?} ({}) of {} at message {}>",
-                r.name(),
-                r.kind(),
+                r.info().name(),
+                r.info().kind(),
                 r.layout(),
                 r.position()
             ),

@@ -274,9 +274,9 @@ pub fn run(args: &GcArgs) -> Outcome {
     let mut decisions = Vec::new();
     for e in entries {
         let (remove, reason, candidate) = match &e.status {
-            Status::Ours(info) if info.writer_alive => (
+            Status::Ours(info) if info.segment.writer().alive() => (
                 false,
-                format!("writer pid {} is alive", info.writer_pid),
+                format!("writer pid {} is alive", info.segment.writer().pid()),
                 None,
             ),
             Status::Ours(info) => match Candidate::open(&e.name) {
@@ -285,7 +285,7 @@ pub fn run(args: &GcArgs) -> Outcome {
                     false,
                     format!(
                         "writer pid {} is dead, but it cannot be opened for writing to take its lease: {err}",
-                        info.writer_pid
+                        info.segment.writer().pid()
                     ),
                     None,
                 ),
@@ -294,7 +294,7 @@ pub fn run(args: &GcArgs) -> Outcome {
                         false,
                         format!(
                             "writer pid {} is dead, but mapped by pid {}",
-                            info.writer_pid,
+                            info.segment.writer().pid(),
                             pid_list(pids)
                         ),
                         None,
@@ -303,7 +303,7 @@ pub fn run(args: &GcArgs) -> Outcome {
                         true,
                         format!(
                             "writer pid {} is dead (epoch {}) and no process maps it",
-                            info.writer_pid, info.epoch
+                            info.segment.writer().pid(), info.segment.writer().epoch()
                         ),
                         Some(c.id),
                     ),

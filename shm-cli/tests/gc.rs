@@ -33,7 +33,7 @@ fn gc_removes_dead_unmapped_segments_and_keeps_live_or_mapped_ones() {
     let _writer = LiveWriter::start(&live, 0);
     // This process maps `mapped`; its writer is dead.
     let reader = shm_core::RawReader::open(&mapped).expect("open");
-    assert!(!reader.writer_alive());
+    assert!(!reader.info().writer().alive());
 
     let out = shm(&["gc", "--dry-run", "--json", "--prefix", &prefix]);
     assert_code(&out, 0);

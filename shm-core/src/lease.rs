@@ -5,7 +5,7 @@
 //! A lease is an OFD lock, held by an open file description, and `fork` gives the child a
 //! descriptor of every description the parent has open. Without care, a child forked by a
 //! writer (the anonymous-segment recipe does exactly that) would keep the description alive
-//! after the writer's process died: the lease would outlive its writer, `writer_alive` would
+//! after the writer's process died: the lease would outlive its writer, a reader's `WriterInfo::alive` would
 //! stay true and no takeover would succeed. The child would also hold a byte copy of the
 //! writer, able to publish beside it.
 //!

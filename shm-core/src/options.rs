@@ -135,7 +135,7 @@ impl Options {
     /// exported but not the type. Fails with [`InvalidLayout`](crate::Error::InvalidLayout) if
     /// the layout cannot describe a payload or `initial` is not its size.
     pub fn create_raw(&self, name: &str, layout: &LayoutBuf, initial: &[u8]) -> Result<RawWriter> {
-        RawWriter::create(&self.backend, name, &self.make(), layout, initial)
+        RawWriter::create(&self.backend, name, &self.make(), (layout, initial), false)
     }
 
     /// Creates the segment `name` as [`create_raw`](Self::create_raw) does or, if it exists and
@@ -148,7 +148,7 @@ impl Options {
         layout: &LayoutBuf,
         initial: &[u8],
     ) -> Result<RawWriter> {
-        RawWriter::open_or_create(&self.backend, name, &self.make(), layout, initial)
+        RawWriter::create(&self.backend, name, &self.make(), (layout, initial), true)
     }
 
     /// Opens the segment `name` as its untyped writer, checking that it holds `layout` (by its

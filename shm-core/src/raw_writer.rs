@@ -6,6 +6,7 @@ use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Announce, Resume};
@@ -128,17 +129,21 @@ impl RawWriter {
         }
     }
 
-    /// Creates the segment `name` holding `initial`, described by `layout`, or takes it over.
-    pub(crate) fn open_or_create(
+    /// Creates the segment `name` holding the bytes `initial`, described by `layout`; if it
+    /// exists, fails with [`Error::AlreadyExists`] or (`take_over_existing`) takes it over.
+    pub(crate) fn create(
         backend: &Backend,
         name: &str,
         make: &Make,
-        layout: &LayoutBuf,
-        initial: &[u8],
+        (layout, initial): (&LayoutBuf, &[u8]),
+        take_over_existing: bool,
     ) -> Result<Self> {
         check_layout(layout, initial)?;
         let hash = layout.layout_hash();
         let spec = spec(layout, hash, make);
+        if !take_over_existing {
+            return Self::create_with(backend, name, &spec, fill(initial));
+        }
         let expect = Expect::Type {
             layout: layout.clone(),
             hash,
@@ -153,19 +158,6 @@ impl RawWriter {
         )
     }
 
-    /// Creates a segment of `layout` holding the bytes `initial`.
-    pub(crate) fn create(
-        backend: &Backend,
-        name: &str,
-        make: &Make,
-        layout: &LayoutBuf,
-        initial: &[u8],
-    ) -> Result<Self> {
-        check_layout(layout, initial)?;
-        let spec = spec(layout, layout.layout_hash(), make);
-        Self::create_with(backend, name, &spec, fill(initial))
-    }
-
     /// Takes over the segment `name`, which must hold what `expect` says.
     pub(crate) fn open(
         backend: &Backend,
@@ -174,11 +166,7 @@ impl RawWriter {
         expect: &Expect,
     ) -> Result<Self> {
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        if !seg.take_lease(sys::try_lock_writer)? {
-            return Err(Error::WriterBusy {
-                pid: seg.header().writer_pid.load(Ordering::Relaxed),
-            });
-        }
+        seg.take_writer_lease()?;
         Self::take_over(seg)
     }
 
@@ -290,7 +278,8 @@ impl RawWriter {
         self.seg.layout()
     }
 
-    /// The payload's size in bytes.
+    /// The payload's size in bytes: the length of every buffer this handle writes from and reads into (also
+    /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {
         self.seg.geometry().payload_size
     }
@@ -311,15 +300,15 @@ impl RawWriter {
         self.seg.is_truncated()
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
-    /// segment whose epoch is `u64::MAX` is refused).
-    pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    /// What the segment is and who writes it (this writer: its epoch is
+    /// `info().writer().epoch()`); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.seg.info()
     }
 
-    /// The segment's name (empty for anonymous segments).
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// The segment, for the typed writer's messages.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// A reader of this segment with its own open file description; see [`Writer::reader`](crate::Writer::reader).
@@ -329,7 +318,7 @@ impl RawWriter {
     }
 
     /// An untyped reader of this segment with its own open file description (so that its
-    /// [`RawReader::writer_alive`] sees this writer's lease).
+    /// [`WriterInfo::alive`](crate::WriterInfo::alive) sees this writer's lease).
     pub fn reader(&self) -> Result<RawReader> {
         self.reader_with(&Expect::Any)
     }
@@ -338,7 +327,7 @@ impl RawWriter {
 impl core::fmt::Debug for RawWriter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RawWriter")
-            .field("name", &self.name())
+            .field("name", &self.seg.name())
             .field("layout", &format_args!("{}", self.layout()))
             .field("version", &self.at.version)
             .finish()

@@ -3,6 +3,7 @@
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::Result;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
@@ -215,35 +216,10 @@ impl<T: SharedState> Reader<T> {
         self.raw.wait_for_update(since, timeout)
     }
 
-    /// Whether a writer currently holds the segment's writer lease; see
-    /// [`RawReader::writer_alive`].
-    pub fn writer_alive(&self) -> bool {
-        self.raw.writer_alive()
-    }
-
-    /// The process id recorded by the last writer that took the lease (it may have exited).
-    pub fn writer_pid(&self) -> u32 {
-        self.raw.writer_pid()
-    }
-
-    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
-    pub fn writer_epoch(&self) -> u64 {
-        self.raw.writer_epoch()
-    }
-
-    /// The process id of the segment's creator (it may have exited).
-    pub fn creator_pid(&self) -> u32 {
-        self.raw.creator_pid()
-    }
-
-    /// The number of slots.
-    pub fn slot_count(&self) -> usize {
-        self.raw.slot_count()
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the segment is and who writes it (the writer's liveness is a lock query); see
+    /// [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 
     /// The layout the segment stores (equal to `T::LAYOUT` in everything the layout hash
@@ -261,8 +237,8 @@ impl<T: SharedState> Reader<T> {
 impl<T: SharedState> core::fmt::Debug for Reader<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader")
-            .field("name", &self.name())
-            .field("slots", &self.slot_count())
+            .field("name", &self.raw.segment().name())
+            .field("slots", &self.raw.segment().geometry().slot_count)
             .field("version", &self.version())
             .finish()
     }

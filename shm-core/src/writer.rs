@@ -2,6 +2,7 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
@@ -110,7 +111,7 @@ impl<T: SharedState> Writer<T> {
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {
-            panic!("cannot update segment {:?}: {e}", self.name());
+            panic!("cannot update segment {:?}: {e}", self.raw.segment().name());
         }
     }
 
@@ -179,25 +180,20 @@ impl<T: SharedState> Writer<T> {
         self.raw.created()
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
-    /// segment whose epoch is `u64::MAX` is refused).
-    pub fn epoch(&self) -> u64 {
-        self.raw.epoch()
-    }
-
     /// Whether another process shrank the segment's file under this writer (see
     /// [`write`](Self::write)). Sticky for the life of this handle.
     pub fn is_truncated(&self) -> bool {
         self.raw.is_truncated()
     }
 
-    /// The segment's name (empty for anonymous segments).
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the segment is and who writes it (this writer: its epoch is
+    /// `info().writer().epoch()`); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 
     /// A reader of this segment with its own open file description, so that its
-    /// [`Reader::writer_alive`] sees this writer's lease. For anonymous segments, this is how
+    /// [`WriterInfo::alive`](crate::WriterInfo::alive) sees this writer's lease. For anonymous segments, this is how
     /// `fork` children get a reader: make it before forking.
     pub fn reader(&self) -> Result<Reader<T>> {
         Ok(Reader::from_raw(self.raw.reader_with(&expect_type::<T>())?))
@@ -207,7 +203,7 @@ impl<T: SharedState> Writer<T> {
 impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Writer")
-            .field("name", &self.name())
+            .field("name", &self.raw.segment().name())
             .field("version", &self.version())
             .field("current", &self.get().ok())
             .finish()

@@ -117,7 +117,7 @@ fn named_holder() {
         }
         println!(
             "child after takeover alive={} value={}",
-            r.writer_alive(),
+            r.info().writer().alive(),
             r.read().n
         );
         true
@@ -134,11 +134,18 @@ fn anonymous_holder() {
     let w = Options::new().create_anonymous(&V1).unwrap();
     let r = w.reader().unwrap();
     let child = fork(|| {
-        println!("child read {} alive={}", r.read().n, r.writer_alive());
+        println!(
+            "child read {} alive={}",
+            r.read().n,
+            r.info().writer().alive()
+        );
         if !wait_for_go(&ctl) {
             return false;
         }
-        println!("child after parent died alive={}", r.writer_alive());
+        println!(
+            "child after parent died alive={}",
+            r.info().writer().alive()
+        );
         true
     });
     println!("forked {child}");
@@ -177,7 +184,7 @@ fn raw_fork() {
     let second = Value::open_writer(&state);
     println!(
         "after the child dropped its copy alive={} second writer refused={}",
-        r.writer_alive(),
+        r.info().writer().alive(),
         matches!(second, Err(Error::WriterBusy { .. }))
     );
     drop(second);
@@ -271,9 +278,9 @@ fn fork_storm() {
             if let Ok(w) = Value::create(&name, &V1) {
                 made += 1;
                 let r = Value::open(&name).unwrap();
-                let alive = r.writer_alive();
+                let alive = r.info().writer().alive();
                 drop(w);
-                if alive && !r.writer_alive() {
+                if alive && !r.info().writer().alive() {
                     right += 1;
                 }
                 drop(r);
@@ -383,7 +390,7 @@ fn a_child_forked_by_a_writer_keeps_no_lease_after_the_writer_dies() {
         "child own writer Ok(8)"
     );
     // The parent is alive and keeps its leases; the child's handler did not release them.
-    assert!(Value::open(&state).unwrap().writer_alive());
+    assert!(Value::open(&state).unwrap().info().writer().alive());
     assert!(matches!(
         Value::open_writer(&state),
         Err(Error::WriterBusy { pid }) if pid == holder.id()
@@ -398,7 +405,7 @@ fn a_child_forked_by_a_writer_keeps_no_lease_after_the_writer_dies() {
     kill(&mut holder);
     let r = Value::open(&state).unwrap();
     assert!(
-        !r.writer_alive(),
+        !r.info().writer().alive(),
         "the writer (pid {dead}) is dead, but its forked child keeps its lease"
     );
     let mut w = Value::open_writer(&state).expect("take over the dead writer's segment");

@@ -51,7 +51,7 @@ fn every_version_a_one_slot_read_reports_is_the_version_of_its_bytes() {
     let name = Name::new("one-slot-versions");
     drop(Options::new().slots(1).create(&name, &[0u64; 4]).unwrap());
     let r = RawReader::open(&name).unwrap();
-    assert_eq!(r.slot_count(), 1);
+    assert_eq!(r.info().slots(), 1);
     let mut writer = spawn_role(ENTRY, "writer", &[("SHM_NAME", name.to_string())]);
     // Observed progress: the writer is writing.
     let started = r.wait_for_update(0, Duration::from_secs(20));

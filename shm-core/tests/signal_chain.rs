@@ -13,7 +13,7 @@
 mod common;
 
 /// The operating-system layer the guard's source uses (`crate::sys`), for the copies below.
-#[allow(dead_code, unreachable_pub)]
+#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../src/sys/linux.rs"]
 mod sys;
 

@@ -194,7 +194,7 @@ impl Segment {
             index: SlotIndex::new(geometry.slot_count),
             layout: spec.layout.clone(),
             hash: spec.hash,
-            name: name.to_string(),
+            name: name.into(),
             backend: backend.clone(),
             writable: true,
             lease: None,

@@ -19,6 +19,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
+use crate::info::{SegmentInfo, WriterInfo};
 use crate::layout::LayoutBuf;
 use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
@@ -26,6 +27,7 @@ use crate::sys::{self, Access};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
+use std::sync::Arc;
 
 /// What a new segment holds and how it is made.
 pub(crate) struct Spec<'a> {
@@ -129,7 +131,8 @@ pub(crate) struct Segment {
     layout: LayoutBuf,
     /// The layout hash, validated against `layout` (this process's copy).
     hash: u64,
-    name: String,
+    /// Shared with every [`SegmentInfo`] this segment reports.
+    name: Arc<str>,
     backend: Backend,
     writable: bool,
     /// The open file description that holds this process's lease (writer or consumer), if it
@@ -252,16 +255,6 @@ impl Segment {
         &self.layout
     }
 
-    /// The segment's layout hash, as validated on open (never re-read from the header).
-    pub fn layout_hash(&self) -> u64 {
-        self.hash
-    }
-
-    /// The segment's file, as mapped (a lease is on another open file description of it).
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// Records a takeover by this process, whose writer lease the caller holds: the next
     /// `writer_epoch` and this process as `writer_pid`. Shared by every kind of writer (state,
     /// stream, queue producer).
@@ -311,6 +304,17 @@ impl Segment {
         Ok(true)
     }
 
+    /// Takes the writer lease (see [`take_lease`](Self::take_lease)), or fails with
+    /// [`Error::WriterBusy`] naming the writer that holds it.
+    pub fn take_writer_lease(&mut self) -> Result<()> {
+        if self.take_lease(sys::try_lock_writer)? {
+            return Ok(());
+        }
+        Err(Error::WriterBusy {
+            pid: self.header().writer_pid.load(Ordering::Relaxed),
+        })
+    }
+
     /// This segment holding `lease` (from [`Recovered::Ready`]).
     pub fn with_lease(mut self, lease: LeaseFile) -> Segment {
         self.keep_lease(lease);
@@ -320,6 +324,31 @@ impl Segment {
     /// The name the segment was created or opened with.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What every handle reports about this segment: the validated geometry, the creator and
+    /// the writer as the header says now, and whether a writer holds the lease (a lock query).
+    pub fn info(&self) -> SegmentInfo {
+        let h = self.header();
+        SegmentInfo {
+            name: Arc::clone(&self.name),
+            kind: self.geometry.kind,
+            layout_hash: self.hash,
+            payload_size: self.geometry.payload_size,
+            slots: self.geometry.slot_count,
+            creator_pid: h.creator_pid.load(Ordering::Relaxed),
+            writer: WriterInfo {
+                pid: h.writer_pid.load(Ordering::Relaxed),
+                epoch: h.writer_epoch.load(Ordering::Relaxed),
+                alive: self.writer_alive(),
+            },
+        }
+    }
+
+    /// Whether a writer holds the segment's writer lease (presumed so if the kernel cannot
+    /// answer; see [`WriterInfo::alive`]).
+    pub fn writer_alive(&self) -> bool {
+        sys::writer_lock_held(&self.file).unwrap_or(true)
     }
 
     /// Whether the mapping is writable.

@@ -100,7 +100,7 @@ impl Segment {
             index: SlotIndex::new(geometry.slot_count),
             layout,
             hash: found,
-            name: name.to_string(),
+            name: name.into(),
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
             lease: None,

@@ -56,68 +56,121 @@ fn expect_ring<T: SharedState>(kind: SegmentKind) -> Expect {
     }
 }
 
-/// Creates a stream or queue segment for `capacity` messages of `T`, with the writer lease.
-///
-/// # Panics
-/// If `capacity` is 0 or more than 2^24.
-fn create_ring<T: SharedState>(
-    backend: &Backend,
-    name: &str,
-    make: &Make,
-    kind: SegmentKind,
-    capacity: usize,
-) -> Result<Segment> {
-    #[allow(clippy::let_unit_value)]
-    let () = crate::payload::NonEmpty::<T>::CHECK;
-    assert!(
-        (1..=MAX_STREAM_CAPACITY).contains(&capacity),
-        "stream capacity must be between 1 and {MAX_STREAM_CAPACITY} messages, got {capacity}"
-    );
-    let layout = LayoutBuf::from(T::LAYOUT);
-    let spec = Spec {
-        layout: &layout,
-        hash: T::LAYOUT_HASH,
-        slots: capacity,
-        mode: make.mode,
-        crash_before_ready: make.crash_before_ready,
-        kind,
-    };
-    // Nothing to fill: every slot's sequence word is 0, which no message number completes,
-    // and `published` is 0 (no message yet).
-    let seg = Segment::create(backend, name, &spec, |_| {})?;
-    // The writer publishes as `raw_writer::announce_mode` says.
-    sys::register_as_barrier_target();
-    Ok(seg)
+/// What every sending handle (a stream's writer, a queue's producer) is: the segment, with
+/// the writer lease, and the number of the last message sent.
+pub(crate) struct Sender {
+    seg: Segment,
+    /// The number of the last message sent (0: none).
+    sent: u64,
+    /// Whether this handle created the segment (as opposed to taking it over).
+    created: bool,
 }
 
-/// Opens a stream or queue segment of `T` as its writer (the producer of a queue): takes the
-/// writer lease, records a new epoch and this process as the writer, and wakes waiters a
-/// writer that died may have left asleep.
-fn open_ring_writer<T: SharedState>(
-    backend: &Backend,
-    name: &str,
-    kind: SegmentKind,
-    ready_wait: Duration,
-) -> Result<Segment> {
-    let mut seg = Segment::open(
-        backend,
-        name,
-        Access::ReadWrite,
-        ready_wait,
-        &expect_ring::<T>(kind),
-    )?;
-    if !seg.take_lease(sys::try_lock_writer)? {
-        return Err(Error::WriterBusy {
-            pid: seg.header().writer_pid.load(Ordering::Relaxed),
-        });
+impl Sender {
+    /// Creates a stream or queue segment for `capacity` messages of `T`, with the writer lease.
+    ///
+    /// # Panics
+    /// If `capacity` is 0 or more than 2^24.
+    fn create<T: SharedState>(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        kind: SegmentKind,
+        capacity: usize,
+    ) -> Result<Sender> {
+        #[allow(clippy::let_unit_value)]
+        let () = crate::payload::NonEmpty::<T>::CHECK;
+        assert!(
+            (1..=MAX_STREAM_CAPACITY).contains(&capacity),
+            "stream capacity must be between 1 and {MAX_STREAM_CAPACITY} messages, got {capacity}"
+        );
+        let layout = LayoutBuf::from(T::LAYOUT);
+        let spec = Spec {
+            layout: &layout,
+            hash: T::LAYOUT_HASH,
+            slots: capacity,
+            mode: make.mode,
+            crash_before_ready: make.crash_before_ready,
+            kind,
+        };
+        // Nothing to fill: every slot's sequence word is 0, which no message number completes,
+        // and `published` is 0 (no message yet).
+        let seg = Segment::create(backend, name, &spec, |_| {})?;
+        // The writer publishes as `raw_writer::announce_mode` says.
+        sys::register_as_barrier_target();
+        Ok(Sender {
+            seg,
+            sent: 0,
+            created: true,
+        })
     }
-    // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
-    // epoch, as a state writer's is).
-    seg.record_takeover()?;
-    let h = seg.header();
-    sys::register_as_barrier_target();
-    wake_all(&h.futex);
-    Ok(seg)
+
+    /// Opens a stream or queue segment of `T` as its writer (the producer of a queue): takes
+    /// the writer lease, records a new epoch and this process as the writer, wakes waiters a
+    /// writer that died may have left asleep, and continues the numbering where the last
+    /// complete message left it.
+    fn open<T: SharedState>(
+        backend: &Backend,
+        name: &str,
+        kind: SegmentKind,
+        ready_wait: Duration,
+    ) -> Result<Sender> {
+        let mut seg = Segment::open(
+            backend,
+            name,
+            Access::ReadWrite,
+            ready_wait,
+            &expect_ring::<T>(kind),
+        )?;
+        seg.take_writer_lease()?;
+        // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
+        // epoch, as a state writer's is).
+        seg.record_takeover()?;
+        sys::register_as_barrier_target();
+        wake_all(&seg.header().futex);
+        // A writer that died mid-send left that message unpublished: its number is used again,
+        // so readers see neither a gap nor a duplicate.
+        let sent = protocol::load_acquire(&seg.header().published);
+        Ok(Sender {
+            seg,
+            sent,
+            created: false,
+        })
+    }
+
+    /// The number the next message gets.
+    #[inline(always)]
+    fn next(&self) -> u64 {
+        self.sent.wrapping_add(1)
+    }
+
+    /// Records message `number` as sent, and wakes the readers waiting for it if the send
+    /// said so (`wake`).
+    #[inline(always)]
+    fn sent(&mut self, number: u64, wake: bool) {
+        self.sent = number;
+        if wake {
+            wake_all(&self.seg.header().futex);
+        }
+    }
+}
+
+/// The receive loop of every receiving handle: `try_recv` on `handle`, and while it finds
+/// nothing, `wait` for more (`false`: `deadline` passed, [`Error::Timeout`]).
+fn receive_until<H, R>(
+    handle: &mut H,
+    deadline: Deadline,
+    mut try_recv: impl FnMut(&mut H) -> Result<Option<R>>,
+    wait: impl Fn(&H, Deadline) -> bool,
+) -> Result<R> {
+    loop {
+        if let Some(received) = try_recv(handle)? {
+            return Ok(received);
+        }
+        if !wait(handle, deadline) {
+            return Err(Error::Timeout);
+        }
+    }
 }
 
 /// Bumps a futex word and wakes every process waiting on it.
