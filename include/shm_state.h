@@ -988,9 +988,29 @@ static inline shm_status shm_try_read(shm_reader *r, void *out) {
 
 /* ---------------------------------------------------------------- waiting */
 
+/* Counts one more waiter in `*waiters` (SeqCst) unless the count is at its maximum: then 0, and
+ * the caller polls. A compare-and-swap loop rather than a fetch-add, so that a hostile count of
+ * UINT32_MAX cannot wrap to 0 (with 0 waiters the writer skips the wake). */
+static inline int shm__register_waiter(uint32_t *waiters) {
+    uint32_t n = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
+    do {
+        if (n == UINT32_MAX) return 0;
+    } while (!__atomic_compare_exchange_n(waiters, &n, n + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    return 1;
+}
+
+/* Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile). */
+static inline void shm__unregister_waiter(uint32_t *waiters) {
+    uint32_t n = __atomic_load_n(waiters, __ATOMIC_SEQ_CST);
+    do {
+        if (n == 0) return;
+    } while (!__atomic_compare_exchange_n(waiters, &n, n - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+}
+
 /* Waits until the version exceeds `since` or `timeout_ns` passes (negative: no limit); stores
  * the new version in `*version` (may be NULL). Sleeps on the shared futex when the segment is
- * mapped writable (registering in `waiters`), else polls every 200 us. */
+ * mapped writable (registering in `waiters`), else polls every 200 us, as it does when it finds
+ * `waiters` at its maximum (a hostile value it must not wrap). */
 static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int64_t timeout_ns,
                                              uint64_t *version) {
     unsigned char *h = r->base;
@@ -1000,7 +1020,8 @@ static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int6
     uint64_t v = shm_version(r);
     shm_status st = SHM_ERR_TIMEOUT;
     if (v > since) goto done;
-    if (!r->writable) {
+    /* A read-only mapping cannot register; a count at its maximum must not be wrapped. */
+    if (!r->writable || !shm__register_waiter(waiters)) {
         for (;;) {
             v = shm_version(r);
             if (v > since) goto done;
@@ -1009,7 +1030,6 @@ static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int6
             shm__sleep_ns(left < 200000 ? left : 200000);
         }
     }
-    __atomic_fetch_add(waiters, 1, __ATOMIC_SEQ_CST);
     /* The waiter's half of the asymmetric barrier (docs/segment-format.md, "Waiting for an
      * update"): a writer may publish without a locked instruction, relying on this system call
      * to make its store visible before the re-check below, or our registration visible to it.
@@ -1028,7 +1048,7 @@ static inline shm_status shm_wait_for_update(shm_reader *r, uint64_t since, int6
         ts.tv_nsec = (long)(left % 1000000000);
         syscall(SYS_futex, futex, FUTEX_WAIT, word, &ts, (uint32_t *)NULL, 0);
     }
-    __atomic_fetch_sub(waiters, 1, __ATOMIC_SEQ_CST);
+    shm__unregister_waiter(waiters);
     if (st != SHM_OK) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
 done:
     if (version) *version = v;

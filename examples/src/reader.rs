@@ -47,13 +47,14 @@ fn show(t: &Telemetry) -> String {
 /// Runs with `args` until done.
 pub fn run(args: &Args) -> shm_core::Result<()> {
     let r = Telemetry::open(&args.name)?;
+    let info = r.info();
     println!(
         "{}: opened {:?} ({} slots, writer pid {}, alive: {})",
         args.label,
-        args.name,
-        r.slot_count(),
-        r.writer_pid(),
-        r.writer_alive()
+        info.name(),
+        info.slots(),
+        info.writer().pid(),
+        info.writer().alive()
     );
     let end = Instant::now() + Duration::from_secs_f64(args.seconds);
     let report_every = Duration::from_millis(1000);
@@ -99,7 +100,7 @@ pub fn run(args: &Args) -> shm_core::Result<()> {
                             last = r.read();
                             samples.push(now_ns().saturating_sub(last.stamp_ns));
                         }
-                        Err(shm_core::Error::Timeout) if !r.writer_alive() => {
+                        Err(shm_core::Error::Timeout) if !r.info().writer().alive() => {
                             println!("{}: the writer is gone", args.label);
                             return Ok(());
                         }

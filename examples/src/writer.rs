@@ -41,7 +41,7 @@ pub fn run(args: &Args) -> shm_core::Result<()> {
         "writer: {} {:?} (epoch {}, layout hash {:#018x}); publishing for {} s",
         if w.created() { "created" } else { "took over" },
         args.name,
-        w.epoch(),
+        w.info().writer().epoch(),
         Telemetry::LAYOUT_HASH,
         args.seconds
     );
@@ -77,7 +77,7 @@ pub fn run(args: &Args) -> shm_core::Result<()> {
         start.elapsed().as_secs_f64()
     );
     if !args.keep {
-        shm_core::remove(w.name())?;
+        shm_core::remove(w.info().name())?;
     }
     Ok(())
 }

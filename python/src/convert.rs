@@ -5,7 +5,7 @@
 use crate::InvalidFieldError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString};
 use shm_core::layout::{KindBuf, Primitive, Value};
 use shm_core::LayoutBuf;
 
@@ -92,6 +92,321 @@ pub(crate) fn decode<'py>(
         .decode_value(bytes)
         .map_err(|e| InvalidFieldError::new_err(e.to_string()))?;
     to_python(py, &value)
+}
+
+/// A decode plan: how to turn payload bytes into Python objects, worked out once per reader
+/// from its layout so that a read does no layout walking, no name lookups and no
+/// intermediate [`Value`]: the field names are interned Python strings made once, numbers
+/// become Python ints and floats directly.
+///
+/// The plan covers layouts whose every part [`LayoutBuf::decode_value`] would decode without
+/// a static error (every field inside its struct, sizes matching kinds, at most 2<sup>20</sup>
+/// values); for any other layout [`Plan::new`] gives `None` and reads take the general path.
+/// Bytes that are invalid for a helper type (a `ShmBool` byte other than 0 or 1, a string or
+/// vector length over its capacity, text that is not UTF-8) make [`decode_with`] fall back to
+/// the general path too, which raises the error naming the field: both paths agree on every
+/// value and every error.
+pub(crate) struct Plan {
+    root: Node,
+}
+
+/// One part of a [`Plan`]; offsets are from the start of the enclosing part.
+enum Node {
+    /// An integer or float of the primitive's width.
+    Primitive { offset: usize, primitive: Primitive },
+    /// A `ShmBool`: one byte.
+    Bool { offset: usize },
+    /// A `FixedStr`: a `u32` length, then `capacity` bytes of UTF-8.
+    Str { offset: usize, capacity: usize },
+    /// `len` elements `stride` bytes apart (an array).
+    Array {
+        offset: usize,
+        len: usize,
+        stride: usize,
+        element: Box<Node>,
+    },
+    /// A `FixedVec`: a `u64` length, then up to `capacity` elements `stride` bytes apart.
+    Vec {
+        offset: usize,
+        capacity: usize,
+        stride: usize,
+        element: Box<Node>,
+    },
+    /// A struct: a dict of its fields, in order.
+    Struct {
+        offset: usize,
+        fields: Vec<(Py<PyString>, Node)>,
+    },
+}
+
+/// Most values a [`Plan`] may decode: `shm_core`'s decoder bound (2<sup>20</sup>), which
+/// layouts describing more leave to the general path.
+const PLAN_MAX_VALUES: u64 = 1 << 20;
+
+impl Plan {
+    /// The plan of `layout` for payloads of `size` bytes, or `None` if reads must take the
+    /// general path.
+    pub(crate) fn new(py: Python<'_>, layout: &LayoutBuf, size: usize) -> Option<Plan> {
+        let mut values = 0u64;
+        let root = node(py, layout, 0, size as u64, 0, &mut values)?;
+        (values <= PLAN_MAX_VALUES).then_some(Plan { root })
+    }
+}
+
+/// The node for `l` at `offset` in a part of `room` bytes; counts into `values` the values it
+/// decodes at most.
+fn node(
+    py: Python<'_>,
+    l: &LayoutBuf,
+    offset: u64,
+    room: u64,
+    depth: usize,
+    values: &mut u64,
+) -> Option<Node> {
+    // Deeper than any valid descriptor nests (32 levels).
+    if depth > 32 || offset.checked_add(l.size)? > room {
+        return None;
+    }
+    *values = values.checked_add(1)?;
+    let at = usize::try_from(offset).ok()?;
+    let size = usize::try_from(l.size).ok()?;
+    Some(match &l.kind {
+        KindBuf::Primitive(p) => {
+            let width = match p {
+                Primitive::U8 | Primitive::I8 => 1,
+                Primitive::U16 | Primitive::I16 => 2,
+                Primitive::U32 | Primitive::I32 | Primitive::F32 => 4,
+                Primitive::U64 | Primitive::I64 | Primitive::F64 => 8,
+                Primitive::U128 | Primitive::I128 => 16,
+                _ => return None,
+            };
+            if size != width {
+                return None;
+            }
+            Node::Primitive {
+                offset: at,
+                primitive: *p,
+            }
+        }
+        KindBuf::Bool if size == 1 => Node::Bool { offset: at },
+        KindBuf::FixedStr { capacity } if size >= 4 => Node::Str {
+            offset: at,
+            // A length up to the capacity must also fit in the bytes there are.
+            capacity: usize::try_from(*capacity).ok()?.min(size - 4),
+        },
+        KindBuf::Array { len, element } => {
+            let (stride, element) = element_plan(py, element, *len, l.size, depth, values)?;
+            Node::Array {
+                offset: at,
+                len: usize::try_from(*len).ok()?,
+                stride,
+                element,
+            }
+        }
+        KindBuf::FixedVec { capacity, element } if size >= 8 => {
+            let (stride, element) =
+                element_plan(py, element, *capacity, l.size - 8, depth, values)?;
+            Node::Vec {
+                offset: at,
+                capacity: usize::try_from(*capacity).ok()?,
+                stride,
+                element,
+            }
+        }
+        KindBuf::Struct { fields, .. } => Node::Struct {
+            offset: at,
+            fields: fields
+                .iter()
+                .map(|f| {
+                    let n = node(py, &f.layout, f.offset, l.size, depth + 1, values)?;
+                    Some((PyString::intern(py, &f.name).unbind(), n))
+                })
+                .collect::<Option<_>>()?,
+        },
+        _ => return None,
+    })
+}
+
+/// The stride and node of `count` elements `element` back to back in `room` bytes.
+fn element_plan(
+    py: Python<'_>,
+    element: &LayoutBuf,
+    count: u64,
+    room: u64,
+    depth: usize,
+    values: &mut u64,
+) -> Option<(usize, Box<Node>)> {
+    if count == 0 {
+        // Nothing to decode; the element's node is never used, but must exist.
+        let mut none = 0;
+        let n = node(py, element, 0, element.size, depth + 1, &mut none)?;
+        return Some((usize::try_from(element.size).ok()?, Box::new(n)));
+    }
+    if element.size == 0 || element.size.checked_mul(count)? > room {
+        return None;
+    }
+    let mut each = 0;
+    let n = node(py, element, 0, element.size, depth + 1, &mut each)?;
+    *values = values.checked_add(each.checked_mul(count)?)?;
+    if *values > PLAN_MAX_VALUES {
+        return None;
+    }
+    Some((usize::try_from(element.size).ok()?, Box::new(n)))
+}
+
+/// Why [`decode_node`] stopped: bytes a helper type cannot hold (the general path names the
+/// field), or a Python error.
+enum Stop {
+    Invalid,
+    Py(PyErr),
+}
+
+impl From<PyErr> for Stop {
+    fn from(e: PyErr) -> Stop {
+        Stop::Py(e)
+    }
+}
+
+impl From<std::convert::Infallible> for Stop {
+    fn from(e: std::convert::Infallible) -> Stop {
+        match e {}
+    }
+}
+
+/// The `N` bytes at `at` of `bytes`.
+#[inline(always)]
+fn take<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], Stop> {
+    bytes
+        .get(at..at.wrapping_add(N))
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Stop::Invalid)
+}
+
+/// Decodes `n` from the part of `bytes` that starts at `base`.
+fn decode_node<'py>(
+    py: Python<'py>,
+    n: &Node,
+    bytes: &[u8],
+    base: usize,
+) -> Result<Bound<'py, PyAny>, Stop> {
+    Ok(match n {
+        Node::Primitive { offset, primitive } => {
+            let at = base + offset;
+            match primitive {
+                Primitive::U8 => u8::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U16 => u16::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U32 => u32::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U64 => u64::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::U128 => u128::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I8 => i8::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I16 => i16::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I32 => i32::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I64 => i64::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::I128 => i128::from_ne_bytes(take(bytes, at)?)
+                    .into_pyobject(py)?
+                    .into_any(),
+                Primitive::F32 => {
+                    PyFloat::new(py, f64::from(f32::from_ne_bytes(take(bytes, at)?))).into_any()
+                }
+                Primitive::F64 => PyFloat::new(py, f64::from_ne_bytes(take(bytes, at)?)).into_any(),
+                _ => return Err(Stop::Invalid),
+            }
+        }
+        Node::Bool { offset } => match take::<1>(bytes, base + offset)? {
+            [0] => PyBool::new(py, false).to_owned().into_any(),
+            [1] => PyBool::new(py, true).to_owned().into_any(),
+            _ => return Err(Stop::Invalid),
+        },
+        Node::Str { offset, capacity } => {
+            let at = base + offset;
+            let len = u32::from_ne_bytes(take(bytes, at)?) as usize;
+            if len > *capacity {
+                return Err(Stop::Invalid);
+            }
+            let text = bytes.get(at + 4..at + 4 + len).ok_or(Stop::Invalid)?;
+            let text = core::str::from_utf8(text).map_err(|_| Stop::Invalid)?;
+            PyString::new(py, text).into_any()
+        }
+        Node::Array {
+            offset,
+            len,
+            stride,
+            element,
+        } => list(py, element, bytes, base + offset, *len, *stride)?,
+        Node::Vec {
+            offset,
+            capacity,
+            stride,
+            element,
+        } => {
+            let at = base + offset;
+            let len = u64::from_ne_bytes(take(bytes, at)?);
+            match usize::try_from(len) {
+                Ok(len) if len <= *capacity => list(py, element, bytes, at + 8, len, *stride)?,
+                _ => return Err(Stop::Invalid),
+            }
+        }
+        Node::Struct { offset, fields } => {
+            let at = base + offset;
+            let dict = PyDict::new(py);
+            for (name, field) in fields {
+                dict.set_item(name.bind(py), decode_node(py, field, bytes, at)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+/// A list of `len` elements `element`, `stride` bytes apart from `base`.
+fn list<'py>(
+    py: Python<'py>,
+    element: &Node,
+    bytes: &[u8],
+    base: usize,
+    len: usize,
+    stride: usize,
+) -> Result<Bound<'py, PyAny>, Stop> {
+    let mut items = Vec::with_capacity(len);
+    for i in 0..len {
+        items.push(decode_node(py, element, bytes, base + i * stride)?);
+    }
+    Ok(PyList::new(py, items)?.into_any())
+}
+
+/// Decodes payload bytes by `plan` if there is one, else (or where the bytes are invalid for
+/// a helper type) by `layout` as [`decode`] does: the same values and the same errors.
+pub(crate) fn decode_with<'py>(
+    py: Python<'py>,
+    plan: Option<&Plan>,
+    layout: &LayoutBuf,
+    bytes: &[u8],
+) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(plan) = plan {
+        match decode_node(py, &plan.root, bytes, 0) {
+            Ok(v) => return Ok(v),
+            Err(Stop::Py(e)) => return Err(e),
+            Err(Stop::Invalid) => {}
+        }
+    }
+    decode(py, layout, bytes)
 }
 
 /// The payload bytes of `value`: a dict (or, for non-struct layouts, the matching Python

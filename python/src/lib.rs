@@ -3,12 +3,15 @@
 //! waits for updates and writes segments that Rust, C and C++ programs read.
 //!
 //! Python has no atomic loads, so it never touches the shared mapping: every read is a
-//! consistent snapshot the Rust runtime copies out with its own seqlock protocol, into a
-//! private buffer that Python then decodes or views.
+//! consistent snapshot the Rust runtime copies out with its own seqlock protocol, into memory
+//! Python owns: a new object, a buffer native code decodes, or the caller's own buffer
+//! (`read_into`, through the buffer protocol).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod buffer;
 mod convert;
+mod info;
 mod reader;
 mod stream;
 mod writer;
@@ -133,6 +136,8 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::Reader>()?;
     m.add_class::<writer::Writer>()?;
     m.add_class::<stream::StreamReader>()?;
+    m.add_class::<info::SegmentInfo>()?;
+    m.add_class::<info::WriterInfo>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(layout_hash, m)?)?;
     m.add("ShmError", py.get_type::<ShmError>())?;

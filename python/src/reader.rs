@@ -1,9 +1,9 @@
 //! `shm_state.Reader`: consistent snapshots of any segment, decoded by its stored layout or
 //! copied into a ctypes structure, a bytes object or a numpy array.
 
-use crate::{convert, to_py, ShmError};
+use crate::{buffer, convert, to_py, ShmError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+use pyo3::types::PyBytes;
 use shm_core::RawReader;
 use std::time::Duration;
 
@@ -26,6 +26,42 @@ pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Duration> {
 #[pyclass(module = "shm_state")]
 pub struct Reader {
     inner: Option<RawReader>,
+    /// How `read` turns the payload into Python objects, worked out once from the layout.
+    plan: Option<convert::Plan>,
+}
+
+/// Payloads up to this size are read into a buffer on the stack, not a heap one.
+pub(crate) const STACK_PAYLOAD: usize = 512;
+
+/// Calls `f` with a zeroed scratch buffer of `size` bytes: on the stack when it is small.
+#[inline]
+pub(crate) fn with_scratch<R>(size: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    if size <= STACK_PAYLOAD {
+        let mut stack = [0u8; STACK_PAYLOAD];
+        f(&mut stack[..size])
+    } else {
+        f(&mut vec![0u8; size])
+    }
+}
+
+/// Reads the latest value of `r` into `dst` (exactly the payload size) and returns its
+/// version: with the GIL held for a short copy that needs no wait, else with the GIL
+/// released, waiting at most `t`.
+pub(crate) fn read_latest(
+    py: Python<'_>,
+    r: &RawReader,
+    dst: &mut [u8],
+    t: Duration,
+) -> PyResult<u64> {
+    if dst.len() <= crate::buffer::GIL_HELD_COPY_LIMIT {
+        // A bounded number of attempts, no sleeping; a writer in the way makes it time out,
+        // and the read then waits as any other.
+        match r.try_read(dst) {
+            Err(shm_core::Error::Timeout) => {}
+            done => return done.map_err(to_py),
+        }
+    }
+    py.detach(|| r.read_timeout(dst, t)).map_err(to_py)
 }
 
 impl Reader {
@@ -35,15 +71,21 @@ impl Reader {
             .ok_or_else(|| ShmError::new_err("the reader is closed"))
     }
 
-    /// A snapshot's bytes and version, read with the GIL released.
-    fn snapshot(&self, py: Python<'_>, seconds: Option<f64>) -> PyResult<(Vec<u8>, u64)> {
+    /// The latest value decoded, and its version.
+    fn decoded<'py>(
+        &self,
+        py: Python<'py>,
+        seconds: Option<f64>,
+    ) -> PyResult<(u64, Bound<'py, PyAny>)> {
         let r = self.raw()?;
         let t = timeout(seconds)?;
-        py.detach(|| {
-            let mut buf = vec![0u8; r.payload_size()];
-            r.read_timeout(&mut buf, t).map(|v| (buf, v))
+        with_scratch(r.payload_size(), |bytes| {
+            let v = read_latest(py, r, bytes, t)?;
+            Ok((
+                v,
+                convert::decode_with(py, self.plan.as_ref(), r.layout(), bytes)?,
+            ))
         })
-        .map_err(to_py)
     }
 }
 
@@ -51,13 +93,17 @@ impl Reader {
 impl Reader {
     #[new]
     #[pyo3(signature = (name, layout = None))]
-    fn new(name: &str, layout: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(py: Python<'_>, name: &str, layout: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let expected = layout.map(convert::layout_arg).transpose()?;
         let r = RawReader::open(name).map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(r.layout(), r.layout_hash(), &expected)?;
+            crate::check_layout(r.layout(), r.info().layout_hash(), &expected)?;
         }
-        Ok(Reader { inner: Some(r) })
+        let plan = convert::Plan::new(py, r.layout(), r.payload_size());
+        Ok(Reader {
+            inner: Some(r),
+            plan,
+        })
     }
 
     /// The latest value, decoded by the stored layout: dicts for structs, lists for arrays
@@ -65,8 +111,7 @@ impl Reader {
     /// `InvalidFieldError` naming the field.
     #[pyo3(signature = (timeout = 1.0))]
     fn read<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
-        let (bytes, _) = self.snapshot(py, timeout)?;
-        convert::decode(py, self.raw()?.layout(), &bytes)
+        Ok(self.decoded(py, timeout)?.1)
     }
 
     /// `(version, value)`: the latest value decoded as `read` does, and its version.
@@ -76,8 +121,7 @@ impl Reader {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<(u64, Bound<'py, PyAny>)> {
-        let (bytes, v) = self.snapshot(py, timeout)?;
-        Ok((v, convert::decode(py, self.raw()?.layout(), &bytes)?))
+        self.decoded(py, timeout)
     }
 
     /// The latest value's payload bytes, e.g. for `Telemetry.from_buffer_copy(...)` of a
@@ -88,12 +132,17 @@ impl Reader {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let (bytes, _) = self.snapshot(py, timeout)?;
-        Ok(PyBytes::new(py, &bytes))
+        let r = self.raw()?;
+        let t = self::timeout(timeout)?;
+        PyBytes::new_with(py, r.payload_size(), |bytes| {
+            read_latest(py, r, bytes, t).map(|_| ())
+        })
     }
 
-    /// Copies the latest value into `target`, any writable buffer of exactly the payload size
-    /// (a generated ctypes structure, a bytearray); returns its version.
+    /// Copies the latest value into `target` and returns its version: any writable,
+    /// C-contiguous buffer of exactly the payload size (a generated ctypes structure, a
+    /// `bytearray`, a numpy array, a `memoryview`), filled in place with one copy out of
+    /// shared memory. A read-only buffer raises `TypeError`, another size `ValueError`.
     #[pyo3(signature = (target, timeout = 1.0))]
     fn read_into(
         &self,
@@ -101,26 +150,16 @@ impl Reader {
         target: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<u64> {
-        let view = py
-            .import("builtins")?
-            .getattr("memoryview")?
-            .call1((target,))?
-            .call_method1("cast", ("B",))?;
-        let size = self.raw()?.payload_size();
-        if view.len()? != size {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "the target is {} bytes but the payload is {size} bytes",
-                view.len()?
-            )));
-        }
-        let (bytes, v) = self.snapshot(py, timeout)?;
-        view.set_item(pyo3::types::PySlice::full(py), PyBytes::new(py, &bytes))?;
-        Ok(v)
+        let r = self.raw()?;
+        let t = self::timeout(timeout)?;
+        buffer::with_writable(target, r.payload_size(), |bytes| {
+            read_latest(py, r, bytes, t)
+        })
     }
 
-    /// The latest value as a numpy array of `dtype` over a private snapshot (no copy after
-    /// the snapshot; shared memory itself is never exposed). With a generated module's
-    /// structured dtype the array has one element. Needs numpy.
+    /// The latest value as a new numpy array of `dtype`, read straight into the array's own
+    /// memory (shared memory itself is never exposed). With a generated module's structured
+    /// dtype the array has one element. Needs numpy.
     #[pyo3(signature = (dtype, timeout = 1.0))]
     fn read_numpy<'py>(
         &self,
@@ -128,18 +167,22 @@ impl Reader {
         dtype: &Bound<'py, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let numpy = py.import("numpy")?;
-        let (bytes, _) = self.snapshot(py, timeout)?;
-        let buf = PyByteArray::new(py, &bytes);
-        numpy.call_method1("frombuffer", (buf, dtype))
+        let r = self.raw()?;
+        let t = self::timeout(timeout)?;
+        let array = buffer::numpy_empty(py, dtype, r.payload_size())?;
+        buffer::with_writable(&array, r.payload_size(), |bytes| {
+            read_latest(py, r, bytes, t)
+        })?;
+        Ok(array)
     }
 
     /// As `read`, but a bounded number of attempts without sleeping.
     fn try_read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let r = self.raw()?;
-        let mut buf = vec![0u8; r.payload_size()];
-        r.try_read(&mut buf).map_err(to_py)?;
-        convert::decode(py, r.layout(), &buf)
+        with_scratch(r.payload_size(), |bytes| {
+            r.try_read(bytes).map_err(to_py)?;
+            convert::decode_with(py, self.plan.as_ref(), r.layout(), bytes)
+        })
     }
 
     /// The publish counter: 0 for the initial value, monotonic.
@@ -156,25 +199,10 @@ impl Reader {
         py.detach(|| r.wait_for_update(since, t)).map_err(to_py)
     }
 
-    /// Whether a live writer holds the segment's writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
-    }
-
-    /// The process id of the last writer.
-    fn writer_pid(&self) -> PyResult<u32> {
-        Ok(self.raw()?.writer_pid())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
-    }
-
-    /// The segment's layout hash.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The payload's size in bytes.
@@ -195,12 +223,6 @@ impl Reader {
         Ok(PyBytes::new(py, &self.raw()?.layout().encode()))
     }
 
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
-    }
-
     /// Releases the segment (idempotent).
     fn close(&mut self) {
         self.inner = None;
@@ -218,7 +240,11 @@ impl Reader {
 
     fn __repr__(&self) -> String {
         match &self.inner {
-            Some(r) => format!("<shm_state.Reader {:?} holding {}>", r.name(), r.layout()),
+            Some(r) => format!(
+                "<shm_state.Reader {:?} holding {}>",
+                r.info().name(),
+                r.layout()
+            ),
             None => "<shm_state.Reader (closed)>".to_string(),
         }
     }

@@ -28,6 +28,8 @@ use std::time::Duration;
 #[pyclass(module = "shm_state")]
 pub struct StreamReader {
     inner: Option<RawStreamReader>,
+    /// How `recv` turns a message into Python objects, worked out once from the layout.
+    plan: Option<convert::Plan>,
 }
 
 impl StreamReader {
@@ -43,31 +45,46 @@ impl StreamReader {
             .ok_or_else(|| ShmError::new_err("the stream reader is closed"))
     }
 
-    /// The next message's number and bytes: waiting at most `wait` for it, with the GIL
-    /// released (`Error::Timeout` when none came), or, with `wait` `None`, not at all (`None`
-    /// when none was sent).
-    fn next_message(
+    /// Copies the next message into `dst` (exactly the payload size) and returns its number:
+    /// waiting at most `wait` for it, with the GIL released (`Error::Timeout` when none
+    /// came), or, with `wait` `None`, not at all (`None` when none was sent). A short message
+    /// already there is copied with the GIL held.
+    fn receive(
         &mut self,
         py: Python<'_>,
+        dst: &mut [u8],
         wait: Option<Duration>,
-    ) -> PyResult<Option<(u64, Vec<u8>)>> {
+    ) -> PyResult<Option<u64>> {
         let rx = self.raw_mut()?;
-        let mut bytes = vec![0u8; rx.payload_size()];
-        let got = match (rx.try_recv(&mut bytes), wait) {
-            (Ok(None), Some(wait)) => py.detach(|| rx.recv_timeout(&mut bytes, wait)).map(Some),
-            (got, _) => got,
+        let got = if dst.len() <= crate::buffer::GIL_HELD_COPY_LIMIT {
+            match (rx.try_recv(dst), wait) {
+                (Ok(None), Some(wait)) => py.detach(|| rx.recv_timeout(dst, wait)).map(Some),
+                (got, _) => got,
+            }
+        } else {
+            match wait {
+                Some(wait) => py.detach(|| rx.recv_timeout(dst, wait)).map(Some),
+                None => py.detach(|| rx.try_recv(dst)),
+            }
         };
-        match got {
-            Ok(number) => Ok(number.map(|n| (n, bytes))),
-            Err(e) => Err(lagged_or(e)),
-        }
+        got.map_err(lagged_or)
     }
 
-    /// The next message, waiting at most `seconds` (`None`: as long as it takes).
-    fn wait_message(&mut self, py: Python<'_>, seconds: Option<f64>) -> PyResult<(u64, Vec<u8>)> {
-        let wait = timeout(seconds)?;
-        let got = self.next_message(py, Some(wait))?;
-        Ok(got.expect("a wait returns a message or an error"))
+    /// The next message decoded, and its number: waiting as [`receive`](Self::receive) does.
+    fn decoded<'py>(
+        &mut self,
+        py: Python<'py>,
+        wait: Option<Duration>,
+    ) -> PyResult<Option<(u64, Bound<'py, PyAny>)>> {
+        let size = self.raw()?.payload_size();
+        crate::reader::with_scratch(size, |bytes| {
+            let Some(number) = self.receive(py, bytes, wait)? else {
+                return Ok(None);
+            };
+            let layout = self.raw()?.layout();
+            let value = convert::decode_with(py, self.plan.as_ref(), layout, bytes)?;
+            Ok(Some((number, value)))
+        })
     }
 }
 
@@ -89,7 +106,12 @@ fn lagged_or(e: Error) -> PyErr {
 impl StreamReader {
     #[new]
     #[pyo3(signature = (name, layout = None, from_oldest = false))]
-    fn new(name: &str, layout: Option<&Bound<'_, PyAny>>, from_oldest: bool) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        name: &str,
+        layout: Option<&Bound<'_, PyAny>>,
+        from_oldest: bool,
+    ) -> PyResult<Self> {
         let expected = layout.map(convert::layout_arg).transpose()?;
         let rx = if from_oldest {
             RawStreamReader::subscribe_from_oldest(name)
@@ -98,9 +120,13 @@ impl StreamReader {
         }
         .map_err(to_py)?;
         if let Some(expected) = expected {
-            crate::check_layout(rx.layout(), rx.layout_hash(), &expected)?;
+            crate::check_layout(rx.layout(), rx.info().layout_hash(), &expected)?;
         }
-        Ok(StreamReader { inner: Some(rx) })
+        let plan = convert::Plan::new(py, rx.layout(), rx.payload_size());
+        Ok(StreamReader {
+            inner: Some(rx),
+            plan,
+        })
     }
 
     /// The next message, decoded by the stored layout (dicts, lists, `str`, `bool`, numbers),
@@ -120,8 +146,9 @@ impl StreamReader {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<(u64, Bound<'py, PyAny>)> {
-        let (number, bytes) = self.wait_message(py, timeout)?;
-        Ok((number, convert::decode(py, self.raw()?.layout(), &bytes)?))
+        let wait = self::timeout(timeout)?;
+        let got = self.decoded(py, Some(wait))?;
+        Ok(got.expect("a wait returns a message or an error"))
     }
 
     /// `(number, bytes)`: the next message's payload bytes, e.g. for
@@ -132,17 +159,41 @@ impl StreamReader {
         py: Python<'py>,
         timeout: Option<f64>,
     ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
-        let (number, bytes) = self.wait_message(py, timeout)?;
-        Ok((number, PyBytes::new(py, &bytes)))
+        let wait = self::timeout(timeout)?;
+        let size = self.raw()?.payload_size();
+        let mut number = 0;
+        let bytes = PyBytes::new_with(py, size, |bytes| {
+            number = self
+                .receive(py, bytes, Some(wait))?
+                .expect("a wait returns a message or an error");
+            Ok(())
+        })?;
+        Ok((number, bytes))
+    }
+
+    /// Copies the next message into `target` and returns its number: any writable,
+    /// C-contiguous buffer of exactly the message size (a generated ctypes structure, a
+    /// `bytearray`, a numpy array), filled in place; waits as `recv` does. A read-only
+    /// buffer raises `TypeError`, another size `ValueError`.
+    #[pyo3(signature = (target, timeout = None))]
+    fn recv_into(
+        &mut self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        let wait = self::timeout(timeout)?;
+        let size = self.raw()?.payload_size();
+        crate::buffer::with_writable(target, size, |bytes| {
+            let got = self.receive(py, bytes, Some(wait))?;
+            Ok(got.expect("a wait returns a message or an error"))
+        })
     }
 
     /// The next message if one was sent, decoded, without waiting; `None` if none.
     /// `LaggedError` after a gap.
     fn try_recv<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.next_message(py, None)? {
-            Some((_, bytes)) => Ok(Some(convert::decode(py, self.raw()?.layout(), &bytes)?)),
-            None => Ok(None),
-        }
+        Ok(self.decoded(py, None)?.map(|(_, value)| value))
     }
 
     /// The number of the next message this reader receives.
@@ -163,32 +214,10 @@ impl StreamReader {
         Ok(self.raw()?.taken())
     }
 
-    /// The capacity in messages: how far this reader may fall behind before losing some.
-    #[getter]
-    fn capacity(&self) -> PyResult<usize> {
-        Ok(self.raw()?.capacity())
-    }
-
-    /// `"stream"` or `"queue"`.
-    #[getter]
-    fn kind(&self) -> PyResult<String> {
-        Ok(self.raw()?.kind().to_string())
-    }
-
-    /// Whether a live writer holds the writer lease.
-    fn writer_alive(&self) -> PyResult<bool> {
-        Ok(self.raw()?.writer_alive())
-    }
-
-    /// 1 for the creator, one more per takeover.
-    fn writer_epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.writer_epoch())
-    }
-
-    /// The layout hash of the messages' type.
-    #[getter]
-    fn layout_hash(&self) -> PyResult<u64> {
-        Ok(self.raw()?.layout_hash())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// The size of one message in bytes.
@@ -201,12 +230,6 @@ impl StreamReader {
     #[getter]
     fn type_name(&self) -> PyResult<String> {
         Ok(self.raw()?.layout().to_string())
-    }
-
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
     }
 
     /// Releases the stream (idempotent).
@@ -236,8 +259,8 @@ impl StreamReader {
         match &self.inner {
             Some(r) => format!(
                 "<shm_state.StreamReader {:?} ({}) of {} at message {}>",
-                r.name(),
-                r.kind(),
+                r.info().name(),
+                r.info().kind(),
                 r.layout(),
                 r.position()
             ),

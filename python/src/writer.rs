@@ -117,9 +117,10 @@ impl Writer {
         Ok(self.raw()?.version())
     }
 
-    /// 1 for the creator, one more per takeover.
-    fn epoch(&self) -> PyResult<u64> {
-        Ok(self.raw()?.epoch())
+    /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,
+    /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
+    fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
+        crate::info::to_py(py, &self.raw()?.info())
     }
 
     /// Whether this writer created the segment (rather than taking it over).
@@ -131,12 +132,6 @@ impl Writer {
     #[getter]
     fn payload_size(&self) -> PyResult<usize> {
         Ok(self.raw()?.payload_size())
-    }
-
-    /// The segment's name.
-    #[getter]
-    fn name(&self) -> PyResult<String> {
-        Ok(self.raw()?.name().to_string())
     }
 
     /// Releases the writer lease (idempotent); the segment stays.

@@ -277,14 +277,15 @@ fn queryables(
 fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop: &AtomicBool) {
     let log = &shared.log;
     let mut buf = vec![0u8; reader.payload_size()];
+    let info = reader.info();
     let served = Arc::new(Mutex::new(Served {
         announcement: announcement(
             inode,
             SegmentKind::State,
             reader.layout(),
-            reader.layout_hash(),
-            reader.slot_count(),
-            reader.writer_epoch(),
+            info.layout_hash(),
+            info.slots(),
+            info.writer().epoch(),
             0,
         ),
         latest: None,
@@ -311,8 +312,8 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
     let mut resends = 0;
     log.info(format_args!("exporting state {name}"));
     while !stop.load(Ordering::Relaxed) {
-        let alive = reader.writer_alive();
-        let epoch = reader.writer_epoch();
+        let writer = reader.info().writer();
+        let (alive, epoch) = (writer.alive(), writer.epoch());
         // Read the current value when it changed (or the writer changed).
         if last.is_none_or(|(e, v)| e != epoch || v != seen) {
             match reader.read_timeout(&mut buf, WAIT_SLICE) {
@@ -386,9 +387,9 @@ fn export_stream(
             inode,
             SegmentKind::Stream,
             rx.layout(),
-            rx.layout_hash(),
-            rx.capacity(),
-            rx.writer_epoch(),
+            rx.info().layout_hash(),
+            rx.info().slots(),
+            rx.info().writer().epoch(),
             rx.position().saturating_sub(1),
         ),
         latest: None,
@@ -425,8 +426,9 @@ fn export_stream(
         if lossy { "lossy" } else { "lossless" }
     ));
     while !stop.load(Ordering::Relaxed) {
-        let epoch = rx.writer_epoch();
-        live.set(rx.writer_alive(), epoch);
+        let writer = rx.info().writer();
+        let epoch = writer.epoch();
+        live.set(writer.alive(), epoch);
         Batch::start(&mut batch, epoch);
         let mut count = 0;
         let mut last = 0;

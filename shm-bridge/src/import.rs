@@ -453,12 +453,16 @@ impl Mirror {
 fn lease_holder(name: &str) -> Option<u32> {
     let options = Options::new().ready_wait(Duration::from_millis(200));
     match options.open_raw(name) {
-        Ok(r) => r.writer_alive().then(|| r.writer_pid()),
+        Ok(r) => {
+            let writer = r.info().writer();
+            writer.alive().then(|| writer.pid())
+        }
         Err(Error::WrongKind { .. }) => options
             .subscribe_raw(name)
             .ok()
-            .filter(|r| r.writer_alive())
-            .map(|r| r.writer_pid()),
+            .map(|r| r.info().writer())
+            .filter(|w| w.alive())
+            .map(|w| w.pid()),
         Err(_) => None,
     }
 }

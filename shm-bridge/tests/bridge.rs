@@ -95,7 +95,7 @@ fn state_writer(seg: &str) {
     } else {
         Pose::create(seg, &Pose::of(1)).unwrap()
     };
-    tell(&format!("ready {}", w.epoch()));
+    tell(&format!("ready {}", w.info().writer().epoch()));
     let mut seq = w.get().unwrap().seq;
     while let Some(line) = instruction() {
         let mut words = line.split_whitespace();
@@ -177,7 +177,7 @@ fn state_written_back_to_back_arrives_whole_in_order_and_finally_current() {
     // The mirror appeared with the writer's value, never an unpublished all-zero one.
     let first = r.read();
     assert!(first.intact() && first.seq >= 1, "first value {first:?}");
-    assert!(r.writer_alive(), "the remote writer is alive");
+    assert!(r.info().writer().alive(), "the remote writer is alive");
 
     writer.say("burst 5");
     let (mut torn, mut reads, mut last_seq, mut last_version) = (0u64, 0u64, first.seq, 0);
@@ -220,7 +220,9 @@ fn state_written_back_to_back_arrives_whole_in_order_and_finally_current() {
     // The writer exits: the mirror's writer is gone too (documented: about a second).
     writer.finish();
     let gone = Instant::now();
-    wait_until("writer_alive false on the mirror", || !r.writer_alive());
+    wait_until("writer_alive false on the mirror", || {
+        !r.info().writer().alive()
+    });
     assert!(
         gone.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -273,7 +275,9 @@ fn late_joiner_gets_the_current_value_and_other_types_get_layout_mismatch() {
     assert_eq!(r.read(), Pose::of(42));
     // No writer on the exporting host: the bridge releases the lease it created the mirror
     // with at once.
-    wait_until("writer_alive false on the mirror", || !r.writer_alive());
+    wait_until("writer_alive false on the mirror", || {
+        !r.info().writer().alive()
+    });
 
     // A far reader with another type: the local layout check, naming the field.
     match PoseRenamed::open(&mirror) {
@@ -290,7 +294,7 @@ fn late_joiner_gets_the_current_value_and_other_types_get_layout_mismatch() {
     }
     // The mirror's name says what it mirrors; untyped tools read it by its stored layout.
     assert_eq!(
-        RawReader::open(&mirror).unwrap().layout_hash(),
+        RawReader::open(&mirror).unwrap().info().layout_hash(),
         Pose::LAYOUT_HASH
     );
 
@@ -314,7 +318,7 @@ fn writer_death_new_epoch_second_importer_and_exporter_restart() {
     let r = open_mirror(&mirror);
     writer.say("set 10");
     wait_until("value 10 on the mirror", || r.read().seq == 10);
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
 
     // A second importer of the same segment on the same host: a clear error, no sharing.
     let second = Bridge::start(
@@ -327,13 +331,15 @@ fn writer_death_new_epoch_second_importer_and_exporter_restart() {
         exists(&mirror),
         "the second importer left the first one's mirror alone"
     );
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
 
     // The writer is SIGKILLed: the mirror's writer is gone within the documented time.
-    let epoch_before = r.writer_epoch();
+    let epoch_before = r.info().writer().epoch();
     writer.kill();
     let killed = Instant::now();
-    wait_until("writer_alive false after SIGKILL", || !r.writer_alive());
+    wait_until("writer_alive false after SIGKILL", || {
+        !r.info().writer().alive()
+    });
     let took = killed.elapsed();
     println!("writer SIGKILLed: writer_alive false on the mirror after {took:?}");
     assert!(took < Duration::from_secs(15), "{took:?}");
@@ -347,17 +353,22 @@ fn writer_death_new_epoch_second_importer_and_exporter_restart() {
     assert_eq!(writer.wait_line("ready"), "2");
     writer.say("set 20");
     wait_until("value 20 from the new writer", || r.read().seq == 20);
-    wait_until("the mirror's writer alive again", || r.writer_alive());
-    assert!(r.writer_epoch() > epoch_before, "a new epoch on the mirror");
+    wait_until("the mirror's writer alive again", || {
+        r.info().writer().alive()
+    });
+    assert!(
+        r.info().writer().epoch() > epoch_before,
+        "a new epoch on the mirror"
+    );
 
     // The exporting bridge is SIGKILLed: the mirror's writer goes; restarted, it resumes.
     exporter.kill();
     wait_until("writer_alive false after the exporter died", || {
-        !r.writer_alive()
+        !r.info().writer().alive()
     });
     let exporter = Bridge::start(&a, &export);
     wait_until("the mirror's writer alive after the restart", || {
-        r.writer_alive()
+        r.info().writer().alive()
     });
     writer.say("set 30");
     wait_until("value 30 after the restart", || r.read().seq == 30);
@@ -550,17 +561,19 @@ fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_
     );
     writer.say("set 7");
     wait_until("value 7", || r.read().seq == 7);
-    wait_until("writer alive on the mirror", || r.writer_alive());
+    wait_until("writer alive on the mirror", || r.info().writer().alive());
 
     // The importing bridge is SIGKILLed: its mirror stays (with no writer) until a bridge
     // imports it again, which takes it over (values never go backwards).
     importer.kill();
-    wait_until("the killed importer's lease released", || !r.writer_alive());
+    wait_until("the killed importer's lease released", || {
+        !r.info().writer().alive()
+    });
     assert!(exists(&mirror));
     let version = r.version();
     let importer = Bridge::start(&b, &import_args);
     wait_until("the restarted importer holds the mirror", || {
-        r.writer_alive()
+        r.info().writer().alive()
     });
     assert!(r.version() >= version);
     writer.say("set 8");
@@ -572,14 +585,14 @@ fn a_segment_created_after_start_is_mirrored_and_a_restarted_importer_takes_its_
     // endpoint: the importer's Zenoh session connects again by itself, and the mirror resumes.
     exporter.kill();
     wait_until("the mirror's writer gone with the exporter", || {
-        !r.writer_alive()
+        !r.info().writer().alive()
     });
     let exporter = Bridge::start(
         &a,
         &args(&["--listen", &endpoint, "--export", "/shmtest-br-later-*"]),
     );
     wait_until("the mirror's writer back after the restart", || {
-        r.writer_alive()
+        r.info().writer().alive()
     });
     writer.say("set 9");
     wait_until("value 9 after the exporter's restart", || r.read().seq == 9);
@@ -648,9 +661,13 @@ fn two_bridges_through_a_router_configured_by_file() {
     std::fs::remove_file(&client_config).unwrap();
     let r = open_mirror(&mirror);
     wait_until("value 11 through the router", || r.read().seq == 11);
-    wait_until("the writer alive through the router", || r.writer_alive());
+    wait_until("the writer alive through the router", || {
+        r.info().writer().alive()
+    });
     writer.finish();
-    wait_until("the writer gone through the router", || !r.writer_alive());
+    wait_until("the writer gone through the router", || {
+        !r.info().writer().alive()
+    });
     importer.terminate();
     exporter.terminate();
     router.terminate();

@@ -48,7 +48,15 @@ pub fn run(args: &CheckArgs) -> Outcome {
     let name = normalize_name(&args.name).map_err(|m| Failure::new(exit::USAGE, m))?;
     let file = SegmentFile::open(&name).map_err(|e| Failure::file(&name, &e))?;
     let mut report = Report::default();
-    let code = check(&file, &mut report);
+    let mut code = check(&file, &mut report);
+    if file.truncated() {
+        report.add(
+            "file size",
+            false,
+            "the file shrank while it was being read (a peer truncated it)",
+        );
+        code = exit::DAMAGED;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let checks = report

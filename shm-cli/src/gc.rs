@@ -4,9 +4,12 @@ use crate::cli::{GcArgs, RmArgs};
 use crate::json::Json;
 use crate::output::{exit, Failure, Outcome, Style};
 use crate::scan::{self, Status};
-use crate::segment_file::{normalize_name, SegmentFile, MAGIC};
+use crate::segment_file::{normalize_name, offset, path_of, SegmentFile, MAGIC, STATE_READY};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
 /// Runs `shm rm`: removes each name; the exit code is that of the last failure.
 pub fn rm(args: &RmArgs) -> Outcome {
@@ -51,11 +54,38 @@ fn remove_one(given: &str, force: bool) -> Result<Option<String>, Failure> {
     }
 }
 
-/// The processes that map each file under /dev/shm, and the processes whose maps could not be
+/// A file's identity: its device (major, minor) and inode number, as `/proc/*/maps` shows
+/// them. A name can be anything (a newline, a trailing " (deleted)"), an identity cannot be
+/// mistaken.
+type FileId = (u64, u64, u64);
+
+/// The identity of an open file, from `fstat`.
+fn file_id(file: &File) -> std::io::Result<FileId> {
+    let meta = file.metadata()?;
+    let dev = meta.dev();
+    // The Linux encoding of `dev_t` (glibc's `major` and `minor`).
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0x00ff);
+    Ok((major, minor, meta.ino()))
+}
+
+/// The identity of the file a line of `/proc/PID/maps` maps (`address perms offset dev inode
+/// path`); `None` for anonymous memory.
+fn mapped_id(line: &str) -> Option<FileId> {
+    let mut fields = line.split_ascii_whitespace();
+    let dev = fields.nth(3)?;
+    let inode: u64 = fields.next()?.parse().ok()?;
+    let (major, minor) = dev.split_once(':')?;
+    let major = u64::from_str_radix(major, 16).ok()?;
+    let minor = u64::from_str_radix(minor, 16).ok()?;
+    (inode != 0).then_some((major, minor, inode))
+}
+
+/// The processes that map each file, by identity, and the processes whose maps could not be
 /// read (with why).
 #[derive(Default)]
 struct Mappings {
-    by_path: BTreeMap<String, Vec<u32>>,
+    by_id: BTreeMap<FileId, Vec<u32>>,
     unreadable: Vec<(u32, String)>,
 }
 
@@ -80,14 +110,8 @@ fn mappings() -> Mappings {
         }
         match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
             Ok(maps) => {
-                for line in maps.lines() {
-                    // The path is the sixth column; it may contain spaces, and is followed by
-                    // " (deleted)" once its name is gone.
-                    let Some(at) = line.find("/dev/shm/") else {
-                        continue;
-                    };
-                    let path = line[at..].trim_end_matches(" (deleted)").to_string();
-                    let pids = m.by_path.entry(path).or_default();
+                for id in maps.lines().filter_map(mapped_id) {
+                    let pids = m.by_id.entry(id).or_default();
                     if !pids.contains(&pid) {
                         pids.push(pid);
                     }
@@ -101,11 +125,144 @@ fn mappings() -> Mappings {
     m
 }
 
+/// "pid 1, 2"
+fn pid_list(pids: &[u32]) -> String {
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A segment `gc` means to remove: its file, opened read-write, and that file's identity. One
+/// at a time: `gc` keeps only the identity of each between its scan and its removals, so that
+/// any number of dead segments never takes more than a few descriptors.
+struct Candidate {
+    file: File,
+    id: FileId,
+}
+
+impl Candidate {
+    /// Opens segment `name`'s file read-write (a lease needs a writable descriptor), without
+    /// following a link or blocking on a FIFO.
+    fn open(name: &str) -> std::io::Result<Candidate> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path_of(name))?;
+        let id = file_id(&file)?;
+        Ok(Candidate { file, id })
+    }
+
+    /// Takes the segment's writer lease on this descriptor (an open-file-description lock on
+    /// byte 0, as docs/segment-format.md says): while `gc` holds it no writer can take the
+    /// segment over and no creator can recover it. `Ok(false)` if someone holds it.
+    fn take_writer_lease(&self) -> std::io::Result<bool> {
+        // SAFETY: `flock` is a plain C struct of integers, for which all-zero bytes are valid.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = 0;
+        fl.l_len = 1;
+        // SAFETY: the descriptor is open for as long as `self`, and `fl` is a valid `flock`
+        // that outlives the call.
+        let rc = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+            _ => Err(e),
+        }
+    }
+
+    /// The native-endian header word of `N` bytes at `offset`, read from the file (no mapping:
+    /// `gc` must not be one of the processes that map it).
+    fn word<const N: usize>(&self, offset: u64) -> std::io::Result<[u8; N]> {
+        let mut bytes = [0u8; N];
+        self.file.read_exact_at(&mut bytes, offset)?;
+        Ok(bytes)
+    }
+
+    /// Whether the file still holds a ready segment of this format.
+    fn ready(&self) -> std::io::Result<bool> {
+        let magic = u64::from_ne_bytes(self.word(offset::MAGIC)?);
+        let state = u32::from_ne_bytes(self.word(offset::STATE)?);
+        Ok(magic == MAGIC && state == STATE_READY)
+    }
+
+    /// The last writer's process id, as the header says.
+    fn writer_pid(&self) -> u32 {
+        self.word(offset::WRITER_PID)
+            .map(u32::from_ne_bytes)
+            .unwrap_or(0)
+    }
+
+    /// Removes segment `name` if it is still the dead, unmapped segment scanned: takes its
+    /// writer lease, checks it is still ready, that no process maps it now, and that the name
+    /// still refers to this file, then unlinks the name. The reason it was kept otherwise.
+    fn remove(&self, name: &str) -> Result<(), String> {
+        match self.take_writer_lease() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "a writer (pid {}) took it over meanwhile",
+                    self.writer_pid()
+                ))
+            }
+            Err(e) => return Err(format!("could not take its writer lease: {e}")),
+        }
+        match self.ready() {
+            Ok(true) => {}
+            Ok(false) => return Err("it is being created again".into()),
+            Err(e) => return Err(format!("could not read its header: {e}")),
+        }
+        if let Some(pids) = mappings().by_id.get(&self.id) {
+            return Err(format!("pid {} mapped it after the scan", pid_list(pids)));
+        }
+        match Candidate::open(name) {
+            Ok(now) if now.id == self.id => {}
+            Ok(_) => return Err("the name refers to another segment now".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err("another process removed it meanwhile".into())
+            }
+            Err(e) => return Err(format!("could not open it again: {e}")),
+        }
+        match shm_core::remove(name) {
+            Ok(()) => Ok(()),
+            Err(shm_core::Error::NotFound { .. }) => {
+                Err("another process removed it meanwhile".into())
+            }
+            Err(e) => Err(format!("could not remove it: {e}")),
+        }
+    }
+}
+
 /// What `gc` decided for one segment.
 struct Decision {
     name: String,
     remove: bool,
     reason: String,
+    /// The identity of the file to remove, as scanned (when `remove`).
+    candidate: Option<FileId>,
+}
+
+/// Test hook: with `SHM_GC_TEST_PAUSE` set to a directory, `gc` creates `scanned` in it once
+/// it has decided, and waits (at most a minute) for `go` to appear before it removes anything,
+/// so that a test can act between the scan and the removals deterministically.
+fn pause_after_scan() {
+    let Some(dir) = std::env::var_os("SHM_GC_TEST_PAUSE") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::write(dir.join("scanned"), b"");
+    for _ in 0..6000 {
+        if dir.join("go").exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Runs `shm gc`.
@@ -116,36 +273,46 @@ pub fn run(args: &GcArgs) -> Outcome {
     let maps = mappings();
     let mut decisions = Vec::new();
     for e in entries {
-        let path = crate::segment_file::path_of(&e.name)
-            .to_string_lossy()
-            .into_owned();
-        let (remove, reason) = match &e.status {
-            Status::Ours(info) if info.writer_alive => {
-                (false, format!("writer pid {} is alive", info.writer_pid))
-            }
-            Status::Ours(info) => match maps.by_path.get(&path) {
-                Some(pids) => (
+        let (remove, reason, candidate) = match &e.status {
+            Status::Ours(info) if info.segment.writer().alive() => (
+                false,
+                format!("writer pid {} is alive", info.segment.writer().pid()),
+                None,
+            ),
+            Status::Ours(info) => match Candidate::open(&e.name) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(err) => (
                     false,
                     format!(
-                        "writer pid {} is dead, but mapped by pid {}",
-                        info.writer_pid,
-                        pids.iter()
-                            .map(u32::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "writer pid {} is dead, but it cannot be opened for writing to take its lease: {err}",
+                        info.segment.writer().pid()
                     ),
+                    None,
                 ),
-                None => (
-                    true,
-                    format!(
-                        "writer pid {} is dead (epoch {}) and no process maps it",
-                        info.writer_pid, info.epoch
+                Ok(c) => match maps.by_id.get(&c.id) {
+                    Some(pids) => (
+                        false,
+                        format!(
+                            "writer pid {} is dead, but mapped by pid {}",
+                            info.segment.writer().pid(),
+                            pid_list(pids)
+                        ),
+                        None,
                     ),
-                ),
+                    None => (
+                        true,
+                        format!(
+                            "writer pid {} is dead (epoch {}) and no process maps it",
+                            info.segment.writer().pid(), info.segment.writer().epoch()
+                        ),
+                        Some(c.id),
+                    ),
+                },
             },
             Status::Damaged(why) => (
                 false,
                 format!("damaged ({why}); check it with `shm check`, remove it with `shm rm`"),
+                None,
             ),
             // Not ours: never a candidate, and not worth a line.
             Status::Unreadable(_) | Status::Foreign(_) => continue,
@@ -154,22 +321,28 @@ pub fn run(args: &GcArgs) -> Outcome {
             name: e.name,
             remove,
             reason,
+            candidate,
         });
     }
     if !args.dry_run {
+        pause_after_scan();
         for d in decisions.iter_mut().filter(|d| d.remove) {
-            // A writer may have taken the segment over since the scan: look again.
-            match scan::open_now(&d.name) {
-                Ok(r) if r.writer_alive() => {
-                    d.remove = false;
-                    d.reason = format!("a writer (pid {}) took it over meanwhile", r.writer_pid());
-                    continue;
+            // Between the scan and now a writer may have taken it over, a reader mapped it, or
+            // a creator made a new segment under the name: look again, holding its lease.
+            let Some(id) = d.candidate.take() else {
+                continue;
+            };
+            let removed = match Candidate::open(&d.name) {
+                Ok(c) if c.id == id => c.remove(&d.name),
+                Ok(_) => Err("the name refers to another segment now".to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err("another process removed it meanwhile".to_string())
                 }
-                _ => {}
-            }
-            if let Err(e) = shm_core::remove(&d.name) {
+                Err(e) => Err(format!("could not open it again: {e}")),
+            };
+            if let Err(why) = removed {
                 d.remove = false;
-                d.reason = format!("could not remove it: {e}");
+                d.reason = why;
             }
         }
     }

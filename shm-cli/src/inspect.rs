@@ -146,7 +146,7 @@ fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> 
     } else {
         let style = Style::for_stdout();
         let mut s = facts(name, info, layout, style);
-        let held = if info.kind == SegmentKind::Queue {
+        let held = if info.segment.kind() == SegmentKind::Queue {
             "not taken"
         } else {
             "held"
@@ -181,32 +181,32 @@ fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> 
 
 /// The facts and the layout table, as `inspect` prints them for every kind.
 fn facts(name: &str, info: &Info, layout: &LayoutBuf, style: Style) -> String {
-    let writer = if info.writer_alive {
+    let writer = if info.segment.writer().alive() {
         style.good("alive")
     } else {
         style.bad("dead")
     };
     let mut facts = vec![
         ("segment", name.to_string()),
-        ("kind", info.kind.to_string()),
+        ("kind", info.segment.kind().to_string()),
         (
             "type",
             format!(
                 "{} (layout hash {:#018x}, {} bytes, align {})",
                 scan::type_name(layout),
-                info.layout_hash,
-                info.payload_size,
+                info.segment.layout_hash(),
+                info.segment.payload_size(),
                 layout.align
             ),
         ),
     ];
-    match info.kind {
+    match info.segment.kind() {
         SegmentKind::State => {
-            facts.push(("slots", info.slots.to_string()));
+            facts.push(("slots", info.segment.slots().to_string()));
             facts.push(("version", info.version.to_string()));
         }
         _ => {
-            facts.push(("capacity", format!("{} messages", info.slots)));
+            facts.push(("capacity", format!("{} messages", info.segment.slots())));
             facts.push(("sent", info.version.to_string()));
         }
     }
@@ -220,7 +220,9 @@ fn facts(name: &str, info: &Info, layout: &LayoutBuf, style: Style) -> String {
         "writer",
         format!(
             "pid {} {writer}, epoch {} (creator pid {})",
-            info.writer_pid, info.epoch, info.creator_pid
+            info.segment.writer().pid(),
+            info.segment.writer().epoch(),
+            info.segment.creator_pid()
         ),
     ));
     let mut s = String::new();

@@ -59,17 +59,20 @@ pub fn entry_json(e: &Entry) -> Json {
 
 /// Adds a segment's header facts to object `j`.
 pub fn info_json(j: &mut Json, info: &Info) {
-    j.push("kind", info.kind.to_string());
+    j.push("kind", info.segment.kind().to_string());
     j.push("type", info.type_name.as_str());
-    j.push("layout_hash", format!("{:#018x}", info.layout_hash));
-    j.push("payload_size", info.payload_size);
-    j.push("slots", info.slots);
+    j.push(
+        "layout_hash",
+        format!("{:#018x}", info.segment.layout_hash()),
+    );
+    j.push("payload_size", info.segment.payload_size());
+    j.push("slots", info.segment.slots());
     j.push("version", info.version);
     j.push("taken", info.taken.map_or(Json::Null, Json::from));
-    j.push("writer_pid", info.writer_pid);
-    j.push("writer_alive", info.writer_alive);
-    j.push("creator_pid", info.creator_pid);
-    j.push("epoch", info.epoch);
+    j.push("writer_pid", info.segment.writer().pid());
+    j.push("writer_alive", info.segment.writer().alive());
+    j.push("creator_pid", info.segment.creator_pid());
+    j.push("epoch", info.segment.writer().epoch());
 }
 
 fn human(entries: &[&Entry], style: Style) -> String {
@@ -90,7 +93,7 @@ fn human(entries: &[&Entry], style: Style) -> String {
     for e in entries {
         let (p, c): (Vec<String>, Vec<String>) = match &e.status {
             Status::Ours(i) => {
-                let (state, paint) = if i.writer_alive {
+                let (state, paint) = if i.segment.writer().alive() {
                     ("alive", style.good("alive"))
                 } else {
                     ("dead", style.bad("dead"))
@@ -101,19 +104,19 @@ fn human(entries: &[&Entry], style: Style) -> String {
                 };
                 let cells = [
                     e.name.clone(),
-                    i.kind.to_string(),
+                    i.segment.kind().to_string(),
                     i.type_name.clone(),
-                    format!("{:016x}", i.layout_hash),
-                    i.payload_size.to_string(),
-                    i.slots.to_string(),
+                    format!("{:016x}", i.segment.layout_hash()),
+                    i.segment.payload_size().to_string(),
+                    i.segment.slots().to_string(),
                     version,
                 ];
                 let mut p = cells.to_vec();
-                p.push(format!("{} {state}", i.writer_pid));
-                p.push(i.epoch.to_string());
+                p.push(format!("{} {state}", i.segment.writer().pid()));
+                p.push(i.segment.writer().epoch().to_string());
                 let mut c = cells.to_vec();
-                c.push(format!("{} {paint}", i.writer_pid));
-                c.push(i.epoch.to_string());
+                c.push(format!("{} {paint}", i.segment.writer().pid()));
+                c.push(i.segment.writer().epoch().to_string());
                 if mirrors {
                     let of = scan::mirror_of(&e.name).unwrap_or_default();
                     p.push(of.clone());

@@ -2,7 +2,7 @@
 //! damaged, unreadable or foreign. Shared by `ls` and `gc`.
 
 use crate::segment_file::{SegmentFile, MAGIC, SHM_DIR};
-use shm_core::{Error, LayoutBuf, Options, RawReader, RawStreamReader, SegmentKind};
+use shm_core::{Error, LayoutBuf, Options, RawReader, RawStreamReader, SegmentInfo, SegmentKind};
 use std::time::Duration;
 
 /// What a file in /dev/shm is.
@@ -44,27 +44,11 @@ impl Opened {
         }
     }
 
-    /// Whether a writer holds the lease now.
-    pub fn writer_alive(&self) -> bool {
+    /// What the segment is and who writes it.
+    pub fn info(&self) -> SegmentInfo {
         match self {
-            Opened::State(r) => r.writer_alive(),
-            Opened::Ring(r) => r.writer_alive(),
-        }
-    }
-
-    /// The writer epoch.
-    pub fn writer_epoch(&self) -> u64 {
-        match self {
-            Opened::State(r) => r.writer_epoch(),
-            Opened::Ring(r) => r.writer_epoch(),
-        }
-    }
-
-    /// The last writer's process id.
-    pub fn writer_pid(&self) -> u32 {
-        match self {
-            Opened::State(r) => r.writer_pid(),
-            Opened::Ring(r) => r.writer_pid(),
+            Opened::State(r) => r.info(),
+            Opened::Ring(r) => r.info(),
         }
     }
 }
@@ -84,60 +68,28 @@ pub fn open_any(name: &str, ready_wait: Duration) -> shm_core::Result<Opened> {
 /// Header facts of a segment that opens.
 #[derive(Debug, Clone)]
 pub struct Info {
-    /// What it holds.
-    pub kind: SegmentKind,
+    /// What it is and who writes it.
+    pub segment: SegmentInfo,
     /// The stored layout's struct name (or its type, if the root is not a struct).
     pub type_name: String,
-    /// The stored layout hash.
-    pub layout_hash: u64,
-    /// Payload (message) size in bytes.
-    pub payload_size: usize,
-    /// Number of slots: for a stream or queue, its capacity in messages.
-    pub slots: usize,
     /// The publish counter: for a stream or queue, the number of messages sent.
     pub version: u64,
     /// For a queue, the number of messages its consumers took.
     pub taken: Option<u64>,
-    /// The last writer's process id.
-    pub writer_pid: u32,
-    /// Whether a writer holds the lease now.
-    pub writer_alive: bool,
-    /// The creator's process id.
-    pub creator_pid: u32,
-    /// The writer epoch.
-    pub epoch: u64,
 }
 
 impl Info {
     /// The facts `r` reports.
     pub fn of(r: &Opened) -> Info {
-        match r {
-            Opened::State(r) => Info {
-                kind: SegmentKind::State,
-                type_name: type_name(r.layout()),
-                layout_hash: r.layout_hash(),
-                payload_size: r.payload_size(),
-                slots: r.slot_count(),
-                version: r.version(),
-                taken: None,
-                writer_pid: r.writer_pid(),
-                writer_alive: r.writer_alive(),
-                creator_pid: r.creator_pid(),
-                epoch: r.writer_epoch(),
-            },
-            Opened::Ring(r) => Info {
-                kind: r.kind(),
-                type_name: type_name(r.layout()),
-                layout_hash: r.layout_hash(),
-                payload_size: r.payload_size(),
-                slots: r.capacity(),
-                version: r.sent(),
-                taken: r.taken(),
-                writer_pid: r.writer_pid(),
-                writer_alive: r.writer_alive(),
-                creator_pid: r.creator_pid(),
-                epoch: r.writer_epoch(),
-            },
+        let (version, taken) = match r {
+            Opened::State(r) => (r.version(), None),
+            Opened::Ring(r) => (r.sent(), r.taken()),
+        };
+        Info {
+            segment: r.info(),
+            type_name: type_name(r.layout()),
+            version,
+            taken,
         }
     }
 }

@@ -3,8 +3,12 @@
 //! listing foreign or damaged segments and for `shm check`.
 //!
 //! The file is mapped read-only and every load is a relaxed atomic load, as the format asks:
-//! other processes may change any byte at any time.
+//! other processes may change any byte at any time. The mapping is guarded as the runtime's
+//! are: a peer shrinking the file under it makes the loads beyond the new end read zeros
+//! instead of killing the tool with SIGBUS, and from then on every accessor answers `None`
+//! (see [`SegmentFile::truncated`]).
 
+use shm_core::__private::MappingGuard;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -91,6 +95,8 @@ pub fn path_of(name: &str) -> PathBuf {
 
 /// A segment's file, mapped read-only.
 pub struct SegmentFile {
+    /// The mapping's SIGBUS guard (`None` when the file is empty); dropped before the unmap.
+    guard: Option<MappingGuard>,
     /// Start of the mapping; null when the file is empty.
     map: *const u8,
     /// Bytes mapped: the file's size when it was opened.
@@ -118,6 +124,7 @@ impl SegmentFile {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
         if len == 0 {
             return Ok(SegmentFile {
+                guard: None,
                 map: std::ptr::null(),
                 len: 0,
                 file,
@@ -139,8 +146,14 @@ impl SegmentFile {
         if map == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        let map = map as *const u8;
+        // SAFETY: `map..map + len` is the shared mapping of the file made just above, which
+        // `self` owns, unmaps only after dropping the guard (see `Drop`), and reads only
+        // through atomic loads.
+        let guard = unsafe { MappingGuard::new(map, len) };
         Ok(SegmentFile {
-            map: map as *const u8,
+            guard: Some(guard),
+            map,
             len,
             file,
         })
@@ -149,6 +162,12 @@ impl SegmentFile {
     /// The file's size in bytes (when it was opened).
     pub fn len(&self) -> u64 {
         self.len as u64
+    }
+
+    /// Whether a peer shrank the file under the mapping and a load faulted: what was read
+    /// since may be zeros, so every accessor answers `None` from then on.
+    pub fn truncated(&self) -> bool {
+        self.guard.as_ref().is_some_and(MappingGuard::truncated)
     }
 
     /// Whether `width` bytes at `offset` are mapped, and `offset` is aligned to `width`.
@@ -169,7 +188,8 @@ impl SegmentFile {
         // so the pointer is aligned for `AtomicU32`. Other processes may write these bytes at any
         // time, which is why it is only ever accessed atomically.
         let word = unsafe { &*(self.map.add(offset as usize) as *const AtomicU32) };
-        Some(word.load(Ordering::Relaxed))
+        let value = word.load(Ordering::Relaxed);
+        (!self.truncated()).then_some(value)
     }
 
     /// The native-endian `u64` at `offset`, if mapped and aligned.
@@ -179,7 +199,8 @@ impl SegmentFile {
         }
         // SAFETY: as in `u32_at`, with 8-byte bounds and alignment checked above.
         let word = unsafe { &*(self.map.add(offset as usize) as *const AtomicU64) };
-        Some(word.load(Ordering::Relaxed))
+        let value = word.load(Ordering::Relaxed);
+        (!self.truncated()).then_some(value)
     }
 
     /// A copy of `len` bytes at `offset`, if they are all mapped.
@@ -188,17 +209,16 @@ impl SegmentFile {
             return None;
         }
         let start = offset as usize;
-        Some(
-            (start..start + len as usize)
-                .map(|i| {
-                    // SAFETY: `i < offset + len <= self.len`, so the byte is mapped (while
-                    // `self` lives); `AtomicU8` has no alignment requirement; other processes
-                    // may write it, so it is loaded atomically.
-                    let byte = unsafe { &*(self.map.add(i) as *const AtomicU8) };
-                    byte.load(Ordering::Relaxed)
-                })
-                .collect(),
-        )
+        let copy: Vec<u8> = (start..start + len as usize)
+            .map(|i| {
+                // SAFETY: `i < offset + len <= self.len`, so the byte is mapped (while
+                // `self` lives); `AtomicU8` has no alignment requirement; other processes
+                // may write it, so it is loaded atomically.
+                let byte = unsafe { &*(self.map.add(i) as *const AtomicU8) };
+                byte.load(Ordering::Relaxed)
+            })
+            .collect();
+        (!self.truncated()).then_some(copy)
     }
 
     /// The header, if the file is large enough to hold one.
@@ -258,6 +278,8 @@ impl SegmentFile {
 
 impl Drop for SegmentFile {
     fn drop(&mut self) {
+        // The range leaves the guard's table before it is unmapped.
+        drop(self.guard.take());
         if !self.map.is_null() {
             // SAFETY: `map` and `len` are exactly what `mmap` returned and was given; no
             // reference into the mapping outlives `&self` borrows, which have all ended.

@@ -364,7 +364,7 @@ impl View<'_> {
         rows: &[(String, &Value)],
         now: Instant,
     ) -> Result<(), Failure> {
-        let alive = self.reader.writer_alive();
+        let writer = self.reader.info().writer();
         let lost = if self.unit == "message" {
             format!("  {} lost", self.lost)
         } else {
@@ -381,9 +381,9 @@ impl View<'_> {
             } else {
                 "update"
             },
-            self.reader.writer_pid(),
-            if alive { "alive" } else { "dead" },
-            self.reader.writer_epoch(),
+            writer.pid(),
+            if writer.alive() { "alive" } else { "dead" },
+            writer.epoch(),
         );
         let width = rows
             .iter()

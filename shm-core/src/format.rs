@@ -66,8 +66,9 @@ pub(crate) struct Header {
     /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
     pub published: AtomicU64,
     /// State segments whose payload fits one word (8 bytes or less): the latest value,
-    /// zero-extended, stored by the writer before every publication (section "Writing").
-    /// Zero and unused otherwise.
+    /// zero-extended (the value's bytes first: hosts are little-endian), stored by the writer
+    /// before every publication (section "Writing"), so possibly one version ahead of
+    /// `published`. Zero and unused otherwise.
     pub inline: AtomicU64,
     _pad1: [AtomicU64; 6],
     /// Futex word, bumped by the writer when waiters are registered. Own cache line.

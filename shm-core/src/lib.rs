@@ -38,6 +38,10 @@ compile_error!(
 // without a write (32-bit x86 may use `cmpxchg8b`, which faults on a read-only page).
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("shm-core supports 64-bit targets only: it loads 8-byte atomics from shared memory");
+// The segment format's `inline` word holds a small value's bytes first, zero-extended: the
+// value of that u64 is the value itself only on a little-endian host (docs/segment-format.md).
+#[cfg(target_endian = "big")]
+compile_error!("shm-core supports little-endian targets only (x86-64, aarch64): the segment format's `inline` word is defined for them");
 
 extern crate self as shm_core;
 
@@ -47,7 +51,9 @@ mod error;
 pub mod export;
 mod fault;
 mod format;
+mod info;
 pub mod layout;
+mod lease;
 mod options;
 mod payload;
 mod protocol;
@@ -69,6 +75,7 @@ pub mod __private;
 pub use backend::Backend;
 pub use error::{Error, Result};
 pub use format::{SegmentKind, FORMAT_VERSION, LAYOUT_ENCODING_VERSION};
+pub use info::{SegmentInfo, WriterInfo};
 pub use layout::{Layout, LayoutBuf};
 pub use options::{remove, Options};
 pub use raw_reader::RawReader;

@@ -74,7 +74,8 @@ impl Options {
         self
     }
 
-    /// Permission bits of a created segment (default `0o600`: the owner only).
+    /// Permission bits of a created segment (default `0o600`: the owner only), applied exactly:
+    /// the process's umask does not narrow them.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
         self
@@ -134,7 +135,7 @@ impl Options {
     /// exported but not the type. Fails with [`InvalidLayout`](crate::Error::InvalidLayout) if
     /// the layout cannot describe a payload or `initial` is not its size.
     pub fn create_raw(&self, name: &str, layout: &LayoutBuf, initial: &[u8]) -> Result<RawWriter> {
-        RawWriter::create(&self.backend, name, &self.make(), layout, initial)
+        RawWriter::create(&self.backend, name, &self.make(), (layout, initial), false)
     }
 
     /// Creates the segment `name` as [`create_raw`](Self::create_raw) does or, if it exists and
@@ -147,7 +148,7 @@ impl Options {
         layout: &LayoutBuf,
         initial: &[u8],
     ) -> Result<RawWriter> {
-        RawWriter::open_or_create(&self.backend, name, &self.make(), layout, initial)
+        RawWriter::create(&self.backend, name, &self.make(), (layout, initial), true)
     }
 
     /// Opens the segment `name` as its untyped writer, checking that it holds `layout` (by its

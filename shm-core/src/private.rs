@@ -46,7 +46,8 @@ pub const fn field(name: &'static str, offset: usize, layout: &'static Layout) -
 /// Placeholder layout the derive emits next to a compile error; never part of a program.
 pub const UNCHECKED_LAYOUT: Layout = struct_layout(0, 1, "", None, &[]);
 
-/// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0).
+/// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0; a
+/// single byte of padding is reported by [`NoPaddingByteAfterField`] instead, for the grammar).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has {BYTES} bytes of implicit padding after this field; add `_pad: [u8; {BYTES}]` after it",
     label = "followed by {BYTES} bytes of padding",
@@ -57,7 +58,20 @@ pub trait NoPaddingAfterField<const BYTES: usize> {}
 
 impl<T: ?Sized> NoPaddingAfterField<0> for T {}
 
-/// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0).
+/// Proof that `Self` does not have exactly one byte of implicit padding after one of its fields
+/// (`ONE` is 1 when it does, else 0).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has 1 byte of implicit padding after this field; add `_pad: [u8; 1]` after it",
+    label = "followed by 1 byte of padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "or order the fields from largest to smallest alignment, which often leaves no gap"
+)]
+pub trait NoPaddingByteAfterField<const ONE: usize> {}
+
+impl<T: ?Sized> NoPaddingByteAfterField<0> for T {}
+
+/// Proof that `Self` has no implicit padding after its last field (`BYTES` must be 0; a single
+/// byte is reported by [`NoTrailingPaddingByte`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has {BYTES} bytes of implicit padding at its end; add `_pad: [u8; {BYTES}]` as the last field",
     label = "{BYTES} bytes of trailing padding",
@@ -68,25 +82,105 @@ pub trait NoTrailingPadding<const BYTES: usize> {}
 
 impl<T: ?Sized> NoTrailingPadding<0> for T {}
 
+/// Proof that `Self` does not have exactly one byte of implicit padding after its last field.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has 1 byte of implicit padding at its end; add `_pad: [u8; 1]` as the last field",
+    label = "1 byte of trailing padding",
+    note = "padding bytes are uninitialized: copying them to another process is undefined behaviour and can leak this process's memory",
+    note = "a struct's size is a multiple of its alignment (raised by `align(N)`), so fields that end short of it leave a gap"
+)]
+pub trait NoTrailingPaddingByte<const ONE: usize> {}
+
+impl<T: ?Sized> NoTrailingPaddingByte<0> for T {}
+
+/// 1 if a gap of `bytes` is a single byte, else 0: the `ONE` argument of the padding proofs.
+pub const fn one_byte(bytes: usize) -> usize {
+    (bytes == 1) as usize
+}
+
+/// `bytes` unless it is a single byte (reported by the `ONE` proofs), else 0: the `BYTES`
+/// argument of the padding proofs.
+pub const fn several_bytes(bytes: usize) -> usize {
+    if bytes == 1 {
+        0
+    } else {
+        bytes
+    }
+}
+
 /// Fails to compile unless `T` has no padding after the field the call is spanned on.
 pub const fn assert_no_padding_after_field<
-    T: ?Sized + NoPaddingAfterField<BYTES>,
+    T: ?Sized + NoPaddingByteAfterField<ONE> + NoPaddingAfterField<BYTES>,
+    const ONE: usize,
     const BYTES: usize,
 >() {
 }
 
 /// Fails to compile unless `T` has no trailing padding.
 pub const fn assert_no_trailing_padding<
-    T: ?Sized + NoTrailingPadding<BYTES>,
+    T: ?Sized + NoTrailingPaddingByte<ONE> + NoTrailingPadding<BYTES>,
+    const ONE: usize,
     const BYTES: usize,
 >() {
+}
+
+/// Proof that a field's type is [`SharedState`]. `Field` and `Owner` are type parameters of the
+/// function the derive generates for the field, named after the field and its struct, so that
+/// the message names them; the trait lives here so that code in a `#![no_implicit_prelude]`
+/// module, where the `diagnostic` namespace does not resolve, needs none of it.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` has type `{Self}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`",
+    label = "`{Self}` does not implement `SharedState`",
+    note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`"
+)]
+pub trait FieldIsSharedState<Field, Owner>: SharedState {}
+
+// The unmet bound is reported as `FieldIsSharedState`, which names the field, rather than as
+// the `SharedState` bound of this impl.
+#[diagnostic::do_not_recommend]
+impl<Field, Owner, T: SharedState> FieldIsSharedState<Field, Owner> for T {}
+
+/// The layout of the type a field projection `|s| &s.field` points to, which must be
+/// [`SharedState`]; `Field` and `Owner` only name the field in the error. `S` need not be
+/// `Sized`: an unsized field (a slice behind an alias) is reported here as not `SharedState`.
+pub const fn field_layout<Field, Owner, S: ?Sized, T: FieldIsSharedState<Field, Owner>>(
+    _: fn(&S) -> &T,
+) -> &'static Layout {
+    <T as SharedState>::LAYOUT
 }
 
 /// The size of the type a field projection `|s| &s.field` points to. The derive measures
 /// fields this way rather than by repeating their type tokens, which a macro could expand
 /// differently the second time.
-pub const fn field_size<S, T>(_: fn(&S) -> &T) -> usize {
+pub const fn field_size<S: ?Sized, T>(_: fn(&S) -> &T) -> usize {
     core::mem::size_of::<T>()
+}
+
+/// The SIGBUS guard for a mapping of a segment file made outside the runtime (the `shm` tool
+/// maps files it inspects itself): a peer shrinking the file turns an access beyond its end
+/// into zeros and [`MappingGuard::truncated`] instead of killing the process.
+#[derive(Debug)]
+pub struct MappingGuard(crate::fault::Guard);
+
+impl MappingGuard {
+    /// Guards the `len` bytes mapped at `start`.
+    ///
+    /// # Safety
+    /// `start..start + len` must be one read-only (`PROT_READ`) shared mapping of a file that
+    /// the caller made, owns and keeps mapped until this guard is dropped, and that is only
+    /// read through atomics (after a truncation the guard replaces its pages beyond the file's
+    /// end with read-only zero pages). The guard and the mapping must be owned by one value,
+    /// every access to the mapping must be made through a borrow of that value, and it must
+    /// drop the guard before it unmaps: the signal handler relies on a faulting access keeping
+    /// the mapping alive until the handler returns.
+    pub unsafe fn new(start: *const u8, len: usize) -> MappingGuard {
+        MappingGuard(crate::fault::Guard::new(start, len, false))
+    }
+
+    /// Whether a peer shrank the file and an access faulted (what was read since is zeros).
+    pub fn truncated(&self) -> bool {
+        self.0.truncated()
+    }
 }
 
 /// Hooks for the crate's own tests, which show what the protocol's checks prevent and simulate
@@ -188,6 +282,21 @@ pub mod hooks {
     /// The untyped reader under a stream reader (for [`slot_sequences`]).
     pub fn stream_raw<T: SharedState>(r: &crate::StreamReader<T>) -> &RawReader {
         r.raw()
+    }
+
+    /// Makes every stream and queue wait in this process sleep on its futex for up to `slice`
+    /// at a time instead of the 100 ms that bounds how long a missed wake-up can strand it, so
+    /// that a test whose wait ends only by a wake-up shows every missing one.
+    pub fn set_stream_wait_slice(slice: std::time::Duration) {
+        let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX).max(1);
+        crate::stream::WAIT_SLICE_OVERRIDE_MS.store(ms, Ordering::Relaxed);
+    }
+
+    /// Makes a queue consumer in this process kill its process (SIGKILL) right after a commit
+    /// that owes a waiting producer a wake-up, before the wake-up, as a consumer killed at that
+    /// moment would.
+    pub fn kill_consumer_between_commit_and_wake() {
+        crate::stream::KILL_BETWEEN_COMMIT_AND_WAKE.store(true, Ordering::Relaxed);
     }
 
     /// The sequence word of every slot of a queue, in slot order.

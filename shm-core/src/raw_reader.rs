@@ -4,6 +4,7 @@
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
@@ -42,7 +43,7 @@ pub(crate) fn expect_type<T: SharedState>() -> Expect {
 ///
 /// ```no_run
 /// let r = shm_core::RawReader::open("/robot-state")?;
-/// println!("{} holds `{}` ({} bytes), version {}", r.name(), r.layout(), r.payload_size(), r.version());
+/// println!("{} holds `{}`, version {}", r.info().name(), r.layout(), r.version());
 /// let mut bytes = vec![0u8; r.payload_size()];
 /// r.read_timeout(&mut bytes, std::time::Duration::from_millis(100))?;
 /// # Ok::<(), shm_core::Error>(())
@@ -100,7 +101,7 @@ impl RawReader {
             core::hint::spin_loop();
         }
         self.seg.check_intact()?;
-        if self.writer_alive() {
+        if self.seg.writer_alive() {
             Err(Error::Timeout)
         } else if attempt() {
             // The writer may have finished just before dying.
@@ -117,7 +118,7 @@ impl RawReader {
     pub(crate) fn stuck(&self) -> Error {
         if let Err(e) = self.seg.check_intact() {
             e
-        } else if self.slot_count() > 1 {
+        } else if self.seg.geometry().slot_count > 1 {
             Error::Corrupt {
                 what: "the published slot does not hold the published version, and no writer is alive to rewrite it",
             }
@@ -151,7 +152,7 @@ impl RawReader {
             if now >= next_probe {
                 next_probe = now + LIVENESS_PROBE_EVERY;
                 self.seg.check_intact()?;
-                if !self.writer_alive() {
+                if !self.seg.writer_alive() {
                     return if attempt() {
                         self.seg.check_intact()
                     } else {
@@ -166,7 +167,11 @@ impl RawReader {
     }
 
     /// Copies a consistent snapshot of the latest published payload into `dst` and returns
-    /// its version; waits at most `timeout` for one ([`Error::Timeout`]). Fails with
+    /// its version, the version of exactly those bytes; waits at most `timeout` for one
+    /// ([`Error::Timeout`]). On a one-slot segment the snapshot may be newer than the
+    /// [`version`](Self::version) loaded before it (the writer wrote on meanwhile, or is
+    /// about to publish it): the version returned is then that newer one, so that
+    /// [`wait_for_update`](Self::wait_for_update) with it waits for newer bytes. Fails with
     /// [`Error::WriterDied`] if the writer died mid-write (one-slot segments),
     /// [`Error::Corrupt`] if no writer is alive and another process damaged the published
     /// slot, or [`Error::Truncated`] once another process has shrunk the segment.
@@ -215,12 +220,8 @@ impl RawReader {
         self.seg.layout()
     }
 
-    /// The segment's layout hash (that of [`layout`](Self::layout), checked on open).
-    pub fn layout_hash(&self) -> u64 {
-        self.seg.layout_hash()
-    }
-
-    /// The payload's size in bytes.
+    /// The payload's size in bytes: the length of every buffer this handle reads into (also
+    /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {
         self.seg.geometry().payload_size
     }
@@ -298,39 +299,10 @@ impl RawReader {
         result
     }
 
-    /// Whether a writer currently holds the segment's writer lease. Only asks the kernel
-    /// (an open-file-description lock query): it neither takes a lock nor disturbs the writer.
-    ///
-    /// If the kernel cannot answer (an error no supported file system gives), the writer is
-    /// presumed alive: a reader never reports [`Error::WriterDied`] without evidence.
-    pub fn writer_alive(&self) -> bool {
-        sys::writer_lock_held(self.seg.file()).unwrap_or(true)
-    }
-
-    /// The process id recorded by the last writer that took the lease (it may have exited;
-    /// see [`writer_alive`](Self::writer_alive)).
-    pub fn writer_pid(&self) -> u32 {
-        self.seg.header().writer_pid.load(Ordering::Relaxed)
-    }
-
-    /// The process id of the segment's creator (it may have exited).
-    pub fn creator_pid(&self) -> u32 {
-        self.seg.header().creator_pid.load(Ordering::Relaxed)
-    }
-
-    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
-    pub fn writer_epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
-    }
-
-    /// The number of slots.
-    pub fn slot_count(&self) -> usize {
-        self.seg.geometry().slot_count
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// What the segment is and who writes it; see [`SegmentInfo`]. Which facts are fixed and
+    /// which are live snapshots is said there; the writer's liveness costs a lock query.
+    pub fn info(&self) -> SegmentInfo {
+        self.seg.info()
     }
 
     /// The segment, for the crate's test hooks.
@@ -339,10 +311,11 @@ impl RawReader {
     }
 }
 
-/// Counts one more waiter (SeqCst, see `wait_for_update`), unless the count is at its maximum:
+/// Counts one more waiter (SeqCst, see `wait_for_update`; streams and queues count their
+/// waiters in `waiters` and `space_waiters` with it too), unless the count is at its maximum:
 /// then `false`, and the caller polls. A compare-and-swap loop rather than `fetch_add`, so that
 /// a hostile count of `u32::MAX` cannot wrap to 0 (with 0 waiters the writer skips the wake).
-fn register_waiter(waiters: &AtomicU32) -> bool {
+pub(crate) fn register_waiter(waiters: &AtomicU32) -> bool {
     waiters
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
         .is_ok()
@@ -361,16 +334,16 @@ pub(crate) fn barrier_after_registering() {
 }
 
 /// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).
-fn unregister_waiter(waiters: &AtomicU32) {
+pub(crate) fn unregister_waiter(waiters: &AtomicU32) {
     let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 impl core::fmt::Debug for RawReader {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RawReader")
-            .field("name", &self.name())
+            .field("name", &self.seg.name())
             .field("layout", &format_args!("{}", self.layout()))
-            .field("slots", &self.slot_count())
+            .field("slots", &self.seg.geometry().slot_count)
             .field("version", &self.version())
             .finish()
     }

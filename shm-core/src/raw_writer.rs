@@ -6,6 +6,7 @@ use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, Announce, Resume};
@@ -102,7 +103,7 @@ impl RawWriter {
                     // through the same file, rather than dropping the lease and starting over
                     // (a peer that shows `ready` exactly while somebody holds the lease would
                     // keep us going round).
-                    Ok(Recovered::Ready(file)) => {
+                    Ok(Recovered::Ready(file, lease)) => {
                         let seg = Segment::open_file(
                             backend,
                             name,
@@ -111,9 +112,16 @@ impl RawWriter {
                             ready_wait,
                             expect,
                         )?;
-                        return Self::take_over(seg);
+                        return Self::take_over(seg.with_lease(lease));
                     }
                     Err(Error::NotFound { .. }) => continue,
+                    // A live peer holds the lease: another racer recovering it (or a slow
+                    // creator). Give it a whole ready wait from now, as an opener would, and
+                    // attach to what it makes; go round if it dies or hangs meanwhile.
+                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect) {
+                        Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
+                        other => return other,
+                    },
                     Err(e) => return Err(e),
                 },
                 other => return other,
@@ -121,17 +129,21 @@ impl RawWriter {
         }
     }
 
-    /// Creates the segment `name` holding `initial`, described by `layout`, or takes it over.
-    pub(crate) fn open_or_create(
+    /// Creates the segment `name` holding the bytes `initial`, described by `layout`; if it
+    /// exists, fails with [`Error::AlreadyExists`] or (`take_over_existing`) takes it over.
+    pub(crate) fn create(
         backend: &Backend,
         name: &str,
         make: &Make,
-        layout: &LayoutBuf,
-        initial: &[u8],
+        (layout, initial): (&LayoutBuf, &[u8]),
+        take_over_existing: bool,
     ) -> Result<Self> {
         check_layout(layout, initial)?;
         let hash = layout.layout_hash();
         let spec = spec(layout, hash, make);
+        if !take_over_existing {
+            return Self::create_with(backend, name, &spec, fill(initial));
+        }
         let expect = Expect::Type {
             layout: layout.clone(),
             hash,
@@ -146,19 +158,6 @@ impl RawWriter {
         )
     }
 
-    /// Creates a segment of `layout` holding the bytes `initial`.
-    pub(crate) fn create(
-        backend: &Backend,
-        name: &str,
-        make: &Make,
-        layout: &LayoutBuf,
-        initial: &[u8],
-    ) -> Result<Self> {
-        check_layout(layout, initial)?;
-        let spec = spec(layout, layout.layout_hash(), make);
-        Self::create_with(backend, name, &spec, fill(initial))
-    }
-
     /// Takes over the segment `name`, which must hold what `expect` says.
     pub(crate) fn open(
         backend: &Backend,
@@ -166,31 +165,18 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
     ) -> Result<Self> {
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
-            return Err(Error::WriterBusy {
-                pid: seg.header().writer_pid.load(Ordering::Relaxed),
-            });
-        }
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
+        seg.take_writer_lease()?;
         Self::take_over(seg)
     }
 
     /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
     /// epoch) and continues where the previous writer stopped.
     ///
-    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
-    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`], see
+    /// `Segment::record_takeover`).
     fn take_over(seg: Segment) -> Result<Self> {
-        let h = seg.header();
-        // We hold the lease: nobody else writes. Record the takeover.
-        let epoch = h.writer_epoch.load(Ordering::Relaxed);
-        let Some(next) = epoch.checked_add(1) else {
-            return Err(Error::Corrupt {
-                what: "the writer epoch is at its maximum",
-            });
-        };
-        h.writer_epoch.store(next, Ordering::Relaxed);
-        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        seg.record_takeover()?;
         sys::register_as_barrier_target();
         let mut at = protocol::resume(&seg);
         // A damaged segment's published slot may not hold the published version (see
@@ -215,6 +201,7 @@ impl RawWriter {
     /// Publishes the next version with `words` words from `source`.
     #[inline(always)]
     pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
+        self.seg.assert_not_inherited();
         let next = self.at.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source, announce_mode());
         self.at = Resume {
@@ -260,7 +247,8 @@ impl RawWriter {
     /// [`Writer::write`](crate::Writer::write).
     ///
     /// # Panics
-    /// If `value.len()` is not [`payload_size`](Self::payload_size).
+    /// If `value.len()` is not [`payload_size`](Self::payload_size), and in a `fork` child as
+    /// [`Writer::write`](crate::Writer::write) does.
     pub fn write(&mut self, value: &[u8]) {
         assert_eq!(
             value.len(),
@@ -290,7 +278,8 @@ impl RawWriter {
         self.seg.layout()
     }
 
-    /// The payload's size in bytes.
+    /// The payload's size in bytes: the length of every buffer this handle writes from and reads into (also
+    /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {
         self.seg.geometry().payload_size
     }
@@ -311,15 +300,15 @@ impl RawWriter {
         self.seg.is_truncated()
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
-    /// segment whose epoch is `u64::MAX` is refused).
-    pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
+    /// What the segment is and who writes it (this writer: its epoch is
+    /// `info().writer().epoch()`); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.seg.info()
     }
 
-    /// The segment's name (empty for anonymous segments).
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// The segment, for the typed writer's messages.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// A reader of this segment with its own open file description; see [`Writer::reader`](crate::Writer::reader).
@@ -329,7 +318,7 @@ impl RawWriter {
     }
 
     /// An untyped reader of this segment with its own open file description (so that its
-    /// [`RawReader::writer_alive`] sees this writer's lease).
+    /// [`WriterInfo::alive`](crate::WriterInfo::alive) sees this writer's lease).
     pub fn reader(&self) -> Result<RawReader> {
         self.reader_with(&Expect::Any)
     }
@@ -338,7 +327,7 @@ impl RawWriter {
 impl core::fmt::Debug for RawWriter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RawWriter")
-            .field("name", &self.name())
+            .field("name", &self.seg.name())
             .field("layout", &format_args!("{}", self.layout()))
             .field("version", &self.at.version)
             .finish()

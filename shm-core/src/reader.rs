@@ -3,6 +3,7 @@
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::Result;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
@@ -81,7 +82,10 @@ impl<T: SharedState> Reader<T> {
     /// A payload of 8 bytes or less is read with one atomic load of a copy of the latest value
     /// that the writer keeps beside the publish counter: always consistent, never retried. It
     /// is the published value or, if the writer is about to publish (or died just before
-    /// publishing), the complete value it publishes next.
+    /// publishing), the complete value it publishes next, so it may be one version ahead of
+    /// [`version`](Self::version). Every read of such a payload ([`try_read`](Self::try_read),
+    /// [`read_timeout`](Self::read_timeout) and the `_into` forms too) loads that word, so
+    /// successive reads never go backwards whichever of them are mixed.
     #[inline(always)]
     pub fn read(&self) -> T {
         let mut out = MaybeUninit::uninit();
@@ -153,8 +157,8 @@ impl<T: SharedState> Reader<T> {
     pub fn read_timeout_into(&self, dst: &mut T, timeout: Duration) -> Result<()> {
         // SAFETY: as in `read_into`: only bytes are written, and any bytes are a valid `T`.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
-        if self.attempt(out) {
-            return Ok(());
+        if self.first_attempt(out) {
+            return self.raw.segment().check_intact();
         }
         self.raw
             .retry(Deadline::after(timeout), || self.attempt(out))
@@ -167,7 +171,9 @@ impl<T: SharedState> Reader<T> {
     /// segment.
     pub fn try_read(&self) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        self.raw.try_attempts(|| self.attempt(&mut out))?;
+        // Attempts as `read` makes them, so that a one-word payload comes from the same word
+        // whichever read is called (reads never go backwards across calls).
+        self.raw.try_attempts(|| self.first_attempt(&mut out))?;
         // SAFETY: an attempt returned true: `out` holds one consistent copy, every byte
         // written (see `payload::sink_into`); every bit pattern is a valid `T`.
         Ok(unsafe { out.assume_init() })
@@ -177,7 +183,7 @@ impl<T: SharedState> Reader<T> {
     /// [`try_read`](Self::try_read) does, or with [`Error::Timeout`](crate::Error::Timeout).
     pub fn read_timeout(&self, timeout: Duration) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        if self.attempt(&mut out) {
+        if self.first_attempt(&mut out) {
             self.raw.segment().check_intact()?;
         } else {
             self.raw
@@ -190,7 +196,9 @@ impl<T: SharedState> Reader<T> {
 
     /// The publish counter: how many values were published since creation (0 for the initial
     /// value). Monotonic while only the writer writes the segment; see
-    /// [`RawReader::version`].
+    /// [`RawReader::version`]. A read that follows may return a newer value than this
+    /// version's: the writer may have written more since (a payload of 8 bytes or less: the
+    /// value it is about to publish, see [`read`](Self::read)), never an older one.
     #[inline]
     pub fn version(&self) -> u64 {
         self.raw.version()
@@ -208,35 +216,10 @@ impl<T: SharedState> Reader<T> {
         self.raw.wait_for_update(since, timeout)
     }
 
-    /// Whether a writer currently holds the segment's writer lease; see
-    /// [`RawReader::writer_alive`].
-    pub fn writer_alive(&self) -> bool {
-        self.raw.writer_alive()
-    }
-
-    /// The process id recorded by the last writer that took the lease (it may have exited).
-    pub fn writer_pid(&self) -> u32 {
-        self.raw.writer_pid()
-    }
-
-    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
-    pub fn writer_epoch(&self) -> u64 {
-        self.raw.writer_epoch()
-    }
-
-    /// The process id of the segment's creator (it may have exited).
-    pub fn creator_pid(&self) -> u32 {
-        self.raw.creator_pid()
-    }
-
-    /// The number of slots.
-    pub fn slot_count(&self) -> usize {
-        self.raw.slot_count()
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the segment is and who writes it (the writer's liveness is a lock query); see
+    /// [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 
     /// The layout the segment stores (equal to `T::LAYOUT` in everything the layout hash
@@ -254,8 +237,8 @@ impl<T: SharedState> Reader<T> {
 impl<T: SharedState> core::fmt::Debug for Reader<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Reader")
-            .field("name", &self.name())
-            .field("slots", &self.slot_count())
+            .field("name", &self.raw.segment().name())
+            .field("slots", &self.raw.segment().geometry().slot_count)
             .field("version", &self.version())
             .finish()
     }

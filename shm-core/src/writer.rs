@@ -2,6 +2,7 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
@@ -21,7 +22,9 @@ const LARGE_PAYLOAD: usize = 16 << 10;
 ///
 /// The writer holds the segment's writer lease, a kernel lock on its open file description,
 /// for its whole lifetime; the kernel releases it when the writer is dropped or its process
-/// dies, and another process can then take over with [`SharedState::open_writer`]. Dropping a
+/// dies, and another process can then take over with [`SharedState::open_writer`]. The lease
+/// stays with the process that took it: a child made by `fork` does not hold it, and the copy
+/// of the writer it inherits panics rather than publish (its readers keep reading). Dropping a
 /// writer does not remove the segment: readers keep reading the last value (see
 /// [`remove`](crate::remove)).
 pub struct Writer<T: SharedState> {
@@ -88,6 +91,10 @@ impl<T: SharedState> Writer<T> {
     /// Once another process has shrunk the segment ([`is_truncated`](Self::is_truncated)),
     /// writes land in private zero pages that no reader sees; the process is not killed.
     /// [`try_update`](Self::try_update) and [`get`](Self::get) report [`Error::Truncated`](crate::Error::Truncated).
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this writer was made: the copy the child inherited
+    /// does not hold the lease (it stayed with the parent) and must not publish beside it.
     #[inline]
     pub fn write(&mut self, value: &T) {
         self.raw.publish(Self::WORDS, payload::source_of(value));
@@ -99,11 +106,12 @@ impl<T: SharedState> Writer<T> {
     /// # Panics
     /// If there is no complete current value (see [`get`](Self::get)): after taking over a
     /// one-slot segment whose writer died mid-write, or a segment another process damaged or
-    /// shrank. Use [`try_update`](Self::try_update) to get the error instead.
+    /// shrank. Use [`try_update`](Self::try_update) to get the error instead. In a `fork`
+    /// child, as [`write`](Self::write) does.
     #[inline]
     pub fn update(&mut self, f: impl FnOnce(&mut T)) {
         if let Err(e) = self.try_update(f) {
-            panic!("cannot update segment {:?}: {e}", self.name());
+            panic!("cannot update segment {:?}: {e}", self.raw.segment().name());
         }
     }
 
@@ -172,25 +180,20 @@ impl<T: SharedState> Writer<T> {
         self.raw.created()
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover (a takeover of a
-    /// segment whose epoch is `u64::MAX` is refused).
-    pub fn epoch(&self) -> u64 {
-        self.raw.epoch()
-    }
-
     /// Whether another process shrank the segment's file under this writer (see
     /// [`write`](Self::write)). Sticky for the life of this handle.
     pub fn is_truncated(&self) -> bool {
         self.raw.is_truncated()
     }
 
-    /// The segment's name (empty for anonymous segments).
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the segment is and who writes it (this writer: its epoch is
+    /// `info().writer().epoch()`); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 
     /// A reader of this segment with its own open file description, so that its
-    /// [`Reader::writer_alive`] sees this writer's lease. For anonymous segments, this is how
+    /// [`WriterInfo::alive`](crate::WriterInfo::alive) sees this writer's lease. For anonymous segments, this is how
     /// `fork` children get a reader: make it before forking.
     pub fn reader(&self) -> Result<Reader<T>> {
         Ok(Reader::from_raw(self.raw.reader_with(&expect_type::<T>())?))
@@ -200,7 +203,7 @@ impl<T: SharedState> Writer<T> {
 impl<T: SharedState + core::fmt::Debug> core::fmt::Debug for Writer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Writer")
-            .field("name", &self.name())
+            .field("name", &self.raw.segment().name())
             .field("version", &self.version())
             .field("current", &self.get().ok())
             .finish()

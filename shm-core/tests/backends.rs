@@ -71,7 +71,7 @@ fn file_segment_survives_its_processes() {
     // No process has it open now; the state is in the file.
     let r = file_opts().open::<Counter>(&p).unwrap();
     assert_eq!(r.read(), Counter { runs: 3, total: 30 });
-    assert!(!r.writer_alive());
+    assert!(!r.info().writer().alive());
     std::fs::remove_file(&p).unwrap();
     assert!(!path.0.exists());
 }
@@ -82,7 +82,7 @@ fn anonymous_segment_is_shared_with_fork_children() {
         .create_anonymous(&Counter { runs: 1, total: 2 })
         .unwrap();
     let r = w.reader().unwrap();
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
     w.write(&Counter { runs: 5, total: 6 });
     // SAFETY: the child only reads shared memory (no allocation, no locks) and leaves with
     // `_exit`, which is all that is safe after forking a multi-threaded process.

@@ -608,6 +608,64 @@ fn c_reader_sleeping_on_the_futex_is_woken_by_a_send() {
     assert_eq!(waiters(&name), 0, "the reader left itself registered");
 }
 
+/// A C stream reader that finds the waiter count at its maximum (a hostile peer) polls instead
+/// of registering, as the Rust reader does: the count is never wrapped to 0 (which would make
+/// the writer skip every wake-up), and the message still arrives.
+#[test]
+fn c_reader_at_the_maximal_waiter_count_polls_without_wrapping_it() {
+    let dir = TempDir::new("cstreamwaitmax");
+    std::fs::write(
+        dir.path().join("msg.h"),
+        shm_core::export::c_header::<Msg>(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("wait.c"), WAITER_C).unwrap();
+    let exe = compile("cc", C_FLAGS, dir.path(), "wait.c", "wait", &[]);
+    let name = Name::new("cstreamwaitmax");
+    let mut tx = Msg::create_stream(&name, 8).unwrap();
+    tx.send(&msg(1));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{}", &*name))
+        .unwrap()
+        .write_all_at(&u32::MAX.to_ne_bytes(), 196)
+        .unwrap();
+    let mut child = Command::new(exe)
+        .arg(&*name)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert_eq!(next(), "waiting position=2 writable=1");
+    // Observed progress: the reader went to sleep (polling, or registered) in its wait.
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with('S')
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never slept");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        waiters(&name),
+        u32::MAX,
+        "the wait wrapped the waiter count"
+    );
+    tx.send(&msg(2));
+    assert_eq!(next(), "status=0 number=2 word0=2");
+    assert_eq!(next(), "status=10 timed out");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(waiters(&name), u32::MAX);
+}
+
 const OPEN_C: &str = r#"#include "shm_state.h"
 #include "msg.h"
 

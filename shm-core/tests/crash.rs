@@ -72,9 +72,9 @@ fn two_slot_readers_keep_the_last_value_when_the_writer_is_killed_mid_write() {
         let before = r.version();
         let mut child = spawn_role(ENTRY, "writer", &[("SHM_NAME", name.to_string())]);
         wait_for_version(&r, before);
-        assert!(r.writer_alive());
+        assert!(r.info().writer().alive());
         assert_eq!(
-            r.writer_epoch(),
+            r.info().writer().epoch(),
             2 + kills as u64,
             "a takeover is a new epoch"
         );
@@ -90,7 +90,10 @@ fn two_slot_readers_keep_the_last_value_when_the_writer_is_killed_mid_write() {
         {
             mid_write += 1;
         }
-        assert!(!r.writer_alive(), "the lease dies with its process");
+        assert!(
+            !r.info().writer().alive(),
+            "the lease dies with its process"
+        );
         // The last published value is intact: its counter equals its version (each write
         // publishes its version number as its value).
         let published = r.version();
@@ -131,7 +134,7 @@ fn one_slot_writer_killed_mid_write_reports_writer_died() {
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
         kill(&mut child);
         kills += 1;
-        assert!(!r.writer_alive());
+        assert!(!r.info().writer().alive());
         if shm_core::__private::hooks::slot_sequences(shm_core::__private::hooks::raw(&r))[0] % 2
             == 1
         {

@@ -1,11 +1,11 @@
 //! Many processes racing `open_or_create` on one name: exactly one creates it, and every other
 //! one attaches to a fully initialized segment (as its next writer, or, while another writer
-//! holds it, as a reader).
+//! holds it, as a reader); the same on a segment whose creator died before making it ready.
 
 mod common;
 
 use common::{env, role, spawn_role, Name, ENTRY};
-use shm_core::{Error, SharedState};
+use shm_core::{Error, Options, SharedState};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
@@ -23,6 +23,12 @@ type Control = u64;
 fn child_process_entry_point() {
     match role().as_deref() {
         Some("racer") => racer(),
+        Some("abandon") => {
+            // Creates the segment and dies (abort) just before making it ready.
+            let _ = shm_core::__private::hooks::crash_before_ready(Options::new())
+                .create(&env("SHM_NAME"), &[0u64; 16]);
+            unreachable!("the creator aborts before ready");
+        }
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -38,7 +44,10 @@ fn racer() {
         }
         let name = format!("{prefix}-{round}");
         let expected = [round; 16];
-        let outcome = match Payload::open_or_create(&name, &expected) {
+        // Short enough that rounds on abandoned segments stay quick, long enough for a racer
+        // that recovers one to finish.
+        let options = Options::new().ready_wait(Duration::from_millis(300));
+        let outcome = match options.open_or_create(&name, &expected) {
             Ok(mut w) => {
                 let created = w.created();
                 if w.get().ok() != Some(expected) {
@@ -53,7 +62,7 @@ fn racer() {
                 }
             }
             // Another racer holds the writer lease: the segment must still be fully usable.
-            Err(Error::WriterBusy { .. }) => match Payload::open(&name) {
+            Err(Error::WriterBusy { .. }) => match options.open::<Payload>(&name) {
                 Ok(r) if r.read() == expected => "attached-reader".to_string(),
                 Ok(r) => format!("bad-value {:?}", r.read()[0]),
                 Err(e) => format!("error {e}"),
@@ -66,6 +75,19 @@ fn racer() {
 
 #[test]
 fn of_eight_racing_processes_exactly_one_creates_each_round() {
+    race(false);
+}
+
+/// Every round's segment was left half-made by a creator that died: one racer recovers it, and
+/// every other one attaches to it (never `NotReady`, which a racer that lost the recovery got).
+#[test]
+fn of_eight_processes_racing_on_an_abandoned_segment_one_recovers_it_each_round() {
+    race(true);
+}
+
+/// Runs `ROUNDS` rounds of `PROCESSES` racers, each round on a new name; with `abandoned`, a
+/// creator that died before making the segment ready made the name first.
+fn race(abandoned: bool) {
     if role().is_some() {
         return;
     }
@@ -94,6 +116,17 @@ fn of_eight_racing_processes_exactly_one_creates_each_round() {
     }
     let mut tally: HashMap<String, u32> = HashMap::new();
     for round in 1..=ROUNDS {
+        if abandoned {
+            let name = format!("{}-{round}", &*prefix);
+            let mut creator = spawn_role(ENTRY, "abandon", &[("SHM_NAME", name.clone())]);
+            assert!(!creator.wait().unwrap().success(), "the creator aborts");
+            assert!(matches!(
+                Options::new()
+                    .ready_wait(Duration::ZERO)
+                    .open::<Payload>(&name),
+                Err(Error::NotReady)
+            ));
+        }
         ctl.write(&round);
         let mut outcomes = Vec::new();
         while outcomes.len() < PROCESSES {

@@ -257,7 +257,7 @@ fn creator_died_before_ready_gives_not_ready() {
     assert!(w.created());
     let r = v1::Telemetry::open(&name).unwrap();
     assert_eq!(r.read(), T1);
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
 }
 
 #[test]

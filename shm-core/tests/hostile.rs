@@ -254,7 +254,7 @@ fn odd_published_slot_without_a_writer_is_corrupt_and_read_returns_the_newest_go
     // writes the published slot).
     poke_from_child(&name, seq_offset(1), 7);
     let r = State::open(&name).unwrap();
-    assert!(!r.writer_alive());
+    assert!(!r.info().writer().alive());
     let e = r.try_read().unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains("published slot"), "{e}");
@@ -346,10 +346,57 @@ fn a_takeover_at_the_maximal_epoch_is_refused() {
     let e = State::open_writer(&name).unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     assert!(e.to_string().contains("epoch"), "{e}");
-    assert_eq!(State::open(&name).unwrap().writer_epoch(), u64::MAX);
+    assert_eq!(
+        State::open(&name).unwrap().info().writer().epoch(),
+        u64::MAX
+    );
     // One below is fine.
     poke(&name, Field::WriterEpoch, u64::MAX - 1);
-    assert_eq!(State::open_writer(&name).unwrap().epoch(), u64::MAX);
+    assert_eq!(
+        State::open_writer(&name).unwrap().info().writer().epoch(),
+        u64::MAX
+    );
+}
+
+/// Stream writers and queue producers take over as state writers do: at the maximal epoch
+/// the takeover is refused with the same error, never wrapped to 0.
+#[test]
+fn a_stream_or_queue_takeover_at_the_maximal_epoch_is_refused() {
+    let stream = Name::new("epoch-stream");
+    drop(u64::create_stream(&stream, 4).unwrap());
+    poke(&stream, Field::WriterEpoch, u64::MAX);
+    let e = u64::open_stream_writer(&stream).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("epoch"), "{e}");
+    assert_eq!(
+        u64::subscribe(&stream).unwrap().info().writer().epoch(),
+        u64::MAX
+    );
+    poke(&stream, Field::WriterEpoch, u64::MAX - 1);
+    assert_eq!(
+        u64::open_stream_writer(&stream)
+            .unwrap()
+            .info()
+            .writer()
+            .epoch(),
+        u64::MAX
+    );
+
+    let queue = Name::new("epoch-queue");
+    drop(u64::create_queue(&queue, 4).unwrap());
+    poke(&queue, Field::WriterEpoch, u64::MAX);
+    let e = u64::open_queue_producer(&queue).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("epoch"), "{e}");
+    poke(&queue, Field::WriterEpoch, u64::MAX - 1);
+    assert_eq!(
+        u64::open_queue_producer(&queue)
+            .unwrap()
+            .info()
+            .writer()
+            .epoch(),
+        u64::MAX
+    );
 }
 
 #[test]

@@ -107,7 +107,11 @@ fn exercise(name: &str) -> usize {
         let _ = r.try_read();
         let _ = r.read_timeout(Duration::from_millis(1));
         let _ = r.wait_for_update(r.version(), Duration::from_millis(1));
-        let _ = (r.writer_alive(), r.writer_epoch(), r.slot_count());
+        let _ = (
+            r.info().writer().alive(),
+            r.info().writer().epoch(),
+            r.info().slots(),
+        );
         // No writer holds the lease, so `read` ends too (with a salvaged value if need be).
         let _ = r.read();
     }

@@ -79,22 +79,22 @@ fn writer_busy_while_another_process_holds_the_lease() {
     let name = Name::new("lease");
     drop(u64::create(&name, &0).unwrap());
     let r = u64::open(&name).unwrap();
-    assert!(!r.writer_alive());
+    assert!(!r.info().writer().alive());
     let mut holder = spawn_role(ENTRY, "hold-writer", &[("SHM_NAME", name.to_string())]);
     assert_eq!(first_line(&mut holder), "holding");
-    assert!(r.writer_alive());
-    assert_eq!(r.writer_pid(), holder.id());
+    assert!(r.info().writer().alive());
+    assert_eq!(r.info().writer().pid(), holder.id());
     let e = u64::open_writer(&name).unwrap_err();
     assert!(
         matches!(e, Error::WriterBusy { pid } if pid == holder.id()),
         "{e}"
     );
     // Probing did not disturb the holder, which still holds the lease.
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
     kill(&mut holder);
-    assert!(!r.writer_alive());
+    assert!(!r.info().writer().alive());
     let w = u64::open_writer(&name).expect("takeover after the holder died");
-    assert_eq!(w.epoch(), 3);
+    assert_eq!(w.info().writer().epoch(), 3);
 }
 
 #[test]

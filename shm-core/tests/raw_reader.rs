@@ -46,15 +46,15 @@ fn an_untyped_reader_sees_the_stored_layout_and_header_facts() {
     let r = RawReader::open(&name).unwrap();
     assert_eq!(r.layout(), &LayoutBuf::from(Pose::LAYOUT));
     assert_eq!(r.layout().struct_name(), Some("Pose"));
-    assert_eq!(r.layout_hash(), Pose::LAYOUT_HASH);
+    assert_eq!(r.info().layout_hash(), Pose::LAYOUT_HASH);
     assert_eq!(r.layout().layout_hash(), Pose::LAYOUT_HASH);
     assert_eq!(r.payload_size(), core::mem::size_of::<Pose>());
-    assert_eq!(r.slot_count(), 3);
+    assert_eq!(r.info().slots(), 3);
     assert_eq!(r.version(), 1);
-    assert_eq!(r.writer_pid(), std::process::id());
-    assert_eq!(r.creator_pid(), std::process::id());
-    assert_eq!(r.writer_epoch(), 1);
-    assert!(r.writer_alive());
+    assert_eq!(r.info().writer().pid(), std::process::id());
+    assert_eq!(r.info().creator_pid(), std::process::id());
+    assert_eq!(r.info().writer().epoch(), 1);
+    assert!(r.info().writer().alive());
     let names: Vec<_> = r
         .layout()
         .fields()
@@ -104,7 +104,7 @@ fn a_stored_layout_that_does_not_match_the_stored_hash_is_corrupt() {
     let name = Name::new("raw-desc");
     drop(Pose::create(&name, &pose(0)).unwrap());
     // The descriptor follows the header and the slots (docs/segment-format.md).
-    let slots = RawReader::open(&name).unwrap().slot_count() as u64;
+    let slots = RawReader::open(&name).unwrap().info().slots() as u64;
     let stride = (64 + core::mem::size_of::<Pose>().div_ceil(8) * 8).next_multiple_of(64);
     let g_desc = 256 + slots * stride as u64;
     // Rename a field in the stored layout: turn the `t` of `tick` into `T`. The stored hash no

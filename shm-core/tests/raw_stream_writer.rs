@@ -81,7 +81,10 @@ fn raw_messages_reach_typed_readers_with_the_numbers_given() {
     let mut tx = Options::new()
         .open_raw_stream_writer(&name, &layout)
         .unwrap();
-    assert_eq!((tx.sent(), tx.epoch(), tx.created()), (105, 2, false));
+    assert_eq!(
+        (tx.sent(), tx.info().writer().epoch(), tx.created()),
+        (105, 2, false)
+    );
     tx.send(&bytes(&Sample {
         seq: 106,
         value: 6.0,

@@ -59,7 +59,7 @@ fn an_untyped_writer_takes_over_a_typed_segment_and_checks_its_layout() {
     assert!(matches!(busy, Error::WriterBusy { .. }), "{busy}");
     drop(typed);
     let mut w = Options::new().open_raw_writer(&name, &layout).unwrap();
-    assert_eq!(w.epoch(), 2);
+    assert_eq!(w.info().writer().epoch(), 2);
     let mut current = vec![0u8; w.payload_size()];
     w.get(&mut current).unwrap();
     assert_eq!(current, bytes(&sample(7)));

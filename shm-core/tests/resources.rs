@@ -1,9 +1,10 @@
 //! Resource limits and foreign segments: a full file system at create, too many slots, a
-//! descriptor too large, names too long, and a segment that belongs to another user.
+//! descriptor too large, names too long, a segment that belongs to another user, and the
+//! permission bits of a created segment whatever the creator's umask.
 
 mod common;
 
-use common::{poke, role, Field, Name, ENTRY};
+use common::{env, poke, role, spawn_role, Field, Name, ENTRY};
 use shm_core::{Backend, Error, Options, SharedState};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ type Big = [u64; 16384];
 fn child_process_entry_point() {
     match role().as_deref() {
         Some("foreign") => foreign(),
+        Some("create-under-umask") => create_under_umask(),
+        Some("create-read-only") => create_read_only(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -216,4 +219,145 @@ fn a_segment_of_another_user() {
         get("shared-open-or-create").starts_with("Err(PermissionDenied"),
         "{text}"
     );
+}
+
+/// Creates the named shared-memory segment and the file segment with mode 0o444 (no owner
+/// write), as the user this process runs as, and reports each outcome.
+fn create_read_only() {
+    for backend in [Backend::Shm, Backend::File] {
+        let name = env(if backend == Backend::Shm {
+            "SHM_NAME"
+        } else {
+            "SHM_PATH"
+        });
+        let outcome = Options::new()
+            .backend(backend.clone())
+            .mode(0o444)
+            .create(&name, &Small { a: 1, b: 2 })
+            .map(|mut w| {
+                w.write(&Small { a: 3, b: 4 });
+                w.reader().unwrap().read()
+            });
+        println!("outcome {backend:?} {outcome:?}");
+    }
+}
+
+/// Sets the umask to 022 (process-wide: that is why this runs in a child process) and creates
+/// the named shared-memory segment and the file segment with `SHM_MODE` (octal; default
+/// options when empty).
+fn create_under_umask() {
+    // SAFETY: `umask` only sets this process's file mode creation mask.
+    unsafe { libc::umask(0o022) };
+    let mode = env("SHM_MODE");
+    let options = |backend: Backend| {
+        let o = Options::new().backend(backend);
+        if mode.is_empty() {
+            o
+        } else {
+            o.mode(u32::from_str_radix(&mode, 8).unwrap())
+        }
+    };
+    let w = options(Backend::Shm)
+        .create(&env("SHM_NAME"), &Small { a: 1, b: 2 })
+        .unwrap();
+    let f = options(Backend::File)
+        .create(&env("SHM_PATH"), &Small { a: 1, b: 2 })
+        .unwrap();
+    drop((w, f));
+}
+
+#[test]
+fn a_created_segment_has_exactly_the_mode_asked_for_whatever_the_umask() {
+    if role().is_some() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for (asked, expected) in [("666", 0o666), ("640", 0o640), ("", 0o600)] {
+        let name = Name::new("mode");
+        let path = std::env::temp_dir().join(format!(
+            "shmtest-mode-{}-{}.shm",
+            std::process::id(),
+            expected
+        ));
+        let mut child = spawn_role(
+            ENTRY,
+            "create-under-umask",
+            &[
+                ("SHM_MODE", asked.to_string()),
+                ("SHM_NAME", name.to_string()),
+                ("SHM_PATH", path.to_str().unwrap().to_string()),
+            ],
+        );
+        assert!(child.wait().unwrap().success());
+        let shm_mode = std::fs::metadata(format!("/dev/shm{}", &*name))
+            .unwrap()
+            .permissions()
+            .mode();
+        let file_mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            shm_mode & 0o777,
+            expected,
+            "shared memory created with mode {asked:?} under umask 022: {shm_mode:o}"
+        );
+        assert_eq!(
+            file_mode & 0o777,
+            expected,
+            "file created with mode {asked:?} under umask 022: {file_mode:o}"
+        );
+    }
+}
+
+#[test]
+fn an_unprivileged_user_creates_a_segment_without_owner_write() {
+    if role().is_some() {
+        return;
+    }
+    // SAFETY: `geteuid` has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to run a child as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let name = Name::new("read-only");
+    // A directory the unprivileged user may write, holding a copy of this test binary it can
+    // run and its file segment.
+    let dir = std::env::temp_dir().join(format!("shmtest-read-only-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let exe = dir.join("resources-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("segment.shm");
+    let out = std::process::Command::new(&exe)
+        .args([
+            ENTRY,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env(common::ROLE, "create-read-only")
+        .env("SHM_NAME", name.to_string())
+        .env("SHM_PATH", path.to_str().unwrap())
+        .uid(65534)
+        .gid(65534)
+        .output();
+    let shm_mode = std::fs::metadata(format!("/dev/shm{}", &*name)).map(|m| m.permissions().mode());
+    let file_mode = std::fs::metadata(&path).map(|m| m.permissions().mode());
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.expect("run the test binary as nobody");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+    for backend in ["Shm", "File"] {
+        assert!(
+            text.contains(&format!("outcome {backend} Ok(Small {{ a: 3, b: 4 }})")),
+            "creating with mode 0o444 as an unprivileged user failed: {text}"
+        );
+    }
+    assert_eq!(shm_mode.unwrap() & 0o777, 0o444);
+    assert_eq!(file_mode.unwrap() & 0o777, 0o444);
 }

@@ -176,7 +176,7 @@ fn reader() {
             let v = r.version();
             let w = timed("wait", || r.wait_for_update(v, Duration::from_millis(1)));
             tally(&mut counts, &w);
-            let _ = timed("writer_alive", || r.writer_alive());
+            let _ = timed("writer_alive", || r.info().writer().alive());
         }
         if let Some(r) = &raw {
             buf.resize(r.payload_size(), 0);
@@ -184,7 +184,11 @@ fn reader() {
                 r.read_timeout(&mut buf, Duration::from_millis(1))
             });
             tally(&mut counts, &t);
-            let _ = (r.writer_pid(), r.writer_epoch(), r.layout_hash());
+            let _ = (
+                r.info().writer().pid(),
+                r.info().writer().epoch(),
+                r.info().layout_hash(),
+            );
         }
     }
     let values = counts.get("value").copied().unwrap_or(0);

@@ -369,7 +369,10 @@ fn send_receive_in_one_process() {
     let name = Name::new("basic");
     let mut tx = Msg::create_stream(&name, 8).unwrap();
     assert!(tx.created());
-    assert_eq!((tx.capacity(), tx.sent(), tx.epoch()), (8, 0, 1));
+    assert_eq!(
+        (tx.info().slots(), tx.sent(), tx.info().writer().epoch()),
+        (8, 0, 1)
+    );
     tx.send(&msg(1));
     let mut rx = Msg::subscribe(&name).unwrap();
     assert_eq!(
@@ -429,12 +432,15 @@ fn send_receive_in_one_process() {
         Msg::open_stream_writer(&name),
         Err(Error::WriterBusy { .. })
     ));
-    assert!(rx.writer_alive());
+    assert!(rx.info().writer().alive());
     drop(tx);
-    assert!(!rx.writer_alive());
+    assert!(!rx.info().writer().alive());
     let mut tx = Msg::open_stream_writer(&name).unwrap();
-    assert_eq!((tx.sent(), tx.epoch(), tx.created()), (40, 2, false));
-    assert_eq!(rx.writer_epoch(), 2);
+    assert_eq!(
+        (tx.sent(), tx.info().writer().epoch(), tx.created()),
+        (40, 2, false)
+    );
+    assert_eq!(rx.info().writer().epoch(), 2);
     tx.send(&msg(41));
     // The reader at 25 lost 25..=33 (the ring holds 34..=41), whichever writer sent them.
     assert!(matches!(rx.try_recv(), Err(Error::Lagged { missed: 9 })));
@@ -501,7 +507,7 @@ fn queue_in_one_process() {
     assert_eq!(check(&rx.recv_timeout(WAIT).unwrap()), 7);
     drop(tx);
     let mut tx = Msg::open_queue_producer(&name).unwrap();
-    assert_eq!((tx.sent(), tx.epoch()), (10, 2));
+    assert_eq!((tx.sent(), tx.info().writer().epoch()), (10, 2));
     tx.try_send(&msg(11)).unwrap();
     let got: Vec<u64> = (0..4)
         .map(|_| check(&rx.try_recv().unwrap().unwrap()))
@@ -672,9 +678,9 @@ fn untyped_reader_receives_another_process_messages_by_the_stored_layout() {
     let name = Name::new("raw");
     drop(Msg::create_stream(&name, 256).unwrap());
     let mut rx = shm_core::RawStreamReader::subscribe(&name).unwrap();
-    assert_eq!(rx.kind(), SegmentKind::Stream);
-    assert_eq!((rx.capacity(), rx.payload_size()), (256, 64));
-    assert_eq!(rx.layout_hash(), Msg::LAYOUT_HASH);
+    assert_eq!(rx.info().kind(), SegmentKind::Stream);
+    assert_eq!((rx.info().slots(), rx.payload_size()), (256, 64));
+    assert_eq!(rx.info().layout_hash(), Msg::LAYOUT_HASH);
     assert_eq!(rx.taken(), None);
     let writer = spawn_role(
         ENTRY,
@@ -728,7 +734,7 @@ fn untyped_reader_observes_a_queue_without_taking_and_refuses_state() {
     }
     let mut bytes = [0u8; 64];
     let mut observer = shm_core::RawStreamReader::subscribe_from_oldest(&queue).unwrap();
-    assert_eq!(observer.kind(), SegmentKind::Queue);
+    assert_eq!(observer.info().kind(), SegmentKind::Queue);
     for n in 1..=3 {
         assert_eq!(observer.try_recv(&mut bytes).unwrap(), Some(n));
         assert_eq!(check(&msg_of_bytes(&bytes)), n);

@@ -147,11 +147,18 @@ fn stream_writer_killed_mid_send_then_taken_over() {
             );
             std::thread::yield_now();
         }
-        assert_eq!(rx.writer_epoch(), 2 + kills, "a takeover is a new epoch");
+        assert_eq!(
+            rx.info().writer().epoch(),
+            2 + kills,
+            "a takeover is a new epoch"
+        );
         std::thread::sleep(Duration::from_micros(rng.below(2000)));
         kill(&mut child);
         kills += 1;
-        assert!(!rx.writer_alive(), "the lease dies with its process");
+        assert!(
+            !rx.info().writer().alive(),
+            "the lease dies with its process"
+        );
 
         let published = rx.sent();
         let sequences =
@@ -243,7 +250,7 @@ fn queue_producer_killed_mid_send_then_taken_over() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         kills += 1;
-        assert!(!rx.producer_alive());
+        assert!(!rx.info().writer().alive());
         let sequences = shm_core::__private::hooks::queue_slot_sequences(&rx);
         mid_send += sequences.iter().any(|s| s % 2 == 1) as u64;
         take_all(&mut rx, &mut next);

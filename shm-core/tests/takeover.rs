@@ -100,3 +100,58 @@ fn a_writer_that_dies_between_publishing_and_waking_strands_no_waiter() {
     assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
     drop(w);
 }
+
+/// What `shm gc` does to a segment it found dead: takes the writer lease on an open file
+/// description of its own and, if it got it, removes the name while holding it. Says whether
+/// it removed the name.
+fn collect_if_dead(name: &str) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+    else {
+        return false;
+    };
+    // SAFETY: `flock` is a plain C struct of integers, for which all-zero bytes are valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_len = 1;
+    // SAFETY: `file` is open and `fl` a valid `flock` that outlives the call.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) } != 0 {
+        return false;
+    }
+    std::fs::remove_file(format!("/dev/shm{name}")).is_ok()
+}
+
+#[test]
+fn a_takeover_never_becomes_the_writer_of_a_segment_removed_meanwhile() {
+    // Each round races a takeover of a dead writer's segment against a collector removing it;
+    // whichever wins, the new writer must never hold a segment whose name is gone.
+    for round in 0..3000 {
+        let name = Name::new("gc-race");
+        drop(u64::create(&name, &1).unwrap());
+        let go = std::sync::Barrier::new(2);
+        let (taken, removed) = std::thread::scope(|s| {
+            let collector = s.spawn(|| {
+                go.wait();
+                collect_if_dead(&name)
+            });
+            go.wait();
+            let taken = u64::open_writer(&name);
+            (taken, collector.join().unwrap())
+        });
+        match taken {
+            Ok(w) => assert!(
+                !removed,
+                "round {round}: became the writer of {} after its removal (version {})",
+                &*name,
+                w.version()
+            ),
+            // Removed before the takeover opened it, or while the collector held the lease.
+            Err(Error::NotFound { .. } | Error::WriterBusy { .. }) => assert!(removed),
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+}

@@ -73,7 +73,7 @@ fn reader() {
     let v: Box<Payload> = Box::new(r.read());
     let _ = v[0];
     let _ = r.version();
-    let _ = r.writer_alive();
+    let _ = r.info().writer().alive();
     let e = r.try_read().unwrap_err();
     assert!(e.to_string().starts_with("segment is truncated"), "{e}");
     println!("outcome truncated");

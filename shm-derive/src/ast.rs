@@ -65,7 +65,18 @@ impl<'a> Input<'a> {
         Input {
             original: node,
             ident: &node.ident,
-            attrs: attr::parse(cx, &node.attrs),
+            attrs: {
+                // An enum or a union is refused whatever its `repr` says: its own error says
+                // what to use instead, and a `repr` fix would not help.
+                let mut repr_errors = Ctxt::default();
+                let attrs = attr::parse(&mut repr_errors, &node.attrs);
+                if matches!(node.data, Data::Struct(_)) {
+                    if let Err(e) = repr_errors.check() {
+                        cx.push(e);
+                    }
+                }
+                attrs
+            },
             shape,
         }
     }

@@ -20,6 +20,12 @@ pub struct Repr {
     /// A representation other than `C` and `align(N)` was refused; its error already says to
     /// use `#[repr(C)]`, so a missing `C` is not reported again.
     pub refused: bool,
+    /// An integer representation (`u8`, `u32`, ...), which only enums take: the enum error
+    /// names it as the tag field's type.
+    pub int: Option<String>,
+    /// The representations already refused: two `#[repr]` attributes that both say `packed`
+    /// are one mistake.
+    reported: Vec<String>,
 }
 
 /// Parsed attributes of the input type.
@@ -54,6 +60,11 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
         };
         if ident != "C" && ident != "align" {
             repr.refused = true;
+            if repr.reported.contains(&ident.to_string()) {
+                skip_arguments(&meta)?;
+                return Ok(());
+            }
+            repr.reported.push(ident.to_string());
         }
         match ident.to_string().as_str() {
             "C" => repr.c = Some(ident.span()),
@@ -65,11 +76,7 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
                 repr.align = Some(ident.span());
             }
             "packed" => {
-                if meta.input.peek(syn::token::Paren) {
-                    let content;
-                    syn::parenthesized!(content in meta.input);
-                    let _: proc_macro2::TokenStream = content.parse()?;
-                }
+                skip_arguments(&meta)?;
                 cx.error_spanned_by(
                     ident,
                     "`repr(packed)` is not supported: packed fields are unaligned, so they cannot be copied with atomic word accesses or borrowed; use `#[repr(C)]` without `packed`, and add explicit `_pad: [u8; N]` fields where padding would go",
@@ -84,10 +91,13 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
                 "`repr(Rust)` lets the compiler reorder fields, so two programs may disagree on the layout; use `#[repr(C)]`",
             ),
             "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64"
-            | "i128" | "isize" => cx.error_spanned_by(
-                ident,
-                format!("`repr({ident})` is an enum representation, not a struct layout; use `#[repr(C)]`"),
-            ),
+            | "i128" | "isize" => {
+                repr.int = Some(ident.to_string());
+                cx.error_spanned_by(
+                    ident,
+                    format!("`repr({ident})` is an enum representation, not a struct layout; use `#[repr(C)]`"),
+                );
+            }
             "simd" => cx.error_spanned_by(ident, "`repr(simd)` is not supported; use `#[repr(C)]` with an array field"),
             _ => cx.error_spanned_by(ident, format!("unrecognized `repr({ident})`; use `#[repr(C)]`")),
         }
@@ -96,6 +106,16 @@ fn parse_repr(cx: &mut Ctxt, attr: &Attribute, repr: &mut Repr) {
     if let Err(e) = result {
         cx.push(e);
     }
+}
+
+/// Consumes the parenthesized arguments of a `repr` entry, if any (`packed(2)`).
+fn skip_arguments(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
+    if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: proc_macro2::TokenStream = content.parse()?;
+    }
+    Ok(())
 }
 
 fn parse_shm(cx: &mut Ctxt, attr: &Attribute, out: &mut Attrs) {

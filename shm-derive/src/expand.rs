@@ -1,6 +1,6 @@
 //! Generates the `SharedState` impl and the compile-time proofs for a checked input.
 
-use crate::ast::Input;
+use crate::ast::{Field, Input};
 use crate::ctxt::Ctxt;
 use crate::{fallback, valid};
 use proc_macro2::{Span, TokenStream};
@@ -39,19 +39,20 @@ fn expand(input: &Input) -> TokenStream {
     };
     let fields = input.fields();
 
-    // Each field's layout is reached through a trait of its own, implemented for every
-    // `SharedState` type and spanned on the field type: that bound refuses a field whose type
-    // is not `SharedState`, once, at the field, with a message that names it, even when an
-    // alias or a macro hides the type.
-    let field_traits = fields.iter().map(|f| field_trait(&name, f.ident));
-    // The field's type is taken from the struct itself, through a projection `|s| &s.field`,
-    // never by repeating the field's type tokens: a macro in type position could expand to
-    // another type the second time.
-    let descriptors = fields.iter().map(|f| {
+    // Each field's layout is read by a function of its own, generic over two type parameters
+    // named after the field and the struct: its body requires the field type to be
+    // `SharedState` through a trait whose message prints those parameters, so an unmet bound
+    // is reported once, at the field, naming it, even when an alias or a macro hides the type.
+    // The trait lives in `shm_core`, so the generated code never names the `diagnostic`
+    // namespace, which `#![no_implicit_prelude]` hides.
+    let field_fns = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| field_layout_fn(input, i, f));
+    let descriptors = fields.iter().enumerate().map(|(i, f)| {
         let fname = f.ident;
         let fname_str = fname.unraw().to_string();
-        let layout_fn = field_layout_fn_ident(&name, fname);
-        let layout = quote_spanned!(f.ty.span()=> #layout_fn(|s: &#ident| &s.#fname));
+        let layout = field_layout_call(input, i, f);
         quote! {
             #private::field(
                 #fname_str,
@@ -85,27 +86,37 @@ fn expand(input: &Input) -> TokenStream {
         // the span.
         let mut self_ty = ident.clone();
         self_ty.set_span(span);
+        let gap = quote! {
+            #end - (::shm_core::__private::core::mem::offset_of!(#ident, #fname)
+                + ::shm_core::__private::field_size(|s: &#ident| &s.#fname))
+        };
         quote_spanned! {span=>
-            const _: () = ::shm_core::__private::#check::<#self_ty, {
-                #end - (::shm_core::__private::core::mem::offset_of!(#ident, #fname)
-                    + ::shm_core::__private::field_size(|s: &#ident| &s.#fname))
-            }>();
+            const _: () = ::shm_core::__private::#check::<
+                #self_ty,
+                { ::shm_core::__private::one_byte(#gap) },
+                { ::shm_core::__private::several_bytes(#gap) },
+            >();
         }
     });
 
     let unsafe_impl = quote_spanned!(Span::call_site()=> unsafe impl);
+    let owner_alias = owner_alias();
+    let allows = allows();
     quote! {
-        #[automatically_derived]
-        #[allow(non_local_definitions)]
+        #allows
         const _: () = {
+            #[automatically_derived]
             impl #private::Sealed for #ident {}
 
-            #(#field_traits)*
+            type #owner_alias = #ident;
+            #(#field_fns)*
 
             // SAFETY: the derive checked that the struct is `repr(C)`, not generic and has only
-            // named fields. LAYOUT names every field's layout through a trait implemented only
-            // for `SharedState` types, so this impl compiles only when every field type is
-            // `SharedState` (all bit patterns valid, no padding, no pointers); the compiler
+            // named fields. LAYOUT reads every field's layout through a function whose body
+            // requires, for every `Field` and `Owner` (they are its type parameters), a bound
+            // that only `SharedState` types meet (`FieldIsSharedState` has `SharedState` as a
+            // supertrait), so this impl compiles only when every field type is `SharedState`
+            // (all bit patterns valid, no padding, no pointers); the compiler
             // proves below that no implicit padding lies between or after the fields. A
             // `repr(C)` struct of such fields with no padding is itself all-bit-patterns-valid
             // and padding-free. LAYOUT is built from `offset_of!`/`size_of`/`align_of` of the
@@ -114,10 +125,16 @@ fn expand(input: &Input) -> TokenStream {
             // `Send` and `Sync` follow from the fields being `SharedState`; as where clauses
             // they keep a field that is not (a pointer behind an alias) from adding errors
             // about them to the one that names the field. `for<'__shm>` keeps the compiler
-            // from rejecting a clause it can already see is false.
+            // from rejecting a clause it can already see is false. `Sized` likewise keeps an
+            // unsized field (a slice behind an alias) from adding errors at `size_of`.
+            //
+            // The tokens of this impl carry the macro's call-site span, never the user's: the
+            // `unsafe_code` lint does not look into code an external macro generated, so the
+            // derive works in crates that `#![forbid(unsafe_code)]`.
+            #[automatically_derived]
             #unsafe_impl #private::SharedState for #ident
             where
-                for<'__shm> #ident: #private::core::marker::Send + #private::core::marker::Sync,
+                for<'__shm> #ident: #private::core::marker::Sized + #private::core::marker::Send + #private::core::marker::Sync,
             {
                 const LAYOUT: &'static #private::Layout = &#private::struct_layout(
                     #private::core::mem::size_of::<#ident>(),
@@ -133,44 +150,68 @@ fn expand(input: &Input) -> TokenStream {
     }
 }
 
-/// The name of the function [`field_trait`] defines to read the field's layout.
-fn field_layout_fn_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
-    format_ident!("__{owner}_{}_layout", field.unraw())
-}
-
-/// The name of the trait [`field_trait`] defines: unique in the crate (unless two modules
-/// have structs of the same name) so that the compiler prints it without a path.
-fn field_trait_ident(owner: &str, field: &syn::Ident) -> syn::Ident {
-    format_ident!("{owner}_{}_is_SharedState", field.unraw())
-}
-
-/// A trait that gives the layout of field `field` of struct `owner` for every `SharedState`
-/// type, and otherwise fails with a message that names the field.
-fn field_trait(owner: &str, field: &syn::Ident) -> TokenStream {
-    let private = private();
-    let trait_ident = field_trait_ident(owner, field);
-    let layout_fn = field_layout_fn_ident(owner, field);
-    let field = field.unraw().to_string();
-    let message = format!(
-        "field `{field}` of `{owner}` has type `{{Self}}`, which cannot be placed in shared memory; use a fixed-width type, a `shm_core` helper type, or a struct that derives `SharedState`"
-    );
-    let label = "`{Self}` does not implement `SharedState`";
-    let note = "shareable types are fixed-width integers (`u8`..`u128`, `i8`..`i128`; `u64` rather than `usize`), `f32`, `f64`, arrays `[T; N]` of shareable types, `shm_core::FixedStr<N>` for strings, `shm_core::FixedVec<T, N>` for vectors, `shm_core::ShmBool` for booleans, and `#[repr(C)]` structs that `#[derive(SharedState)]`";
+/// The lint attributes on everything the derive generates: the code names the struct and its
+/// fields however the user marked them (`#[deprecated]`), and it is written for any lint level
+/// the user's crate sets.
+pub fn allows() -> TokenStream {
     quote! {
-        #[allow(non_camel_case_types)]
-        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-        trait #trait_ident {
-            const LAYOUT: &'static #private::Layout;
-        }
-        #[allow(unknown_or_malformed_diagnostic_attributes)]
-        #[diagnostic::do_not_recommend]
-        impl<T: #private::SharedState> #trait_ident for T {
-            const LAYOUT: &'static #private::Layout = <T as #private::SharedState>::LAYOUT;
-        }
-        /// The layout of the type a field projection `|s| &s.field` points to.
-        #[allow(non_snake_case)]
-        const fn #layout_fn<S, T: #trait_ident>(_: fn(&S) -> &T) -> &'static #private::Layout {
-            <T as #trait_ident>::LAYOUT
+        #[allow(
+            deprecated,
+            non_local_definitions,
+            non_camel_case_types,
+            unused_qualifications,
+            clippy::all,
+            clippy::pedantic,
+            clippy::nursery,
+        )]
+    }
+}
+
+/// The alias through which a field's function names the struct, whose own name may be shadowed
+/// there by the type parameter named after it.
+fn owner_alias() -> syn::Ident {
+    format_ident!("__SharedStateOwner")
+}
+
+/// The name of the function [`field_layout_fn`] defines for the field at `index`.
+fn field_layout_fn_ident(index: usize) -> syn::Ident {
+    format_ident!("__shared_state_field_{index}")
+}
+
+/// The type parameter named after the struct in the function of `field`, unless the field has
+/// the struct's name: the struct is then named through the alias (the compiler prints its path).
+fn owner_param<'a>(input: &Input<'a>, field: &Field) -> Option<&'a syn::Ident> {
+    (input.ident.unraw() != field.ident.unraw()).then_some(input.ident)
+}
+
+/// A call of the function [`field_layout_fn`] defines: the type arguments are unused.
+fn field_layout_call(input: &Input, index: usize, field: &Field) -> TokenStream {
+    let fn_ident = field_layout_fn_ident(index);
+    match owner_param(input, field) {
+        Some(_) => quote!(#fn_ident::<(), ()>()),
+        None => quote!(#fn_ident::<()>()),
+    }
+}
+
+/// `const fn __shared_state_field_N<field, Struct>() -> &'static Layout`: the layout of the
+/// field at `index`, required to be `SharedState`. The bound is spanned on the field type, and
+/// the type parameters are named after the field and the struct so that the error names them.
+fn field_layout_fn(input: &Input, index: usize, field: &Field) -> TokenStream {
+    let private = private();
+    let owner = owner_alias();
+    let fn_ident = field_layout_fn_ident(index);
+    let fname = field.ident;
+    let field_param = fname;
+    let (owner_param, owner_arg) = match owner_param(input, field) {
+        Some(p) => (Some(p), quote!(#p)),
+        None => (None, quote!(#owner)),
+    };
+    let layout = quote_spanned! {field.ty.span()=>
+        #private::field_layout::<#field_param, #owner_arg, #owner, _>(|s: &#owner| &s.#fname)
+    };
+    quote! {
+        const fn #fn_ident<#field_param, #owner_param>() -> &'static #private::Layout {
+            #layout
         }
     }
 }

@@ -18,12 +18,15 @@ pub fn expand(input: &Input) -> TokenStream {
     // `Sync` (a `String`, a pointer, a `Cell`) does not add errors about those traits to the
     // one that names the field; `for<'__shm>` keeps the compiler from rejecting a clause it can
     // already see is false.
+    let allows = crate::expand::allows();
     quote! {
-        #[allow(non_local_definitions)]
+        #allows
         const _: () = {
+            #[automatically_derived]
             impl ::shm_core::__private::Sealed for #ident {}
             // SAFETY: never compiled into a program: this impl is only emitted together with a
             // `compile_error!`, so that the real error is not buried under cascading ones.
+            #[automatically_derived]
             unsafe impl ::shm_core::__private::SharedState for #ident
             where
                 for<'__shm> #ident: ::shm_core::__private::core::marker::Copy

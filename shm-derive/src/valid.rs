@@ -26,7 +26,7 @@ pub fn check(cx: &mut Ctxt, input: &Input) {
             field.ty,
             false,
         ) {
-            lifetimes_in(field.ty.to_token_stream(), &mut explained_lifetimes);
+            refused_reference_lifetimes(field.ty, &mut explained_lifetimes);
         }
     }
     check_shape(cx, input);
@@ -41,10 +41,16 @@ fn check_shape(cx: &mut Ctxt, input: &Input) {
     let name = input.ident;
     match &input.shape {
         Shape::Named(_) => {}
-        Shape::Enum(token) => cx.error_spanned_by(
-            token,
-            format!("`SharedState` cannot be derived for enum `{name}`: another process may write any discriminant, and one that names no variant is undefined behaviour; use a struct with an integer tag field and named constants"),
-        ),
+        Shape::Enum(token) => {
+            let tag = match &input.attrs.repr.int {
+                Some(int) => format!("a `{int}` field"),
+                None => "an integer field (`u8`, `u32`)".to_string(),
+            };
+            cx.error_spanned_by(
+                token,
+                format!("`SharedState` cannot be derived for enum `{name}`: another process may write any discriminant, and one that names no variant is undefined behaviour; use a `#[repr(C)]` struct with {tag} and named constants for the variants"),
+            );
+        }
         Shape::Union(token) => cx.error_spanned_by(
             token,
             format!("`SharedState` cannot be derived for union `{name}`: nothing records which field is live, so no other language can read it safely; use a struct with a tag field, or a byte array"),
@@ -164,12 +170,17 @@ fn plain_type(suffix: &str) -> &'static str {
     }
 }
 
-/// "a" or "an", as the type name is read aloud.
-fn article(name: &str) -> &'static str {
-    match name {
-        "usize" | "OnceCell" => "a",
-        "Rc" => "an",
-        _ if name.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) => "an",
+/// "a" or "an" before a type as written (`core::cell::UnsafeCell<u8>`), as its first word is
+/// read aloud.
+fn article(ty: &str) -> &'static str {
+    let word: String = ty
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    match word.as_str() {
+        "usize" | "u8" | "u16" | "u32" | "u64" | "u128" | "OnceCell" => "a",
+        "Rc" | "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "f32" | "f64" => "an",
+        _ if word.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) => "an",
         _ => "a",
     }
 }
@@ -281,17 +292,16 @@ fn check_type(cx: &mut Ctxt, field: &str, ty: &Type, nested: bool) -> bool {
         Type::Paren(p) => return check_type(cx, field, &p.elem, nested),
         Type::Group(g) => return check_type(cx, field, &g.elem, nested),
         Type::Path(p) => {
+            // In `<T as Trait>::Assoc`, `T` is not stored: the trait checks see what the
+            // projection resolves to.
             let mut refused = false;
-            if let Some(q) = &p.qself {
-                refused |= check_type(cx, field, &q.ty, true);
-            }
             let Some(last) = p.path.segments.last() else { return refused };
             let name = last.ident.to_string();
             let inner = first_type_argument(&last.arguments).map(pretty);
             if let Some(why) = refusal(&name, inner.as_deref()) {
                 cx.error_spanned_by(
                     ty,
-                    format!("field `{field}` {is} {} `{}`, {why}", article(&name), pretty(ty)),
+                    format!("field `{field}` {is} {} `{}`, {why}", article(&pretty(ty)), pretty(ty)),
                 );
                 return true;
             }
@@ -308,6 +318,19 @@ fn check_type(cx: &mut Ctxt, field: &str, ty: &Type, nested: bool) -> bool {
         _ => return false,
     }
     true
+}
+
+/// The lifetimes of the references in `ty` (through arrays and parentheses), whose refusal
+/// already says that the field borrows memory of this process: `'a` for `&'a u8`. A lifetime
+/// used only elsewhere (`PhantomData<&'a ()>`) is reported at the parameter too.
+fn refused_reference_lifetimes(ty: &Type, out: &mut Vec<String>) {
+    match ty {
+        Type::Reference(_) => lifetimes_in(ty.to_token_stream(), out),
+        Type::Array(a) => refused_reference_lifetimes(&a.elem, out),
+        Type::Paren(p) => refused_reference_lifetimes(&p.elem, out),
+        Type::Group(g) => refused_reference_lifetimes(&g.elem, out),
+        _ => {}
+    }
 }
 
 /// The lifetimes named in `tokens`, e.g. `a` for `&'a u8`.

@@ -135,7 +135,8 @@ shm_ffi_status shm_ffi_reader_open(const char *name, const uint8_t *descriptor, 
                                    uint64_t layout_hash, shm_ffi_reader **out);
 
 /* Copies a consistent snapshot into `out` (`size` bytes, the payload size), waiting at most
- * `timeout_ns`; *version (optional) receives its version. SHM_FFI_ERR_TIMEOUT, or
+ * `timeout_ns`; *version (optional) receives the version of those bytes (with one slot
+ * possibly newer than shm_ffi_reader_version read before). SHM_FFI_ERR_TIMEOUT, or
  * SHM_FFI_ERR_WRITER_DIED if the writer died mid-write leaving nothing consistent. */
 shm_ffi_status shm_ffi_reader_read_timeout(const shm_ffi_reader *r, void *out, size_t size,
                                            int64_t timeout_ns, uint64_t *version);

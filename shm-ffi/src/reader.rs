@@ -52,7 +52,7 @@ pub unsafe extern "C" fn shm_ffi_reader_open(
         let r = RawReader::open(name)?;
         if let Some(expected) = expected {
             let hash = expected.layout_hash();
-            if r.layout_hash() != hash {
+            if r.info().layout_hash() != hash {
                 // As the typed reader words it (the stored layout was checked against the
                 // stored hash on open).
                 let first_difference = r.layout().first_difference(&expected).unwrap_or_else(|| {
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn shm_ffi_reader_open(
                 });
                 return Err(Error::LayoutMismatch {
                     expected: hash,
-                    found: r.layout_hash(),
+                    found: r.info().layout_hash(),
                     first_difference,
                 }
                 .into());
@@ -86,8 +86,8 @@ unsafe fn with(
     })
 }
 
-/// Copies a consistent snapshot into `out` (`size` bytes, the payload size) and its version
-/// into `*version` (may be null). Waits at most `timeout_ns` nanoseconds (negative: forever)
+/// Copies a consistent snapshot into `out` (`size` bytes, the payload size) and the version of
+/// those bytes into `*version` (may be null; see [`RawReader::read_timeout`]). Waits at most `timeout_ns` nanoseconds (negative: forever)
 /// for one: `SHM_FFI_ERR_TIMEOUT`, or `SHM_FFI_ERR_WRITER_DIED` if the writer died mid-write.
 ///
 /// # Safety
@@ -183,19 +183,19 @@ getter!(
 );
 getter!(
     /// Stores 1 in `*out` if a live writer holds the segment's writer lease, else 0.
-    shm_ffi_reader_writer_alive, i32, |r| i32::from(r.writer_alive())
+    shm_ffi_reader_writer_alive, i32, |r| i32::from(r.info().writer().alive())
 );
 getter!(
     /// Stores the process id of the last writer recorded in the segment in `*out`.
-    shm_ffi_reader_writer_pid, u32, |r| r.writer_pid()
+    shm_ffi_reader_writer_pid, u32, |r| r.info().writer().pid()
 );
 getter!(
     /// Stores the writer epoch (1 for the creator, one more per takeover) in `*out`.
-    shm_ffi_reader_writer_epoch, u64, |r| r.writer_epoch()
+    shm_ffi_reader_writer_epoch, u64, |r| r.info().writer().epoch()
 );
 getter!(
     /// Stores the segment's layout hash in `*out`.
-    shm_ffi_reader_layout_hash, u64, |r| r.layout_hash()
+    shm_ffi_reader_layout_hash, u64, |r| r.info().layout_hash()
 );
 getter!(
     /// Stores the payload size in bytes in `*out`.

@@ -215,7 +215,7 @@ pub unsafe extern "C" fn shm_ffi_writer_info(
         // SAFETY: the caller's contract: each out pointer is null or writable.
         unsafe { put(version, w.version()) }?;
         // SAFETY: as above.
-        unsafe { put(epoch, w.epoch()) }?;
+        unsafe { put(epoch, w.info().writer().epoch()) }?;
         // SAFETY: as above.
         unsafe { put(created, i32::from(w.created())) }
     })

@@ -78,7 +78,7 @@ fn c_writer_values_are_never_torn_or_backwards_for_a_rust_reader() {
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
 
     let r = Stress::open(&name).unwrap();
-    assert!(r.writer_alive());
+    assert!(r.info().writer().alive());
     let (mut reads, mut torn, mut backwards, mut distinct, mut last) = (0u64, 0, 0, 0u64, 0);
     let start = Instant::now();
     while (reads < 20_000 || distinct < 1_000) && start.elapsed() < Duration::from_secs(20) {
@@ -102,7 +102,10 @@ fn c_writer_values_are_never_torn_or_backwards_for_a_rust_reader() {
         distinct >= 1_000,
         "only {distinct} distinct values in {reads} reads"
     );
-    assert!(!r.writer_alive(), "the killed writer's lease is released");
+    assert!(
+        !r.info().writer().alive(),
+        "the killed writer's lease is released"
+    );
 }
 
 const TAKEOVER_C: &str = r#"#include "shm_ffi.h"
@@ -197,6 +200,6 @@ fn c_writer_takes_over_a_rust_writers_segment() {
     let v = r.read();
     assert_eq!(v.counter, 43);
     assert!(v.words.iter().all(|&w| w == 43));
-    assert_eq!(r.writer_epoch(), 3);
+    assert_eq!(r.info().writer().epoch(), 3);
     assert_eq!(r.version(), 2);
 }

@@ -160,7 +160,7 @@ fn cpp_writer_publishes_values_a_rust_reader_checks() {
         if last == count {
             break;
         }
-        let dead = !r.writer_alive() && r.read().tick != count;
+        let dead = !r.info().writer().alive() && r.read().tick != count;
         assert!(!dead, "the C++ writer stopped at {last} of {count}");
     }
     assert_eq!(next(), format!("last={count} version={count}"));

@@ -65,6 +65,6 @@ fn the_c_and_cpp_writer_examples_of_the_docs_write_what_rust_reads() {
         );
         let r = Telemetry::open(&name).unwrap();
         assert_eq!(r.read().tick, tick, "{}", exe.display());
-        assert!(!r.writer_alive());
+        assert!(!r.info().writer().alive());
     }
 }

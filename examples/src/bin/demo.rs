@@ -181,7 +181,7 @@ fn run_children(
         if role == "writer" {
             // Readers start once the writer has taken the segment over.
             let deadline = Instant::now() + Duration::from_secs(10);
-            while watch.writer_epoch() < 2 && Instant::now() < deadline {
+            while watch.info().writer().epoch() < 2 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

@@ -18,6 +18,6 @@ fn main() -> Result<(), shm_core::Error> {
             p.tick, p.x, p.y
         );
     }
-    println!("reader: writer alive: {}", r.writer_alive());
+    println!("reader: writer alive: {}", r.info().writer().alive());
     Ok(())
 }

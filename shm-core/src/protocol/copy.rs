@@ -1,5 +1,5 @@
-//! Bulk copies between a slot's payload words and private memory at `memcpy` speed, with the
-//! semantics of relaxed atomic byte accesses to the slot.
+//! Bulk copies between a slot's payload words and private memory at `memcpy` speed, whose every
+//! access to the slot is atomic at byte granularity at least.
 //!
 //! # Why inline assembly is sound here, and `copy_nonoverlapping` is not
 //!
@@ -15,12 +15,19 @@
 //! bytes, through the same pointer, that a sequence of relaxed atomic byte accesses
 //! (`AtomicU8::load/store(Relaxed)`) would touch, and that sequence is a valid Rust program with
 //! no data race: every other access to slot memory (the writer's stores, other readers' loads)
-//! is atomic too. So each block is equivalent to relaxed atomic byte loads (or stores), exactly
-//! the semantics of the per-byte atomic `memcpy` proposed for C++ (P1478,
-//! `atomic_load_per_byte_memcpy`), and the seqlock's fences order them as they order the
-//! word-by-word copy. The hardware agrees: on x86-64 and aarch64 every vector or string move is
-//! a set of single-copy-atomic byte accesses (at least), and the fences are the same
-//! instructions the compiler emits for the word path.
+//! is atomic too, as long as only this process's Rust code touches the slot. So within Rust
+//! each block is relaxed atomic byte loads (or stores), the semantics of the per-byte atomic
+//! `memcpy` proposed for C++ (P1478, `atomic_load_per_byte_memcpy`), and the seqlock's fences
+//! order them as they order the word-by-word copy.
+//!
+//! Other processes access the same words with 8-byte atomic loads and stores (the word path,
+//! and C readers, which have no bulk copy). Byte accesses racing with word accesses are a
+//! mixed-size race, which neither the Rust nor the C++ memory model defines; what holds is the
+//! hardware's guarantee: on x86-64 and aarch64 every vector or string move is a set of
+//! single-copy-atomic accesses of at least one byte each, so every byte a racing access sees
+//! is one that was written whole, and a copy torn between values fails the sequence check as a
+//! torn word copy does. The fences are the same instructions the compiler emits for the word
+//! path.
 //!
 //! The private side (the reader's destination, the writer's source) is memory nothing else
 //! touches during the copy, so accessing it from assembly is an ordinary access. No block
@@ -127,7 +134,7 @@ mod arch {
         // `src..src + n` and writes exactly `dst..dst + n` (the direction flag is clear, as
         // the inline-assembly rules guarantee on entry), which the caller guarantees are valid
         // and disjoint. Byte moves need no alignment. Its accesses to the slot side are
-        // equivalent to relaxed atomic byte accesses (see the module documentation); the
+        // atomic at byte granularity at least (see the module documentation); the
         // private side is the caller's alone. It touches no stack and leaves flags alone.
         unsafe {
             asm!(
@@ -263,7 +270,8 @@ mod arch {
         // SAFETY: (and why this is not a data race) reads bytes `src + k .. src + k + 64` and
         // writes `dst + k ..` while `k + 64 <= n`, then bytes `n - 64 .. n`: never outside the
         // valid, disjoint ranges. `ldp`/`stp` of q registers take any alignment on normal
-        // memory. The slot side is accessed as relaxed atomic bytes (module documentation).
+        // memory. The slot side is accessed atomically at byte granularity at least (module
+        // documentation).
         unsafe {
             asm!(
                 "add {end}, {src}, {n}",

@@ -4,8 +4,10 @@
 //! version, writing a slot and publishing it (with the check for registered waiters), reading
 //! the latest published slot and deciding whether the copy is consistent, reading one known
 //! version, and where a writer that takes over continues. `Reader`, `Writer` and the untyped
-//! [`RawReader`](crate::RawReader) call these functions; the loom model (`model.rs`) runs the
-//! same functions on loom's atomics. This is the reference implementation of
+//! [`RawReader`](crate::RawReader) call these functions; the loom model (`model.rs`, with the
+//! pieces it shares with the stream model in `model_kit.rs`) runs the same functions on loom's
+//! atomics. One slot's seqlock and the slot index are in `slots.rs`, the word abstraction the
+//! functions are generic over in `word.rs`, the stream and queue protocol in `stream.rs`. This is the reference implementation of
 //! `docs/segment-format.md`, sections "Writing" and "Reading" (Boehm, "Can Seqlocks Get Along
 //! with Programming Language Memory Models?", 2012).
 //!
@@ -18,262 +20,62 @@
 //! copies: a racing non-atomic access is undefined behaviour even when the torn result is
 //! thrown away. Every function is generic over [`Word`], so that the same code runs on shared
 //! memory and under the model checker. Large copies on shared memory go through `copy`, whose
-//! assembly is equivalent to relaxed atomic byte accesses of the same bytes: the model's
-//! relaxed word accesses cover it, since splitting a relaxed access into smaller relaxed
+//! assembly accesses the same bytes atomically at byte granularity at least (racing other
+//! processes' 8-byte accesses: see `copy` for why that holds on the supported hardware): the
+//! model's relaxed word accesses cover it, since splitting an access into smaller atomic
 //! accesses between the same fences only adds torn copies, which the sequence check refuses
 //! exactly as it refuses copies torn between words.
 
 pub(crate) mod copy;
 #[cfg(all(test, loom))]
 mod model;
+#[cfg(all(test, loom))]
+mod model_kit;
+mod slots;
 pub(crate) mod stream;
 #[cfg(all(test, not(loom)))]
 mod tests;
+mod word;
 
-use core::sync::atomic::{self, AtomicU64, Ordering};
+pub(crate) use slots::{complete, read_slot, version_of, write_slot, Inline, SlotIndex, Slots};
+pub(crate) use word::{load_acquire, Sink, Source, Word};
 
-/// An atomic 64-bit word and the fence that goes with it: [`AtomicU64`] in shared memory,
-/// loom's atomic under the model checker.
-pub(crate) trait Word {
-    /// Atomic load.
-    fn load(&self, order: Ordering) -> u64;
-    /// Atomic store.
-    fn store(&self, value: u64, order: Ordering);
-    /// Atomic swap.
-    fn swap(&self, value: u64, order: Ordering) -> u64;
-    /// A memory fence of the same memory model as the word.
-    fn fence(order: Ordering);
-
-    /// Copies `words` into `dst` (`words.len() * 8` bytes) as relaxed loads of every word:
-    /// the portable path, which the loom model runs. [`AtomicU64`] overrides it with a bulk
-    /// copy of the same semantics (see `copy`).
-    ///
-    /// # Safety
-    /// `dst` must be valid for writes of `words.len() * 8` bytes, apart from `words` and
-    /// private to the caller during the call.
-    #[inline(always)]
-    unsafe fn load_into(words: &[Self], dst: *mut u8)
-    where
-        Self: Sized,
-    {
-        for (i, w) in words.iter().enumerate() {
-            // SAFETY: word `i < words.len()` lies within the bytes the caller guarantees.
-            unsafe {
-                (dst as *mut u64)
-                    .add(i)
-                    .write_unaligned(w.load(Ordering::Relaxed))
-            };
-        }
-    }
-
-    /// Copies `words.len() * 8` bytes from `src` into `words` as relaxed stores of every word:
-    /// the portable path; see [`load_into`](Self::load_into).
-    ///
-    /// # Safety
-    /// `src` must be valid for reads of `words.len() * 8` initialized bytes, apart from
-    /// `words` and not written by anyone else during the call.
-    #[inline(always)]
-    unsafe fn store_from(words: &[Self], src: *const u8)
-    where
-        Self: Sized,
-    {
-        for (i, w) in words.iter().enumerate() {
-            // SAFETY: word `i < words.len()` lies within the bytes the caller guarantees.
-            w.store(
-                unsafe { (src as *const u64).add(i).read_unaligned() },
-                Ordering::Relaxed,
-            );
-        }
-    }
-}
-
-impl Word for AtomicU64 {
-    #[inline(always)]
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    #[inline(always)]
-    fn store(&self, value: u64, order: Ordering) {
-        AtomicU64::store(self, value, order)
-    }
-    #[inline(always)]
-    fn swap(&self, value: u64, order: Ordering) -> u64 {
-        AtomicU64::swap(self, value, order)
-    }
-    #[inline(always)]
-    fn fence(order: Ordering) {
-        atomic::fence(order)
-    }
-    #[inline(always)]
-    unsafe fn load_into(words: &[Self], dst: *mut u8) {
-        // SAFETY: forwarded from the caller: `dst` is `words.len() * 8` private writable bytes.
-        unsafe { copy::load_words(words, dst) }
-    }
-    #[inline(always)]
-    unsafe fn store_from(words: &[Self], src: *const u8) {
-        // SAFETY: forwarded from the caller: `src` is `words.len() * 8` readable bytes nobody
-        // writes during the call.
-        unsafe { copy::store_words(src, words) }
-    }
-}
-
-/// Where a read puts the payload words of a slot: a closure `sink(i, word)` called per word,
-/// or a byte buffer filled by [`Word::load_into`] (see `payload`).
-pub(crate) trait Sink<W: Word> {
-    /// Copies out every word of `words`, which may be changing under the copy.
-    fn take(&mut self, words: &[W]);
-}
-
-impl<W: Word, F: FnMut(usize, u64)> Sink<W> for F {
-    #[inline(always)]
-    fn take(&mut self, words: &[W]) {
-        for (i, w) in words.iter().enumerate() {
-            self(i, w.load(Ordering::Relaxed));
-        }
-    }
-}
-
-/// Where a write takes the payload words from: a closure `source(i)` called per word, or a
-/// byte buffer copied by [`Word::store_from`] (see `payload`).
-pub(crate) trait Source<W: Word> {
-    /// Stores every word of `words`.
-    fn give(&mut self, words: &[W]);
-}
-
-impl<W: Word, F: FnMut(usize) -> u64> Source<W> for F {
-    #[inline(always)]
-    fn give(&mut self, words: &[W]) {
-        for (i, w) in words.iter().enumerate() {
-            w.store(self(i), Ordering::Relaxed);
-        }
-    }
-}
-
-/// The words of a segment the protocol works on: `published`, the slots, and whether anybody
-/// waits for a publication.
-pub(crate) trait Slots {
-    /// The atomic word type.
-    type Word: Word;
-    /// The slot count, and which slot holds which version.
-    fn index(&self) -> SlotIndex;
-    /// The publish counter.
-    fn published(&self) -> &Self::Word;
-    /// Slot `i`'s sequence word and payload words (`i` < the slot count).
-    fn slot(&self, i: usize) -> (&Self::Word, &[Self::Word]);
-    /// Whether a waiter is registered, loaded with `order` (see [`announce`]).
-    fn waiters_registered(&self, order: Ordering) -> bool;
-
-    /// The writer's half of the asymmetric barrier, between its store of `published` and its
-    /// load of the waiter count (see [`Announce::Asymmetric`]): a compiler fence, which a
-    /// waiter's `membarrier` turns into a full barrier when it matters.
-    ///
-    /// Never a full fence, under the model checker either: there the model's segment makes it
-    /// one of the points where a waiter's modelled `membarrier` lands (`model.rs`, `Membarrier`),
-    /// so that the writer executes a full barrier only when a waiter asked for one.
-    #[inline(always)]
-    fn light_barrier(&self) {
-        atomic::compiler_fence(Ordering::SeqCst);
-    }
-}
-
-/// The words of a shared-state segment (not a stream or queue): the slots, and the `inline`
-/// word that holds the latest value of a one-word payload.
-pub(crate) trait Inline: Slots {
-    /// The header's `inline` word.
-    fn inline(&self) -> &Self::Word;
-}
-
-/// The slot count, and which slot holds which version: version `v` lives in slot
-/// `v % count`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SlotIndex {
-    count: u64,
-    /// `count - 1` when `count` is a power of two, else 0.
-    mask: u64,
-}
-
-impl SlotIndex {
-    /// The index of `count` slots (1 or more).
-    pub fn new(count: usize) -> SlotIndex {
-        let count = count as u64;
-        let mask = if count.is_power_of_two() {
-            count - 1
-        } else {
-            0
-        };
-        SlotIndex { count, mask }
-    }
-
-    /// The number of slots.
-    pub fn count(self) -> usize {
-        self.count as usize
-    }
-
-    /// The slot that holds version `version`.
-    #[inline(always)]
-    pub fn slot_of(self, version: u64) -> usize {
-        // `mask + 1 == count` exactly when the count is a power of two (1 included): one
-        // comparison on the read path, and no division for the usual counts.
-        (if self.mask.wrapping_add(1) == self.count {
-            version & self.mask
-        } else {
-            version % self.count
-        }) as usize
-    }
-
-    /// The sequence value a reader of version `version` accepts: with two or more slots only
-    /// `complete(version)`, so that a later value the writer put in the same slot after lapping
-    /// the reader is refused (it is not published yet, and returning it would let the next
-    /// read go backwards); with one slot any even value (`None`), since that slot only ever
-    /// moves forward.
-    #[inline(always)]
-    fn expected(self, version: u64) -> Option<u64> {
-        (self.count > 1).then(|| complete(version))
-    }
-}
-
-/// An acquire load, done as a relaxed load followed by an acquire fence: the same ordering, and
-/// also sound on a read-only mapping, where only relaxed atomic loads are guaranteed to work.
-#[inline(always)]
-pub(crate) fn load_acquire<W: Word>(w: &W) -> u64 {
-    let v = w.load(Ordering::Relaxed);
-    W::fence(Ordering::Acquire);
-    v
-}
-
-/// The sequence value of a slot that holds version `version`, complete. While the writer
-/// writes that version into the slot, the slot's sequence value is one less (odd).
-///
-/// Encoding the version lets a reader that loaded `published == v` tell the value of version
-/// `v` apart from a later value the writer put in the same slot after lapping the reader.
-#[inline(always)]
-pub(crate) const fn complete(version: u64) -> u64 {
-    version.wrapping_mul(2).wrapping_add(2)
-}
+use core::sync::atomic::Ordering;
 
 /// Reads the latest published value: loads `published`, copies the first `len` payload words
-/// of its slot into `sink(i, word)`, and returns the version if the copy is consistent.
+/// of its slot into `sink(i, word)`, and returns the version of the copy if it is consistent.
+///
+/// The version returned is the one the slot's sequence word says the copy holds: with two or
+/// more slots the published version itself (no other is accepted); with one slot, whatever
+/// complete version the slot held during the copy, which may be newer than the `published`
+/// loaded first (the writer wrote, and perhaps published, more versions meanwhile). Either way
+/// the bytes are that version's, so a caller that waits for a version after it
+/// (`wait_for_update`) waits for newer bytes.
 ///
 /// On `None` (a write was in progress or happened during the copy, or the writer lapped the
 /// reader) whatever `sink` received must be discarded. Never blocks.
 #[inline(always)]
 pub(crate) fn read_latest<S: Slots>(s: &S, len: usize, sink: impl Sink<S::Word>) -> Option<u64> {
-    let version = load_acquire(s.published());
-    read_version(s, version, len, sink).then_some(version)
+    let published = load_acquire(s.published());
+    read_version(s, published, len, sink)
 }
 
-/// Copies version `version` out of its slot, as [`read_latest`] does; `true` if the copy is
-/// consistent (on a one-slot segment, consistent with `version` or a later value).
+/// Copies version `version` out of its slot, as [`read_latest`] does; the version of the copy
+/// if it is consistent: `version` itself, or on a one-slot segment `version` or a later one
+/// (see [`version_of`]).
 #[inline(always)]
 pub(crate) fn read_version<S: Slots>(
     s: &S,
     version: u64,
     len: usize,
     mut sink: impl Sink<S::Word>,
-) -> bool {
+) -> Option<u64> {
     let index = s.index();
     let (seq, words) = s.slot(index.slot_of(version));
-    read_slot(seq, &words[..len], index.expected(version), &mut sink).is_some()
+    match index.expected(version) {
+        Some(expected) => read_slot(seq, &words[..len], Some(expected), &mut sink).map(|_| version),
+        None => read_slot(seq, &words[..len], None, &mut sink).map(version_of),
+    }
 }
 
 /// Copies version `version` out of its slot only if the slot holds exactly that version,
@@ -455,45 +257,4 @@ pub(crate) fn resume<S: Slots>(s: &S) -> Resume {
         version: newest.max(published),
         complete: (seq == complete(newest)).then_some(newest),
     }
-}
-
-/// Reads one slot: hands every payload word to `sink`, then reports whether the copy
-/// is consistent: the (even) sequence value it is consistent with, or `None`.
-///
-/// `expected`, when given, is the only sequence value to accept (see [`SlotIndex::expected`]).
-#[inline(always)]
-pub(super) fn read_slot<W: Word>(
-    seq: &W,
-    words: &[W],
-    expected: Option<u64>,
-    sink: &mut impl Sink<W>,
-) -> Option<u64> {
-    // A relaxed load and an acquire fence rather than an acquire load: the same ordering, and
-    // also sound on a read-only mapping (see `load_acquire`).
-    let s1 = load_acquire(seq);
-    if s1 & 1 == 1 || expected.is_some_and(|e| e != s1) {
-        return None;
-    }
-    sink.take(words);
-    // Orders the payload loads before the second sequence load: if any of them saw a store of a
-    // later write, this load sees that write's odd sequence value (or later).
-    W::fence(Ordering::Acquire);
-    let s2 = seq.load(Ordering::Relaxed);
-    (s1 == s2).then_some(s1)
-}
-
-/// Writes version `version` into one slot: marks it busy (odd), stores every payload word
-/// from `source`, marks it done (`complete(version)`).
-///
-/// Only one writer may call this on a slot at a time. A slot left odd by a writer that died
-/// mid-write is overwritten normally by the next write.
-#[inline(always)]
-pub(super) fn write_slot<W: Word>(seq: &W, words: &[W], version: u64, source: &mut impl Source<W>) {
-    let done = complete(version);
-    seq.store(done.wrapping_sub(1), Ordering::Relaxed);
-    // Orders the odd sequence store before the payload stores: a reader that sees any new
-    // payload word and then fences sees the slot busy.
-    W::fence(Ordering::Release);
-    source.give(words);
-    seq.store(done, Ordering::Release);
 }

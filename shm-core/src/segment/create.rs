@@ -7,6 +7,7 @@ use crate::format::{
     Geometry, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_CREATING, STATE_READY,
 };
 use crate::layout::LayoutBuf;
+use crate::lease::LeaseFile;
 use crate::protocol::{SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
@@ -22,20 +23,76 @@ impl Segment {
         spec: &Spec<'_>,
         fill: impl FnOnce(&Segment),
     ) -> Result<Segment> {
-        let file = backend.open(name, true, Access::ReadWrite, spec.mode)?;
+        // Created with owner read and write whatever `mode` says: the lease is taken on a
+        // description opened again for reading and writing, which the kernel checks against
+        // the file's permissions (even for its owner). `apply_mode` sets the exact bits after.
+        let file = backend.open(name, true, Access::ReadWrite, spec.mode | 0o600)?;
+        let lease = match LeaseFile::of(&file, name) {
+            Ok(lease) => lease,
+            Err(e) => {
+                // Removed only while holding the lease (on the file's own description, for
+                // this instant): otherwise a peer may have recovered the name meanwhile.
+                if sys::try_lock_writer(&file).unwrap_or(false) {
+                    let _ = backend.unlink(name);
+                }
+                return Err(e);
+            }
+        };
         // Take the lease before anything else: while the creator lives, nobody can mistake its
         // half-built segment for one whose creator died (see `recover`).
-        let built = match sys::try_lock_writer(&file) {
-            Ok(true) => Self::initialize(backend, name, file, spec, fill),
+        match sys::try_lock_writer(&lease) {
+            Ok(true) => {}
             // A peer locked the name in the instant since we created it.
             Ok(false) => return Err(Error::WriterBusy { pid: 0 }),
-            Err(e) => Err(Error::io("locking", name)(e)),
-        };
-        // From here on the name exists: remove it again if initialization fails.
-        if built.is_err() {
-            let _ = backend.unlink(name);
+            Err(e) => return Err(Error::io("locking", name)(e)),
         }
-        built
+        // A collector (`shm gc`) may have removed the name before we locked it: it is then
+        // no one's, nor ours to remove.
+        Self::check_linked(backend, name, &file)?;
+        // From here on the name is ours: remove it again (holding the lease, so that no peer
+        // recovered it meanwhile) if initialization fails.
+        if let Err(e) = Self::apply_mode(backend, name, &file, spec.mode) {
+            let _ = backend.unlink(name);
+            return Err(e);
+        }
+        Self::initialize(backend, name, file, lease, spec, fill, true)
+    }
+
+    /// `Err(NotFound)` if the name of `file`, whose writer lease the caller just took, was
+    /// removed since it was opened (a collector removes a dead segment while holding its
+    /// lease): becoming the writer of a segment no one can open by name would be useless, and
+    /// a new segment may have the name by now. Anonymous segments have no name to remove.
+    pub(super) fn check_linked(backend: &Backend, name: &str, file: &File) -> Result<()> {
+        if *backend != Backend::Anonymous
+            && sys::unlinked(file).map_err(Error::io("checking", name))?
+        {
+            return Err(Error::NotFound {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives a newly created name exactly the permission bits `mode`: the exclusive create
+    /// applied the process's umask to them (0o666 under umask 022 becomes 0o644, and another
+    /// user could not take the segment over), and owner read and write were added (see
+    /// `create`). Nothing to do when the bits already match: some file systems refuse `chmod`.
+    fn apply_mode(backend: &Backend, name: &str, file: &File, mode: u32) -> Result<()> {
+        if *backend == Backend::Anonymous {
+            // No name: only holders of the descriptor reach it.
+            return Ok(());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let current = file
+            .metadata()
+            .map_err(Error::io("reading the permissions of", name))?
+            .permissions()
+            .mode();
+        if current & 0o777 == mode & 0o777 {
+            return Ok(());
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+            .map_err(Error::io("setting the permissions of", name))
     }
 
     /// Re-creates a segment whose creator died before making it ready (what `open` reports as
@@ -52,9 +109,11 @@ impl Segment {
         fill: impl FnOnce(&Segment),
     ) -> Result<Recovered> {
         let file = backend.open(name, false, Access::ReadWrite, 0)?;
-        if !sys::try_lock_writer(&file).map_err(Error::io("locking", name))? {
+        let lease = LeaseFile::of(&file, name)?;
+        if !sys::try_lock_writer(&lease).map_err(Error::io("locking", name))? {
             return Err(Error::NotReady);
         }
+        Self::check_linked(backend, name, &file)?;
         if file_size(&file, name)? >= HEADER_SIZE as u64 {
             let map = map(&file, HEADER_SIZE, Access::ReadWrite, name)?;
             let h = header_of(&map);
@@ -64,14 +123,15 @@ impl Segment {
             }
             if magic == MAGIC && h.state.load(Ordering::Relaxed) == STATE_READY {
                 drop(map);
-                return Ok(Recovered::Ready(file));
+                return Ok(Recovered::Ready(file, lease));
             }
         }
-        Self::initialize(backend, name, file, spec, fill)
+        Self::initialize(backend, name, file, lease, spec, fill, false)
             .map(|seg| Recovered::Initialized(Box::new(seg)))
     }
 
-    /// Sizes, maps and initializes a segment whose lease the caller holds on `file`.
+    /// Sizes, maps and initializes a segment whose lease the caller holds on `lease`. On
+    /// failure, with `remove`, removes the name while still holding the lease.
     ///
     /// The file is only ever grown, never shrunk: other openers may have it mapped while they
     /// wait for it to be ready.
@@ -79,15 +139,24 @@ impl Segment {
         backend: &Backend,
         name: &str,
         file: File,
+        lease: LeaseFile,
         spec: &Spec<'_>,
         fill: impl FnOnce(&Segment),
+        remove: bool,
     ) -> Result<Segment> {
+        // Runs while `lease` (a parameter, or the segment that owns it) is still alive.
+        let fail = |e: Error| {
+            if remove {
+                let _ = backend.unlink(name);
+            }
+            e
+        };
         let desc = spec.layout.encode();
         // What a segment stores must be what every opener accepts.
         if desc.len() > MAX_DESCRIPTOR || LayoutBuf::decode(&desc).as_ref() != Ok(spec.layout) {
-            return Err(Error::InvalidLayout {
+            return Err(fail(Error::InvalidLayout {
                 what: "the layout is too large or too deeply nested to store (at most 1 MiB, 32 levels, 65,536 types, names of 1,024 bytes)".into(),
-            });
+            }));
         }
         let geometry = Geometry::of_kind(
             spec.kind,
@@ -98,30 +167,40 @@ impl Segment {
         )
         .ok_or_else(|| Error::InvalidLayout {
             what: "the payload is too large to address".into(),
-        })?;
+        })
+        .map_err(fail)?;
         let total = geometry.total_size as u64;
-        if file_size(&file, name)? < total {
-            file.set_len(total).map_err(Error::io("sizing", name))?;
+        if file_size(&file, name).map_err(fail)? < total {
+            file.set_len(total)
+                .map_err(Error::io("sizing", name))
+                .map_err(fail)?;
         }
         // Reserve the memory now: on tmpfs `set_len` reserves nothing, and a full /dev/shm
         // would otherwise kill this process with SIGBUS at its first store instead of
         // returning an error here.
-        sys::allocate(&file, total).map_err(Error::io("reserving memory for", name))?;
+        sys::allocate(&file, total)
+            .map_err(Error::io("reserving memory for", name))
+            .map_err(fail)?;
         if *backend == Backend::Anonymous {
-            sys::seal_size(&file).map_err(Error::io("sealing", name))?;
+            sys::seal_size(&file)
+                .map_err(Error::io("sealing", name))
+                .map_err(fail)?;
         }
-        let map = map(&file, geometry.total_size, Access::ReadWrite, name)?;
-        let seg = Segment {
+        let map = map(&file, geometry.total_size, Access::ReadWrite, name).map_err(fail)?;
+        let mut seg = Segment {
             map,
             file,
             geometry,
             index: SlotIndex::new(geometry.slot_count),
             layout: spec.layout.clone(),
             hash: spec.hash,
-            name: name.to_string(),
+            name: name.into(),
             backend: backend.clone(),
             writable: true,
+            lease: None,
+            lease_generation: super::NO_LEASE,
         };
+        seg.keep_lease(lease);
         let h = seg.header();
         let r = Ordering::Relaxed;
         h.state.store(STATE_CREATING, r);
@@ -158,7 +237,7 @@ impl Segment {
         fill(&seg);
         h.magic.store(MAGIC, r);
         // A peer that shrank the file while we wrote it made us write into zero pages.
-        seg.check_intact()?;
+        seg.check_intact().map_err(fail)?;
         if spec.crash_before_ready {
             // Test hook: stop as a creator that died mid-initialization would.
             std::process::abort();

@@ -9,7 +9,7 @@
 //! garbage values (which are still valid values, since every bit pattern of a `SharedState`
 //! type is) but never make this process access memory outside its mapping. A peer with write
 //! access can also shrink the file, after which an access would fault (SIGBUS): every mapping
-//! is guarded (`fault.rs`), so the fault maps zero pages instead and the segment reports
+//! is guarded (`fault/`), so the fault maps zero pages instead and the segment reports
 //! itself truncated ([`Segment::check_intact`]). See `docs/threat-model.md`.
 
 mod create;
@@ -19,12 +19,15 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
+use crate::info::{SegmentInfo, WriterInfo};
 use crate::layout::LayoutBuf;
+use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
+use std::sync::Arc;
 
 /// What a new segment holds and how it is made.
 pub(crate) struct Spec<'a> {
@@ -114,9 +117,9 @@ impl Mapping {
 pub(crate) enum Recovered {
     /// The segment was not ready and is now initialized; the caller is its writer.
     Initialized(Box<Segment>),
-    /// The segment is ready after all. The file holds the writer lease, which the caller keeps
-    /// (by opening the segment through it) rather than dropping it and starting over.
-    Ready(File),
+    /// The segment is ready after all: its file, and the writer lease, which the caller keeps
+    /// (see [`Segment::with_lease`]) rather than dropping it and starting over.
+    Ready(File, LeaseFile),
 }
 
 /// A mapped, validated segment.
@@ -128,10 +131,20 @@ pub(crate) struct Segment {
     layout: LayoutBuf,
     /// The layout hash, validated against `layout` (this process's copy).
     hash: u64,
-    name: String,
+    /// Shared with every [`SegmentInfo`] this segment reports.
+    name: Arc<str>,
     backend: Backend,
     writable: bool,
+    /// The open file description that holds this process's lease (writer or consumer), if it
+    /// holds one: never the mapped `file` (see `lease.rs`).
+    lease: Option<LeaseFile>,
+    /// The process generation `lease` was taken in ([`NO_LEASE`] without one), beside the
+    /// other fields the publish paths read: checking it is one load of the process's.
+    lease_generation: u64,
 }
+
+/// [`Segment::lease_generation`] of a segment that holds no lease: never a process generation.
+const NO_LEASE: u64 = u64::MAX;
 
 /// The header at the start of `map`.
 ///
@@ -157,7 +170,7 @@ fn map(file: &File, len: usize, access: Access, name: &str) -> Result<Mapping> {
     }
     .map_err(Error::io("mapping", name))?;
     Ok(Mapping {
-        guard: fault::Guard::new(raw.as_ptr(), raw.len()),
+        guard: fault::Guard::new(raw.as_ptr(), raw.len(), access == Access::ReadWrite),
         raw,
     })
 }
@@ -177,6 +190,16 @@ fn descriptor_of<'a>(map: &'a Mapping, g: &Geometry) -> &'a [AtomicU8] {
 
 fn file_size(file: &File, name: &str) -> Result<u64> {
     sys::file_size(file).map_err(Error::io("reading the size of", name))
+}
+
+/// See [`Segment::assert_not_inherited`].
+#[cold]
+#[inline(never)]
+fn inherited(name: &str) -> ! {
+    panic!(
+        "this handle of segment {name:?} was copied by fork from the process that opened it, \
+         which keeps its lease; open a writer (or consumer) in this process instead"
+    )
 }
 
 fn corrupt<T>(what: &'static str) -> Result<T> {
@@ -232,19 +255,100 @@ impl Segment {
         &self.layout
     }
 
-    /// The segment's layout hash, as validated on open (never re-read from the header).
-    pub fn layout_hash(&self) -> u64 {
-        self.hash
+    /// Records a takeover by this process, whose writer lease the caller holds: the next
+    /// `writer_epoch` and this process as `writer_pid`. Shared by every kind of writer (state,
+    /// stream, queue producer).
+    ///
+    /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`]): only a hostile
+    /// peer writes that, and wrapping to 0 would make a takeover look like no writer ever ran.
+    pub fn record_takeover(&self) -> Result<()> {
+        let h = self.header();
+        // We hold the lease: nobody else writes these.
+        let epoch = h.writer_epoch.load(Ordering::Relaxed);
+        let Some(next) = epoch.checked_add(1) else {
+            return corrupt("the writer epoch is at its maximum");
+        };
+        h.writer_epoch.store(next, Ordering::Relaxed);
+        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
+        Ok(())
     }
 
-    /// The segment's file (its open file description carries the writer lease, if taken).
-    pub fn file(&self) -> &File {
-        &self.file
+    /// Panics if this handle was copied into this process by `fork`: its lease, if it had one,
+    /// stayed with the process that opened it, and publishing or taking through the copy would
+    /// race with that process. Called before every publish and take: one relaxed load, in any
+    /// process.
+    #[inline(always)]
+    pub fn assert_not_inherited(&self) {
+        if self.lease_generation != crate::lease::generation() && self.lease_generation != NO_LEASE
+        {
+            inherited(&self.name);
+        }
+    }
+
+    /// Keeps `lease`, and the process generation it was taken in.
+    fn keep_lease(&mut self, lease: LeaseFile) {
+        self.lease_generation = lease.generation();
+        self.lease = Some(lease);
+    }
+
+    /// Takes a lease on the segment with `lock` (writer or consumer), on an open file
+    /// description of its own; `Ok(false)` if another description holds it, `Err(NotFound)`
+    /// if its name was removed since it was opened (see `Segment::check_linked`).
+    pub fn take_lease(&mut self, lock: fn(&File) -> std::io::Result<bool>) -> Result<bool> {
+        let lease = LeaseFile::of(&self.file, &self.name)?;
+        if !lock(&lease).map_err(Error::io("locking", &self.name))? {
+            return Ok(false);
+        }
+        Self::check_linked(&self.backend, &self.name, &self.file)?;
+        self.keep_lease(lease);
+        Ok(true)
+    }
+
+    /// Takes the writer lease (see [`take_lease`](Self::take_lease)), or fails with
+    /// [`Error::WriterBusy`] naming the writer that holds it.
+    pub fn take_writer_lease(&mut self) -> Result<()> {
+        if self.take_lease(sys::try_lock_writer)? {
+            return Ok(());
+        }
+        Err(Error::WriterBusy {
+            pid: self.header().writer_pid.load(Ordering::Relaxed),
+        })
+    }
+
+    /// This segment holding `lease` (from [`Recovered::Ready`]).
+    pub fn with_lease(mut self, lease: LeaseFile) -> Segment {
+        self.keep_lease(lease);
+        self
     }
 
     /// The name the segment was created or opened with.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What every handle reports about this segment: the validated geometry, the creator and
+    /// the writer as the header says now, and whether a writer holds the lease (a lock query).
+    pub fn info(&self) -> SegmentInfo {
+        let h = self.header();
+        SegmentInfo {
+            name: Arc::clone(&self.name),
+            kind: self.geometry.kind,
+            layout_hash: self.hash,
+            payload_size: self.geometry.payload_size,
+            slots: self.geometry.slot_count,
+            creator_pid: h.creator_pid.load(Ordering::Relaxed),
+            writer: WriterInfo {
+                pid: h.writer_pid.load(Ordering::Relaxed),
+                epoch: h.writer_epoch.load(Ordering::Relaxed),
+                alive: self.writer_alive(),
+            },
+        }
+    }
+
+    /// Whether a writer holds the segment's writer lease (presumed so if the kernel cannot
+    /// answer; see [`WriterInfo::alive`]).
+    pub fn writer_alive(&self) -> bool {
+        sys::writer_lock_held(&self.file).unwrap_or(true)
     }
 
     /// Whether the mapping is writable.

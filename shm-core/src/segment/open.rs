@@ -100,25 +100,36 @@ impl Segment {
             index: SlotIndex::new(geometry.slot_count),
             layout,
             hash: found,
-            name: name.to_string(),
+            name: name.into(),
             backend: backend.clone(),
             writable: access == Access::ReadWrite,
+            lease: None,
+            lease_generation: super::NO_LEASE,
         };
         // A peer that shrank the file while we validated it made us read zero pages.
         seg.check_intact()?;
         Ok(seg)
     }
 
-    /// The same segment through a new open file description of its file, so that lease queries
-    /// through it see a lease this handle's description holds (a writer's own readers).
+    /// The same segment through a new open file description of its file, holding no lease
+    /// (a writer's own readers: lease queries through it see the writer's lease, which is on a
+    /// description of its own). Read-write, or read-only if the file's permission bits allow
+    /// only that (a segment created without owner write), as a reader opened by name would be.
     pub fn reopen(&self, expect: &Expect) -> Result<Segment> {
-        let file = sys::reopen(&self.file, Access::ReadWrite)
-            .map_err(Error::io("reopening", &self.name))?;
+        let (file, access) = match sys::reopen(&self.file, Access::ReadWrite) {
+            Ok(file) => (file, Access::ReadWrite),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
+                sys::reopen(&self.file, Access::ReadOnly)
+                    .map_err(Error::io("reopening", &self.name))?,
+                Access::ReadOnly,
+            ),
+            Err(e) => return Err(Error::io("reopening", &self.name)(e)),
+        };
         Self::open_file(
             &self.backend,
             &self.name,
             file,
-            Access::ReadWrite,
+            access,
             Duration::ZERO,
             expect,
         )

@@ -30,12 +30,13 @@ use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{SegmentKind, MAX_STREAM_CAPACITY};
 use crate::layout::LayoutBuf;
-use crate::protocol::stream::QueueWords;
+use crate::protocol::{self, stream::QueueWords};
+use crate::raw_reader::{barrier_after_registering, register_waiter, unregister_waiter};
 use crate::raw_writer::Make;
 use crate::segment::{Expect, Segment, Spec};
 use crate::sys::{self, Access};
 use crate::SharedState;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Longest single futex sleep: a peer that dies between changing a word and waking cannot
@@ -44,6 +45,9 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Checks of the awaited condition before a waiter goes to sleep on the futex: a message that
 /// arrives within a microsecond or so is taken without two syscalls.
 const SPINS_BEFORE_SLEEP: u32 = 128;
+/// Longest sleep of a waiter that polls (it could only map the segment read-only, or found the
+/// waiter count at its maximum).
+const POLL_SLICE: Duration = Duration::from_micros(200);
 
 /// What an opener of a stream or queue segment of `T` expects.
 fn expect_ring<T: SharedState>(kind: SegmentKind) -> Expect {
@@ -54,68 +58,151 @@ fn expect_ring<T: SharedState>(kind: SegmentKind) -> Expect {
     }
 }
 
-/// Creates a stream or queue segment for `capacity` messages of `T`, with the writer lease.
-///
-/// # Panics
-/// If `capacity` is 0 or more than 2^24.
-fn create_ring<T: SharedState>(
-    backend: &Backend,
-    name: &str,
-    make: &Make,
-    kind: SegmentKind,
-    capacity: usize,
-) -> Result<Segment> {
-    #[allow(clippy::let_unit_value)]
-    let () = crate::payload::NonEmpty::<T>::CHECK;
-    assert!(
-        (1..=MAX_STREAM_CAPACITY).contains(&capacity),
-        "stream capacity must be between 1 and {MAX_STREAM_CAPACITY} messages, got {capacity}"
-    );
-    let layout = LayoutBuf::from(T::LAYOUT);
-    let spec = Spec {
-        layout: &layout,
-        hash: T::LAYOUT_HASH,
-        slots: capacity,
-        mode: make.mode,
-        crash_before_ready: make.crash_before_ready,
-        kind,
-    };
-    // Nothing to fill: every slot's sequence word is 0, which no message number completes,
-    // and `published` is 0 (no message yet).
-    let seg = Segment::create(backend, name, &spec, |_| {})?;
-    // The writer publishes as `raw_writer::announce_mode` says.
-    sys::register_as_barrier_target();
-    Ok(seg)
+/// What every sending handle (a stream's writer, a queue's producer) is: the segment, with
+/// the writer lease, and the number of the last message sent.
+pub(crate) struct Sender {
+    seg: Segment,
+    /// The number of the last message sent (0: none).
+    sent: u64,
+    /// Whether this handle created the segment (as opposed to taking it over).
+    created: bool,
 }
 
-/// Opens a stream or queue segment of `T` as its writer (the producer of a queue): takes the
-/// writer lease, records a new epoch and this process as the writer, and wakes waiters a
-/// writer that died may have left asleep.
-fn open_ring_writer<T: SharedState>(
-    backend: &Backend,
-    name: &str,
-    kind: SegmentKind,
-    ready_wait: Duration,
-) -> Result<Segment> {
-    let seg = Segment::open(
-        backend,
-        name,
-        Access::ReadWrite,
-        ready_wait,
-        &expect_ring::<T>(kind),
-    )?;
-    let h = seg.header();
-    if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
-        return Err(Error::WriterBusy {
-            pid: h.writer_pid.load(Ordering::Relaxed),
-        });
+impl Sender {
+    /// Creates a stream or queue segment for `capacity` messages of `T`, with the writer lease.
+    ///
+    /// # Panics
+    /// If `capacity` is 0 or more than 2^24.
+    fn create<T: SharedState>(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        kind: SegmentKind,
+        capacity: usize,
+    ) -> Result<Sender> {
+        #[allow(clippy::let_unit_value)]
+        let () = crate::payload::NonEmpty::<T>::CHECK;
+        assert!(
+            (1..=MAX_STREAM_CAPACITY).contains(&capacity),
+            "stream capacity must be between 1 and {MAX_STREAM_CAPACITY} messages, got {capacity}"
+        );
+        let layout = LayoutBuf::from(T::LAYOUT);
+        Sender::create_described(
+            backend,
+            name,
+            make,
+            kind,
+            (&layout, T::LAYOUT_HASH),
+            capacity,
+            0,
+        )
     }
-    // We hold the lease: nobody else writes. Record the takeover.
-    h.writer_epoch.fetch_add(1, Ordering::Relaxed);
-    h.writer_pid.store(sys::pid(), Ordering::Relaxed);
-    sys::register_as_barrier_target();
-    wake_all(&h.futex);
-    Ok(seg)
+
+    /// Creates a stream or queue segment for `capacity` messages described by `layout` (and
+    /// its hash), with the writer lease, whose last message sent is `last_sent` (0 for a new
+    /// stream): readers first see `published` at `last_sent`. The caller checked the layout
+    /// and the capacity.
+    fn create_described(
+        backend: &Backend,
+        name: &str,
+        make: &Make,
+        kind: SegmentKind,
+        (layout, hash): (&LayoutBuf, u64),
+        capacity: usize,
+        last_sent: u64,
+    ) -> Result<Sender> {
+        let spec = Spec {
+            layout,
+            hash,
+            slots: capacity,
+            mode: make.mode,
+            crash_before_ready: make.crash_before_ready,
+            kind,
+        };
+        // Every slot's sequence word is 0, which no message number completes; before the
+        // segment is ready nobody can open it, so readers first see `published` at `last_sent`.
+        let seg = Segment::create(backend, name, &spec, |seg| {
+            seg.header().published.store(last_sent, Ordering::Relaxed);
+        })?;
+        // The writer publishes as `raw_writer::announce_mode` says.
+        sys::register_as_barrier_target();
+        Ok(Sender {
+            seg,
+            sent: last_sent,
+            created: true,
+        })
+    }
+
+    /// Opens a stream or queue segment of `T` as its writer (the producer of a queue).
+    fn open<T: SharedState>(
+        backend: &Backend,
+        name: &str,
+        kind: SegmentKind,
+        ready_wait: Duration,
+    ) -> Result<Sender> {
+        Sender::open_expecting(backend, name, ready_wait, &expect_ring::<T>(kind))
+    }
+
+    /// Opens the stream or queue segment `name`, which must be as `expect` says, as its
+    /// writer: takes the writer lease, records a new epoch and this process as the writer,
+    /// wakes waiters a writer that died may have left asleep, and continues the numbering
+    /// where the last complete message left it.
+    fn open_expecting(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        expect: &Expect,
+    ) -> Result<Sender> {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
+        seg.take_writer_lease()?;
+        // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
+        // epoch, as a state writer's is).
+        seg.record_takeover()?;
+        sys::register_as_barrier_target();
+        wake_all(&seg.header().futex);
+        // A writer that died mid-send left that message unpublished: its number is used again,
+        // so readers see neither a gap nor a duplicate.
+        let sent = protocol::load_acquire(&seg.header().published);
+        Ok(Sender {
+            seg,
+            sent,
+            created: false,
+        })
+    }
+
+    /// The number the next message gets.
+    #[inline(always)]
+    fn next(&self) -> u64 {
+        self.sent.wrapping_add(1)
+    }
+
+    /// Records message `number` as sent, and wakes the readers waiting for it if the send
+    /// said so (`wake`).
+    #[inline(always)]
+    fn sent(&mut self, number: u64, wake: bool) {
+        self.sent = number;
+        if wake {
+            wake_all(&self.seg.header().futex);
+        }
+    }
+}
+
+/// The receive loop of every receiving handle: `try_recv` on `handle`, and while it finds
+/// nothing, `wait` for more (`false`: `deadline` passed, [`Error::Timeout`]).
+fn receive_until<H, R>(
+    handle: &mut H,
+    deadline: Deadline,
+    mut try_recv: impl FnMut(&mut H) -> Result<Option<R>>,
+    wait: impl Fn(&H, Deadline) -> bool,
+) -> Result<R> {
+    loop {
+        if let Some(received) = try_recv(handle)? {
+            return Ok(received);
+        }
+        if !wait(handle, deadline) {
+            return Err(Error::Timeout);
+        }
+    }
 }
 
 /// Bumps a futex word and wakes every process waiting on it.
@@ -124,58 +211,100 @@ fn wake_all(futex: &AtomicU32) {
     sys::futex_wake_all(futex);
 }
 
-/// Waits until `ready()` holds or `deadline` passes (`false`): spins briefly, then sleeps on
-/// `futex` registered in `waiters`, with the registration protocol of
+/// Waits until `ready(registered)` holds or `deadline` passes (`false`): spins briefly, then
+/// sleeps on `futex` registered in `waiters`, with the registration protocol of
 /// `docs/segment-format.md` ("Waiting for an update"): count ourselves as a waiter, make the
-/// `membarrier` barrier, read the futex word, re-check with SeqCst loads (`ready`), sleep only
-/// if the word is unchanged. The side that makes `ready()` true stores, then checks the waiter
-/// count (see `protocol::Announce`), so either we see its store or it sees us and bumps the
-/// word.
+/// `membarrier` barrier, read the futex word, re-check (`ready(true)`: with SeqCst loads, see
+/// [`load_for_wait`]), sleep only if the word is unchanged. The side that makes `ready` true
+/// stores, then checks the waiter count (see `protocol::Announce`), so either we see its store
+/// or it sees us and bumps the word.
 ///
-/// A process that mapped the segment read-only cannot register (`can_register` false) and
-/// polls instead.
+/// A process that mapped the segment read-only cannot register (`can_register` false), and a
+/// waiter that finds the count at its maximum does not (a hostile value: one more would wrap
+/// it to 0, and the other side would stop waking anybody): both poll instead, with
+/// `ready(false)`, whose loads must then be relaxed loads and fences (see [`load_for_wait`]).
 fn wait_until(
     futex: &AtomicU32,
     waiters: &AtomicU32,
     can_register: bool,
     deadline: Deadline,
-    mut ready: impl FnMut() -> bool,
+    mut ready: impl FnMut(bool) -> bool,
 ) -> bool {
     for _ in 0..SPINS_BEFORE_SLEEP {
-        if ready() {
+        if ready(false) {
             return true;
         }
         core::hint::spin_loop();
     }
-    if !can_register {
+    if !can_register || !register_waiter(waiters) {
         loop {
-            if ready() {
+            if ready(false) {
                 return true;
             }
-            let Some(left) = deadline.next_slice(Duration::from_micros(200)) else {
+            let Some(left) = deadline.next_slice(POLL_SLICE) else {
                 return false;
             };
             std::thread::sleep(left);
         }
     }
-    waiters.fetch_add(1, Ordering::SeqCst);
     // The waiter's half of the barrier a writer that publishes without a locked instruction
     // relies on (see `protocol::Announce`). A producer waiting for room pairs with the
     // consumer's commit, a SeqCst swap, which needs no help; the barrier costs it one system
     // call on a path that sleeps anyway.
-    crate::raw_reader::barrier_after_registering();
+    barrier_after_registering();
+    let slice = wait_slice();
     let done = loop {
         let word = futex.load(Ordering::SeqCst);
-        if ready() {
+        if ready(true) {
             break true;
         }
-        let Some(left) = deadline.next_slice(WAIT_SLICE) else {
+        let Some(left) = deadline.next_slice(slice) else {
             break false;
         };
         sys::futex_wait(futex, word, left);
     };
-    waiters.fetch_sub(1, Ordering::SeqCst);
+    unregister_waiter(waiters);
     done
+}
+
+/// Loads a word a waiter checks (`published`, `consumed`): with SeqCst once `registered` as a
+/// waiter, the re-check half of the store-buffering pairing with the side that stores it (see
+/// `protocol::Announce`); otherwise (spinning before registering, or polling) as a relaxed load
+/// and an acquire fence, the only loads guaranteed to work on a read-only mapping.
+fn load_for_wait(word: &AtomicU64, registered: bool) -> u64 {
+    if registered {
+        word.load(Ordering::SeqCst)
+    } else {
+        protocol::load_acquire(word)
+    }
+}
+
+/// The longest single futex sleep: [`WAIT_SLICE`], unless a test hook set another
+/// (`__private::hooks::set_stream_wait_slice`), to show which wake-ups a test relies on.
+fn wait_slice() -> Duration {
+    match WAIT_SLICE_OVERRIDE_MS.load(Ordering::Relaxed) {
+        0 => WAIT_SLICE,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// The wait slice a test hook set, in milliseconds (0: none, [`WAIT_SLICE`]).
+pub(crate) static WAIT_SLICE_OVERRIDE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a test hook asked a consumer to die between a commit and the wake it owes a
+/// waiting producer (`__private::hooks::kill_consumer_between_commit_and_wake`).
+pub(crate) static KILL_BETWEEN_COMMIT_AND_WAKE: AtomicBool = AtomicBool::new(false);
+
+/// Kills this process if a test hook asked for it: called by a consumer after a commit that
+/// owes a waiting producer a wake, before the wake. Only on that path (once per wait of the
+/// producer), never on a receive that wakes nobody.
+#[cold]
+fn killed_between_commit_and_wake() {
+    if KILL_BETWEEN_COMMIT_AND_WAKE.load(Ordering::Relaxed) {
+        // SAFETY: `kill` of our own process id with SIGKILL, which has no handler: the process
+        // ends here, as one killed by another would.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
 }
 
 impl QueueWords for Segment {

@@ -4,10 +4,14 @@
 
 use super::reader::Start;
 use super::{
-    QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
+    expect_ring, QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, Sender,
+    StreamReader, StreamWriter,
 };
 use crate::error::Result;
+use crate::format::SegmentKind;
 use crate::layout::LayoutBuf;
+use crate::raw_reader::RawReader;
+use crate::segment::Expect;
 use crate::{Options, SharedState};
 
 impl Options {
@@ -22,14 +26,16 @@ impl Options {
         name: &str,
         capacity: usize,
     ) -> Result<StreamWriter<T>> {
-        StreamWriter::create(self.chosen_backend(), name, &self.make(), capacity)
+        self.create_ring::<T>(name, SegmentKind::Stream, capacity)
+            .map(StreamWriter::of)
     }
 
     /// Opens the stream `name` as its writer: takes the writer lease (a new epoch) and
     /// continues the message numbering, or fails with
     /// [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
     pub fn open_stream_writer<T: SharedState>(&self, name: &str) -> Result<StreamWriter<T>> {
-        StreamWriter::open(self.chosen_backend(), name, self.make().ready_wait)
+        self.open_ring_writer::<T>(name, SegmentKind::Stream)
+            .map(StreamWriter::of)
     }
 
     /// Creates the broadcast stream `name` holding up to `capacity` messages described by
@@ -73,22 +79,14 @@ impl Options {
 
     /// Subscribes to the stream `name`: the reader receives the messages sent from now on.
     pub fn subscribe<T: SharedState>(&self, name: &str) -> Result<StreamReader<T>> {
-        StreamReader::open_with(
-            self.chosen_backend(),
-            name,
-            self.make().ready_wait,
-            Start::Newest,
-        )
+        self.open_ring_reader(name, &expect_ring::<T>(SegmentKind::Stream))
+            .map(|raw| StreamReader::from_raw(raw, Start::Newest))
     }
 
     /// Subscribes to the stream `name` from the oldest message it still holds.
     pub fn subscribe_from_oldest<T: SharedState>(&self, name: &str) -> Result<StreamReader<T>> {
-        StreamReader::open_with(
-            self.chosen_backend(),
-            name,
-            self.make().ready_wait,
-            Start::Oldest,
-        )
+        self.open_ring_reader(name, &expect_ring::<T>(SegmentKind::Stream))
+            .map(|raw| StreamReader::from_raw(raw, Start::Oldest))
     }
 
     /// Creates the queue `name` holding up to `capacity` messages of `T` not yet taken, and
@@ -102,13 +100,15 @@ impl Options {
         name: &str,
         capacity: usize,
     ) -> Result<QueueProducer<T>> {
-        QueueProducer::create(self.chosen_backend(), name, &self.make(), capacity)
+        self.create_ring::<T>(name, SegmentKind::Queue, capacity)
+            .map(QueueProducer::of)
     }
 
     /// Opens the queue `name` as its producer (a takeover: a new epoch), or fails with
     /// [`WriterBusy`](crate::Error::WriterBusy) while another live producer holds it.
     pub fn open_queue_producer<T: SharedState>(&self, name: &str) -> Result<QueueProducer<T>> {
-        QueueProducer::open(self.chosen_backend(), name, self.make().ready_wait)
+        self.open_ring_writer::<T>(name, SegmentKind::Queue)
+            .map(QueueProducer::of)
     }
 
     /// Opens the queue `name` as its consumer, continuing after the last message taken, or
@@ -121,22 +121,34 @@ impl Options {
     /// Subscribes to the stream `name`, or observes the queue `name`, whatever type its
     /// messages are: see [`RawStreamReader`]. Receives the messages sent from now on.
     pub fn subscribe_raw(&self, name: &str) -> Result<RawStreamReader> {
-        RawStreamReader::open_with(
-            self.chosen_backend(),
-            name,
-            self.make().ready_wait,
-            Start::Newest,
-        )
+        self.open_ring_reader(name, &Expect::AnyRing)
+            .map(|raw| RawStreamReader::from_raw(raw, Start::Newest))
     }
 
     /// [`subscribe_raw`](Self::subscribe_raw) from the oldest message the stream still holds
     /// (on a queue, the oldest not taken yet).
     pub fn subscribe_raw_from_oldest(&self, name: &str) -> Result<RawStreamReader> {
-        RawStreamReader::open_with(
-            self.chosen_backend(),
-            name,
-            self.make().ready_wait,
-            Start::Oldest,
-        )
+        self.open_ring_reader(name, &Expect::AnyRing)
+            .map(|raw| RawStreamReader::from_raw(raw, Start::Oldest))
+    }
+
+    /// Creates a stream or queue segment (`kind`) for `capacity` messages of `T`.
+    fn create_ring<T: SharedState>(
+        &self,
+        name: &str,
+        kind: SegmentKind,
+        capacity: usize,
+    ) -> Result<Sender> {
+        Sender::create::<T>(self.chosen_backend(), name, &self.make(), kind, capacity)
+    }
+
+    /// Opens the stream or queue segment (`kind`) of `T` as its writer.
+    fn open_ring_writer<T: SharedState>(&self, name: &str, kind: SegmentKind) -> Result<Sender> {
+        Sender::open::<T>(self.chosen_backend(), name, kind, self.make().ready_wait)
+    }
+
+    /// Opens the stream or queue segment `name` for reading, as `expect` says.
+    fn open_ring_reader(&self, name: &str, expect: &Expect) -> Result<RawReader> {
+        RawReader::open_with(self.chosen_backend(), name, self.make().ready_wait, expect)
     }
 }

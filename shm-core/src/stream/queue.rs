@@ -1,21 +1,21 @@
 //! [`QueueProducer`] and [`QueueConsumer`]: a queue with backpressure, one producer and one
 //! consumer, each message taken exactly once.
 
-use super::{create_ring, expect_ring, open_ring_writer, wait_until, wake_all};
+use super::{expect_ring, wait_until, wake_all, Sender};
 use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{Control, SegmentKind};
+use crate::info::SegmentInfo;
 use crate::payload;
 use crate::protocol::stream::{self, Queued};
 use crate::protocol::{self, Slots};
-use crate::raw_writer::{announce_mode, Make};
+use crate::raw_writer::announce_mode;
 use crate::segment::Segment;
 use crate::sys::{self, Access};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn control(seg: &Segment) -> &Control {
@@ -32,53 +32,37 @@ fn control(seg: &Segment) -> &Control {
 /// cut short by the death was never delivered, and the new producer's first message takes its
 /// number.
 pub struct QueueProducer<T: SharedState> {
-    seg: Segment,
-    /// The number of the last message sent (0: none).
-    sent: u64,
+    tx: Sender,
     /// `consumed` as this producer last loaded it.
     consumed_seen: u64,
-    created: bool,
     _type: PhantomData<fn() -> T>,
 }
 
 impl<T: SharedState> QueueProducer<T> {
     const WORDS: usize = payload::words(size_of::<T>());
 
-    pub(crate) fn create(
-        backend: &Backend,
-        name: &str,
-        make: &Make,
-        capacity: usize,
-    ) -> Result<Self> {
-        let seg = create_ring::<T>(backend, name, make, SegmentKind::Queue, capacity)?;
-        Ok(QueueProducer {
-            seg,
-            sent: 0,
+    /// The producer of the queue `tx` created or took over.
+    pub(crate) fn of(tx: Sender) -> Self {
+        QueueProducer {
+            tx,
             consumed_seen: 0,
-            created: true,
             _type: PhantomData,
-        })
-    }
-
-    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
-        let seg = open_ring_writer::<T>(backend, name, SegmentKind::Queue, ready_wait)?;
-        let sent = protocol::load_acquire(seg.published());
-        Ok(QueueProducer {
-            seg,
-            sent,
-            consumed_seen: 0,
-            created: false,
-            _type: PhantomData,
-        })
+        }
     }
 
     /// Sends `value` if the queue has room, else fails with [`Error::Full`]. Never blocks;
     /// makes no syscall unless the consumer is blocked waiting for a message.
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this producer was made (so do
+    /// [`send`](Self::send) and [`send_timeout`](Self::send_timeout)): the copy the child
+    /// inherited does not hold the lease, which stayed with the parent.
     #[inline]
     pub fn try_send(&mut self, value: &T) -> Result<()> {
-        let number = self.sent.wrapping_add(1);
+        self.tx.seg.assert_not_inherited();
+        let number = self.tx.next();
         let wake = stream::try_send_queued(
-            &self.seg,
+            &self.tx.seg,
             number,
             &mut self.consumed_seen,
             Self::WORDS,
@@ -86,10 +70,7 @@ impl<T: SharedState> QueueProducer<T> {
             announce_mode(),
         )
         .ok_or(Error::Full)?;
-        self.sent = number;
-        if wake {
-            wake_all(&self.seg.header().futex);
-        }
+        self.tx.sent(number, wake);
         Ok(())
     }
 
@@ -110,11 +91,13 @@ impl<T: SharedState> QueueProducer<T> {
                 Err(Error::Full) => {}
                 other => return other,
             }
-            let c = control(&self.seg);
-            let number = self.sent.wrapping_add(1);
-            stream::wait_for_room(&self.seg, number);
-            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, || {
-                stream::has_room(&self.seg, number)
+            let seg = &self.tx.seg;
+            let c = control(seg);
+            let number = self.tx.next();
+            stream::wait_for_room(seg, number);
+            // The producer's mapping is writable: its checks are SeqCst loads either way.
+            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, |_| {
+                stream::has_room(seg, number)
             }) {
                 return Err(Error::Timeout);
             }
@@ -124,33 +107,24 @@ impl<T: SharedState> QueueProducer<T> {
     /// The number of messages sent to this queue since it was created, by this producer and
     /// the producers before it.
     pub fn sent(&self) -> u64 {
-        self.sent
+        self.tx.sent
     }
 
     /// The number of messages sent that the consumer has not taken yet.
     pub fn backlog(&self) -> u64 {
-        let taken = protocol::load_acquire(&control(&self.seg).consumed);
-        self.sent.saturating_sub(taken)
-    }
-
-    /// The capacity in messages: how many the queue holds before the producer waits.
-    pub fn capacity(&self) -> usize {
-        self.seg.geometry().slot_count
+        let taken = protocol::load_acquire(&control(&self.tx.seg).consumed);
+        self.tx.sent.saturating_sub(taken)
     }
 
     /// Whether this handle created the queue (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
-        self.created
+        self.tx.created
     }
 
-    /// This producer's epoch: 1 for the creator, one more for every takeover.
-    pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
-    }
-
-    /// The queue's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// What the queue is (its capacity in messages is `info().slots()`) and who produces it
+    /// (this producer); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.tx.seg.info()
     }
 }
 
@@ -178,12 +152,16 @@ impl<T: SharedState> QueueConsumer<T> {
 
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
         let expect = expect_ring::<T>(SegmentKind::Queue);
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
-        if !sys::try_lock_consumer(seg.file()).map_err(Error::io("locking", name))? {
+        let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
+        if !seg.take_lease(sys::try_lock_consumer)? {
             return Err(Error::ConsumerBusy);
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
         let taken = protocol::load_acquire(&control(&seg).consumed);
+        // A consumer that died between its last commit and the wake that commit owed left the
+        // producer asleep although there is room: wake it (it re-checks, and sleeps again if
+        // there is none), as a writer that takes over wakes readers.
+        wake_all(&control(&seg).space_futex);
         Ok(QueueConsumer {
             seg,
             taken,
@@ -196,6 +174,7 @@ impl<T: SharedState> QueueConsumer<T> {
     /// was not sent yet.
     #[inline]
     fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
+        self.seg.assert_not_inherited();
         let number = self.taken + 1 + ahead;
         let sink = payload::sink_into(out);
         match stream::receive_queued(
@@ -218,11 +197,17 @@ impl<T: SharedState> QueueConsumer<T> {
     fn take(&mut self, number: u64) {
         self.taken = number;
         if stream::commit(&self.seg, number) {
+            super::killed_between_commit_and_wake();
             wake_all(&control(&self.seg).space_futex);
         }
     }
 
     /// Takes the next message if there is one, without waiting (`Ok(None)` if none).
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this consumer was made (so do every receive): the
+    /// copy the child inherited does not hold the consumer lease, which stayed with the parent,
+    /// and taking through it would hand messages out twice.
     #[inline]
     pub fn try_recv(&mut self) -> Result<Option<T>> {
         let mut out = MaybeUninit::uninit();
@@ -246,18 +231,13 @@ impl<T: SharedState> QueueConsumer<T> {
     }
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
-        loop {
-            if let Some(v) = self.try_recv()? {
-                return Ok(v);
-            }
-            let h = self.seg.header();
-            let next = self.taken + 1;
-            if !wait_until(&h.futex, &h.waiters, true, deadline, || {
-                h.published.load(Ordering::SeqCst) >= next
-            }) {
-                return Err(Error::Timeout);
-            }
-        }
+        super::receive_until(self, deadline, Self::try_recv, |c, deadline| {
+            let h = c.seg.header();
+            let next = c.taken + 1;
+            wait_until(&h.futex, &h.waiters, true, deadline, |registered| {
+                super::load_for_wait(&h.published, registered) >= next
+            })
+        })
     }
 
     /// Takes as many messages as are available, up to `buf.len()`, into `buf` without waiting,
@@ -291,19 +271,10 @@ impl<T: SharedState> QueueConsumer<T> {
         protocol::load_acquire(self.seg.published()).saturating_sub(self.taken)
     }
 
-    /// The capacity in messages.
-    pub fn capacity(&self) -> usize {
-        self.seg.geometry().slot_count
-    }
-
-    /// Whether a producer currently holds the queue's writer lease.
-    pub fn producer_alive(&self) -> bool {
-        sys::writer_lock_held(self.seg.file()).unwrap_or(true)
-    }
-
-    /// The queue's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// What the queue is (its capacity in messages is `info().slots()`) and who produces it
+    /// (`info().writer()`: the producer); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.seg.info()
     }
 
     /// The segment, for the crate's test hooks.
@@ -315,9 +286,9 @@ impl<T: SharedState> QueueConsumer<T> {
 impl<T: SharedState> core::fmt::Debug for QueueProducer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("QueueProducer")
-            .field("name", &self.name())
-            .field("capacity", &self.capacity())
-            .field("sent", &self.sent)
+            .field("name", &self.tx.seg.name())
+            .field("capacity", &self.tx.seg.geometry().slot_count)
+            .field("sent", &self.tx.sent)
             .finish()
     }
 }
@@ -325,8 +296,8 @@ impl<T: SharedState> core::fmt::Debug for QueueProducer<T> {
 impl<T: SharedState> core::fmt::Debug for QueueConsumer<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("QueueConsumer")
-            .field("name", &self.name())
-            .field("capacity", &self.capacity())
+            .field("name", &self.seg.name())
+            .field("capacity", &self.seg.geometry().slot_count)
             .field("taken", &self.taken)
             .finish()
     }

@@ -2,16 +2,14 @@
 //! messages by the layout the segment stores (for tools and other languages).
 
 use super::reader::{Cursor, Start};
-use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
-use crate::protocol::stream;
+use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
-use crate::segment::Expect;
-use core::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Receives the messages of a broadcast stream, or observes those of a queue, as bytes,
@@ -62,26 +60,23 @@ impl RawStreamReader {
         crate::Options::new().subscribe_raw_from_oldest(name)
     }
 
-    pub(crate) fn open_with(
-        backend: &Backend,
-        name: &str,
-        ready_wait: Duration,
-        start: Start,
-    ) -> Result<Self> {
-        let raw = RawReader::open_with(backend, name, ready_wait, &Expect::AnyRing)?;
+    /// A reader (an observer, of a queue) of the stream or queue segment `raw` opened,
+    /// starting at `start`.
+    pub(crate) fn from_raw(raw: RawReader, start: Start) -> Self {
         let mut cursor = Cursor::new(&raw, start);
         if let (Start::Oldest, Some(control)) = (start, raw.segment().control()) {
             // A queue: the messages not taken yet, rather than taken ones still in the ring.
-            let consumed = control.consumed.load(Ordering::Acquire);
+            // A relaxed load and a fence: the mapping may be read-only.
+            let consumed = protocol::load_acquire(&control.consumed);
             cursor.next = cursor.next.max(consumed.saturating_add(1));
         }
-        let pending_bytes = vec![0; raw.payload_size()];
-        Ok(RawStreamReader {
+        let pending_bytes = vec![0; raw.segment().geometry().payload_size];
+        RawStreamReader {
             raw,
             cursor,
             pending: None,
             pending_bytes,
-        })
+        }
     }
 
     /// Copies the next message into `dst` if one was sent, without waiting, and returns its
@@ -141,14 +136,8 @@ impl RawStreamReader {
     }
 
     fn recv_until(&mut self, dst: &mut [u8], deadline: Deadline) -> Result<u64> {
-        loop {
-            if let Some(number) = self.try_recv(dst)? {
-                return Ok(number);
-            }
-            if !self.cursor.wait(&self.raw, deadline) {
-                return Err(Error::Timeout);
-            }
-        }
+        let try_recv = |r: &mut Self| r.try_recv(dst);
+        super::receive_until(self, deadline, try_recv, |r, d| r.cursor.wait(&r.raw, d))
     }
 
     fn checked_words(&self, dst: &[u8]) -> usize {
@@ -160,24 +149,15 @@ impl RawStreamReader {
         payload::words(dst.len())
     }
 
-    /// What the segment holds: [`SegmentKind::Stream`] or [`SegmentKind::Queue`].
-    pub fn kind(&self) -> SegmentKind {
-        self.raw.segment().geometry().kind
-    }
-
     /// The layout of one message, as the segment stores it.
     pub fn layout(&self) -> &LayoutBuf {
         self.raw.layout()
     }
 
-    /// The layout hash the segment stores.
-    pub fn layout_hash(&self) -> u64 {
-        self.raw.layout_hash()
-    }
-
-    /// The size of one message in bytes.
+    /// The size of one message in bytes: the length of every buffer this handle reads into (also
+    /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {
-        self.raw.payload_size()
+        self.raw.segment().geometry().payload_size
     }
 
     /// The number of the next message this reader receives.
@@ -195,48 +175,24 @@ impl RawStreamReader {
         self.raw
             .segment()
             .control()
-            .filter(|_| self.kind() == SegmentKind::Queue)
-            .map(|c| c.consumed.load(Ordering::Acquire))
+            .filter(|_| self.raw.segment().geometry().kind == SegmentKind::Queue)
+            .map(|c| protocol::load_acquire(&c.consumed))
     }
 
-    /// The capacity in messages.
-    pub fn capacity(&self) -> usize {
-        self.raw.slot_count()
-    }
-
-    /// Whether a writer (a queue's producer) currently holds the writer lease.
-    pub fn writer_alive(&self) -> bool {
-        self.raw.writer_alive()
-    }
-
-    /// The process id recorded by the last writer that took the lease.
-    pub fn writer_pid(&self) -> u32 {
-        self.raw.writer_pid()
-    }
-
-    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
-    pub fn writer_epoch(&self) -> u64 {
-        self.raw.writer_epoch()
-    }
-
-    /// The process id of the segment's creator.
-    pub fn creator_pid(&self) -> u32 {
-        self.raw.creator_pid()
-    }
-
-    /// The segment's name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the segment is (a stream or a queue: `info().kind()`; the capacity in messages:
+    /// `info().slots()`) and who writes it; see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 }
 
 impl core::fmt::Debug for RawStreamReader {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RawStreamReader")
-            .field("name", &self.name())
-            .field("kind", &self.kind())
+            .field("name", &self.raw.segment().name())
+            .field("kind", &self.raw.segment().geometry().kind)
             .field("layout", &self.layout().to_string())
-            .field("capacity", &self.capacity())
+            .field("capacity", &self.raw.segment().geometry().slot_count)
             .field("position", &self.position())
             .field("sent", &self.sent())
             .finish()

@@ -2,17 +2,16 @@
 //! by its [`LayoutBuf`], and may skip message numbers (a mirror of a stream on another host
 //! keeps that stream's numbers, so a gap is an exact loss count for its readers).
 
-use super::wake_all;
+use super::Sender;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::{SegmentKind, MAX_STREAM_CAPACITY};
+use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
-use crate::protocol::{self, stream};
+use crate::protocol::stream;
 use crate::raw_writer::{announce_mode, Make};
-use crate::segment::{Expect, Segment, Spec};
-use crate::sys::{self, Access};
-use core::sync::atomic::Ordering;
+use crate::segment::Expect;
 use std::time::Duration;
 
 /// Sends messages to a broadcast stream as bytes, described by the stream's [`LayoutBuf`]: the
@@ -26,10 +25,7 @@ use std::time::Duration;
 ///
 /// Holds the segment's writer lease, as every writer does.
 pub struct RawStreamWriter {
-    seg: Segment,
-    /// The number of the last message sent (0: none).
-    sent: u64,
-    created: bool,
+    tx: Sender,
 }
 
 impl RawStreamWriter {
@@ -53,25 +49,17 @@ impl RawStreamWriter {
                 ),
             });
         }
-        let spec = Spec {
-            layout,
-            hash: layout.layout_hash(),
-            slots: capacity,
-            mode: make.mode,
-            crash_before_ready: make.crash_before_ready,
-            kind: SegmentKind::Stream,
-        };
-        // Before the segment is ready nobody can open it: readers first see `published` at
-        // `last_sent`. Every slot's sequence word is 0, which no message number completes.
-        let seg = Segment::create(backend, name, &spec, |seg| {
-            seg.header().published.store(last_sent, Ordering::Relaxed);
-        })?;
-        sys::register_as_barrier_target();
-        Ok(RawStreamWriter {
-            seg,
-            sent: last_sent,
-            created: true,
-        })
+        let described = (layout, layout.layout_hash());
+        let tx = Sender::create_described(
+            backend,
+            name,
+            make,
+            SegmentKind::Stream,
+            described,
+            capacity,
+            last_sent,
+        )?;
+        Ok(RawStreamWriter { tx })
     }
 
     /// Opens the broadcast stream `name`, which must hold messages of `layout`, as its writer:
@@ -87,31 +75,8 @@ impl RawStreamWriter {
             layout: layout.clone(),
             hash: layout.layout_hash(),
         };
-        let seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
-        let h = seg.header();
-        if !sys::try_lock_writer(seg.file()).map_err(Error::io("locking", name))? {
-            return Err(Error::WriterBusy {
-                pid: h.writer_pid.load(Ordering::Relaxed),
-            });
-        }
-        // We hold the lease: nobody else writes. Record the takeover.
-        let epoch = h.writer_epoch.load(Ordering::Relaxed);
-        let Some(next) = epoch.checked_add(1) else {
-            return Err(Error::Corrupt {
-                what: "the writer epoch is at its maximum",
-            });
-        };
-        h.writer_epoch.store(next, Ordering::Relaxed);
-        h.writer_pid.store(sys::pid(), Ordering::Relaxed);
-        sys::register_as_barrier_target();
-        wake_all(&h.futex);
-        // A writer that died mid-send left that message unpublished: its number is used again.
-        let sent = protocol::load_acquire(&h.published);
-        Ok(RawStreamWriter {
-            seg,
-            sent,
-            created: false,
-        })
+        let tx = Sender::open_expecting(backend, name, ready_wait, &expect)?;
+        Ok(RawStreamWriter { tx })
     }
 
     /// Sends the message `value` under the next number: every reader receives it after the
@@ -120,7 +85,7 @@ impl RawStreamWriter {
     /// # Panics
     /// If `value.len()` is not [`payload_size`](Self::payload_size).
     pub fn send(&mut self, value: &[u8]) {
-        let number = self.sent.wrapping_add(1);
+        let number = self.tx.next();
         self.send_as(number, value);
     }
 
@@ -132,7 +97,7 @@ impl RawStreamWriter {
     /// # Panics
     /// If `value.len()` is not [`payload_size`](Self::payload_size).
     pub fn send_numbered(&mut self, number: u64, value: &[u8]) -> bool {
-        if number <= self.sent {
+        if number <= self.tx.sent {
             return false;
         }
         self.send_as(number, value);
@@ -140,67 +105,56 @@ impl RawStreamWriter {
     }
 
     fn send_as(&mut self, number: u64, value: &[u8]) {
+        self.tx.seg.assert_not_inherited();
         assert_eq!(
             value.len(),
             self.payload_size(),
             "the message must be exactly the payload size"
         );
         let wake = stream::send(
-            &self.seg,
+            &self.tx.seg,
             number,
             payload::words(value.len()),
             payload::source_of_bytes(value),
             announce_mode(),
         );
-        self.sent = number;
-        if wake {
-            wake_all(&self.seg.header().futex);
-        }
+        self.tx.sent(number, wake);
     }
 
     /// The number of the last message sent (0: none).
     pub fn sent(&self) -> u64 {
-        self.sent
+        self.tx.sent
     }
 
     /// The size of one message in bytes.
     pub fn payload_size(&self) -> usize {
-        self.seg.geometry().payload_size
+        self.tx.seg.geometry().payload_size
     }
 
     /// The layout of one message, as the segment stores it.
     pub fn layout(&self) -> &LayoutBuf {
-        self.seg.layout()
-    }
-
-    /// The capacity in messages.
-    pub fn capacity(&self) -> usize {
-        self.seg.geometry().slot_count
+        self.tx.seg.layout()
     }
 
     /// Whether this handle created the stream (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
-        self.created
+        self.tx.created
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover.
-    pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// What the stream is (its capacity in messages is `info().slots()`) and who writes it
+    /// (this writer's epoch is `info().writer().epoch()`).
+    pub fn info(&self) -> SegmentInfo {
+        self.tx.seg.info()
     }
 }
 
 impl core::fmt::Debug for RawStreamWriter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RawStreamWriter")
-            .field("name", &self.seg.name())
+            .field("name", &self.tx.seg.name())
             .field("layout", &format_args!("{}", self.layout()))
-            .field("capacity", &self.capacity())
-            .field("sent", &self.sent)
+            .field("capacity", &self.tx.seg.geometry().slot_count)
+            .field("sent", &self.tx.sent)
             .finish()
     }
 }

@@ -2,17 +2,15 @@
 //! iterators.
 
 use super::wait_until;
-use crate::backend::Backend;
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
-use crate::format::SegmentKind;
+use crate::info::SegmentInfo;
 use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
-use core::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Where a new reader starts.
@@ -71,7 +69,7 @@ impl Cursor {
     /// Where a reader of the segment `raw` opened starts.
     pub fn new(raw: &RawReader, start: Start) -> Cursor {
         let published = raw.version();
-        let capacity = raw.slot_count() as u64;
+        let capacity = raw.segment().geometry().slot_count as u64;
         let next = match start {
             Start::Newest => published + 1,
             Start::Oldest => published.saturating_sub(capacity - 1).max(1),
@@ -104,7 +102,7 @@ impl Cursor {
             &h.waiters,
             raw.segment().is_writable(),
             deadline,
-            || h.published.load(Ordering::SeqCst) >= next,
+            |registered| super::load_for_wait(&h.published, registered) >= next,
         )
     }
 }
@@ -112,17 +110,6 @@ impl Cursor {
 impl<T: SharedState> StreamReader<T> {
     /// Words of a `T`: a compile-time constant, so small copies unroll.
     const WORDS: usize = payload::words(size_of::<T>());
-
-    pub(crate) fn open_with(
-        backend: &Backend,
-        name: &str,
-        ready_wait: Duration,
-        start: Start,
-    ) -> Result<Self> {
-        let expect = super::expect_ring::<T>(SegmentKind::Stream);
-        let raw = RawReader::open_with(backend, name, ready_wait, &expect)?;
-        Ok(Self::from_raw(raw, start))
-    }
 
     /// A reader of the stream segment `raw` opened, starting at `start`.
     pub(crate) fn from_raw(raw: RawReader, start: Start) -> Self {
@@ -181,14 +168,9 @@ impl<T: SharedState> StreamReader<T> {
     }
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
-        loop {
-            if let Some(v) = self.try_recv()? {
-                return Ok(v);
-            }
-            if !self.cursor.wait(&self.raw, deadline) {
-                return Err(Error::Timeout);
-            }
-        }
+        super::receive_until(self, deadline, Self::try_recv, |r, d| {
+            r.cursor.wait(&r.raw, d)
+        })
     }
 
     /// Receives as many messages as are available, up to `buf.len()`, into `buf` without
@@ -232,30 +214,10 @@ impl<T: SharedState> StreamReader<T> {
         self.raw.version()
     }
 
-    /// The capacity in messages: how far this reader may fall behind before it loses some.
-    pub fn capacity(&self) -> usize {
-        self.raw.slot_count()
-    }
-
-    /// Whether a writer currently holds the stream's writer lease; see
-    /// [`RawReader::writer_alive`].
-    pub fn writer_alive(&self) -> bool {
-        self.raw.writer_alive()
-    }
-
-    /// The process id recorded by the last writer that took the lease (it may have exited).
-    pub fn writer_pid(&self) -> u32 {
-        self.raw.writer_pid()
-    }
-
-    /// The writer epoch: 1 for the creator, incremented by every writer that takes over.
-    pub fn writer_epoch(&self) -> u64 {
-        self.raw.writer_epoch()
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &str {
-        self.raw.name()
+    /// What the stream is (its capacity in messages is `info().slots()`) and who writes it;
+    /// see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.raw.info()
     }
 
     /// The untyped reader underneath, for the crate's test hooks.
@@ -291,8 +253,8 @@ impl<T: SharedState> Iterator for TryIter<'_, T> {
 impl<T: SharedState> core::fmt::Debug for StreamReader<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StreamReader")
-            .field("name", &self.name())
-            .field("capacity", &self.capacity())
+            .field("name", &self.raw.segment().name())
+            .field("capacity", &self.raw.segment().geometry().slot_count)
             .field("position", &self.position())
             .field("sent", &self.sent())
             .finish()

@@ -1,19 +1,16 @@
 //! [`StreamWriter`]: the one handle that sends messages to a broadcast stream.
 
-use super::{create_ring, open_ring_writer, reader::Start, wake_all, StreamReader};
-use crate::backend::Backend;
+use super::{reader::Start, Sender, StreamReader};
 use crate::error::Result;
 use crate::format::SegmentKind;
+use crate::info::SegmentInfo;
 use crate::payload;
-use crate::protocol::{self, stream};
+use crate::protocol::stream;
 use crate::raw_reader::RawReader;
-use crate::raw_writer::{announce_mode, Make};
-use crate::segment::Segment;
+use crate::raw_writer::announce_mode;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::size_of;
-use core::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// Sends messages of `T` to a broadcast stream: every reader receives every message, in order,
 /// unless it falls behind by more than the stream's capacity.
@@ -33,10 +30,7 @@ use std::time::Duration;
 /// # Ok::<(), shm_core::Error>(())
 /// ```
 pub struct StreamWriter<T: SharedState> {
-    seg: Segment,
-    /// The number of the last message sent (0: none).
-    sent: u64,
-    created: bool,
+    tx: Sender,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -44,32 +38,12 @@ impl<T: SharedState> StreamWriter<T> {
     /// Words of a `T`: a compile-time constant, so small copies unroll.
     const WORDS: usize = payload::words(size_of::<T>());
 
-    pub(crate) fn create(
-        backend: &Backend,
-        name: &str,
-        make: &Make,
-        capacity: usize,
-    ) -> Result<Self> {
-        let seg = create_ring::<T>(backend, name, make, SegmentKind::Stream, capacity)?;
-        Ok(StreamWriter {
-            seg,
-            sent: 0,
-            created: true,
+    /// The writer of the stream `tx` created or took over.
+    pub(crate) fn of(tx: Sender) -> Self {
+        StreamWriter {
+            tx,
             _type: PhantomData,
-        })
-    }
-
-    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
-        let seg = open_ring_writer::<T>(backend, name, SegmentKind::Stream, ready_wait)?;
-        // A writer that died mid-send left that message unpublished: its number is used again,
-        // so readers see neither a gap nor a duplicate.
-        let sent = protocol::load_acquire(&seg.header().published);
-        Ok(StreamWriter {
-            seg,
-            sent,
-            created: false,
-            _type: PhantomData,
-        })
+        }
     }
 
     /// Sends `value`: every reader receives it after the messages sent before it.
@@ -77,51 +51,44 @@ impl<T: SharedState> StreamWriter<T> {
     /// Never blocks and makes no syscall unless a reader is blocked waiting for a message. With
     /// a full ring it overwrites the oldest message; readers that had not received it yet get
     /// [`Error::Lagged`](crate::Error::Lagged) with the exact number they lost.
+    ///
+    /// # Panics
+    /// In a process made by `fork` after this writer was made: the copy the child inherited
+    /// does not hold the lease (it stayed with the parent) and must not send beside it.
     #[inline]
     pub fn send(&mut self, value: &T) {
-        let number = self.sent.wrapping_add(1);
+        self.tx.seg.assert_not_inherited();
+        let number = self.tx.next();
         let wake = stream::send(
-            &self.seg,
+            &self.tx.seg,
             number,
             Self::WORDS,
             payload::source_of(value),
             announce_mode(),
         );
-        self.sent = number;
-        if wake {
-            wake_all(&self.seg.header().futex);
-        }
+        self.tx.sent(number, wake);
     }
 
     /// The number of messages sent to this stream since it was created, by this writer and the
     /// writers before it; also the number of the last message sent (messages are numbered
     /// from 1).
     pub fn sent(&self) -> u64 {
-        self.sent
-    }
-
-    /// The capacity in messages: how far a reader may fall behind before it loses messages.
-    pub fn capacity(&self) -> usize {
-        self.seg.geometry().slot_count
+        self.tx.sent
     }
 
     /// Whether this handle created the stream (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
-        self.created
+        self.tx.created
     }
 
-    /// This writer's epoch: 1 for the creator, one more for every takeover.
-    pub fn epoch(&self) -> u64 {
-        self.seg.header().writer_epoch.load(Ordering::Relaxed)
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &str {
-        self.seg.name()
+    /// What the stream is (its capacity in messages is `info().slots()`) and who writes it
+    /// (this writer); see [`SegmentInfo`].
+    pub fn info(&self) -> SegmentInfo {
+        self.tx.seg.info()
     }
 
     /// A reader of this stream that receives the messages sent from now on, with its own open
-    /// file description (so that its [`StreamReader::writer_alive`] sees this writer's lease).
+    /// file description (so that its [`WriterInfo::alive`](crate::WriterInfo::alive) sees this writer's lease).
     pub fn subscribe(&self) -> Result<StreamReader<T>> {
         self.reader(Start::Newest)
     }
@@ -133,6 +100,7 @@ impl<T: SharedState> StreamWriter<T> {
 
     fn reader(&self, start: Start) -> Result<StreamReader<T>> {
         let seg = self
+            .tx
             .seg
             .reopen(&super::expect_ring::<T>(SegmentKind::Stream))?;
         Ok(StreamReader::from_raw(RawReader::from_segment(seg), start))
@@ -142,9 +110,9 @@ impl<T: SharedState> StreamWriter<T> {
 impl<T: SharedState> core::fmt::Debug for StreamWriter<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("StreamWriter")
-            .field("name", &self.seg.name())
-            .field("capacity", &self.capacity())
-            .field("sent", &self.sent)
+            .field("name", &self.tx.seg.name())
+            .field("capacity", &self.tx.seg.geometry().slot_count)
+            .field("sent", &self.tx.sent)
             .finish()
     }
 }

@@ -20,94 +20,24 @@
 //! `LOOM_MAX_PREEMPTIONS` overrides the default preemption bound of 3.
 
 use super::{
-    commit, has_room, receive, receive_queued, send, try_send_queued, wait_for_room, QueueWords,
-    Queued,
+    commit, has_room, receive, receive_queued, send, try_send_queued, wait_for_room, Queued,
 };
-use crate::protocol::model::{assert_woken, builder, wait_round, wake, Membarrier, Waited};
-use crate::protocol::{Announce, SlotIndex, Slots};
-use core::sync::atomic::Ordering::{self, SeqCst};
-use loom::sync::atomic::{AtomicU32, AtomicU64};
+use crate::protocol::model_kit::{
+    assert_woken, builder, wait_round, wake, Membarrier, Segment, Waited, WORDS,
+};
+use crate::protocol::Announce;
+use core::sync::atomic::Ordering::SeqCst;
 use loom::sync::Arc;
 use loom::thread;
 
-/// Payload words per slot.
-const WORDS: usize = 2;
-
-struct Slot {
-    seq: AtomicU64,
-    words: [AtomicU64; WORDS],
-}
-
-/// A stream or queue segment with `N` slots.
-struct Ring<const N: usize> {
-    published: AtomicU64,
-    futex: AtomicU32,
-    waiters: AtomicU32,
-    consumed: AtomicU64,
-    space_futex: AtomicU32,
-    space_waiters: AtomicU32,
-    space_wanted: AtomicU64,
-    slots: [Slot; N],
-    /// The `membarrier` of the writer's (the producer's) waiters: the writer is its target.
-    barrier: Membarrier,
-    /// The `membarrier` of a producer waiting for room: the consumer need not be a target.
-    space_barrier: Membarrier,
-}
-
-impl<const N: usize> Slots for Ring<N> {
-    type Word = AtomicU64;
-    fn index(&self) -> SlotIndex {
-        SlotIndex::new(N)
-    }
-    fn published(&self) -> &AtomicU64 {
-        &self.published
-    }
-    fn slot(&self, i: usize) -> (&AtomicU64, &[AtomicU64]) {
-        (&self.slots[i].seq, &self.slots[i].words)
-    }
-    fn waiters_registered(&self, order: Ordering) -> bool {
-        self.waiters.load(order) != 0
-    }
-    fn light_barrier(&self) {
-        self.barrier.point();
-    }
-}
-
-impl<const N: usize> QueueWords for Ring<N> {
-    fn consumed(&self) -> &AtomicU64 {
-        &self.consumed
-    }
-    fn space_waiters_registered(&self) -> bool {
-        self.space_waiters.load(Ordering::SeqCst) != 0
-    }
-    fn space_wanted(&self) -> &AtomicU64 {
-        &self.space_wanted
-    }
-}
+/// A stream or queue segment with `N` slots: the model's segment, zeroed as
+/// `Segment::create` leaves a ring.
+type Ring<const N: usize> = Segment<N>;
 
 impl<const N: usize> Ring<N> {
     /// A ring nobody waits on.
-    fn create() -> Self {
-        Self::create_with(Membarrier::without_target())
-    }
-
-    /// A ring whose writer's waiters call `barrier`.
-    fn create_with(barrier: Membarrier) -> Self {
-        Ring {
-            published: AtomicU64::new(0),
-            futex: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
-            consumed: AtomicU64::new(0),
-            space_futex: AtomicU32::new(0),
-            space_waiters: AtomicU32::new(0),
-            space_wanted: AtomicU64::new(0),
-            slots: core::array::from_fn(|_| Slot {
-                seq: AtomicU64::new(0),
-                words: core::array::from_fn(|_| AtomicU64::new(0)),
-            }),
-            barrier,
-            space_barrier: Membarrier::without_target(),
-        }
+    fn ring() -> Self {
+        Self::zeroed(Membarrier::without_target())
     }
 
     /// One round of waiting for message `next` on `futex`/`waiters`, as a stream reader and a
@@ -119,6 +49,23 @@ impl<const N: usize> Ring<N> {
     }
 }
 
+/// Sends message `number` into a queue, every payload word holding the number (see
+/// [`try_send_queued`]).
+fn try_send_number<const N: usize>(
+    ring: &Ring<N>,
+    number: u64,
+    consumed_seen: &mut u64,
+) -> Option<bool> {
+    try_send_queued(
+        ring,
+        number,
+        consumed_seen,
+        WORDS,
+        |_| number,
+        Announce::Asymmetric,
+    )
+}
+
 /// A broadcast reader's state: the next number it wants, what it received and lost.
 #[derive(Default)]
 struct Cursor {
@@ -128,6 +75,14 @@ struct Cursor {
 }
 
 impl Cursor {
+    /// A reader that wants every message from the first.
+    fn from_first() -> Cursor {
+        Cursor {
+            next: 1,
+            ..Cursor::default()
+        }
+    }
+
     /// One receive attempt, checking what it accepts; `true` if it received a message.
     fn receive<const N: usize>(&mut self, ring: &Ring<N>) -> bool {
         let mut copy = [0u64; WORDS];
@@ -155,14 +110,11 @@ impl Cursor {
 /// With `sends <= N` nothing may be lost.
 fn broadcast<const N: usize>(sends: u64, attempts: usize) {
     builder().check(move || {
-        let ring = Arc::new(Ring::<N>::create());
+        let ring = Arc::new(Ring::<N>::ring());
         let reader = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut c = Cursor {
-                    next: 1,
-                    ..Cursor::default()
-                };
+                let mut c = Cursor::from_first();
                 for _ in 0..attempts {
                     c.receive(&*ring);
                 }
@@ -212,7 +164,7 @@ fn broadcast_one_slot() {
 /// full; a consumer taking them: every message exactly once, in order, never a broken slot.
 fn queue<const N: usize>(sends: u64) {
     builder().check(move || {
-        let ring = Arc::new(Ring::<N>::create());
+        let ring = Arc::new(Ring::<N>::ring());
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -238,14 +190,7 @@ fn queue<const N: usize>(sends: u64) {
         let mut consumed_seen = 0;
         for number in 1..=sends {
             loop {
-                match try_send_queued(
-                    &*ring,
-                    number,
-                    &mut consumed_seen,
-                    WORDS,
-                    |_| number,
-                    Announce::Asymmetric,
-                ) {
+                match try_send_number(&ring, number, &mut consumed_seen) {
                     Some(wake) => {
                         assert!(!wake, "nobody waits in this model");
                         break;
@@ -291,14 +236,11 @@ fn broadcast_waiting<const N: usize>(sends: u64) {
         "the ring holds every message: a wait that finds one published receives it"
     );
     builder().check(move || {
-        let ring = Arc::new(Ring::<N>::create_with(Membarrier::with_target()));
+        let ring = Arc::new(Ring::<N>::zeroed(Membarrier::with_target()));
         let reader = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut c = Cursor {
-                    next: 1,
-                    ..Cursor::default()
-                };
+                let mut c = Cursor::from_first();
                 while c.next <= sends {
                     if c.receive(&*ring) {
                         continue;
@@ -357,7 +299,7 @@ fn broadcast_waiting_for_messages() {
 #[test]
 fn queue_waiting_both_ways() {
     builder().check(|| {
-        let ring = Arc::new(Ring::<1>::create_with(Membarrier::with_target()));
+        let ring = Arc::new(Ring::<1>::zeroed(Membarrier::with_target()));
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -383,16 +325,7 @@ fn queue_waiting_both_ways() {
         };
 
         let mut consumed_seen = 0;
-        let mut send = |number| {
-            try_send_queued(
-                &*ring,
-                number,
-                &mut consumed_seen,
-                WORDS,
-                |_| number,
-                Announce::Asymmetric,
-            )
-        };
+        let mut send = |number| try_send_number(&ring, number, &mut consumed_seen);
         ring.barrier.point();
         let sent_1 = send(1).expect("an empty queue has room");
         let woke_1 = sent_1.then(|| wake(&ring.futex));
