@@ -6,7 +6,7 @@
 //! the bridge `ID` becomes the local segment `/NAME@ID`, created from the remote segment's
 //! stored layout (checked as hostile input), so that local readers open it with their own
 //! type and get the usual layout check. The mirror's writer lease is held while the remote
-//! writer is alive, so [`writer_alive`](shm_core::RawReader::writer_alive) on the mirror
+//! writer is alive, so [`info().writer().alive()`](shm_core::WriterInfo::alive) on the mirror
 //! means "the writer on the other host is alive". See `docs/bridge.md` for the key
 //! expressions, what each failure looks like and how long it takes to show.
 //!
