@@ -149,6 +149,107 @@ pub const fn field_layout<Field, Owner, S: ?Sized, T: FieldIsSharedState<Field, 
     <T as SharedState>::LAYOUT
 }
 
+/// The type a field projection `|s| &s.field` points to, as a value whose methods refine the
+/// error for a field type that is not [`SharedState`]: the derive calls
+/// `field_type(..).__shared_state_refuse()` before [`field_layout`], in a closure that is never
+/// run. For a `usize`, an `isize`, a slice or a `str` (behind an alias or an associated type,
+/// where the derive cannot see them), the inherent method of that type is picked, whose unmet
+/// bound names the field and the fix; the error it reports implies the generic one of
+/// [`field_layout`] at the same span, so the compiler shows only the specific one. Every other
+/// type gets [`AnyFieldType`]'s method, which requires nothing. This only adds requirements:
+/// whether the derive accepts a field is decided by [`field_layout`] alone.
+pub struct FieldType<Field, Owner, T: ?Sized>(
+    core::marker::PhantomData<FieldTypeMarker<Field, Owner, T>>,
+);
+
+/// What [`FieldType`] holds: no value of `T`, so that it is `Sized` for any field type.
+type FieldTypeMarker<Field, Owner, T> = (Field, Owner, fn() -> *const T);
+
+/// The [`FieldType`] of a field projection `|s| &s.field`.
+pub const fn field_type<Field, Owner, S: ?Sized, T: ?Sized>(
+    _: fn(&S) -> &T,
+) -> FieldType<Field, Owner, T> {
+    FieldType(core::marker::PhantomData)
+}
+
+/// The method of [`FieldType`] for types that have no more specific message than
+/// [`FieldIsSharedState`]'s: requires nothing.
+pub trait AnyFieldType {
+    /// Does nothing; never called.
+    fn __shared_state_refuse(&self) {}
+}
+
+impl<Field, Owner, T: ?Sized> AnyFieldType for FieldType<Field, Owner, T> {}
+
+// The bounds below are never met (each trait requires `SharedState`, which these types do not
+// implement and no other crate may implement for them). `for<'__shm>` keeps the compiler from
+// rejecting a clause it can already see is false; the supertrait `FieldIsSharedState` makes the
+// error imply the generic one at the same span, which the compiler then leaves out.
+
+/// Reports a field whose type is `usize` behind an alias or an associated type.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` is a `usize`, whose size differs between 32-bit and 64-bit processes; use `u64`",
+    label = "`usize` is 4 bytes in a 32-bit process and 8 bytes in a 64-bit one"
+)]
+pub trait NotUsize<Field, Owner>: FieldIsSharedState<Field, Owner> {}
+
+/// Reports a field whose type is `isize` behind an alias or an associated type.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` is an `isize`, whose size differs between 32-bit and 64-bit processes; use `i64`",
+    label = "`isize` is 4 bytes in a 32-bit process and 8 bytes in a 64-bit one"
+)]
+pub trait NotIsize<Field, Owner>: FieldIsSharedState<Field, Owner> {}
+
+/// Reports a field whose type is a slice behind an alias or an associated type.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` is a slice (`{Self}`), which is unsized; use an array `[T; N]` or `shm_core::FixedVec<T, N>`",
+    label = "a slice has no fixed size"
+)]
+pub trait NotSlice<Field, Owner>: FieldIsSharedState<Field, Owner> {}
+
+/// Reports a field whose type is `str` behind an alias or an associated type.
+#[diagnostic::on_unimplemented(
+    message = "field `{Field}` of `{Owner}` is a `str`, which is unsized; use `shm_core::FixedStr<N>`",
+    label = "a `str` has no fixed size"
+)]
+pub trait NotStr<Field, Owner>: FieldIsSharedState<Field, Owner> {}
+
+impl<Field, Owner> FieldType<Field, Owner, usize> {
+    /// Reports the field as a `usize`; never called.
+    pub fn __shared_state_refuse(&self)
+    where
+        for<'__shm> usize: NotUsize<Field, Owner>,
+    {
+    }
+}
+
+impl<Field, Owner> FieldType<Field, Owner, isize> {
+    /// Reports the field as an `isize`; never called.
+    pub fn __shared_state_refuse(&self)
+    where
+        for<'__shm> isize: NotIsize<Field, Owner>,
+    {
+    }
+}
+
+impl<Field, Owner, T> FieldType<Field, Owner, [T]> {
+    /// Reports the field as a slice; never called.
+    pub fn __shared_state_refuse(&self)
+    where
+        for<'__shm> [T]: NotSlice<Field, Owner>,
+    {
+    }
+}
+
+impl<Field, Owner> FieldType<Field, Owner, str> {
+    /// Reports the field as a `str`; never called.
+    pub fn __shared_state_refuse(&self)
+    where
+        for<'__shm> str: NotStr<Field, Owner>,
+    {
+    }
+}
+
 /// The size of the type a field projection `|s| &s.field` points to. The derive measures
 /// fields this way rather than by repeating their type tokens, which a macro could expand
 /// differently the second time.

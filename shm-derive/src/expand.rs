@@ -206,11 +206,25 @@ fn field_layout_fn(input: &Input, index: usize, field: &Field) -> TokenStream {
         Some(p) => (Some(p), quote!(#p)),
         None => (None, quote!(#owner)),
     };
+    // The closure is never run: its method call reports a `usize`, `isize`, slice or `str`
+    // field with the message the syntax check gives when the type is written, in place of the
+    // generic one (see `FieldType`). It comes first so that its error is the one kept, and every
+    // token carries the span of the field type, where the generic error points, since the
+    // compiler leaves out an error only when one that implies it has the same span.
+    let refine = quote_spanned! {field.ty.span()=>
+        let _ = || {
+            #[allow(unused_imports)]
+            use ::shm_core::__private::AnyFieldType as _;
+            ::shm_core::__private::field_type::<#field_param, #owner_arg, #owner, _>(|s: &#owner| &s.#fname)
+                .__shared_state_refuse();
+        };
+    };
     let layout = quote_spanned! {field.ty.span()=>
         #private::field_layout::<#field_param, #owner_arg, #owner, _>(|s: &#owner| &s.#fname)
     };
     quote! {
         const fn #fn_ident<#field_param, #owner_param>() -> &'static #private::Layout {
+            #refine
             #layout
         }
     }
