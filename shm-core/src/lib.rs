@@ -46,7 +46,6 @@ compile_error!("shm-core supports little-endian targets only (x86-64, aarch64): 
 extern crate self as shm_core;
 
 mod backend;
-mod deadline;
 mod error;
 pub mod export;
 mod fault;
@@ -66,6 +65,7 @@ pub mod stream;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
 mod types;
+mod wait;
 mod writer;
 
 #[doc(hidden)]

@@ -390,7 +390,7 @@ pub mod hooks {
     /// that a test whose wait ends only by a wake-up shows every missing one.
     pub fn set_stream_wait_slice(slice: std::time::Duration) {
         let ms = u64::try_from(slice.as_millis()).unwrap_or(u64::MAX).max(1);
-        crate::stream::WAIT_SLICE_OVERRIDE_MS.store(ms, Ordering::Relaxed);
+        crate::wait::WAIT_SLICE_OVERRIDE_MS.store(ms, Ordering::Relaxed);
     }
 
     /// Makes a queue consumer in this process kill its process (SIGKILL) right after a commit

@@ -2,26 +2,21 @@
 //! (retries, liveness probes, waiting) that [`Reader`](crate::Reader) shares.
 
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
 use crate::segment::{Expect, Segment};
-use crate::sys::{self, Access};
+use crate::sys::Access;
+use crate::wait::{self, Deadline, Pace};
 use crate::SharedState;
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Failed attempts `try_read` makes before it gives up.
 const TRY_READ_ATTEMPTS: u32 = 1 << 12;
-/// Longest single futex sleep in `wait_for_update`: a writer that dies between publishing and
-/// waking cannot strand a waiter for longer than this.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
-/// Longest sleep of a reader that polls (it could only map the segment read-only).
-const POLL_SLICE: Duration = Duration::from_micros(200);
 /// How often a stuck read checks whether the writer is still alive.
 const LIVENESS_PROBE_EVERY: Duration = Duration::from_millis(1);
 
@@ -256,47 +251,34 @@ impl RawReader {
     /// the writer would stop waking anybody).
     pub fn wait_for_update(&self, since: u64, timeout: Duration) -> Result<u64> {
         let h = self.seg.header();
-        let v = self.version();
-        self.seg.check_intact()?;
-        if v > since {
-            return Ok(v);
-        }
-        let deadline = Deadline::after(timeout);
-        if !self.can_register_waiters || !register_waiter(&h.waiters) {
-            loop {
-                let v = self.version();
-                self.seg.check_intact()?;
-                if v > since {
-                    return Ok(v);
-                }
-                let Some(left) = deadline.next_slice(POLL_SLICE) else {
-                    return Err(Error::Timeout);
-                };
-                std::thread::sleep(left);
+        // The wait is over once the segment is found truncated, or the version passed `since`.
+        let check = |registered: bool| {
+            let v = wait::load_for_wait(&h.published, registered);
+            match self.seg.check_intact() {
+                Err(e) => Some(Err(e)),
+                Ok(()) => (v > since).then_some(Ok(v)),
             }
-        }
-        // Registration protocol (see docs/segment-format.md, "Waiting for an update"): count
-        // ourselves as a waiter, make the writer's half of the barrier a full one, then read
-        // the futex word, then re-check the version. The writer publishes, then reads the
-        // waiter count (see `protocol::Announce`), so either we see its new version or it sees
-        // us and bumps the futex word, which makes our wait return.
-        barrier_after_registering();
-        let result = loop {
-            let word = h.futex.load(Ordering::SeqCst);
-            let v = h.published.load(Ordering::SeqCst);
-            if let Err(e) = self.seg.check_intact() {
-                break Err(e);
-            }
-            if v > since {
-                break Ok(v);
-            }
-            let Some(left) = deadline.next_slice(WAIT_SLICE) else {
-                break Err(Error::Timeout);
-            };
-            sys::futex_wait(&h.futex, word, left);
         };
-        unregister_waiter(&h.waiters);
-        result
+        if let Some(done) = check(false) {
+            return done;
+        }
+        // The registration protocol of docs/segment-format.md ("Waiting for an update"), shared
+        // with the streams and queues: see `wait`.
+        let deadline = Deadline::after(timeout);
+        let mut outcome = None;
+        wait::wait_until(
+            &h.futex,
+            &h.waiters,
+            self.can_register_waiters,
+            deadline,
+            Pace::State,
+            |registered| {
+                outcome = check(registered);
+                outcome.is_some()
+            },
+        );
+        // `wait_until` gives up only right after a check that found nothing.
+        outcome.unwrap_or(Err(Error::Timeout))
     }
 
     /// What the segment is and who writes it; see [`SegmentInfo`]. Which facts are fixed and
@@ -309,33 +291,6 @@ impl RawReader {
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
-}
-
-/// Counts one more waiter (SeqCst, see `wait_for_update`; streams and queues count their
-/// waiters in `waiters` and `space_waiters` with it too), unless the count is at its maximum:
-/// then `false`, and the caller polls. A compare-and-swap loop rather than `fetch_add`, so that
-/// a hostile count of `u32::MAX` cannot wrap to 0 (with 0 waiters the writer skips the wake).
-pub(crate) fn register_waiter(waiters: &AtomicU32) -> bool {
-    waiters
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_add(1))
-        .is_ok()
-}
-
-/// The waiter's half of the asymmetric barrier (`protocol::Announce::Asymmetric`), made once
-/// after registering and before the first re-check: a full barrier on every CPU that runs a
-/// writer registered for it, so that a writer that published without a locked instruction
-/// either sees this waiter's registration or has its new version visible to the re-check.
-///
-/// Where the kernel or a sandbox refuses (`membarrier` missing or forbidden in this process),
-/// a writer that published without a locked instruction at the same moment may miss this
-/// waiter; the wait then ends at the next re-check, at most a wait slice (100 ms) later.
-pub(crate) fn barrier_after_registering() {
-    sys::barrier_on_registered_processes();
-}
-
-/// Counts one waiter less, never below 0 (a hostile peer may have zeroed the count meanwhile).
-pub(crate) fn unregister_waiter(waiters: &AtomicU32) {
-    let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
 }
 
 impl core::fmt::Debug for RawReader {

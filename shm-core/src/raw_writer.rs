@@ -3,7 +3,6 @@
 //! [`Writer`](crate::Writer) shares.
 
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
@@ -13,6 +12,7 @@ use crate::protocol::{self, Announce, Resume};
 use crate::raw_reader::RawReader;
 use crate::segment::{Expect, Recovered, Segment, Spec};
 use crate::sys::{self, Access};
+use crate::wait::Deadline;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

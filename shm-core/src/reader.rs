@@ -1,13 +1,13 @@
 //! [`Reader`]: reads consistent snapshots of a segment of a known type.
 
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::Result;
 use crate::info::SegmentInfo;
 use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol;
 use crate::raw_reader::{expect_type, RawReader};
+use crate::wait::Deadline;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};

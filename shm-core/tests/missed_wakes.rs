@@ -6,7 +6,7 @@
 //! hundred nanoseconds, so that its publication races with the reader registering as a
 //! waiter. A wake-up the writer misses leaves the reader asleep until its wait slice ends
 //! (100 ms) with the futex word unchanged: the test counts those waits and expects none.
-//! Removing the reader's barrier (`raw_reader::barrier_after_registering`) makes them appear.
+//! Removing the reader's barrier (`wait::barrier_after_registering`) makes them appear.
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// Versions published per run.
 const ROUNDS: u64 = 50_000;
-/// The reader's longest futex sleep (`WAIT_SLICE` in `raw_reader.rs`): a wait that lasts this
+/// The reader's longest futex sleep (`WAIT_SLICE` in `wait/futex.rs`): a wait that lasts this
 /// long ended by its re-check, not by a wake-up.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// The writer's longest pause between seeing an acknowledgement and publishing.

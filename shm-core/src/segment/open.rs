@@ -3,7 +3,6 @@
 
 use super::{corrupt, descriptor_of, file_size, header_of, map, Expect, Mapping, Segment};
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{
     Geometry, Header, SegmentKind, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_READY,
@@ -11,6 +10,7 @@ use crate::format::{
 use crate::layout::LayoutBuf;
 use crate::protocol::SlotIndex;
 use crate::sys::{self, Access};
+use crate::wait::Deadline;
 use core::sync::atomic::Ordering;
 use std::fs::File;
 use std::time::Duration;

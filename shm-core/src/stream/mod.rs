@@ -26,28 +26,17 @@ pub use reader::{Iter, StreamReader, TryIter};
 pub use writer::StreamWriter;
 
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{SegmentKind, MAX_STREAM_CAPACITY};
 use crate::layout::LayoutBuf;
 use crate::protocol::{self, stream::QueueWords};
-use crate::raw_reader::{barrier_after_registering, register_waiter, unregister_waiter};
 use crate::raw_writer::Make;
 use crate::segment::{Expect, Segment, Spec};
 use crate::sys::{self, Access};
+use crate::wait::Deadline;
 use crate::SharedState;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Longest single futex sleep: a peer that dies between changing a word and waking cannot
-/// strand a waiter for longer than this.
-const WAIT_SLICE: Duration = Duration::from_millis(100);
-/// Checks of the awaited condition before a waiter goes to sleep on the futex: a message that
-/// arrives within a microsecond or so is taken without two syscalls.
-const SPINS_BEFORE_SLEEP: u32 = 128;
-/// Longest sleep of a waiter that polls (it could only map the segment read-only, or found the
-/// waiter count at its maximum).
-const POLL_SLICE: Duration = Duration::from_micros(200);
 
 /// What an opener of a stream or queue segment of `T` expects.
 fn expect_ring<T: SharedState>(kind: SegmentKind) -> Expect {
@@ -210,86 +199,6 @@ fn wake_all(futex: &AtomicU32) {
     futex.fetch_add(1, Ordering::SeqCst);
     sys::futex_wake_all(futex);
 }
-
-/// Waits until `ready(registered)` holds or `deadline` passes (`false`): spins briefly, then
-/// sleeps on `futex` registered in `waiters`, with the registration protocol of
-/// `docs/segment-format.md` ("Waiting for an update"): count ourselves as a waiter, make the
-/// `membarrier` barrier, read the futex word, re-check (`ready(true)`: with SeqCst loads, see
-/// [`load_for_wait`]), sleep only if the word is unchanged. The side that makes `ready` true
-/// stores, then checks the waiter count (see `protocol::Announce`), so either we see its store
-/// or it sees us and bumps the word.
-///
-/// A process that mapped the segment read-only cannot register (`can_register` false), and a
-/// waiter that finds the count at its maximum does not (a hostile value: one more would wrap
-/// it to 0, and the other side would stop waking anybody): both poll instead, with
-/// `ready(false)`, whose loads must then be relaxed loads and fences (see [`load_for_wait`]).
-fn wait_until(
-    futex: &AtomicU32,
-    waiters: &AtomicU32,
-    can_register: bool,
-    deadline: Deadline,
-    mut ready: impl FnMut(bool) -> bool,
-) -> bool {
-    for _ in 0..SPINS_BEFORE_SLEEP {
-        if ready(false) {
-            return true;
-        }
-        core::hint::spin_loop();
-    }
-    if !can_register || !register_waiter(waiters) {
-        loop {
-            if ready(false) {
-                return true;
-            }
-            let Some(left) = deadline.next_slice(POLL_SLICE) else {
-                return false;
-            };
-            std::thread::sleep(left);
-        }
-    }
-    // The waiter's half of the barrier a writer that publishes without a locked instruction
-    // relies on (see `protocol::Announce`). A producer waiting for room pairs with the
-    // consumer's commit, a SeqCst swap, which needs no help; the barrier costs it one system
-    // call on a path that sleeps anyway.
-    barrier_after_registering();
-    let slice = wait_slice();
-    let done = loop {
-        let word = futex.load(Ordering::SeqCst);
-        if ready(true) {
-            break true;
-        }
-        let Some(left) = deadline.next_slice(slice) else {
-            break false;
-        };
-        sys::futex_wait(futex, word, left);
-    };
-    unregister_waiter(waiters);
-    done
-}
-
-/// Loads a word a waiter checks (`published`, `consumed`): with SeqCst once `registered` as a
-/// waiter, the re-check half of the store-buffering pairing with the side that stores it (see
-/// `protocol::Announce`); otherwise (spinning before registering, or polling) as a relaxed load
-/// and an acquire fence, the only loads guaranteed to work on a read-only mapping.
-fn load_for_wait(word: &AtomicU64, registered: bool) -> u64 {
-    if registered {
-        word.load(Ordering::SeqCst)
-    } else {
-        protocol::load_acquire(word)
-    }
-}
-
-/// The longest single futex sleep: [`WAIT_SLICE`], unless a test hook set another
-/// (`__private::hooks::set_stream_wait_slice`), to show which wake-ups a test relies on.
-fn wait_slice() -> Duration {
-    match WAIT_SLICE_OVERRIDE_MS.load(Ordering::Relaxed) {
-        0 => WAIT_SLICE,
-        ms => Duration::from_millis(ms),
-    }
-}
-
-/// The wait slice a test hook set, in milliseconds (0: none, [`WAIT_SLICE`]).
-pub(crate) static WAIT_SLICE_OVERRIDE_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether a test hook asked a consumer to die between a commit and the wake it owes a
 /// waiting producer (`__private::hooks::kill_consumer_between_commit_and_wake`).

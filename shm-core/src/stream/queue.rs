@@ -1,9 +1,8 @@
 //! [`QueueProducer`] and [`QueueConsumer`]: a queue with backpressure, one producer and one
 //! consumer, each message taken exactly once.
 
-use super::{expect_ring, wait_until, wake_all, Sender};
+use super::{expect_ring, wake_all, Sender};
 use crate::backend::Backend;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::{Control, SegmentKind};
 use crate::info::SegmentInfo;
@@ -13,6 +12,7 @@ use crate::protocol::{self, Slots};
 use crate::raw_writer::announce_mode;
 use crate::segment::Segment;
 use crate::sys::{self, Access};
+use crate::wait::{self, wait_until, Deadline, Pace};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
@@ -96,9 +96,14 @@ impl<T: SharedState> QueueProducer<T> {
             let number = self.tx.next();
             stream::wait_for_room(seg, number);
             // The producer's mapping is writable: its checks are SeqCst loads either way.
-            if !wait_until(&c.space_futex, &c.space_waiters, true, deadline, |_| {
-                stream::has_room(seg, number)
-            }) {
+            if !wait_until(
+                &c.space_futex,
+                &c.space_waiters,
+                true,
+                deadline,
+                Pace::Stream,
+                |_| stream::has_room(seg, number),
+            ) {
                 return Err(Error::Timeout);
             }
         }
@@ -234,9 +239,14 @@ impl<T: SharedState> QueueConsumer<T> {
         super::receive_until(self, deadline, Self::try_recv, |c, deadline| {
             let h = c.seg.header();
             let next = c.taken + 1;
-            wait_until(&h.futex, &h.waiters, true, deadline, |registered| {
-                super::load_for_wait(&h.published, registered) >= next
-            })
+            wait_until(
+                &h.futex,
+                &h.waiters,
+                true,
+                deadline,
+                Pace::Stream,
+                |registered| wait::load_for_wait(&h.published, registered) >= next,
+            )
         })
     }
 

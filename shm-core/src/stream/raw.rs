@@ -2,7 +2,6 @@
 //! messages by the layout the segment stores (for tools and other languages).
 
 use super::reader::{Cursor, Start};
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
@@ -10,6 +9,7 @@ use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
+use crate::wait::Deadline;
 use std::time::Duration;
 
 /// Receives the messages of a broadcast stream, or observes those of a queue, as bytes,

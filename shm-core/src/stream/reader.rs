@@ -1,13 +1,12 @@
 //! [`StreamReader`]: one reader of a broadcast stream, with its own position, and its
 //! iterators.
 
-use super::wait_until;
-use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::info::SegmentInfo;
 use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
+use crate::wait::{self, wait_until, Deadline, Pace};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
@@ -102,7 +101,8 @@ impl Cursor {
             &h.waiters,
             raw.segment().is_writable(),
             deadline,
-            |registered| super::load_for_wait(&h.published, registered) >= next,
+            Pace::Stream,
+            |registered| wait::load_for_wait(&h.published, registered) >= next,
         )
     }
 }
