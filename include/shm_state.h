@@ -34,6 +34,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1254,6 +1256,560 @@ static inline uint32_t shm_stream_writer_pid(const shm_stream *s) { return shm_w
 
 /* The writer epoch: 1 for the creator, incremented by every writer that takes over. */
 static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm_writer_epoch(&s->reader); }
+
+/* ---------------------------------------------------------------- wait sets */
+
+/* A wait set: many state readers and stream readers behind one file descriptor, for event
+ * loops (epoll, poll, glib, libuv). The descriptor (`shm_waitset_fd`, an eventfd) becomes
+ * readable when an attached segment published something since the last `shm_waitset_ready`,
+ * or when its writer was found dead; `shm_waitset_ready` then says which, without blocking.
+ *
+ *     shm_waitset *ws = shm_waitset_new();          // NULL with errno set on failure
+ *     int a = shm_waitset_attach(ws, &pose_reader);  // a key, or -1 with errno set
+ *     int b = shm_waitset_attach_stream(ws, &fills);
+ *     // add shm_waitset_fd(ws) to the loop for reading (EPOLLIN, G_IO_IN, UV_READABLE); then
+ *     shm_waitset_event ev[16];
+ *     int n = shm_waitset_ready(ws, ev, 16);         // never blocks; drains the descriptor
+ *     for (int i = 0; i < n; i++) {
+ *         if (ev[i].flags & SHM_WAITSET_CHANGED) ... // key ev[i].key: read it, or receive its
+ *                                                    // messages until SHM_EMPTY
+ *         if (ev[i].flags & SHM_WAITSET_WRITER_GONE) ... // its writer died (the lease is free)
+ *     }
+ *     shm_waitset_detach(ws, a);                     // before closing the reader
+ *     shm_waitset_free(ws);
+ *
+ * A state reader is reported changed once for every batch of publications (its event carries
+ * the version seen, and the next report needs a newer one). A stream reader is reported while
+ * it holds messages it did not receive, but the descriptor becomes readable again only for
+ * messages sent after the report: receive until SHM_EMPTY. A dead writer is reported once
+ * (SHM_WAITSET_WRITER_GONE), again only after another writer took the lease and died; it is
+ * found by the lease probe (`shm_writer_alive`) at attach and then at least every wait slice.
+ *
+ * How it waits: helper threads of the wait set sleep on the segments' shared futex words as a
+ * blocking wait does (docs/segment-format.md, "Waiting for an update": count as a waiter,
+ * `membarrier`, read the futex word, re-check `published`, sleep only if unchanged, each sleep
+ * at most SHM_WAIT_SLICE_MS), and write the eventfd. With the backend "futex_waitv" (Linux 5.16
+ * or later) one thread waits on up to 127 segments at once, so a set of n segments costs
+ * ceil(n / 127) threads; with "thread" (older kernels, where futex_waitv fails with ENOSYS)
+ * every attached segment has its own thread. A helper is counted in a segment's waiter count
+ * only while it waits for that segment (from a `shm_waitset_ready`, or the attach, to the
+ * next report), so a writer pays for wake-ups only then. `SHM_WAIT_BACKEND=futex_waitv` or
+ * `thread` in the environment forces one (`io_uring`, which the Rust runtime also accepts,
+ * selects the default here). Segments mapped read-only (or whose waiter count is at its
+ * maximum) are polled every 200 us by their helper instead.
+ *
+ * Build with `-pthread` (glibc 2.34 and later need no library for it; older ones need
+ * libpthread). A wait set may be used from one thread at a time; the readers attached to it
+ * must stay open (and at the same address) until detached, and their owner must not use them
+ * from another thread while `shm_waitset_ready` runs (it reads a stream reader's position).
+ * Helper threads block every signal but glibc's internal ones. */
+
+#ifndef SHM_WAIT_SLICE_MS
+/* The longest single futex sleep of a wait set's helper thread, in milliseconds: a writer that
+ * dies between publishing and waking strands a wait set for at most this long, and a dead
+ * writer is found at most this long after it died. */
+#define SHM_WAIT_SLICE_MS 100
+#endif
+
+/* The flags of a wait set event. */
+#define SHM_WAITSET_CHANGED 1u     /* published something since the last report */
+#define SHM_WAITSET_WRITER_GONE 2u /* no writer holds the lease */
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449 /* the same on every architecture */
+#endif
+#define SHM__FUTEX2_SIZE_U32 0x02u
+#define SHM__WS_SHARD 127 /* futex_waitv takes 128 words: 127 segments and the control word */
+#define SHM__WS_POLL_NS INT64_C(200000)
+#define SHM__WS_WAITV 1
+#define SHM__WS_THREAD 2
+
+/* One ready handle. */
+typedef struct shm_waitset_event {
+    int key;          /* what shm_waitset_attach returned */
+    unsigned flags;   /* SHM_WAITSET_CHANGED and/or SHM_WAITSET_WRITER_GONE */
+    uint64_t version; /* the segment's publish counter when it was reported */
+} shm_waitset_event;
+
+/* struct futex_waitv of <linux/futex.h>, for headers that predate it. */
+typedef struct shm__futex_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+} shm__futex_waitv;
+
+struct shm__ws_shard;
+
+/* An attached handle. Fields marked "lock" are read and written under the set's mutex; the
+ * helper's own ones only by the shard's thread. */
+typedef struct shm__ws_entry {
+    const shm_reader *reader;
+    const shm_stream *stream; /* NULL for a state reader */
+    struct shm__ws_shard *shard;
+    uint32_t *futex, *waiters;
+    uint64_t *published;
+    uint64_t since;    /* user: a state reader's version at its last report */
+    uint64_t armed_at; /* lock: the helper reports a version above this */
+    int armed;         /* lock: the helper watches it (until it reports it) */
+    int gone;          /* lock: 0 writer alive, 1 found dead and not reported, 2 reported */
+    int registered;    /* helper: counted in the segment's waiter count */
+    int polls;         /* helper: cannot register (read-only mapping, or count at maximum) */
+} shm__ws_entry;
+
+/* A helper thread and the entries it watches. */
+typedef struct shm__ws_shard {
+    struct shm_waitset *ws;
+    pthread_t thread;
+    uint32_t ctl; /* futex: bumped (under lock) by every change the thread must see */
+    uint32_t ack; /* futex: the `ctl` of the thread's last look at its entries */
+    int stop;     /* lock */
+    int n;        /* lock */
+    shm__ws_entry *entries[SHM__WS_SHARD]; /* lock */
+} shm__ws_shard;
+
+/* A wait set; see above. */
+typedef struct shm_waitset {
+    pthread_mutex_t lock;
+    int efd;
+    int backend;
+    int cap, nshards;
+    shm__ws_entry **entries; /* by key; NULL: free */
+    shm__ws_shard **shards;
+} shm_waitset;
+
+static inline void shm__ws_signal(int efd) {
+    uint64_t one = 1;
+    ssize_t rc = write(efd, &one, sizeof one);
+    (void)rc; /* EAGAIN only at a count near 2^64: the descriptor is readable anyway */
+}
+
+static inline void shm__futex_wake(uint32_t *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, (void *)NULL, (uint32_t *)NULL, 0);
+}
+
+static inline void shm__futex_wait(uint32_t *word, uint32_t expected, int64_t ns) {
+    struct timespec ts;
+    if (ns < 0) ns = 0;
+    ts.tv_sec = (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, (uint32_t *)NULL, 0);
+}
+
+/* Bumps a shard's control word (under lock) and wakes its thread; returns the new value. */
+static inline uint32_t shm__ws_poke(shm__ws_shard *sh) {
+    uint32_t c = __atomic_add_fetch(&sh->ctl, 1, __ATOMIC_SEQ_CST);
+    shm__futex_wake(&sh->ctl);
+    return c;
+}
+
+/* A helper thread: snapshot the armed entries (under lock), register in the new ones' waiter
+ * counts, make the barrier, read each futex word, re-check each `published`, probe the leases
+ * once a slice, report what is ready (disarming it, leaving its waiter count, writing the
+ * eventfd), else sleep on every registered word and the control word for at most a slice. */
+static inline void *shm__ws_run(void *arg) {
+    shm__ws_shard *sh = (shm__ws_shard *)arg;
+    shm_waitset *ws = sh->ws;
+    shm__ws_entry *cur[SHM__WS_SHARD], *prev[SHM__WS_SHARD];
+    uint64_t at[SHM__WS_SHARD];
+    uint32_t word[SHM__WS_SHARD];
+    unsigned fire[SHM__WS_SHARD];
+    shm__futex_waitv wv[SHM__WS_SHARD + 1];
+    const int64_t slice = (int64_t)SHM_WAIT_SLICE_MS * 1000000;
+    int64_t next_probe = 0;
+    int ncur = 0, nprev, i, j;
+    for (;;) {
+        uint32_t ctl;
+        int stop, fresh = 0, polling = 0, nfire = 0;
+        int64_t now, wait_ns;
+        pthread_mutex_lock(&ws->lock);
+        ctl = __atomic_load_n(&sh->ctl, __ATOMIC_SEQ_CST);
+        stop = sh->stop;
+        nprev = ncur;
+        memcpy(prev, cur, sizeof(cur[0]) * (size_t)ncur);
+        ncur = 0;
+        for (i = 0; !stop && i < sh->n; i++) {
+            if (!sh->entries[i]->armed) continue;
+            cur[ncur] = sh->entries[i];
+            at[ncur++] = sh->entries[i]->armed_at;
+        }
+        /* Entries no longer watched leave their waiter count now, while their segment is
+         * surely mapped: detaching waits for this look (the acknowledgement below). */
+        for (i = 0; i < nprev; i++) {
+            for (j = 0; j < ncur && cur[j] != prev[i]; j++) {
+            }
+            if (j == ncur && prev[i]->registered) {
+                shm__unregister_waiter(prev[i]->waiters);
+                prev[i]->registered = 0;
+            }
+        }
+        __atomic_store_n(&sh->ack, ctl, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&ws->lock);
+        shm__futex_wake(&sh->ack);
+        if (stop) return NULL;
+
+        for (i = 0; i < ncur; i++) {
+            shm__ws_entry *e = cur[i];
+            if (!e->registered && !e->polls) {
+                if (e->reader->writable && shm__register_waiter(e->waiters)) {
+                    e->registered = 1;
+                    fresh = 1;
+                } else {
+                    e->polls = 1;
+                }
+            }
+            polling |= e->polls;
+        }
+#ifndef SHM_WAITSET_NO_BARRIER_FOR_TESTS
+        /* The waiter's half of the asymmetric barrier, once after registering (see
+         * shm_wait_for_update). SHM_WAITSET_NO_BARRIER_FOR_TESTS leaves it out, for the test
+         * that shows what it prevents: wake-ups missed by writers that publish without a
+         * locked instruction. */
+        if (fresh) syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+#else
+        (void)fresh;
+#endif
+        for (i = 0; i < ncur; i++) {
+            shm__ws_entry *e = cur[i];
+            uint64_t v;
+            if (e->registered) {
+                word[i] = __atomic_load_n(e->futex, __ATOMIC_SEQ_CST);
+                v = __atomic_load_n(e->published, __ATOMIC_SEQ_CST);
+            } else {
+                v = shm__load64_acquire((const unsigned char *)e->published);
+            }
+            fire[i] = v > at[i] ? SHM_WAITSET_CHANGED : 0;
+        }
+        now = shm__now_ns();
+        if (now >= next_probe) {
+            int alive[SHM__WS_SHARD];
+            next_probe = now + slice;
+            for (i = 0; i < ncur; i++) alive[i] = shm_writer_alive(cur[i]->reader);
+            pthread_mutex_lock(&ws->lock);
+            for (i = 0; i < ncur; i++) {
+                if (!alive[i] && cur[i]->gone == 0) {
+                    cur[i]->gone = 1;
+                    fire[i] |= SHM_WAITSET_WRITER_GONE;
+                } else if (alive[i]) {
+                    cur[i]->gone = 0;
+                }
+            }
+            pthread_mutex_unlock(&ws->lock);
+        }
+        for (i = 0; i < ncur; i++) nfire += fire[i] != 0;
+        if (nfire) {
+            pthread_mutex_lock(&ws->lock);
+            for (i = 0; i < ncur; i++) {
+                if (!fire[i]) continue;
+                cur[i]->armed = 0; /* until shm_waitset_ready re-arms it */
+                if (cur[i]->registered) {
+                    shm__unregister_waiter(cur[i]->waiters);
+                    cur[i]->registered = 0;
+                }
+            }
+            pthread_mutex_unlock(&ws->lock);
+            shm__ws_signal(ws->efd);
+            continue;
+        }
+
+        wait_ns = next_probe - now;
+        if (wait_ns > slice) wait_ns = slice;
+        if (polling && wait_ns > SHM__WS_POLL_NS) wait_ns = SHM__WS_POLL_NS;
+        if (ws->backend == SHM__WS_WAITV) {
+            struct timespec ts;
+            int64_t until = now + wait_ns;
+            int k = 0;
+            for (i = 0; i < ncur; i++) {
+                if (!cur[i]->registered) continue;
+                wv[k].val = word[i];
+                wv[k].uaddr = (uint64_t)(uintptr_t)cur[i]->futex;
+                wv[k].flags = SHM__FUTEX2_SIZE_U32; /* shared: no FUTEX2_PRIVATE */
+                wv[k++].reserved = 0;
+            }
+            wv[k].val = ctl;
+            wv[k].uaddr = (uint64_t)(uintptr_t)&sh->ctl;
+            wv[k].flags = SHM__FUTEX2_SIZE_U32;
+            wv[k++].reserved = 0;
+            ts.tv_sec = (time_t)(until / 1000000000);
+            ts.tv_nsec = (long)(until % 1000000000);
+            syscall(SYS_futex_waitv, wv, (unsigned)k, 0u, &ts, 1 /* CLOCK_MONOTONIC */);
+        } else if (ncur == 1 && cur[0]->registered) {
+            /* Control changes that must interrupt this sleep (detaching, freeing) also wake
+             * the segment's word, repeatedly until acknowledged. */
+            shm__futex_wait(cur[0]->futex, word[0], wait_ns);
+        } else {
+            shm__futex_wait(&sh->ctl, ctl, wait_ns);
+        }
+    }
+}
+
+/* Whether the kernel has futex_waitv (Linux 5.16): with no words it fails with EINVAL. */
+static inline int shm__ws_has_waitv(void) {
+    long rc = syscall(SYS_futex_waitv, (void *)NULL, 0u, 0u, (void *)NULL, 0);
+    return !(rc == -1 && errno == ENOSYS);
+}
+
+/* A new, empty wait set, or NULL with errno set: ENOSYS if SHM_WAIT_BACKEND=futex_waitv and
+ * the kernel has no futex_waitv, EINVAL for an unknown SHM_WAIT_BACKEND, else what eventfd or
+ * allocation failed with. No thread runs until something is attached. */
+static inline shm_waitset *shm_waitset_new(void) {
+    const char *want = getenv("SHM_WAIT_BACKEND");
+    shm_waitset *ws;
+    int backend;
+    long efd;
+    if (want && !strcmp(want, "thread")) {
+        backend = SHM__WS_THREAD;
+    } else if (want && !strcmp(want, "futex_waitv")) {
+        if (!shm__ws_has_waitv()) {
+            errno = ENOSYS;
+            return NULL;
+        }
+        backend = SHM__WS_WAITV;
+    } else if (want && *want && strcmp(want, "io_uring") != 0) {
+        errno = EINVAL;
+        return NULL;
+    } else {
+        backend = shm__ws_has_waitv() ? SHM__WS_WAITV : SHM__WS_THREAD;
+    }
+    ws = (shm_waitset *)calloc(1, sizeof *ws);
+    if (!ws) return NULL;
+    efd = syscall(SYS_eventfd2, 0u, O_NONBLOCK | O_CLOEXEC);
+    if (efd < 0) {
+        free(ws);
+        return NULL;
+    }
+    ws->efd = (int)efd;
+    ws->backend = backend;
+    pthread_mutex_init(&ws->lock, NULL);
+    return ws;
+}
+
+/* The backend the set waits with: "futex_waitv" or "thread". */
+static inline const char *shm_waitset_backend(const shm_waitset *ws) {
+    return ws->backend == SHM__WS_WAITV ? "futex_waitv" : "thread";
+}
+
+/* The descriptor to wait on for reading (an eventfd, non-blocking, close-on-exec). It stays
+ * the set's: do not close it. */
+static inline int shm_waitset_fd(const shm_waitset *ws) { return ws->efd; }
+
+/* Starts a shard's thread with every signal blocked but glibc's internal ones (32 and 33). */
+static inline int shm__ws_start(shm__ws_shard *sh) {
+    uint64_t all = ~UINT64_C(0) & ~(UINT64_C(3) << 31), old = 0;
+    int rc;
+    syscall(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &all, &old, sizeof all);
+    rc = pthread_create(&sh->thread, NULL, shm__ws_run, sh);
+    syscall(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &old, (uint64_t *)NULL, sizeof old);
+    return rc;
+}
+
+/* Waits until `sh`'s thread has looked at its entries since its control word became `target`,
+ * waking it (and, for the thread backend, the segment word it may sleep on) until it has. */
+static inline void shm__ws_await(shm_waitset *ws, shm__ws_shard *sh, uint32_t target, uint32_t *segment_word) {
+    for (;;) {
+        uint32_t a = __atomic_load_n(&sh->ack, __ATOMIC_SEQ_CST);
+        if ((int32_t)(a - target) >= 0) return;
+        shm__futex_wake(&sh->ctl);
+        if (ws->backend == SHM__WS_THREAD && segment_word) shm__futex_wake(segment_word);
+        shm__futex_wait(&sh->ack, a, 1000000);
+    }
+}
+
+static inline int shm__ws_attach(shm_waitset *ws, const shm_reader *r, const shm_stream *s) {
+    shm__ws_entry *e = (shm__ws_entry *)calloc(1, sizeof *e);
+    shm__ws_shard *sh = NULL;
+    int key, i, alive, ready_now = 0;
+    if (!e) return -1;
+    e->reader = r;
+    e->stream = s;
+    e->futex = (uint32_t *)(void *)(r->base + SHM_OFF_FUTEX);
+    e->waiters = (uint32_t *)(void *)(r->base + SHM_OFF_WAITERS);
+    e->published = (uint64_t *)(void *)(r->base + SHM_OFF_PUBLISHED);
+    e->since = e->armed_at = shm_version(r);
+    e->armed = 1;
+    if (s && (s->pending || e->since >= s->next)) ready_now = 1;
+    alive = shm_writer_alive(r);
+    if (!alive) e->gone = 1;
+    pthread_mutex_lock(&ws->lock);
+    for (key = 0; key < ws->cap && ws->entries[key]; key++) {
+    }
+    if (key == ws->cap) {
+        int cap = ws->cap ? ws->cap * 2 : 16;
+        shm__ws_entry **grown = (shm__ws_entry **)realloc(ws->entries, sizeof(*grown) * (size_t)cap);
+        if (!grown) goto fail;
+        for (i = ws->cap; i < cap; i++) grown[i] = NULL;
+        ws->entries = grown;
+        ws->cap = cap;
+    }
+    if (ws->backend == SHM__WS_WAITV) {
+        for (i = 0; i < ws->nshards && !sh; i++)
+            if (ws->shards[i]->n < SHM__WS_SHARD) sh = ws->shards[i];
+    }
+    if (!sh) {
+        shm__ws_shard **grown = (shm__ws_shard **)realloc(ws->shards, sizeof(*grown) * (size_t)(ws->nshards + 1));
+        if (!grown) goto fail;
+        ws->shards = grown;
+        sh = (shm__ws_shard *)calloc(1, sizeof *sh);
+        if (!sh) goto fail;
+        sh->ws = ws;
+        errno = shm__ws_start(sh);
+        if (errno) {
+            free(sh);
+            goto fail;
+        }
+        ws->shards[ws->nshards++] = sh;
+    }
+    e->shard = sh;
+    sh->entries[sh->n++] = e;
+    ws->entries[key] = e;
+    shm__ws_poke(sh);
+    pthread_mutex_unlock(&ws->lock);
+    if (!alive || ready_now) shm__ws_signal(ws->efd);
+    return key;
+fail:
+    pthread_mutex_unlock(&ws->lock);
+    free(e);
+    return -1;
+}
+
+/* Attaches a state reader; returns its key (the smallest free one, from 0), or -1 with errno
+ * set. It is reported changed when it publishes a version above the one it has now, or (with
+ * SHM_WAITSET_WRITER_GONE) when its writer is found dead, already at attach. */
+static inline int shm_waitset_attach(shm_waitset *ws, const shm_reader *r) {
+    return shm__ws_attach(ws, r, NULL);
+}
+
+/* Attaches a stream reader (or queue observer); returns its key, or -1 with errno set. It is
+ * reported while it holds messages it did not receive (the descriptor is readable at once if
+ * it holds some already), and when its writer is found dead. */
+static inline int shm_waitset_attach_stream(shm_waitset *ws, const shm_stream *s) {
+    return shm__ws_attach(ws, &s->reader, s);
+}
+
+/* Detaches the handle `key`: when this returns, no helper thread touches it any more and it
+ * is no longer counted as a waiter, so it may be closed. 0, or -1 with errno EINVAL for a key
+ * that is not attached. */
+static inline int shm_waitset_detach(shm_waitset *ws, int key) {
+    shm__ws_entry *e;
+    shm__ws_shard *sh;
+    uint32_t target;
+    int i, stop;
+    pthread_mutex_lock(&ws->lock);
+    if (key < 0 || key >= ws->cap || !(e = ws->entries[key])) {
+        pthread_mutex_unlock(&ws->lock);
+        errno = EINVAL;
+        return -1;
+    }
+    ws->entries[key] = NULL;
+    sh = e->shard;
+    for (i = 0; sh->entries[i] != e; i++) {
+    }
+    sh->entries[i] = sh->entries[--sh->n];
+    /* The thread backend's shard has only this entry: its thread ends. */
+    stop = ws->backend == SHM__WS_THREAD;
+    if (stop) {
+        sh->stop = 1;
+        for (i = 0; ws->shards[i] != sh; i++) {
+        }
+        ws->shards[i] = ws->shards[--ws->nshards];
+    }
+    target = shm__ws_poke(sh);
+    pthread_mutex_unlock(&ws->lock);
+    shm__ws_await(ws, sh, target, e->futex);
+    if (stop) {
+        pthread_join(sh->thread, NULL);
+        free(sh);
+    }
+    free(e);
+    return 0;
+}
+
+/* Which attached handles are ready, without blocking: fills at most `max` events and returns
+ * their number (0: none). Drains the descriptor first; if more than `max` are ready it makes
+ * the descriptor readable again, and the next call returns the rest. Every attached handle is
+ * watched again from here on (its helper re-arms). */
+static inline int shm_waitset_ready(shm_waitset *ws, shm_waitset_event *events, int max) {
+    uint64_t drained;
+    int n = 0, more = 0, k;
+    ssize_t rc = read(ws->efd, &drained, sizeof drained);
+    (void)rc; /* EAGAIN: nothing was signalled, which changes nothing below */
+    pthread_mutex_lock(&ws->lock);
+    for (k = 0; k < ws->cap; k++) {
+        shm__ws_entry *e = ws->entries[k];
+        unsigned flags = 0;
+        uint64_t v;
+        if (!e) continue;
+        v = shm_version(e->reader);
+        if (e->stream ? (e->stream->pending || v >= e->stream->next) : v > e->since)
+            flags |= SHM_WAITSET_CHANGED;
+        if (e->gone == 1) flags |= SHM_WAITSET_WRITER_GONE;
+        if (flags) {
+            if (n >= max) {
+                more = 1;
+                continue;
+            }
+            events[n].key = k;
+            events[n].flags = flags;
+            events[n].version = v;
+            n++;
+            if (!e->stream) e->since = v;
+            if (flags & SHM_WAITSET_WRITER_GONE) e->gone = 2;
+        }
+        if (!e->armed || e->armed_at != v) {
+            e->armed = 1;
+            e->armed_at = v;
+            shm__ws_poke(e->shard);
+        }
+    }
+    pthread_mutex_unlock(&ws->lock);
+    if (more) shm__ws_signal(ws->efd);
+    return n;
+}
+
+/* As shm_waitset_ready, first waiting at most `timeout_ns` (negative: no limit) for a handle
+ * to be ready; 0 when the time ran out. */
+static inline int shm_waitset_wait(shm_waitset *ws, shm_waitset_event *events, int max, int64_t timeout_ns) {
+    int64_t deadline = shm__deadline(timeout_ns);
+    for (;;) {
+        struct pollfd p;
+        int64_t left;
+        int n = shm_waitset_ready(ws, events, max), ms;
+        if (n) return n;
+        left = deadline == INT64_MAX ? -1 : deadline - shm__now_ns();
+        if (deadline != INT64_MAX && left <= 0) return 0;
+        ms = left < 0 ? -1 : left / 1000000 >= INT32_MAX ? INT32_MAX : (int)((left + 999999) / 1000000);
+        p.fd = ws->efd;
+        p.events = POLLIN;
+        p.revents = 0;
+        poll(&p, 1, ms);
+    }
+}
+
+/* Stops the helper threads (leaving every waiter count they were in), detaches everything and
+ * frees the set; its descriptor is closed. NULL is ignored. */
+static inline void shm_waitset_free(shm_waitset *ws) {
+    int i, k;
+    if (!ws) return;
+    pthread_mutex_lock(&ws->lock);
+    for (i = 0; i < ws->nshards; i++) {
+        ws->shards[i]->stop = 1;
+        shm__ws_poke(ws->shards[i]);
+    }
+    pthread_mutex_unlock(&ws->lock);
+    /* Nothing else changes the control words now: each one's value is the one to await. */
+    for (i = 0; i < ws->nshards; i++) {
+        shm__ws_shard *sh = ws->shards[i];
+        shm__ws_await(ws, sh, __atomic_load_n(&sh->ctl, __ATOMIC_SEQ_CST), sh->n ? sh->entries[0]->futex : NULL);
+        pthread_join(sh->thread, NULL);
+        free(sh);
+    }
+    for (k = 0; k < ws->cap; k++) free(ws->entries[k]);
+    free(ws->entries);
+    free(ws->shards);
+    close(ws->efd);
+    pthread_mutex_destroy(&ws->lock);
+    free(ws);
+}
 
 #pragma GCC diagnostic pop
 
