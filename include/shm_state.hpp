@@ -9,6 +9,10 @@
 //     shm::StreamReader<Fill> rx{"/fills"};           // a broadcast stream's messages
 //     try { Fill f = rx.recv(); } catch (const shm::Lagged &e) { /* e.missed() were lost */ }
 //
+//     shm::WaitSet set;                                // many readers, one descriptor (-pthread)
+//     int key = set.attach(r);                         // for epoll/glib/libuv: set.fd()
+//     for (const shm_waitset_event &e : set.wait(std::chrono::seconds(1))) { /* e.key, e.flags */ }
+//
 // The layout hash, size and descriptor come from the `shm::layout_of<T>` specialisation the
 // generated header provides; using a type it does not describe fails to compile, and a segment
 // holding another type throws an error naming the first differing field.
@@ -17,12 +21,15 @@
 
 #include "shm_state.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace shm {
 
@@ -209,6 +216,63 @@ template <typename T> class StreamReader {
     }
     shm_stream s_;
     std::uint64_t number_ = 0;
+};
+
+/// Many readers behind one descriptor, for event loops (`shm_waitset` in shm_state.h: its
+/// helper threads need `-pthread`). `fd()` becomes readable when an attached segment
+/// published since the last `ready()` or its writer was found dead; `ready()` says which,
+/// without blocking; `wait(timeout)` blocks until something is ready. Attached readers must
+/// stay alive and in place (not moved) until detached or the set is destroyed. Not copyable,
+/// not movable; one thread at a time.
+class WaitSet {
+  public:
+    /// A new, empty set; throws `std::system_error` if it cannot be made.
+    WaitSet() : ws_(shm_waitset_new()) {
+        if (!ws_) throw std::system_error(errno, std::generic_category(), "shm_waitset_new");
+    }
+    ~WaitSet() { shm_waitset_free(ws_); }
+    WaitSet(const WaitSet &) = delete;
+    WaitSet &operator=(const WaitSet &) = delete;
+
+    /// Attaches a state reader; returns its key.
+    template <typename T> int attach(const Reader<T> &r) { return check(shm_waitset_attach(ws_, &r.handle())); }
+    /// Attaches a stream reader (or queue observer); returns its key.
+    template <typename T> int attach(const StreamReader<T> &s) {
+        return check(shm_waitset_attach_stream(ws_, &s.handle()));
+    }
+    /// Detaches the handle `key` (then it may be destroyed).
+    void detach(int key) { check(shm_waitset_detach(ws_, key)); }
+    /// The descriptor to poll for reading; it stays the set's.
+    int fd() const noexcept { return shm_waitset_fd(ws_); }
+    /// The backend: "futex_waitv" or "thread".
+    const char *backend() const noexcept { return shm_waitset_backend(ws_); }
+    /// The handles ready now (never blocks); drains the descriptor.
+    std::vector<shm_waitset_event> ready() { return collect(0, false); }
+    /// As `ready`, first waiting at most `timeout` for something to be ready (empty if none).
+    std::vector<shm_waitset_event> wait(std::chrono::nanoseconds timeout) { return collect(timeout.count(), true); }
+    /// The C handle.
+    shm_waitset *handle() noexcept { return ws_; }
+
+  private:
+    int check(int rc) {
+        if (rc < 0) throw std::system_error(errno, std::generic_category(), "shm_waitset");
+        return rc;
+    }
+    std::vector<shm_waitset_event> collect(std::int64_t timeout_ns, bool block) {
+        std::vector<shm_waitset_event> out(64);
+        int n = block ? shm_waitset_wait(ws_, out.data(), (int)out.size(), timeout_ns)
+                      : shm_waitset_ready(ws_, out.data(), (int)out.size());
+        out.resize((std::size_t)n);
+        // More than fit: the descriptor was signalled again; take the rest now.
+        while (n == 64) {
+            std::size_t at = out.size();
+            out.resize(at + 64);
+            n = shm_waitset_ready(ws_, out.data() + at, 64);
+            out.resize(at + (std::size_t)n);
+        }
+        return out;
+    }
+    shm_waitset *ws_;
 };
 
 } // namespace shm
