@@ -198,7 +198,14 @@ fn build_c(dir: &Path, file: &str, source: &str, extra: &[&str]) -> PathBuf {
     std::fs::write(dir.join(file), source).unwrap();
     let mut flags = vec!["-pthread"];
     flags.extend_from_slice(extra);
-    compile("cc", C_FLAGS, dir, file, file.trim_end_matches(".c"), &flags)
+    compile(
+        "cc",
+        C_FLAGS,
+        dir,
+        file,
+        file.trim_end_matches(".c"),
+        &flags,
+    )
 }
 
 /// A C program running with its stdout piped, read line by line.
@@ -337,7 +344,12 @@ fn epoll_example(backend: &str) {
     assert_eq!(field("received") + field("missed"), COUNT);
     // Detaching and freeing left every waiter count the helpers were in.
     for s in states.iter().chain([&stream]) {
-        assert_eq!(peek(s, Field::Waiters), 0, "{backend}: {} still counted", &**s);
+        assert_eq!(
+            peek(s, Field::Waiters),
+            0,
+            "{backend}: {} still counted",
+            &**s
+        );
     }
 }
 
@@ -709,7 +721,10 @@ fn the_cpp_wait_set_reports_a_state_and_a_stream() {
     let mut tx = Msg::create_stream(&stream, 16).unwrap();
     let mut program = Program::start(&exe, &[state.to_string(), stream.to_string()], None);
     let line = program.line();
-    assert!(line.starts_with("attached backend=") && line.ends_with(" fd=1"), "{line}");
+    assert!(
+        line.starts_with("attached backend=") && line.ends_with(" fd=1"),
+        "{line}"
+    );
     w.write(&Tick { value: 7 });
     tx.send(&Msg {
         number: 1,
