@@ -1302,7 +1302,8 @@ static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm
  * libpthread). A wait set may be used from one thread at a time; the readers attached to it
  * must stay open (and at the same address) until detached, and their owner must not use them
  * from another thread while `shm_waitset_ready` runs (it reads a stream reader's position).
- * Helper threads block every signal but glibc's internal ones. */
+ * Helper threads block every signal but glibc's internal ones. A child made by `fork` has no
+ * helper threads: it must not use its parent's wait sets (make its own). */
 
 #ifndef SHM_WAIT_SLICE_MS
 /* The longest single futex sleep of a wait set's helper thread, in milliseconds: a writer that
@@ -1364,6 +1365,7 @@ typedef struct shm__ws_shard {
     uint32_t ctl; /* futex: bumped (under lock) by every change the thread must see */
     uint32_t ack; /* futex: the `ctl` of the thread's last look at its entries */
     int stop;     /* lock */
+    int dirty;    /* lock: shm_waitset_ready re-armed an entry, the thread must look again */
     int n;        /* lock */
     shm__ws_entry *entries[SHM__WS_SHARD]; /* lock */
 } shm__ws_shard;
@@ -1593,13 +1595,18 @@ static inline const char *shm_waitset_backend(const shm_waitset *ws) {
  * the set's: do not close it. */
 static inline int shm_waitset_fd(const shm_waitset *ws) { return ws->efd; }
 
-/* Starts a shard's thread with every signal blocked but glibc's internal ones (32 and 33). */
+/* Starts a shard's thread, on a 256 KiB stack (it needs about 10), with every signal blocked
+ * but glibc's internal ones (32 and 33). */
 static inline int shm__ws_start(shm__ws_shard *sh) {
     uint64_t all = ~UINT64_C(0) & ~(UINT64_C(3) << 31), old = 0;
-    int rc;
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc) return rc;
+    pthread_attr_setstacksize(&attr, 256 * 1024);
     syscall(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &all, &old, sizeof all);
-    rc = pthread_create(&sh->thread, NULL, shm__ws_run, sh);
+    rc = pthread_create(&sh->thread, &attr, shm__ws_run, sh);
     syscall(SYS_rt_sigprocmask, 2 /* SIG_SETMASK */, &old, (uint64_t *)NULL, sizeof old);
+    pthread_attr_destroy(&attr);
     return rc;
 }
 
@@ -1758,8 +1765,13 @@ static inline int shm_waitset_ready(shm_waitset *ws, shm_waitset_event *events, 
         if (!e->armed || e->armed_at != v) {
             e->armed = 1;
             e->armed_at = v;
-            shm__ws_poke(e->shard);
+            e->shard->dirty = 1;
         }
+    }
+    for (k = 0; k < ws->nshards; k++) {
+        if (!ws->shards[k]->dirty) continue;
+        ws->shards[k]->dirty = 0;
+        shm__ws_poke(ws->shards[k]);
     }
     pthread_mutex_unlock(&ws->lock);
     if (more) shm__ws_signal(ws->efd);
