@@ -1285,21 +1285,29 @@ static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm
  * (SHM_WAITSET_WRITER_GONE), again only after another writer took the lease and died; it is
  * found by the lease probe (`shm_writer_alive`) at attach and then at least every wait slice.
  *
- * How it waits: helper threads of the wait set sleep on the segments' shared futex words as a
- * blocking wait does (docs/segment-format.md, "Waiting for an update": count as a waiter,
- * `membarrier`, read the futex word, re-check `published`, sleep only if unchanged, each sleep
- * at most SHM_WAIT_SLICE_MS), and write the eventfd. With the backend "futex_waitv" (Linux 5.16
- * or later) one thread waits on up to 127 segments at once, so a set of n segments costs
- * ceil(n / 127) threads; with "thread" (older kernels, where futex_waitv fails with ENOSYS)
- * every attached segment has its own thread. A helper is counted in a segment's waiter count
- * only while it waits for that segment (from a `shm_waitset_ready`, or the attach, to the
- * next report), so a writer pays for wake-ups only then. `SHM_WAIT_BACKEND=futex_waitv` or
- * `thread` in the environment forces one (`io_uring`, which the Rust runtime also accepts,
- * selects the default here). Segments mapped read-only (or whose waiter count is at its
- * maximum) are polled every 200 us by their helper instead.
+ * How it waits, with the protocol of docs/segment-format.md, "Waiting for an update" (count
+ * as a waiter, `membarrier`, read the futex word, re-check `published`, sleep only if the word
+ * is unchanged, on the shared futex, for at most SHM_WAIT_SLICE_MS at a time), with one of
+ * three backends:
+ *   - "io_uring" (Linux 6.7 or later; the default where it works): no thread. The set counts
+ *     as a waiter of each segment from attach to detach, and keeps one IORING_OP_FUTEX_WAIT
+ *     per segment and a slice timeout submitted; every completion writes the eventfd
+ *     (IORING_REGISTER_EVENTFD), and shm_waitset_ready reaps them and submits again. The
+ *     descriptor is also readable once a slice (shm_waitset_ready then re-checks and probes
+ *     the leases, and may return 0).
+ *   - "futex_waitv" (Linux 5.16 or later): helper threads sleep in futex_waitv on up to 127
+ *     segments each (and a control word of their own), so n segments cost ceil(n / 127)
+ *     threads.
+ *   - "thread" (older kernels): a helper thread per attached segment, in FUTEX_WAIT.
+ * A helper thread counts in a segment's waiter count only while it waits for that segment
+ * (from a shm_waitset_ready, or the attach, to the next report), so a writer pays for
+ * wake-ups only then. `SHM_WAIT_BACKEND=io_uring`, `futex_waitv` or `thread` in the
+ * environment forces one (shm_waitset_new fails with ENOSYS where the kernel lacks it).
+ * Segments mapped read-only (or whose waiter count is at its maximum) are polled every 200 us
+ * instead.
  *
  * Build with `-pthread` (glibc 2.34 and later need no library for it; older ones need
- * libpthread). A wait set may be used from one thread at a time; the readers attached to it
+ * libpthread), whichever backend runs. A wait set may be used from one thread at a time; the readers attached to it
  * must stay open (and at the same address) until detached, and their owner must not use them
  * from another thread while `shm_waitset_ready` runs (it reads a stream reader's position).
  * Helper threads block every signal but glibc's internal ones. A child made by `fork` has no
@@ -1324,6 +1332,20 @@ static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm
 #define SHM__WS_POLL_NS INT64_C(200000)
 #define SHM__WS_WAITV 1
 #define SHM__WS_THREAD 2
+#define SHM__WS_URING 3
+#ifndef SYS_io_uring_setup
+#define SYS_io_uring_setup 425 /* the same on every architecture */
+#define SYS_io_uring_enter 426
+#define SYS_io_uring_register 427
+#endif
+#define SHM__URING_OP_TIMEOUT 11
+#define SHM__URING_OP_ASYNC_CANCEL 14
+#define SHM__URING_OP_FUTEX_WAIT 51 /* Linux 6.7 */
+#define SHM__URING_REGISTER_EVENTFD 4
+#define SHM__URING_REGISTER_PROBE 8
+#define SHM__URING_ENTER_GETEVENTS 1u
+#define SHM__URING_TIMEOUT_TAG 1u /* user_data of the slice timeout (entries are pointers) */
+#define SHM__URING_CANCEL_TAG 2u
 
 /* One ready handle. */
 typedef struct shm_waitset_event {
@@ -1356,6 +1378,7 @@ typedef struct shm__ws_entry {
     int gone;          /* lock: 0 writer alive, 1 found dead and not reported, 2 reported */
     int registered;    /* helper: counted in the segment's waiter count */
     int polls;         /* helper: cannot register (read-only mapping, or count at maximum) */
+    int in_flight;     /* io_uring: a FUTEX_WAIT of its word is submitted and not completed */
 } shm__ws_entry;
 
 /* A helper thread and the entries it watches. */
@@ -1370,6 +1393,43 @@ typedef struct shm__ws_shard {
     shm__ws_entry *entries[SHM__WS_SHARD]; /* lock */
 } shm__ws_shard;
 
+/* io_uring's submission and completion entries and setup parameters (<linux/io_uring.h>),
+ * for headers that predate them. */
+typedef struct shm__uring_sqe {
+    uint8_t opcode, flags;
+    uint16_t ioprio;
+    int32_t fd;
+    uint64_t off, addr;
+    uint32_t len, op_flags;
+    uint64_t user_data;
+    uint16_t buf_index, personality;
+    int32_t file_index;
+    uint64_t addr3, pad;
+} shm__uring_sqe;
+
+typedef struct shm__uring_cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+} shm__uring_cqe;
+
+typedef struct shm__uring_params {
+    uint32_t sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle, features, wq_fd, resv[3];
+    uint32_t sq_off[10]; /* head, tail, ring_mask, ring_entries, flags, dropped, array, ... */
+    uint32_t cq_off[10]; /* head, tail, ring_mask, ring_entries, overflow, cqes, ... */
+} shm__uring_params;
+
+/* An io_uring instance: its fd and its three mappings. */
+typedef struct shm__uring {
+    int fd;
+    uint32_t sq_entries;
+    unsigned char *sq, *cq;
+    size_t sq_len, cq_len, sqes_len;
+    shm__uring_sqe *sqes;
+    shm__uring_cqe *cqes;
+    uint32_t *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+} shm__uring;
+
 /* A wait set; see above. */
 typedef struct shm_waitset {
     pthread_mutex_t lock;
@@ -1378,6 +1438,10 @@ typedef struct shm_waitset {
     int cap, nshards;
     shm__ws_entry **entries; /* by key; NULL: free */
     shm__ws_shard **shards;
+    shm__uring ring;       /* the io_uring backend's */
+    int timeout_in_flight; /* io_uring: the slice timeout is submitted */
+    int probe_due;         /* io_uring: a slice ended, probe the leases */
+    int64_t slice_ts[2];   /* io_uring: the timeout's struct __kernel_timespec */
 } shm_waitset;
 
 static inline void shm__ws_signal(int efd) {
@@ -1551,15 +1615,187 @@ static inline int shm__ws_has_waitv(void) {
     return !(rc == -1 && errno == ENOSYS);
 }
 
-/* A new, empty wait set, or NULL with errno set: ENOSYS if SHM_WAIT_BACKEND=futex_waitv and
- * the kernel has no futex_waitv, EINVAL for an unknown SHM_WAIT_BACKEND, else what eventfd or
- * allocation failed with. No thread runs until something is attached. */
+/* ---- the io_uring backend: no helper thread. The set's own thread registers, barriers,
+ * re-checks and submits one IORING_OP_FUTEX_WAIT per segment (shared: FUTEX2_SIZE_U32 only)
+ * and a timeout of one slice; every completion writes the eventfd (IORING_REGISTER_EVENTFD),
+ * and shm_waitset_ready reaps them and submits again. */
+
+static inline void shm__uring_close(shm__uring *u) {
+    if (u->sqes) munmap(u->sqes, u->sqes_len);
+    if (u->cq) munmap(u->cq, u->cq_len);
+    if (u->sq) munmap(u->sq, u->sq_len);
+    if (u->fd > 0) close(u->fd);
+    memset(u, 0, sizeof *u);
+}
+
+/* Sets up a ring whose completions write `efd`; 0, or -1 with errno set (ENOSYS where the
+ * kernel has no io_uring, or no IORING_OP_FUTEX_WAIT). */
+static inline int shm__uring_open(shm__uring *u, int efd) {
+    shm__uring_params p;
+    struct {
+        uint8_t last_op, ops_len;
+        uint16_t resv;
+        uint32_t resv2[3];
+        struct {
+            uint8_t op, resv;
+            uint16_t flags;
+            uint32_t resv2;
+        } ops[256];
+    } probe;
+    long fd;
+    void *m;
+    memset(u, 0, sizeof *u);
+    memset(&p, 0, sizeof p);
+    fd = syscall(SYS_io_uring_setup, 256u, &p);
+    if (fd < 0) return -1;
+    u->fd = (int)fd;
+    u->sq_entries = p.sq_entries;
+    u->sq_len = p.sq_off[6] + (size_t)p.sq_entries * 4;
+    u->cq_len = p.cq_off[5] + (size_t)p.cq_entries * sizeof(shm__uring_cqe);
+    u->sqes_len = (size_t)p.sq_entries * sizeof(shm__uring_sqe);
+    m = mmap(NULL, u->sq_len, PROT_READ | PROT_WRITE, MAP_SHARED, u->fd, 0);
+    if (m == MAP_FAILED) goto fail;
+    u->sq = (unsigned char *)m;
+    m = mmap(NULL, u->cq_len, PROT_READ | PROT_WRITE, MAP_SHARED, u->fd, 0x8000000);
+    if (m == MAP_FAILED) goto fail;
+    u->cq = (unsigned char *)m;
+    m = mmap(NULL, u->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED, u->fd, 0x10000000);
+    if (m == MAP_FAILED) goto fail;
+    u->sqes = (shm__uring_sqe *)m;
+    u->sq_head = (uint32_t *)(void *)(u->sq + p.sq_off[0]);
+    u->sq_tail = (uint32_t *)(void *)(u->sq + p.sq_off[1]);
+    u->sq_mask = (uint32_t *)(void *)(u->sq + p.sq_off[2]);
+    u->sq_array = (uint32_t *)(void *)(u->sq + p.sq_off[6]);
+    u->cq_head = (uint32_t *)(void *)(u->cq + p.cq_off[0]);
+    u->cq_tail = (uint32_t *)(void *)(u->cq + p.cq_off[1]);
+    u->cq_mask = (uint32_t *)(void *)(u->cq + p.cq_off[2]);
+    u->cqes = (shm__uring_cqe *)(void *)(u->cq + p.cq_off[5]);
+    memset(&probe, 0, sizeof probe);
+    if (syscall(SYS_io_uring_register, u->fd, SHM__URING_REGISTER_PROBE, &probe, 256u) != 0 ||
+        probe.last_op < SHM__URING_OP_FUTEX_WAIT || !(probe.ops[SHM__URING_OP_FUTEX_WAIT].flags & 1)) {
+        errno = ENOSYS;
+        goto fail;
+    }
+    if (syscall(SYS_io_uring_register, u->fd, SHM__URING_REGISTER_EVENTFD, &efd, 1u) != 0) goto fail;
+    return 0;
+fail : {
+    int e = errno;
+    shm__uring_close(u);
+    errno = e;
+    return -1;
+}
+}
+
+/* Submits what is queued and, if `wait`, waits for one completion. */
+static inline void shm__uring_enter(shm__uring *u, int wait) {
+    for (;;) {
+        uint32_t queued = *u->sq_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
+        long rc = syscall(SYS_io_uring_enter, u->fd, queued, wait ? 1u : 0u,
+                          wait ? SHM__URING_ENTER_GETEVENTS : 0u, (void *)NULL, 0);
+        if (rc >= 0 || errno != EINTR) return;
+    }
+}
+
+/* Queues one submission (a copy of `sqe`), submitting first if the queue is full. */
+static inline void shm__uring_push(shm__uring *u, const shm__uring_sqe *sqe) {
+    uint32_t tail = *u->sq_tail, i;
+    while (tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries) shm__uring_enter(u, 0);
+    i = tail & *u->sq_mask;
+    u->sqes[i] = *sqe;
+    u->sq_array[i] = i;
+    __atomic_store_n(u->sq_tail, tail + 1, __ATOMIC_RELEASE);
+}
+
+/* Reaps every completion: a segment's wait ended (woken, its word changed, or cancelled), or
+ * the slice did (then the leases are due a probe). */
+static inline void shm__ws_uring_reap(shm_waitset *ws) {
+    shm__uring *u = &ws->ring;
+    uint32_t head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+    for (; head != tail; head++) {
+        uint64_t tag = u->cqes[head & *u->cq_mask].user_data;
+        if (tag == SHM__URING_TIMEOUT_TAG) {
+            ws->timeout_in_flight = 0;
+            ws->probe_due = 1;
+        } else if (tag != SHM__URING_CANCEL_TAG) {
+            ((shm__ws_entry *)(uintptr_t)tag)->in_flight = 0;
+        }
+    }
+    __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+}
+
+/* Submits a FUTEX_WAIT for every entry without one, after the re-check (the entry counted as
+ * a waiter since it was attached, with the barrier made then), and the slice timeout; writes
+ * the eventfd for an entry that changed meanwhile. */
+static inline void shm__ws_uring_arm(shm_waitset *ws) {
+    shm__uring_sqe sqe;
+    int k, polling = 0, changed = 0;
+    for (k = 0; k < ws->cap; k++) {
+        shm__ws_entry *e = ws->entries[k];
+        uint32_t word;
+        if (!e) continue;
+        polling |= e->polls;
+        if (e->in_flight || e->polls) continue;
+        word = __atomic_load_n(e->futex, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(e->published, __ATOMIC_SEQ_CST) > e->armed_at) {
+            changed = 1;
+            continue;
+        }
+        memset(&sqe, 0, sizeof sqe);
+        sqe.opcode = SHM__URING_OP_FUTEX_WAIT;
+        sqe.fd = (int32_t)SHM__FUTEX2_SIZE_U32; /* shared: no FUTEX2_PRIVATE */
+        sqe.addr = (uint64_t)(uintptr_t)e->futex;
+        sqe.off = word;                /* the value to sleep on */
+        sqe.addr3 = UINT64_C(0xffffffff); /* FUTEX_BITSET_MATCH_ANY */
+        sqe.user_data = (uint64_t)(uintptr_t)e;
+        shm__uring_push(&ws->ring, &sqe);
+        e->in_flight = 1;
+    }
+    if (!ws->timeout_in_flight) {
+        int64_t ns = (int64_t)SHM_WAIT_SLICE_MS * 1000000;
+        if (polling && ns > SHM__WS_POLL_NS) ns = SHM__WS_POLL_NS;
+        ws->slice_ts[0] = ns / 1000000000;
+        ws->slice_ts[1] = ns % 1000000000;
+        memset(&sqe, 0, sizeof sqe);
+        sqe.opcode = SHM__URING_OP_TIMEOUT;
+        sqe.addr = (uint64_t)(uintptr_t)ws->slice_ts;
+        sqe.len = 1;
+        sqe.user_data = SHM__URING_TIMEOUT_TAG;
+        shm__uring_push(&ws->ring, &sqe);
+        ws->timeout_in_flight = 1;
+    }
+    shm__uring_enter(&ws->ring, 0);
+    if (changed) shm__ws_signal(ws->efd);
+}
+
+/* Cancels `e`'s FUTEX_WAIT, if it has one, and waits until it completed. */
+static inline void shm__ws_uring_cancel(shm_waitset *ws, shm__ws_entry *e) {
+    shm__uring_sqe sqe;
+    if (!e->in_flight) return;
+    memset(&sqe, 0, sizeof sqe);
+    sqe.opcode = SHM__URING_OP_ASYNC_CANCEL;
+    sqe.addr = (uint64_t)(uintptr_t)e;
+    sqe.user_data = SHM__URING_CANCEL_TAG;
+    shm__uring_push(&ws->ring, &sqe);
+    while (e->in_flight) {
+        shm__uring_enter(&ws->ring, 1);
+        shm__ws_uring_reap(ws);
+    }
+    /* Other completions reaped here are the caller's to look at. */
+    shm__ws_signal(ws->efd);
+}
+
+/* A new, empty wait set, or NULL with errno set: ENOSYS if SHM_WAIT_BACKEND forces a backend
+ * the kernel lacks (or a sandbox forbids), EINVAL for an unknown SHM_WAIT_BACKEND, else what
+ * eventfd, io_uring setup or allocation failed with. No thread runs until something is
+ * attached (and none ever with io_uring). */
 static inline shm_waitset *shm_waitset_new(void) {
     const char *want = getenv("SHM_WAIT_BACKEND");
     shm_waitset *ws;
-    int backend;
+    int backend = 0; /* 0: the first that works of io_uring, futex_waitv, thread */
     long efd;
-    if (want && !strcmp(want, "thread")) {
+    if (want && !strcmp(want, "io_uring")) {
+        backend = SHM__WS_URING;
+    } else if (want && !strcmp(want, "thread")) {
         backend = SHM__WS_THREAD;
     } else if (want && !strcmp(want, "futex_waitv")) {
         if (!shm__ws_has_waitv()) {
@@ -1567,11 +1803,9 @@ static inline shm_waitset *shm_waitset_new(void) {
             return NULL;
         }
         backend = SHM__WS_WAITV;
-    } else if (want && *want && strcmp(want, "io_uring") != 0) {
+    } else if (want && *want) {
         errno = EINVAL;
         return NULL;
-    } else {
-        backend = shm__ws_has_waitv() ? SHM__WS_WAITV : SHM__WS_THREAD;
     }
     ws = (shm_waitset *)calloc(1, sizeof *ws);
     if (!ws) return NULL;
@@ -1581,14 +1815,27 @@ static inline shm_waitset *shm_waitset_new(void) {
         return NULL;
     }
     ws->efd = (int)efd;
+    if (backend == 0 || backend == SHM__WS_URING) {
+        if (shm__uring_open(&ws->ring, ws->efd) == 0) {
+            backend = SHM__WS_URING;
+        } else if (backend == SHM__WS_URING) {
+            int e = errno;
+            close(ws->efd);
+            free(ws);
+            errno = e;
+            return NULL;
+        } else {
+            backend = shm__ws_has_waitv() ? SHM__WS_WAITV : SHM__WS_THREAD;
+        }
+    }
     ws->backend = backend;
     pthread_mutex_init(&ws->lock, NULL);
     return ws;
 }
 
-/* The backend the set waits with: "futex_waitv" or "thread". */
+/* The backend the set waits with: "io_uring", "futex_waitv" or "thread". */
 static inline const char *shm_waitset_backend(const shm_waitset *ws) {
-    return ws->backend == SHM__WS_WAITV ? "futex_waitv" : "thread";
+    return ws->backend == SHM__WS_URING ? "io_uring" : ws->backend == SHM__WS_WAITV ? "futex_waitv" : "thread";
 }
 
 /* The descriptor to wait on for reading (an eventfd, non-blocking, close-on-exec). It stays
@@ -1647,6 +1894,22 @@ static inline int shm__ws_attach(shm_waitset *ws, const shm_reader *r, const shm
         for (i = ws->cap; i < cap; i++) grown[i] = NULL;
         ws->entries = grown;
         ws->cap = cap;
+    }
+    if (ws->backend == SHM__WS_URING) {
+        /* Counted as a waiter from now until detached; the barrier once, after counting. */
+        if (r->writable && shm__register_waiter(e->waiters)) {
+            e->registered = 1;
+#ifndef SHM_WAITSET_NO_BARRIER_FOR_TESTS
+            syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+#endif
+        } else {
+            e->polls = 1;
+        }
+        ws->entries[key] = e;
+        shm__ws_uring_arm(ws);
+        pthread_mutex_unlock(&ws->lock);
+        if (!alive || ready_now) shm__ws_signal(ws->efd);
+        return key;
     }
     if (ws->backend == SHM__WS_WAITV) {
         for (i = 0; i < ws->nshards && !sh; i++)
@@ -1708,6 +1971,13 @@ static inline int shm_waitset_detach(shm_waitset *ws, int key) {
         return -1;
     }
     ws->entries[key] = NULL;
+    if (ws->backend == SHM__WS_URING) {
+        shm__ws_uring_cancel(ws, e);
+        if (e->registered) shm__unregister_waiter(e->waiters);
+        pthread_mutex_unlock(&ws->lock);
+        free(e);
+        return 0;
+    }
     sh = e->shard;
     for (i = 0; sh->entries[i] != e; i++) {
     }
@@ -1741,6 +2011,16 @@ static inline int shm_waitset_ready(shm_waitset *ws, shm_waitset_event *events, 
     ssize_t rc = read(ws->efd, &drained, sizeof drained);
     (void)rc; /* EAGAIN: nothing was signalled, which changes nothing below */
     pthread_mutex_lock(&ws->lock);
+    if (ws->backend == SHM__WS_URING) {
+        shm__ws_uring_reap(ws);
+        for (k = 0; ws->probe_due && k < ws->cap; k++) {
+            shm__ws_entry *e = ws->entries[k];
+            if (!e) continue;
+            if (shm_writer_alive(e->reader)) e->gone = 0;
+            else if (e->gone == 0) e->gone = 1;
+        }
+        ws->probe_due = 0;
+    }
     for (k = 0; k < ws->cap; k++) {
         shm__ws_entry *e = ws->entries[k];
         unsigned flags = 0;
@@ -1765,9 +2045,10 @@ static inline int shm_waitset_ready(shm_waitset *ws, shm_waitset_event *events, 
         if (!e->armed || e->armed_at != v) {
             e->armed = 1;
             e->armed_at = v;
-            e->shard->dirty = 1;
+            if (e->shard) e->shard->dirty = 1;
         }
     }
+    if (ws->backend == SHM__WS_URING) shm__ws_uring_arm(ws);
     for (k = 0; k < ws->nshards; k++) {
         if (!ws->shards[k]->dirty) continue;
         ws->shards[k]->dirty = 0;
@@ -1815,7 +2096,16 @@ static inline void shm_waitset_free(shm_waitset *ws) {
         pthread_join(sh->thread, NULL);
         free(sh);
     }
-    for (k = 0; k < ws->cap; k++) free(ws->entries[k]);
+    for (k = 0; k < ws->cap; k++) {
+        shm__ws_entry *e = ws->entries[k];
+        if (!e) continue;
+        if (ws->backend == SHM__WS_URING) {
+            shm__ws_uring_cancel(ws, e);
+            if (e->registered) shm__unregister_waiter(e->waiters);
+        }
+        free(e);
+    }
+    if (ws->backend == SHM__WS_URING) shm__uring_close(&ws->ring);
     free(ws->entries);
     free(ws->shards);
     close(ws->efd);

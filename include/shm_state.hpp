@@ -244,7 +244,7 @@ class WaitSet {
     void detach(int key) { check(shm_waitset_detach(ws_, key)); }
     /// The descriptor to poll for reading; it stays the set's.
     int fd() const noexcept { return shm_waitset_fd(ws_); }
-    /// The backend: "futex_waitv" or "thread".
+    /// The backend: "io_uring", "futex_waitv" or "thread".
     const char *backend() const noexcept { return shm_waitset_backend(ws_); }
     /// The handles ready now (never blocks); drains the descriptor.
     std::vector<shm_waitset_event> ready() { return collect(0, false); }

@@ -1,11 +1,12 @@
 //! The C reader's wait set (`shm_waitset_*` in `include/shm_state.h`) and its C++ class, built
-//! with the real `cc` and `c++`, driven by live Rust writer processes: an epoll loop over
-//! several state segments and a stream sees every final value and every message (or its exact
-//! loss) with either backend; a lock-step publisher racing the helper's registration never
-//! strands the loop, in both publish modes, with the safety slice made an hour long (and does
-//! strand it once the waiter's barrier is compiled out); a writer killed with SIGKILL is
-//! reported gone; 200 segments cost at most 3 helper threads with `futex_waitv`; the C++
-//! `shm::WaitSet` wraps it.
+//! with the real `cc` and `c++`, driven by live Rust writer processes, with each backend
+//! (`io_uring`, `futex_waitv`, `thread`): an epoll loop over several state segments and a
+//! stream sees every final value and every message (or its exact loss); a lock-step publisher
+//! racing the waiter's registration never strands the loop, in both publish modes, with the
+//! safety slice made an hour long (and does strand it once the waiter's barrier is compiled
+//! out); an idle set keeps its descriptor quiet; a writer killed with SIGKILL is reported gone;
+//! 200 segments cost at most 3 helper threads with `futex_waitv` (none with `io_uring`); the
+//! C++ `shm::WaitSet` wraps it.
 //!
 //! `SHM_WAITSET_ROUNDS` sets the stress test's publications per segment (default 20,000).
 
@@ -38,8 +39,8 @@ pub struct Msg {
     pub check: u64,
 }
 
-/// Both backends of the wait set, as `SHM_WAIT_BACKEND` names them.
-const BACKENDS: [&str; 2] = ["futex_waitv", "thread"];
+/// The backends of the wait set, as `SHM_WAIT_BACKEND` names them.
+const BACKENDS: [&str; 3] = ["io_uring", "futex_waitv", "thread"];
 
 /// How long a test waits for a C program before it kills it and fails: far beyond any healthy
 /// run (each program has its own, shorter watchdog that reports what is missing).
@@ -354,16 +355,23 @@ fn epoll_example(backend: &str) {
 }
 
 #[test]
-fn an_epoll_loop_sees_every_final_value_and_every_message_with_futex_waitv() {
+fn an_epoll_loop_sees_every_final_value_and_every_message_with_io_uring() {
     if role().is_none() {
         epoll_example(BACKENDS[0]);
     }
 }
 
 #[test]
-fn an_epoll_loop_sees_every_final_value_and_every_message_with_a_thread_per_segment() {
+fn an_epoll_loop_sees_every_final_value_and_every_message_with_futex_waitv() {
     if role().is_none() {
         epoll_example(BACKENDS[1]);
+    }
+}
+
+#[test]
+fn an_epoll_loop_sees_every_final_value_and_every_message_with_a_thread_per_segment() {
+    if role().is_none() {
+        epoll_example(BACKENDS[2]);
     }
 }
 
@@ -371,15 +379,17 @@ const STRESS_C: &str = r#"#include "shm_state.h"
 #include "tick.h"
 
 #include <sys/epoll.h>
+#include <time.h>
 
 /* stress ROUNDS ACK_FILE STATE...: follows the states through a wait set in an epoll loop,
  * storing each value it reads into the state's word of ACK_FILE, until every state shows
- * ROUNDS. Exits 3 when 20 seconds pass without an event while a state is behind. */
+ * ROUNDS. Exits 3 when 20 seconds pass with nothing ready while a state is behind. */
 int main(int argc, char **argv) {
     static shm_reader r[8];
     static int key[8];
     uint64_t rounds, wakeups = 0, *acks;
-    int n = argc - 3, i, ep, fd, done = 0, idle = 0;
+    int n = argc - 3, i, ep, fd, done = 0;
+    time_t progress;
     shm_waitset *ws;
     struct epoll_event ev;
     if (argc < 4 || n > 8) return 2;
@@ -401,20 +411,20 @@ int main(int argc, char **argv) {
     ev.data.fd = shm_waitset_fd(ws);
     if (epoll_ctl(ep, EPOLL_CTL_ADD, shm_waitset_fd(ws), &ev) != 0) return 2;
     printf("attached backend=%s\n", shm_waitset_backend(ws));
+    progress = time(NULL);
     while (done < n) {
         shm_waitset_event got[8];
-        int k, m;
-        if (epoll_wait(ep, &ev, 1, 1000) != 1) {
-            if (++idle < 20) continue;
+        int k, m = epoll_wait(ep, &ev, 1, 1000) == 1 ? shm_waitset_ready(ws, got, 8) : 0;
+        if (m == 0) {
+            if (time(NULL) - progress < 20) continue;
             for (i = 0; i < n; i++)
                 fprintf(stderr, "stuck: state %d published %llu, acknowledged %llu, futex %u, waiters %u\n", i,
                         (unsigned long long)shm_version(&r[i]), (unsigned long long)acks[i],
                         shm__load32(r[i].base + SHM_OFF_FUTEX), shm__load32(r[i].base + SHM_OFF_WAITERS));
             return 3;
         }
-        idle = 0;
+        progress = time(NULL);
         wakeups++;
-        m = shm_waitset_ready(ws, got, 8);
         for (k = 0; k < m; k++) {
             Tick t;
             i = got[k].key;
@@ -524,6 +534,69 @@ fn without_the_barrier_an_asymmetric_publisher_strands_the_loop() {
             &["-DSHM_WAITSET_NO_BARRIER_FOR_TESTS"],
         );
         assert_eq!(out.status.code(), Some(3), "the loop was never stranded");
+    }
+}
+
+const QUIET_C: &str = r#"#include "shm_state.h"
+#include "tick.h"
+
+/* quiet STATE: attaches STATE and watches the descriptor for a second while nothing is
+ * published (built with an hour-long slice: it must stay unreadable), then waits (at most
+ * 60 s) for a publication and prints the value. */
+int main(int argc, char **argv) {
+    shm_reader r;
+    shm_waitset *ws;
+    shm_waitset_event ev[4];
+    int i, key, spurious = 0, early = 0;
+    Tick t;
+    if (argc != 2) return 2;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (shm_reader_open(&r, argv[1], SHM_LAYOUT(TICK)) != SHM_OK) return 1;
+    if (!(ws = shm_waitset_new()) || (key = shm_waitset_attach(ws, &r)) < 0) return 1;
+    for (i = 0; i < 5; i++) {
+        struct pollfd p;
+        p.fd = shm_waitset_fd(ws);
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, 200) == 1) {
+            if (shm_waitset_ready(ws, ev, 4) == 0) spurious++;
+            else early++;
+        }
+    }
+    printf("quiet spurious=%d early=%d\n", spurious, early);
+    for (i = 0; i < 60; i++) {
+        if (shm_waitset_wait(ws, ev, 4, INT64_C(1000000000)) > 0) break;
+    }
+    if (i == 60 || ev[0].key != key || shm_read(&r, &t) != SHM_OK) return 3;
+    printf("changed value=%llu\n", (unsigned long long)t.value);
+    shm_waitset_free(ws);
+    shm_reader_close(&r);
+    return 0;
+}
+"#;
+
+/// An idle set leaves its descriptor unreadable (a wait that fails at once, rather than
+/// sleeping, would make it readable over and over), then reports a publication.
+#[test]
+fn an_idle_wait_set_stays_quiet_then_reports_a_publication() {
+    if role().is_some() {
+        return;
+    }
+    let dir = TempDir::new("wsquiet");
+    let exe = build_c(
+        dir.path(),
+        "quiet.c",
+        QUIET_C,
+        &["-DSHM_WAIT_SLICE_MS=3600000"],
+    );
+    for backend in BACKENDS {
+        let name = Name::new("wsquiet");
+        let mut w = Tick::create(&name, &Tick { value: 0 }).unwrap();
+        let mut program = Program::start(&exe, &[name.to_string()], Some(backend));
+        assert_eq!(program.line(), "quiet spurious=0 early=0", "{backend}");
+        w.write(&Tick { value: 5 });
+        assert_eq!(program.line(), "changed value=5", "{backend}");
+        assert!(program.finish().status.success(), "{backend}");
     }
 }
 
@@ -658,6 +731,8 @@ fn two_hundred_segments_cost_at_most_three_helper_threads_with_futex_waitv() {
         );
         // The count is real: the thread backend has one per segment.
         assert_eq!(threads_for_200("thread") - 1, 200);
+        // And io_uring needs none.
+        assert_eq!(threads_for_200("io_uring") - 1, 0);
     }
 }
 
