@@ -1427,7 +1427,7 @@ typedef struct shm__uring {
     size_t sq_len, cq_len, sqes_len;
     shm__uring_sqe *sqes;
     shm__uring_cqe *cqes;
-    uint32_t *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+    uint32_t *sq_head, *sq_tail, *sq_mask, *sq_flags, *sq_array, *cq_head, *cq_tail, *cq_mask;
 } shm__uring;
 
 /* A wait set; see above. */
@@ -1646,6 +1646,8 @@ static inline int shm__uring_open(shm__uring *u, int efd) {
     void *m;
     memset(u, 0, sizeof *u);
     memset(&p, 0, sizeof p);
+    p.flags = 1u << 3; /* IORING_SETUP_CQSIZE: room for a completion of every wait at once */
+    p.cq_entries = 4096;
     fd = syscall(SYS_io_uring_setup, 256u, &p);
     if (fd < 0) return -1;
     u->fd = (int)fd;
@@ -1665,6 +1667,7 @@ static inline int shm__uring_open(shm__uring *u, int efd) {
     u->sq_head = (uint32_t *)(void *)(u->sq + p.sq_off[0]);
     u->sq_tail = (uint32_t *)(void *)(u->sq + p.sq_off[1]);
     u->sq_mask = (uint32_t *)(void *)(u->sq + p.sq_off[2]);
+    u->sq_flags = (uint32_t *)(void *)(u->sq + p.sq_off[4]);
     u->sq_array = (uint32_t *)(void *)(u->sq + p.sq_off[6]);
     u->cq_head = (uint32_t *)(void *)(u->cq + p.cq_off[0]);
     u->cq_tail = (uint32_t *)(void *)(u->cq + p.cq_off[1]);
@@ -1710,17 +1713,24 @@ static inline void shm__uring_push(shm__uring *u, const shm__uring_sqe *sqe) {
  * the slice did (then the leases are due a probe). */
 static inline void shm__ws_uring_reap(shm_waitset *ws) {
     shm__uring *u = &ws->ring;
-    uint32_t head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
-    for (; head != tail; head++) {
-        uint64_t tag = u->cqes[head & *u->cq_mask].user_data;
-        if (tag == SHM__URING_TIMEOUT_TAG) {
-            ws->timeout_in_flight = 0;
-            ws->probe_due = 1;
-        } else if (tag != SHM__URING_CANCEL_TAG) {
-            ((shm__ws_entry *)(uintptr_t)tag)->in_flight = 0;
+    int round;
+    for (round = 0; round < 64; round++) {
+        uint32_t head = *u->cq_head, tail = __atomic_load_n(u->cq_tail, __ATOMIC_ACQUIRE);
+        for (; head != tail; head++) {
+            uint64_t tag = u->cqes[head & *u->cq_mask].user_data;
+            if (tag == SHM__URING_TIMEOUT_TAG) {
+                ws->timeout_in_flight = 0;
+                ws->probe_due = 1;
+            } else if (tag != SHM__URING_CANCEL_TAG) {
+                ((shm__ws_entry *)(uintptr_t)tag)->in_flight = 0;
+            }
         }
+        __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
+        /* Completions that found the ring full wait in the kernel (IORING_SQ_CQ_OVERFLOW)
+         * until a call with IORING_ENTER_GETEVENTS moves them in. */
+        if (!(__atomic_load_n(u->sq_flags, __ATOMIC_ACQUIRE) & (1u << 1))) return;
+        syscall(SYS_io_uring_enter, u->fd, 0u, 0u, SHM__URING_ENTER_GETEVENTS, (void *)NULL, 0);
     }
-    __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
 }
 
 /* Submits a FUTEX_WAIT for every entry without one, after the re-check (the entry counted as
