@@ -1,25 +1,33 @@
 //! End-to-end latency and throughput of the bridge on loopback, beside Zenoh's own pub/sub of
-//! the same bytes and a plain TCP socket:
+//! the same bytes between two processes, a plain TCP socket and shared memory on one host:
 //!
 //! ```sh
-//! cargo build --release -p shm-bridge && cargo run --release -p shm-bridge --example bridge_bench
+//! cargo build --release -p shm-bridge --bins --examples
+//! target/release/examples/bridge_bench --samples 3000 --rounds 7
 //! ```
 //!
 //! - `bridge`: a writer thread publishes a 64-byte state every `--interval-us`; two
 //!   `shm-bridge` processes (Zenoh peers on 127.0.0.1) carry it to a mirror; a reader thread
 //!   waits on the mirror (futex) and takes the one-way latency from the timestamp in the
-//!   value (CLOCK_MONOTONIC is one clock for all processes of a host).
-//! - `zenoh`: the same bytes, put by one Zenoh peer session and received in a subscriber
-//!   callback of another (two sessions over TCP on loopback, default configuration but no
-//!   multicast).
+//!   value (CLOCK_MONOTONIC is one clock for all processes of a host). Processes on the way:
+//!   writer, exporting bridge, importing bridge, reader.
+//! - `zenoh`: the same bytes, put by this process (one Zenoh peer session, a publisher with
+//!   the QoS the bridge uses for state: express, congestion control *drop*) and received by a
+//!   child process (another Zenoh peer session over TCP on loopback): either in the
+//!   subscriber's callback, or (Zenoh's default handler) by an application thread waiting on
+//!   the subscriber's channel, as the far reader of a mirror waits on the mirror. Processes on
+//!   the way: writer, reader: what an application using Zenoh directly has.
 //! - `tcp`: the same bytes written to a TCP socket on loopback (`TCP_NODELAY`) and read by
 //!   another thread.
 //!
-//! Also: updates per second reaching the far reader under a writer that publishes back to
-//! back (versions coalesce), and the CPU time both bridge processes spent per update.
+//! The Zenoh and bridge paths run one after the other in each of `--rounds` rounds (the
+//! machine's load changes between rounds); the summary gives each path's median over the
+//! rounds and the bridge's ratio to Zenoh's. Also: updates per second reaching the far reader
+//! under a writer that publishes back to back (versions coalesce), and the CPU time both
+//! bridge processes spent per update.
 
 use shm_core::SharedState;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,12 +65,14 @@ fn sent_ns(b: &[u8]) -> u64 {
 struct Args {
     samples: usize,
     interval: Duration,
+    rounds: usize,
 }
 
 fn args() -> Args {
     let mut a = Args {
-        samples: 5000,
+        samples: 3000,
         interval: Duration::from_micros(1000),
+        rounds: 5,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -71,7 +81,8 @@ fn args() -> Args {
             ("--interval-us", Some(n)) => {
                 a.interval = Duration::from_micros(n.parse().expect("--interval-us N"))
             }
-            _ => panic!("usage: bridge_bench [--samples N] [--interval-us N]"),
+            ("--rounds", Some(n)) => a.rounds = n.parse().expect("--rounds N"),
+            _ => panic!("usage: bridge_bench [--samples N] [--interval-us N] [--rounds N]"),
         }
     }
     a
@@ -84,10 +95,14 @@ fn percentiles(ns: &mut [u64]) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
+/// Sleeps until the `i`th interval after `start` (sleeping, not spinning: on a machine of few
+/// cores a spinning writer would take a core from the processes it measures; latencies are
+/// taken from the timestamp in each value, so the pace's own jitter does not count).
 fn pace(start: Instant, i: usize, interval: Duration) {
     let due = start + interval * i as u32;
-    while Instant::now() < due {
-        std::hint::spin_loop();
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep(due - now);
     }
 }
 
@@ -100,7 +115,11 @@ fn free_endpoint() -> String {
     format!("tcp/127.0.0.1:{port}")
 }
 
+/// `target/release/shm-bridge`, or the binary `SHM_BRIDGE` names (to compare two builds).
 fn bridge_binary() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("SHM_BRIDGE") {
+        return path.into();
+    }
     let exe = std::env::current_exe().unwrap();
     exe.parent().unwrap().parent().unwrap().join("shm-bridge")
 }
@@ -132,110 +151,141 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_nanos(ticks * 1_000_000_000 / hz)
 }
 
-fn bench_bridge(a: &Args) {
-    let name = format!("/shm-bench-bridge-{}", std::process::id());
-    let mirror = format!("{name}@benchA");
-    let mut w = Sample::create(
-        &name,
-        &Sample {
-            sent_ns: 0,
+/// Two bridges carrying the state `name` to its mirror, a writer and a reader of it.
+struct BridgePath {
+    name: String,
+    w: shm_core::Writer<Sample>,
+    r: Option<shm_core::Reader<Sample>>,
+    importer: Child,
+    exporter: Child,
+    /// The last `seq` written.
+    seq: u64,
+}
+
+impl BridgePath {
+    fn start() -> BridgePath {
+        let name = format!("/shm-bench-bridge-{}", std::process::id());
+        let mirror = format!("{name}@benchA");
+        let w = Sample::create(
+            &name,
+            &Sample {
+                sent_ns: 0,
+                seq: 0,
+                pad: [0; 6],
+            },
+        )
+        .unwrap();
+        let endpoint = free_endpoint();
+        let import = format!("benchA/{}", name.trim_start_matches('/'));
+        let importer =
+            start_bridge(&["--id", "benchB", "--listen", &endpoint, "--import", &import]);
+        let exporter = start_bridge(&["--id", "benchA", "--connect", &endpoint, "--export", &name]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let r = loop {
+            if let Ok(r) = Sample::open(&mirror) {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "the mirror never appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        BridgePath {
+            name,
+            w,
+            r: Some(r),
+            importer,
+            exporter,
             seq: 0,
-            pad: [0; 6],
-        },
-    )
-    .unwrap();
-    let endpoint = free_endpoint();
-    let import = format!("benchA/{}", name.trim_start_matches('/'));
-    let mut importer =
-        start_bridge(&["--id", "benchB", "--listen", &endpoint, "--import", &import]);
-    let mut exporter = start_bridge(&["--id", "benchA", "--connect", &endpoint, "--export", &name]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let r = loop {
-        if let Ok(r) = Sample::open(&mirror) {
-            break r;
         }
-        assert!(Instant::now() < deadline, "the mirror never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let cpu_before = cpu_time(importer.id()) + cpu_time(exporter.id());
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(a.samples)));
-    let samples = a.samples as u64;
-    let reader = {
-        let latencies = latencies.clone();
-        std::thread::spawn(move || {
+    }
+
+    fn cpu(&self) -> Duration {
+        cpu_time(self.importer.id()) + cpu_time(self.exporter.id())
+    }
+
+    /// One round: `a.samples` values at the pace, the reader timing each one it sees.
+    fn round(&mut self, a: &Args) -> (f64, f64, usize, Duration) {
+        let cpu_before = self.cpu();
+        let r = self.r.take().unwrap();
+        let last = self.seq + a.samples as u64;
+        let reader = std::thread::spawn(move || {
+            let mut l = Vec::new();
             let mut v = r.version();
             while let Ok(nv) = r.wait_for_update(v, Duration::from_secs(5)) {
                 v = nv;
                 let s = r.read();
-                latencies.lock().unwrap().push(now_ns() - s.sent_ns);
-                if s.seq >= samples {
+                l.push(now_ns() - s.sent_ns);
+                if s.seq >= last {
                     break;
                 }
             }
-            r
-        })
-    };
-    let start = Instant::now();
-    for i in 1..=a.samples {
-        pace(start, i, a.interval);
-        w.write(&Sample {
-            sent_ns: now_ns(),
-            seq: i as u64,
-            pad: [0; 6],
+            (r, l)
         });
-    }
-    let r = reader.join().unwrap();
-    let cpu = cpu_time(importer.id()) + cpu_time(exporter.id()) - cpu_before;
-    let mut l = latencies.lock().unwrap().clone();
-    let received = l.len();
-    let (p50, p99) = percentiles(&mut l);
-    println!(
-        "bridge  64 B state, one way writer -> far reader: p50 {p50:.1} us, p99 {p99:.1} us \
-         ({received} of {} updates seen); both bridges' CPU: {:.1} us per update",
-        a.samples,
-        cpu.as_secs_f64() * 1e6 / a.samples as f64
-    );
-
-    // Back to back for 2 s: how many distinct updates reach the far reader per second.
-    let stop_at = Instant::now() + Duration::from_secs(2);
-    let counter = std::thread::spawn(move || {
-        let (mut seen, mut last) = (0u64, 0u64);
-        while Instant::now() < stop_at + Duration::from_millis(200) {
-            let s = r.read();
-            if s.seq != last {
-                seen += 1;
-                last = s.seq;
-            }
-            let _ = r.wait_for_update(r.version(), Duration::from_millis(50));
+        let start = Instant::now();
+        for i in 1..=a.samples {
+            pace(start, i, a.interval);
+            self.seq += 1;
+            self.w.write(&Sample {
+                sent_ns: now_ns(),
+                seq: self.seq,
+                pad: [0; 6],
+            });
         }
-        seen
-    });
-    let mut seq = samples;
-    let cpu_before = cpu_time(importer.id()) + cpu_time(exporter.id());
-    while Instant::now() < stop_at {
-        seq += 1;
-        w.write(&Sample {
-            sent_ns: now_ns(),
-            seq,
-            pad: [0; 6],
+        let (r, mut l) = reader.join().unwrap();
+        self.r = Some(r);
+        let cpu = self.cpu() - cpu_before;
+        let seen = l.len();
+        let (p50, p99) = percentiles(&mut l);
+        (p50, p99, seen, cpu / a.samples as u32)
+    }
+
+    /// Back to back for 2 s: how many distinct updates reach the far reader per second.
+    fn back_to_back(&mut self) {
+        let r = self.r.take().unwrap();
+        let stop_at = Instant::now() + Duration::from_secs(2);
+        let counter = std::thread::spawn(move || {
+            let (mut seen, mut last) = (0u64, 0u64);
+            while Instant::now() < stop_at + Duration::from_millis(200) {
+                let s = r.read();
+                if s.seq != last {
+                    seen += 1;
+                    last = s.seq;
+                }
+                let _ = r.wait_for_update(r.version(), Duration::from_millis(50));
+            }
+            (r, seen)
         });
+        let first = self.seq;
+        let cpu_before = self.cpu();
+        while Instant::now() < stop_at {
+            self.seq += 1;
+            self.w.write(&Sample {
+                sent_ns: now_ns(),
+                seq: self.seq,
+                pad: [0; 6],
+            });
+        }
+        let (r, seen) = counter.join().unwrap();
+        self.r = Some(r);
+        let cpu = self.cpu() - cpu_before;
+        println!(
+            "bridge  back to back for 2 s: {} writes, {seen} distinct updates at the far reader \
+             ({:.0} updates/s; versions coalesce); both bridges' CPU {:.2} s",
+            self.seq - first,
+            seen as f64 / 2.0,
+            cpu.as_secs_f64()
+        );
     }
-    let seen = counter.join().unwrap();
-    let cpu = cpu_time(importer.id()) + cpu_time(exporter.id()) - cpu_before;
-    println!(
-        "bridge  back to back for 2 s: {} writes, {seen} distinct updates at the far reader \
-         ({:.0} updates/s; versions coalesce); both bridges' CPU {:.2} s",
-        seq - samples,
-        seen as f64 / 2.0,
-        cpu.as_secs_f64()
-    );
-    for child in [&mut exporter, &mut importer] {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let _ = child.wait();
+
+    fn stop(mut self) {
+        for child in [&mut self.exporter, &mut self.importer] {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+        drop(self.r.take());
+        drop(self.w);
+        let _ = shm_core::remove(&self.name);
     }
-    drop(w);
-    let _ = shm_core::remove(&name);
 }
 
 fn zenoh_config(listen: Option<&str>, connect: Option<&str>) -> zenoh::Config {
@@ -252,117 +302,121 @@ fn zenoh_config(listen: Option<&str>, connect: Option<&str>) -> zenoh::Config {
     z
 }
 
-fn bench_zenoh(a: &Args, express: bool) {
-    let endpoint = free_endpoint();
-    let sub_session = zenoh::open(zenoh_config(Some(&endpoint), None))
+/// The receiving process of the Zenoh baseline (`--zenoh-sub ENDPOINT SAMPLES MODE`): a Zenoh
+/// peer listening on `ENDPOINT`, subscribed to `bench/zenoh`, receiving in the subscriber's
+/// callback (`callback`) or on an application thread waiting on the subscriber's channel
+/// (`fifo`). Prints `ready`, then `got` once the first (warm-up, `seq` 0) sample arrived, then
+/// `result P50 P99 COUNT` once `SAMPLES` samples arrived (or none for 5 s).
+fn zenoh_sub_child(endpoint: &str, samples: u64, mode: &str) {
+    let session = zenoh::open(zenoh_config(Some(endpoint), None))
         .wait()
         .unwrap();
-    let pub_session = zenoh::open(zenoh_config(None, Some(&endpoint)))
-        .wait()
-        .unwrap();
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(a.samples)));
-    let l2 = latencies.clone();
-    let _sub = sub_session
-        .declare_subscriber("bench/zenoh")
-        .callback(move |s| {
-            let t = sent_ns(&s.payload().to_bytes());
-            l2.lock().unwrap().push(now_ns() - t);
-        })
-        .wait()
-        .unwrap();
-    let publisher = pub_session
-        .declare_publisher("bench/zenoh")
-        .express(express)
-        .wait()
-        .unwrap();
-    // Wait for the route to be there.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while latencies.lock().unwrap().is_empty() {
-        publisher
-            .put(
-                encode(&Sample {
-                    sent_ns: now_ns(),
-                    seq: 0,
-                    pad: [0; 6],
-                })
-                .to_vec(),
-            )
-            .wait()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(Instant::now() < deadline, "zenoh sessions never connected");
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    latencies.lock().unwrap().clear();
-    let start = Instant::now();
-    for i in 1..=a.samples {
-        pace(start, i, a.interval);
-        let bytes = encode(&Sample {
-            sent_ns: now_ns(),
-            seq: i as u64,
-            pad: [0; 6],
-        });
-        publisher.put(bytes.to_vec()).wait().unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let mut l = latencies.lock().unwrap().clone();
-    let received = l.len();
-    let (p50, p99) = percentiles(&mut l);
-    println!(
-        "zenoh   64 B put -> subscriber callback, one way{}: p50 {p50:.1} us, p99 {p99:.1} us \
-         ({received} of {} received)",
-        if express { ", express" } else { "" },
-        a.samples
-    );
-}
-
-/// Zenoh's default way to receive: the subscriber's FIFO channel, read by an application
-/// thread that waits on it (as a far reader waits on the mirror).
-fn bench_zenoh_fifo(a: &Args) {
-    let endpoint = free_endpoint();
-    let sub_session = zenoh::open(zenoh_config(Some(&endpoint), None))
-        .wait()
-        .unwrap();
-    let pub_session = zenoh::open(zenoh_config(None, Some(&endpoint)))
-        .wait()
-        .unwrap();
-    let sub = sub_session.declare_subscriber("bench/fifo").wait().unwrap();
-    let publisher = pub_session.declare_publisher("bench/fifo").wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        publisher
-            .put(
-                encode(&Sample {
-                    sent_ns: now_ns(),
-                    seq: 0,
-                    pad: [0; 6],
-                })
-                .to_vec(),
-            )
-            .wait()
-            .unwrap();
-        if sub
-            .recv_timeout(Duration::from_millis(20))
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "zenoh sessions never connected");
-    }
-    while sub.try_recv().ok().flatten().is_some() {}
-    let samples = a.samples;
-    let reader = std::thread::spawn(move || {
-        let mut l = Vec::with_capacity(samples);
-        while let Ok(Some(s)) = sub.recv_timeout(Duration::from_secs(5)) {
-            l.push(now_ns() - sent_ns(&s.payload().to_bytes()));
-            if l.len() == samples {
-                break;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(samples as usize)));
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let got = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let record = {
+        let (latencies, last, got) = (latencies.clone(), last.clone(), got.clone());
+        move |b: &[u8]| {
+            let t = now_ns();
+            let seq = u64::from_ne_bytes(b[8..16].try_into().unwrap());
+            if seq == 0 {
+                got.store(true, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                latencies.lock().unwrap().push(t - sent_ns(b));
+                last.store(seq, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        l
-    });
+    };
+    let _keep: Box<dyn std::any::Any> = if mode == "callback" {
+        let sub = session
+            .declare_subscriber("bench/zenoh")
+            .callback(move |s| record(&s.payload().to_bytes()))
+            .wait()
+            .unwrap();
+        Box::new(sub)
+    } else {
+        let sub = session.declare_subscriber("bench/zenoh").wait().unwrap();
+        let thread = std::thread::spawn(move || {
+            while let Ok(Some(s)) = sub.recv_timeout(Duration::from_secs(30)) {
+                record(&s.payload().to_bytes());
+            }
+        });
+        Box::new(thread)
+    };
+    println!("ready");
+    let mut told = false;
+    let mut idle_since = Instant::now();
+    let mut seen = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        if !told && got.load(std::sync::atomic::Ordering::Relaxed) {
+            println!("got");
+            told = true;
+        }
+        let now = last.load(std::sync::atomic::Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            idle_since = Instant::now();
+        }
+        if now >= samples || (seen > 0 && idle_since.elapsed() > Duration::from_secs(5)) {
+            break;
+        }
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    let n = l.len();
+    let (p50, p99) = percentiles(&mut l);
+    println!("result {p50} {p99} {n}");
+    std::process::exit(0);
+}
+
+/// Zenoh's own pub/sub of the same bytes, from this process to a child process that receives
+/// them as `mode` says (`callback` or `fifo`): p50, p99 and how many arrived.
+fn bench_zenoh(a: &Args, mode: &str) -> (f64, f64, usize) {
+    let endpoint = free_endpoint();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--zenoh-sub", &endpoint, &a.samples.to_string(), mode])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().expect("the child's output").unwrap();
+    assert_eq!(line(), "ready");
+    let session = zenoh::open(zenoh_config(None, Some(&endpoint)))
+        .wait()
+        .unwrap();
+    // The bridge's QoS for state.
+    let publisher = session
+        .declare_publisher("bench/zenoh")
+        .express(true)
+        .congestion_control(zenoh::qos::CongestionControl::Drop)
+        .wait()
+        .unwrap();
+    // Warm-up until the route is there (the child says `got`).
+    let warm = {
+        let publisher = &publisher;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !d.load(std::sync::atomic::Ordering::Relaxed) {
+                    let bytes = encode(&Sample {
+                        sent_ns: now_ns(),
+                        seq: 0,
+                        pad: [0; 6],
+                    });
+                    publisher.put(bytes.to_vec()).wait().unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                    assert!(Instant::now() < deadline, "zenoh sessions never connected");
+                }
+            });
+            let got = line();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            got
+        })
+    };
+    assert_eq!(warm, "got");
+    std::thread::sleep(Duration::from_millis(100));
     let start = Instant::now();
     for i in 1..=a.samples {
         pace(start, i, a.interval);
@@ -373,11 +427,21 @@ fn bench_zenoh_fifo(a: &Args) {
         });
         publisher.put(bytes.to_vec()).wait().unwrap();
     }
-    let mut l = reader.join().unwrap();
-    let (p50, p99) = percentiles(&mut l);
-    println!(
-        "zenoh   64 B put -> application thread waiting on the subscriber's channel: p50 {p50:.1} us, p99 {p99:.1} us"
-    );
+    let result = line();
+    let _ = child.wait();
+    let f: Vec<&str> = result.split_whitespace().collect();
+    assert_eq!(f[0], "result", "{result}");
+    (
+        f[1].parse().unwrap(),
+        f[2].parse().unwrap(),
+        f[3].parse().unwrap(),
+    )
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
 }
 
 /// The same writer and reader on one host, no bridge: what the shared memory itself costs
@@ -456,15 +520,63 @@ fn bench_tcp(a: &Args) {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--zenoh-sub") {
+        return zenoh_sub_child(&argv[2], argv[3].parse().unwrap(), &argv[4]);
+    }
     let a = args();
     println!(
-        "{} samples each, one every {:?}, on 127.0.0.1",
-        a.samples, a.interval
+        "{} samples each, one every {:?}, on 127.0.0.1, {} rounds",
+        a.samples, a.interval, a.rounds
     );
     bench_local(&a);
     bench_tcp(&a);
-    bench_zenoh_fifo(&a);
-    bench_zenoh(&a, false);
-    bench_zenoh(&a, true);
-    bench_bridge(&a);
+    let mut bridge = BridgePath::start();
+    let (mut fifo, mut callback, mut via) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=a.rounds {
+        let f = bench_zenoh(&a, "fifo");
+        println!(
+            "round {round}: zenoh   put -> other process, thread waiting on the subscriber's channel: \
+             p50 {:.1} us, p99 {:.1} us ({} of {})",
+            f.0, f.1, f.2, a.samples
+        );
+        let c = bench_zenoh(&a, "callback");
+        println!(
+            "round {round}: zenoh   put -> other process, subscriber callback: \
+             p50 {:.1} us, p99 {:.1} us ({} of {})",
+            c.0, c.1, c.2, a.samples
+        );
+        let b = bridge.round(&a);
+        println!(
+            "round {round}: bridge  writer -> bridge -> bridge -> far reader (futex): \
+             p50 {:.1} us, p99 {:.1} us ({} of {} seen); both bridges' CPU {:.1} us per update",
+            b.0,
+            b.1,
+            b.2,
+            a.samples,
+            b.3.as_secs_f64() * 1e6
+        );
+        fifo.push((f.0, f.1));
+        callback.push((c.0, c.1));
+        via.push((b.0, b.1));
+    }
+    let p50 = |v: &[(f64, f64)]| median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
+    let p99 = |v: &[(f64, f64)]| median(&v.iter().map(|x| x.1).collect::<Vec<_>>());
+    println!("medians over {} rounds:", a.rounds);
+    for (what, v) in [
+        ("zenoh, thread waiting on the channel", &fifo),
+        ("zenoh, subscriber callback", &callback),
+        ("bridge, far reader on the futex", &via),
+    ] {
+        println!("  {what}: p50 {:.1} us, p99 {:.1} us", p50(v), p99(v));
+    }
+    for (what, v) in [("the channel", &fifo), ("the callback", &callback)] {
+        println!(
+            "  bridge / zenoh ({what}): p50 {:.2}x, p99 {:.2}x",
+            p50(&via) / p50(v),
+            p99(&via) / p99(v)
+        );
+    }
+    bridge.back_to_back();
+    bridge.stop();
 }

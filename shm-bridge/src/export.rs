@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
 
@@ -208,7 +209,7 @@ impl Liveliness<'_> {
 struct Served {
     announcement: Announcement,
     /// State: the newest update published (epoch, version, bytes).
-    latest: Option<Vec<u8>>,
+    latest: Option<ZBytes>,
 }
 
 fn announcement(
@@ -310,10 +311,12 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
     let mut last: Option<(u64, u64)> = None;
     let mut seen = 0u64;
     let mut resends = 0;
+    // The writer's epoch as last looked at. The look (a lock query, a system call) is made
+    // after publishing, not between the wake-up and the publication: a value published under
+    // the previous epoch by a writer that just took over is published again under its own.
+    let mut epoch = info.writer().epoch();
     log.info(format_args!("exporting state {name}"));
     while !stop.load(Ordering::Relaxed) {
-        let writer = reader.info().writer();
-        let (alive, epoch) = (writer.alive(), writer.epoch());
         // Read the current value when it changed (or the writer changed).
         if last.is_none_or(|(e, v)| e != epoch || v != seen) {
             match reader.read_timeout(&mut buf, WAIT_SLICE) {
@@ -321,16 +324,17 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
                     seen = version;
                     if last != Some((epoch, version)) {
                         last = Some((epoch, version));
-                        let update = StateUpdate::encode(epoch, version, &buf);
-                        {
-                            let mut s = served.lock().expect("not poisoned");
-                            s.latest = Some(update.clone());
-                            s.announcement.epoch = epoch;
-                            s.announcement.position = version;
-                        }
-                        if let Err(e) = publisher.put(update).wait() {
+                        // Encoded once: the publication and the queryable's copy share the
+                        // bytes (a `ZBytes` clone is a reference count).
+                        let update = ZBytes::from(StateUpdate::encode(epoch, version, &buf));
+                        if let Err(e) = publisher.put(update.clone()).wait() {
                             log.error(format_args!("{name}: publishing: {e}"));
                         }
+                        let mut s = served.lock().expect("not poisoned");
+                        s.latest = Some(update);
+                        s.announcement.epoch = epoch;
+                        s.announcement.position = version;
+                        drop(s);
                         resends = TAIL_RESENDS;
                     }
                 }
@@ -341,6 +345,12 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
                 }
             }
         }
+        let writer = reader.info().writer();
+        if writer.epoch() != epoch {
+            // Another writer: read and publish again under its epoch before waiting.
+            epoch = writer.epoch();
+            continue;
+        }
         // Serve only once a value is there, so that importers never get a value-less segment.
         if queryables_declared.is_none() && last.is_some() {
             match queryables(shared, name, &served, true) {
@@ -348,7 +358,7 @@ fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop
                 Err(e) => return log.error(format_args!("{name}: queryable: {e}")),
             }
         }
-        live.set(alive, epoch);
+        live.set(writer.alive(), epoch);
         match reader.wait_for_update(seen, WAIT_SLICE) {
             Ok(v) => seen = v,
             Err(Error::Timeout) if resends > 0 => {

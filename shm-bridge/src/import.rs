@@ -48,9 +48,9 @@ pub fn mirror_name(template: &str, id: &str, name: &str) -> String {
 }
 
 /// What a worker hears from the network.
-enum Event {
-    /// A publication (or a query's answer) on `data`.
-    Data(Vec<u8>),
+enum Event<'a> {
+    /// A publication (or a query's answer) on `data`, borrowed from Zenoh's buffer.
+    Data(&'a [u8]),
     /// A liveliness token `…/alive/EPOCH` appeared (true) or went (false).
     Alive(String, bool),
 }
@@ -276,7 +276,31 @@ impl Mirror {
                 .map(MirrorWriter::State),
         };
         self.writer = Some(w.map_err(|e| busy_or(e, name))?);
+        self.repeat_epoch();
         Ok(())
+    }
+
+    /// Gives the mirror's writer the remote writer's epoch: the newest one a liveliness token
+    /// named, else the announced one. A takeover records one more than the mirror's last
+    /// epoch; this sets it back to the remote number when that is not lower than the mirror's
+    /// epoch before the takeover (always, unless the mirror was left with a greater epoch by
+    /// something other than this import).
+    fn repeat_epoch(&mut self) {
+        let epoch = match self.newest_epoch {
+            0 => self.remote.announcement.epoch,
+            e => e,
+        };
+        let done = match &mut self.writer {
+            Some(MirrorWriter::State(w)) => w.set_epoch(epoch),
+            Some(MirrorWriter::Stream(w)) => w.set_epoch(epoch),
+            None => true,
+        };
+        if !done {
+            self.shared.log.info(format_args!(
+                "{}: the remote writer's epoch {epoch} is below the mirror's; the mirror keeps its own",
+                self.remote.mirror
+            ));
+        }
     }
 
     /// Creates the mirror holding `initial` (state) or numbered after `last_sent` (stream),
@@ -297,7 +321,10 @@ impl Mirror {
                 .map(MirrorWriter::State),
         };
         match created {
-            Ok(w) => self.writer = Some(w),
+            Ok(w) => {
+                self.writer = Some(w);
+                self.repeat_epoch();
+            }
             Err(Error::AlreadyExists { .. }) => {
                 if let Some(pid) = lease_holder(name) {
                     return Err(format!(
@@ -342,15 +369,15 @@ impl Mirror {
 
     /// Handles what the network delivered; an error ends the import (a malformed update is
     /// only logged).
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<'_>) {
         if self.failed.is_some() {
             return;
         }
         let result = match event {
             Event::Alive(key, present) => self.alive(key, present),
             Event::Data(bytes) => match self.remote.announcement.kind {
-                SegmentKind::Stream => self.stream(&bytes),
-                _ => self.state(&bytes),
+                SegmentKind::Stream => self.stream(bytes),
+                _ => self.state(bytes),
             }
             .or_else(|e| {
                 if e.contains("lease is held") {
@@ -393,19 +420,19 @@ impl Mirror {
     /// Writes a state update (ignoring one that is not newer within its epoch).
     fn state(&mut self, bytes: &[u8]) -> Result<(), String> {
         let size = self.remote.layout.size as usize;
-        let u = StateUpdate::decode(bytes, size).map_err(|e| e.to_string())?;
+        let (epoch, version, value) = StateUpdate::parse(bytes, size).map_err(|e| e.to_string())?;
         if let Some((e, v)) = self.last {
-            if u.epoch < e || (u.epoch == e && u.version <= v) {
+            if epoch < e || (epoch == e && version <= v) {
                 return Ok(());
             }
         }
-        self.last = Some((u.epoch, u.version));
+        self.last = Some((epoch, version));
         if !self.exists {
-            self.create(&u.bytes, 0)?;
+            self.create(value, 0)?;
         } else {
             self.take()?;
             if let Some(MirrorWriter::State(w)) = &mut self.writer {
-                w.write(&u.bytes);
+                w.write(value);
             }
         }
         self.follow_liveliness()
@@ -500,7 +527,9 @@ fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
         .session
         .declare_subscriber(data_key.as_str())
         .callback(move |s| {
-            lock(&m).handle(Event::Data(s.payload().to_bytes().into_owned()));
+            // Written into the mirror here, on Zenoh's receiving thread: no copy (the payload
+            // is borrowed when it arrived in one piece) and no hand-over to another thread.
+            lock(&m).handle(Event::Data(&s.payload().to_bytes()));
         })
         .wait();
     let m = mirror.clone();
@@ -550,7 +579,7 @@ fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
             match created {
                 Ok(()) => {
                     for batch in std::mem::take(&mut m.pending) {
-                        m.handle(Event::Data(batch));
+                        m.handle(Event::Data(&batch));
                     }
                 }
                 Err(e) => m.failed = Some(e),
@@ -598,8 +627,7 @@ fn query_into(shared: &Shared, key: &str, mirror: &Arc<Mutex<Mirror>>) -> Result
     std::thread::spawn(move || {
         while let Ok(reply) = replies.recv() {
             if let Ok(sample) = reply.result() {
-                let bytes = sample.payload().to_bytes().into_owned();
-                lock(&mirror).handle(Event::Data(bytes));
+                lock(&mirror).handle(Event::Data(&sample.payload().to_bytes()));
             }
         }
     });

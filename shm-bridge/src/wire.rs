@@ -265,6 +265,17 @@ impl StateUpdate {
 
     /// Decodes an update whose payload must be `size` bytes.
     pub fn decode(bytes: &[u8], size: usize) -> Result<StateUpdate, WireError> {
+        let (epoch, version, payload) = Self::parse(bytes, size)?;
+        Ok(StateUpdate {
+            epoch,
+            version,
+            bytes: payload.to_vec(),
+        })
+    }
+
+    /// Like [`decode`](Self::decode), without copying: the epoch, the version and the
+    /// payload's bytes within `bytes`.
+    pub fn parse(bytes: &[u8], size: usize) -> Result<(u64, u64, &[u8]), WireError> {
         let mut c = Cursor { bytes };
         let epoch = c.u64()?;
         let version = c.u64()?;
@@ -274,11 +285,7 @@ impl StateUpdate {
                 c.bytes.len()
             ));
         }
-        Ok(StateUpdate {
-            epoch,
-            version,
-            bytes: c.bytes.to_vec(),
-        })
+        Ok((epoch, version, c.bytes))
     }
 }
 

@@ -103,7 +103,10 @@ impl WriterInfo {
         self.pid
     }
 
-    /// The writer epoch: 1 for the creator, one more for every writer that took over.
+    /// The writer epoch: 1 for the creator, one more for every writer that took over. A
+    /// writer that repeats another segment's writer (a mirror) may record that writer's epoch
+    /// instead ([`RawWriter::set_epoch`](crate::RawWriter::set_epoch)), never a lower one than
+    /// its predecessor's.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }

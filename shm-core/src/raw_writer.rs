@@ -42,6 +42,9 @@ pub struct RawWriter {
     /// whose slot holds a complete value, if any.
     at: Resume,
     created: bool,
+    /// The least epoch [`set_epoch`](Self::set_epoch) may record: the epoch of the writer
+    /// before this one (1 for a creator), then the last one recorded.
+    epoch_floor: u64,
 }
 
 impl RawWriter {
@@ -55,6 +58,7 @@ impl RawWriter {
                 complete: Some(0),
             },
             created: true,
+            epoch_floor: 1,
         }
     }
 
@@ -176,6 +180,7 @@ impl RawWriter {
     /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`], see
     /// `Segment::record_takeover`).
     fn take_over(seg: Segment) -> Result<Self> {
+        let previous_epoch = seg.writer_epoch();
         seg.record_takeover()?;
         sys::register_as_barrier_target();
         let mut at = protocol::resume(&seg);
@@ -192,6 +197,7 @@ impl RawWriter {
             at,
             seg,
             created: false,
+            epoch_floor: previous_epoch.max(1),
         };
         // A writer that died between publishing and waking left sleepers behind: wake them.
         writer.wake_waiters();
@@ -292,6 +298,25 @@ impl RawWriter {
     /// Whether this handle created the segment (as opposed to taking over an existing one).
     pub fn created(&self) -> bool {
         self.created
+    }
+
+    /// Records `epoch` as this writer's epoch (`info().writer().epoch()`), for a writer that
+    /// repeats the writer of another segment: a mirror of a segment on another host takes the
+    /// epoch of the writer there. Returns `false`, and records nothing, if `epoch` is below
+    /// the epoch of the writer before this one (1 for the writer that created the segment) or
+    /// below an epoch this writer recorded already, or is `u64::MAX` (a later takeover could
+    /// not record a greater one).
+    ///
+    /// So epochs never go backwards, but unlike a takeover, which always records a greater
+    /// epoch, this may record the previous writer's epoch again: a mirror's new writer that
+    /// carries on for the same remote writer keeps that writer's epoch.
+    pub fn set_epoch(&mut self, epoch: u64) -> bool {
+        if epoch < self.epoch_floor || epoch == u64::MAX {
+            return false;
+        }
+        self.seg.record_epoch(epoch);
+        self.epoch_floor = epoch;
+        true
     }
 
     /// Whether another process shrank the segment's file under this writer; see

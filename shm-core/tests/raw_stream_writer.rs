@@ -93,6 +93,31 @@ fn raw_messages_reach_typed_readers_with_the_numbers_given() {
 }
 
 #[test]
+fn a_mirror_stream_writer_records_the_epoch_it_repeats_never_below_its_predecessors() {
+    let name = Name::new("rawsw-epoch");
+    let layout = LayoutBuf::from(Sample::LAYOUT);
+    let mut tx = Options::new()
+        .create_raw_stream(&name, &layout, 4, 0)
+        .unwrap();
+    let mut rx = Sample::subscribe(&name).unwrap();
+    assert!(!tx.set_epoch(0));
+    assert!(tx.set_epoch(3));
+    assert_eq!(rx.info().writer().epoch(), 3);
+    assert!(!tx.set_epoch(2));
+    assert!(!tx.set_epoch(u64::MAX));
+    drop(tx);
+    let mut tx = Options::new()
+        .open_raw_stream_writer(&name, &layout)
+        .unwrap();
+    assert_eq!(rx.info().writer().epoch(), 4);
+    assert!(!tx.set_epoch(2));
+    assert!(tx.set_epoch(3));
+    assert_eq!(rx.info().writer().epoch(), 3);
+    tx.send(&bytes(&Sample { seq: 1, value: 1.0 }));
+    assert_eq!(rx.recv_timeout(WAIT).unwrap().seq, 1);
+}
+
+#[test]
 fn raw_stream_writers_check_the_layout() {
     let name = Name::new("rawsw-layout");
     let layout = LayoutBuf::from(Sample::LAYOUT);

@@ -73,6 +73,40 @@ fn an_untyped_writer_takes_over_a_typed_segment_and_checks_its_layout() {
 }
 
 #[test]
+fn a_mirror_writer_records_the_epoch_it_repeats_never_below_its_predecessors() {
+    let name = Name::new("rawepoch");
+    let layout = LayoutBuf::from(Sample::LAYOUT);
+    let mut w = Options::new()
+        .create_raw(&name, &layout, &bytes(&sample(0)))
+        .unwrap();
+    let r = Sample::open(&name).unwrap();
+    // A creator: 1 at least.
+    assert!(!w.set_epoch(0));
+    assert!(w.set_epoch(5));
+    assert_eq!(r.info().writer().epoch(), 5);
+    // Never below what this writer recorded, never the maximum.
+    assert!(!w.set_epoch(4));
+    assert!(!w.set_epoch(u64::MAX));
+    assert!(w.set_epoch(7));
+    assert_eq!(r.info().writer().epoch(), 7);
+    drop(w);
+    // A takeover records one more, then may record its predecessor's epoch again (the same
+    // remote writer carried on), not a lower one.
+    let mut w = Options::new().open_raw_writer(&name, &layout).unwrap();
+    assert_eq!(r.info().writer().epoch(), 8);
+    assert!(!w.set_epoch(6));
+    assert_eq!(r.info().writer().epoch(), 8);
+    assert!(w.set_epoch(7));
+    assert_eq!(r.info().writer().epoch(), 7);
+    w.write(&bytes(&sample(1)));
+    assert_eq!(r.read(), sample(1));
+    drop(w);
+    // The next takeover counts on from the recorded epoch.
+    let w = Options::new().open_raw_writer(&name, &layout).unwrap();
+    assert_eq!(w.info().writer().epoch(), 8);
+}
+
+#[test]
 fn layouts_that_cannot_describe_a_payload_are_refused() {
     let name = Name::new("rawbad");
     let good = LayoutBuf::from(Sample::LAYOUT);

@@ -273,6 +273,19 @@ impl Segment {
         Ok(())
     }
 
+    /// The writer epoch in the header now (a hostile peer may have stored anything there).
+    pub fn writer_epoch(&self) -> u64 {
+        self.header().writer_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Records `epoch` as the writer epoch, for a writer whose lease the caller holds and that
+    /// repeats another segment's writer epoch (see `RawWriter::set_epoch`); the caller checked
+    /// that it is not below the epoch of the writer before it.
+    pub fn record_epoch(&self, epoch: u64) {
+        // We hold the lease: nobody else writes it.
+        self.header().writer_epoch.store(epoch, Ordering::Relaxed);
+    }
+
     /// Panics if this handle was copied into this process by `fork`: its lease, if it had one,
     /// stayed with the process that opened it, and publishing or taking through the copy would
     /// race with that process. Called before every publish and take: one relaxed load, in any

@@ -26,6 +26,9 @@ use std::time::Duration;
 /// Holds the segment's writer lease, as every writer does.
 pub struct RawStreamWriter {
     tx: Sender,
+    /// The least epoch [`set_epoch`](Self::set_epoch) may record: the epoch of the writer
+    /// before this one (1 for a creator), then the last one recorded.
+    epoch_floor: u64,
 }
 
 impl RawStreamWriter {
@@ -59,7 +62,7 @@ impl RawStreamWriter {
             capacity,
             last_sent,
         )?;
-        Ok(RawStreamWriter { tx })
+        Ok(RawStreamWriter { tx, epoch_floor: 1 })
     }
 
     /// Opens the broadcast stream `name`, which must hold messages of `layout`, as its writer:
@@ -76,7 +79,10 @@ impl RawStreamWriter {
             hash: layout.layout_hash(),
         };
         let tx = Sender::open_expecting(backend, name, ready_wait, &expect)?;
-        Ok(RawStreamWriter { tx })
+        // The takeover recorded the previous writer's epoch plus one, and only the lease
+        // holder (this handle) writes it.
+        let epoch_floor = tx.seg.writer_epoch().saturating_sub(1).max(1);
+        Ok(RawStreamWriter { tx, epoch_floor })
     }
 
     /// Sends the message `value` under the next number: every reader receives it after the
@@ -124,6 +130,18 @@ impl RawStreamWriter {
     /// The number of the last message sent (0: none).
     pub fn sent(&self) -> u64 {
         self.tx.sent
+    }
+
+    /// Records `epoch` as this writer's epoch, for a writer that repeats the writer of
+    /// another stream (a mirror); refused (`false`) below the previous writer's epoch, below
+    /// one recorded already, or at `u64::MAX`. See [`RawWriter::set_epoch`](crate::RawWriter::set_epoch).
+    pub fn set_epoch(&mut self, epoch: u64) -> bool {
+        if epoch < self.epoch_floor || epoch == u64::MAX {
+            return false;
+        }
+        self.tx.seg.record_epoch(epoch);
+        self.epoch_floor = epoch;
+        true
     }
 
     /// The size of one message in bytes.
