@@ -64,6 +64,7 @@ mod shared_state;
 pub mod stream;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
+mod turn;
 mod types;
 mod wait;
 mod writer;
@@ -82,6 +83,7 @@ pub use raw_reader::RawReader;
 pub use raw_writer::RawWriter;
 pub use reader::Reader;
 pub use shared_state::SharedState;
+pub use turn::Turn;
 pub use stream::{
     QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
 };
