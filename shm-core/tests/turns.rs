@@ -81,7 +81,10 @@ fn writer() {
         }
         let n = t.done[k];
         if let Some(mine) = mine {
-            assert_eq!(n, mine, "writer {k}: the segment lost or doubled one of its turns");
+            assert_eq!(
+                n, mine,
+                "writer {k}: the segment lost or doubled one of its turns"
+            );
         }
         assert_eq!(t.counter, t.done.iter().sum::<u64>(), "a turn began torn");
         if n >= target {
@@ -162,9 +165,17 @@ fn spawn_reader(name: &str, total: u64) -> Child {
 /// Waits for `child`, asserts it succeeded, and returns its output line starting `prefix`.
 fn finish(mut child: Child, prefix: &str) -> String {
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "child failed ({status}); its output:\n{out}");
+    assert!(
+        status.success(),
+        "child failed ({status}); its output:\n{out}"
+    );
     out.lines()
         .find(|l| l.starts_with(prefix))
         .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{out}"))
@@ -348,7 +359,9 @@ fn a_writer_killed_in_its_turn_50_times_loses_and_doubles_no_turn() {
     // a recovery the victim itself was killed in is made again by the next writer.
     let epoch = r.info().writer().epoch();
     assert!(
-        recovered >= u64::from(in_turn) && epoch >= 1 + recovered && epoch <= 1 + recovered + u64::from(KILLS),
+        recovered >= u64::from(in_turn)
+            && epoch >= 1 + recovered
+            && epoch <= 1 + recovered + u64::from(KILLS),
         "epoch {epoch}, {recovered} recoveries reported, {in_turn} kills in a turn"
     );
     eprintln!(
@@ -380,7 +393,9 @@ fn a_turn_times_out_while_another_process_holds_one_and_recovers_after_it_dies()
     assert!(matches!(w.turn(Duration::ZERO), Err(Error::Timeout)));
     kill(&mut holder);
     assert_eq!(r.info().writer().epoch(), 1);
-    let mut t = w.turn(TURN_WAIT).expect("the lock is released with its holder");
+    let mut t = w
+        .turn(TURN_WAIT)
+        .expect("the lock is released with its holder");
     assert!(t.recovered(), "the holder died in its turn");
     assert_eq!(t.counter, 0, "the dead turn's change was never published");
     t.counter += 1;
@@ -414,7 +429,11 @@ fn single_writers_and_turn_taking_writers_exclude_each_other() {
         .write(true)
         .open(format!("/dev/shm{}", &*name))
         .unwrap();
-    assert_eq!(exclusive_lock(&file), Err(libc::EAGAIN), "the lease is held shared");
+    assert_eq!(
+        exclusive_lock(&file),
+        Err(libc::EAGAIN),
+        "the lease is held shared"
+    );
     let r = Tally::open(&name).unwrap();
     assert!(r.info().writer().alive());
     drop(w);
@@ -484,11 +503,20 @@ fn a_lock_of_another_abi_is_refused_with_both_named() {
         .open_writer::<Tally>(&name)
         .unwrap_err();
     assert!(
-        matches!(e, Error::LockAbi { found: 0x0102_0030, .. }),
+        matches!(
+            e,
+            Error::LockAbi {
+                found: 0x0102_0030,
+                ..
+            }
+        ),
         "{e}"
     );
     let msg = e.to_string();
-    assert!(msg.contains("glibc aarch64 pthread_mutex_t 48 bytes"), "{msg}");
+    assert!(
+        msg.contains("glibc aarch64 pthread_mutex_t 48 bytes"),
+        "{msg}"
+    );
     assert!(msg.contains("pthread_mutex_t"), "{msg}");
     // Readers are unaffected.
     assert_eq!(Tally::open(&name).unwrap().read().counter, 0);

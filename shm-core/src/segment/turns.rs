@@ -64,7 +64,9 @@ impl Segment {
                 });
             }
             if self.geometry.kind.is_ring() || self.geometry.slot_count < 2 {
-                return corrupt("turn-taking writers need a shared-state segment of two or more slots");
+                return corrupt(
+                    "turn-taking writers need a shared-state segment of two or more slots",
+                );
             }
         }
         Ok(())
