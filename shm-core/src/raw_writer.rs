@@ -400,16 +400,27 @@ impl RawWriter {
     /// reader is blocked waiting for an update. After a shrink by another process, see
     /// [`Writer::write`](crate::Writer::write).
     ///
+    /// A writer that takes turns ([`Options::shared_writers`](crate::Options::shared_writers))
+    /// writes in a turn of its own, as [`Writer::write`](crate::Writer::write) does.
+    ///
     /// # Panics
     /// If `value.len()` is not [`payload_size`](Self::payload_size), and in a `fork` child as
-    /// [`Writer::write`](crate::Writer::write) does.
+    /// [`Writer::write`](crate::Writer::write) does; for a writer that takes turns, if its turn
+    /// cannot start (a damaged segment).
     pub fn write(&mut self, value: &[u8]) {
         assert_eq!(
             value.len(),
             self.payload_size(),
             "the value must be exactly the payload size"
         );
-        self.publish(payload::words(value.len()), payload::source_of_bytes(value));
+        let words = payload::words(value.len());
+        if !self.turns {
+            return self.publish(words, payload::source_of_bytes(value));
+        }
+        if let Err(e) = self.begin_turn(None, words, |_, _| {}) {
+            panic!("cannot write segment {:?}: {e}", self.seg.name());
+        }
+        self.end_turn(|w| w.publish(words, payload::source_of_bytes(value)));
     }
 
     /// Copies the newest complete value into `dst`: the last value this writer published or,
