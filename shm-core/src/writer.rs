@@ -18,7 +18,10 @@ use std::time::Duration;
 /// Payloads larger than this are never copied onto the stack by `update`.
 const LARGE_PAYLOAD: usize = 16 << 10;
 
-/// Publishes values of `T` to a segment. There is one writer per segment at a time.
+/// Publishes values of `T` to a segment. There is one writer per segment at a time, unless the
+/// segment was made for writers that take turns
+/// ([`Options::shared_writers`](crate::Options::shared_writers)): then any number of writers
+/// hold it at once, each writing in [`turn`](Self::turn)s.
 ///
 /// The writer holds the segment's writer lease, a kernel lock on its open file description,
 /// for its whole lifetime; the kernel releases it when the writer is dropped or its process
