@@ -5,6 +5,8 @@
 //! - The same while one writer is SIGKILLed 50 times, at points chosen by observed progress
 //!   (most inside its turn, some in the middle of publishing), and restarted: no turn is lost
 //!   or doubled, and every recovery is one epoch.
+//! - A lone writer killed at random points of 64 KiB publications (at least 20 of them cut
+//!   short, a slot left odd): readers keep the last value, the next turn recovers from it.
 //! - Single writers and turn-taking writers exclude each other; a lock of another ABI is
 //!   refused; a turn that cannot start in time is `Timeout`.
 
@@ -49,6 +51,7 @@ fn child_process_entry_point() {
         Some("writer") => writer(),
         Some("reader") => reader(),
         Some("holder") => holder(),
+        Some("big_writer") => big_writer(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -142,6 +145,28 @@ fn holder() {
     }
     t.discard();
     panic!("the holder was not killed in its turn");
+}
+
+/// 64 KiB: a publication takes long enough that kills land in the middle of one.
+const BIG: usize = 8192;
+type Big = [u64; BIG];
+
+/// Attaches and takes turns for ever, each publishing a value whose every word is the version
+/// it is published as; prints `started` after its first turn.
+fn big_writer() {
+    let mut w = Options::new()
+        .shared_writers(true)
+        .open_writer::<Big>(&env("SHM_NAME"))
+        .unwrap();
+    for turn in 0u64.. {
+        let mut t = w.turn(TURN_WAIT).unwrap();
+        let v = t.version();
+        t.fill(v);
+        drop(t);
+        if turn == 0 {
+            println!("started");
+        }
+    }
 }
 
 fn spawn_writer(name: &str, k: usize, turns: u64, report: bool) -> Child {
@@ -592,4 +617,81 @@ fn an_untyped_writer_that_takes_turns_writes_in_a_turn_of_its_own() {
     });
     assert_eq!(r.version(), 2, "two turns, two versions");
     assert_eq!(r.read().counter, 100);
+}
+
+#[test]
+fn a_writer_killed_mid_write_leaves_the_last_value_and_the_next_turn_recovers() {
+    if role().is_some() {
+        return;
+    }
+    let name = Name::new("turnsmid");
+    let mut w = Options::new()
+        .shared_writers(true)
+        .create::<Big>(&name, &[0; BIG])
+        .unwrap();
+    let r = Big::open(&name).unwrap();
+    let odd = || {
+        shm_core::__private::hooks::slot_sequences(shm_core::__private::hooks::raw(&r))
+            .iter()
+            .any(|s| s % 2 == 1)
+    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut kills, mut mid_write, mut recoveries) = (0u32, 0u32, 0u64);
+    // At least 20 kills that landed inside a publication, at varied points.
+    while mid_write < 20 {
+        assert!(
+            kills < 1000,
+            "only {mid_write} of {kills} kills landed mid-write"
+        );
+        let mut child = spawn_role(ENTRY, "big_writer", &[("SHM_NAME", name.to_string())]);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        // Bounded: the writer prints `started` after its first turn, or ends.
+        while !line.starts_with("started") {
+            line.clear();
+            assert_ne!(out.read_line(&mut line).unwrap(), 0, "the writer ended");
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(2000)));
+        kill(&mut child);
+        kills += 1;
+        // The victim was the only writer: an odd slot is its publication, cut short.
+        let cut = odd();
+        mid_write += u32::from(cut);
+        // Readers keep the last published value, whole.
+        let v = r.version();
+        let value = r.read();
+        assert!(
+            value.iter().all(|&x| x == v),
+            "torn or wrong value after a kill"
+        );
+        // The next turn recovers from it (it held the lock) and continues from that value.
+        let epoch = r.info().writer().epoch();
+        let mut t = w
+            .turn(TURN_WAIT)
+            .expect("the lock is released with its holder");
+        let recovered = t.recovered();
+        assert!(!cut || recovered, "a writer killed mid-write held the lock");
+        recoveries += u64::from(recovered);
+        assert!(
+            t.iter().all(|&x| x == v),
+            "the turn starts from the published value"
+        );
+        let next = t.version();
+        assert_eq!(next, v + 1);
+        t.fill(next);
+        drop(t);
+        assert_eq!(
+            r.info().writer().epoch(),
+            epoch + u64::from(recovered),
+            "a recovery is a new epoch"
+        );
+        assert!(!odd(), "the next publication completed the slot");
+        assert_eq!(r.read()[BIG - 1], next);
+    }
+    assert_eq!(
+        r.info().writer().epoch(),
+        1 + recoveries,
+        "one epoch per recovery"
+    );
+    eprintln!("{kills} kills, {mid_write} mid-write, {recoveries} recoveries");
 }
