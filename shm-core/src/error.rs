@@ -74,6 +74,22 @@ pub enum Error {
         /// The process id of the current writer, as recorded in the segment (0 if unknown).
         pid: u32,
     },
+    /// The segment's writers take turns ([`Options::shared_writers`](crate::Options::shared_writers))
+    /// and this program opened it as its one writer, or the other way round: open it as it was
+    /// created.
+    WriterMode {
+        /// Whether the segment's writers take turns.
+        shared: bool,
+    },
+    /// The segment's writers take turns under a lock whose binary layout this program cannot
+    /// share (another C library or architecture): tags as `shm_core` stores them, e.g. "glibc
+    /// x86_64 pthread_mutex_t 40 bytes".
+    LockAbi {
+        /// This program's lock ABI tag.
+        expected: u32,
+        /// The segment's.
+        found: u32,
+    },
     /// The writer died during a write and nothing consistent can be read (one-slot segments).
     WriterDied,
     /// The segment's creator has not finished initializing it in time (or died doing so).
@@ -162,6 +178,18 @@ impl fmt::Display for Error {
             Error::WriterBusy { pid } => {
                 write!(f, "another writer (pid {pid}) holds the segment")
             }
+            Error::WriterMode { shared: true } => f.write_str(
+                "the segment's writers take turns: open it with `Options::shared_writers(true)` and write in turns",
+            ),
+            Error::WriterMode { shared: false } => f.write_str(
+                "the segment has one writer at a time: open it without `Options::shared_writers`",
+            ),
+            Error::LockAbi { expected, found } => write!(
+                f,
+                "the segment's writers take turns under a lock of another binary layout ({}) than this program's ({})",
+                crate::sys::describe_lock_abi(*found),
+                crate::sys::describe_lock_abi(*expected)
+            ),
             Error::WriterDied => f.write_str(
                 "the writer died while writing and no consistent value is available",
             ),

@@ -61,8 +61,14 @@ pub(crate) struct Header {
     /// What the segment holds: a [`SegmentKind`] code (0, shared state, in segments made
     /// before kinds existed, whose reserved bytes are zero).
     pub kind: AtomicU32,
-    _reserved_after_kind: AtomicU32,
-    _reserved: [AtomicU64; 3],
+    /// Who writes a shared-state segment: [`WRITERS_ONE`] (0, every segment made before the
+    /// field existed) or [`WRITERS_TURNS`] (section "Turn-taking writers").
+    pub writers: AtomicU32,
+    /// Turn-taking segments: the binary layout of `turn_lock` ([`crate::sys::LOCK_ABI`] of the
+    /// creator); 0 otherwise.
+    pub lock_abi: AtomicU32,
+    _reserved_after_lock_abi: AtomicU32,
+    _reserved: [AtomicU64; 2],
     /// Publish counter: version `v` lives in slot `v % slot_count`. Own cache line.
     pub published: AtomicU64,
     /// State segments whose payload fits one word (8 bytes or less): the latest value,
@@ -75,14 +81,31 @@ pub(crate) struct Header {
     pub futex: AtomicU32,
     /// Number of processes blocked (or about to block) on `futex`.
     pub waiters: AtomicU32,
-    _pad2: [AtomicU64; 7],
+    _pad2: AtomicU64,
+    /// Turn-taking segments: the writers' lock, a process-shared, robust, priority-inheriting
+    /// `pthread_mutex_t` of the ABI `lock_abi` names (at most [`TURN_LOCK_SIZE`] bytes). Zero
+    /// otherwise. Only `sys::mutex` touches it, through a pointer.
+    pub turn_lock: [AtomicU64; TURN_LOCK_SIZE / 8],
 }
+
+/// `writers`: one writer at a time, holding the exclusive writer lease.
+pub(crate) const WRITERS_ONE: u32 = 0;
+/// `writers`: any number of writers, holding the writer lease shared, each writing in turns
+/// under `turn_lock`.
+pub(crate) const WRITERS_TURNS: u32 = 1;
+/// Offset of `turn_lock` in the header.
+pub(crate) const TURN_LOCK_OFFSET: usize = 208;
+/// Room for `turn_lock`: the rest of the futex line.
+pub(crate) const TURN_LOCK_SIZE: usize = HEADER_SIZE - TURN_LOCK_OFFSET;
 
 const _: () = assert!(core::mem::size_of::<Header>() == HEADER_SIZE);
 const _: () = assert!(core::mem::offset_of!(Header, published) == 128);
 const _: () = assert!(core::mem::offset_of!(Header, inline) == 136);
 const _: () = assert!(core::mem::offset_of!(Header, futex) == 192);
 const _: () = assert!(core::mem::offset_of!(Header, kind) == 96);
+const _: () = assert!(core::mem::offset_of!(Header, writers) == 100);
+const _: () = assert!(core::mem::offset_of!(Header, lock_abi) == 104);
+const _: () = assert!(core::mem::offset_of!(Header, turn_lock) == TURN_LOCK_OFFSET);
 
 /// What a segment holds, stored in the header's `kind` field (section "Streams and queues").
 ///

@@ -64,6 +64,7 @@ mod shared_state;
 pub mod stream;
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 mod sys;
+mod turn;
 mod types;
 mod wait;
 mod writer;
@@ -85,6 +86,7 @@ pub use shared_state::SharedState;
 pub use stream::{
     QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
 };
+pub use turn::Turn;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
 pub use writer::Writer;
 

@@ -28,6 +28,7 @@ pub struct Options {
     backend: Backend,
     /// Test hook (see `__private::hooks`): the creator aborts before marking the segment ready.
     pub(crate) crash_before_ready: bool,
+    shared_writers: bool,
 }
 
 /// The default slot count, chosen by measurement (BENCHMARKS.md, "Slot count"): under a
@@ -44,6 +45,7 @@ impl Default for Options {
             ready_wait: Duration::from_secs(1),
             backend: Backend::Shm,
             crash_before_ready: false,
+            shared_writers: false,
         }
     }
 }
@@ -94,6 +96,38 @@ impl Options {
         self
     }
 
+    /// Whether the segment has several writers that take turns (default `false`: one writer at
+    /// a time, holding the segment until it is dropped).
+    ///
+    /// Decided when the segment is created, with [`create`](Self::create) or
+    /// [`open_or_create`](Self::open_or_create): any number of writers then attach to it with
+    /// [`open_writer`](Self::open_writer) (or `open_or_create`), each with this option set, and
+    /// write in turns, each [`Writer::turn`] exclusive, under a lock in the segment that the
+    /// kernel frees if its holder dies. Readers read as always, without a lock. Opening such a
+    /// segment without the option, or a one-writer segment with it, fails with
+    /// [`WriterMode`](crate::Error::WriterMode).
+    ///
+    /// Shared-state segments only, of two or more slots: creating one with
+    /// [`slots(1)`](Self::slots) panics (a writer that died mid-write would leave no complete
+    /// value for the next turn).
+    ///
+    /// ```no_run
+    /// use shm_core::{Options, SharedState};
+    /// use std::time::Duration;
+    /// # #[derive(SharedState, Clone, Copy)] #[repr(C)] struct Stats { hits: u64 }
+    /// let mut w = Options::new()
+    ///     .shared_writers(true)
+    ///     .open_or_create::<Stats>("/stats", &Stats { hits: 0 })?;
+    /// let mut t = w.turn(Duration::from_secs(1))?;
+    /// t.hits += 1;
+    /// drop(t); // publishes
+    /// # Ok::<(), shm_core::Error>(())
+    /// ```
+    pub fn shared_writers(mut self, shared: bool) -> Self {
+        self.shared_writers = shared;
+        self
+    }
+
     /// The backend chosen.
     pub(crate) fn chosen_backend(&self) -> &Backend {
         &self.backend
@@ -105,6 +139,7 @@ impl Options {
             mode: self.mode,
             ready_wait: self.ready_wait,
             crash_before_ready: self.crash_before_ready,
+            turns: self.shared_writers,
         }
     }
 
@@ -158,13 +193,21 @@ impl Options {
             layout: layout.clone(),
             hash: layout.layout_hash(),
         };
-        RawWriter::open(&self.backend, name, self.ready_wait, &expect)
+        RawWriter::open(
+            &self.backend,
+            name,
+            self.ready_wait,
+            &expect,
+            self.shared_writers,
+        )
     }
 
     /// Opens the segment `name` as its writer: takes the writer lease (a new epoch), or fails
-    /// with [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
+    /// with [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it. With
+    /// [`shared_writers`](Self::shared_writers), attaches as one more of its turn-taking
+    /// writers instead (`WriterBusy` only while a single writer holds it).
     pub fn open_writer<T: SharedState>(&self, name: &str) -> Result<Writer<T>> {
-        Writer::open(&self.backend, name, self.ready_wait)
+        Writer::open(&self.backend, name, self.ready_wait, self.shared_writers)
     }
 
     /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer

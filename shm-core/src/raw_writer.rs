@@ -26,6 +26,8 @@ pub(crate) struct Make {
     pub mode: u32,
     pub ready_wait: Duration,
     pub crash_before_ready: bool,
+    /// Writers take turns (`Options::shared_writers`).
+    pub turns: bool,
 }
 
 /// Publishes payload bytes to a segment whose type is known only by its [`LayoutBuf`]: for
@@ -45,6 +47,12 @@ pub struct RawWriter {
     /// The least epoch [`set_epoch`](Self::set_epoch) may record: the epoch of the writer
     /// before this one (1 for a creator), then the last one recorded.
     epoch_floor: u64,
+    /// Whether this writer takes turns with others (`Options::shared_writers`): it then
+    /// publishes only inside a turn, holding the turn lock (see `turns.rs`).
+    pub(crate) turns: bool,
+    /// Whether this writer's thread holds the turn lock: from the start of a turn to its end,
+    /// or for ever if the turn's guard was leaked.
+    pub(crate) in_turn: bool,
 }
 
 impl RawWriter {
@@ -52,6 +60,7 @@ impl RawWriter {
     pub(crate) fn of_new_segment(seg: Segment) -> Self {
         sys::register_as_barrier_target();
         RawWriter {
+            turns: seg.writers_take_turns(),
             seg,
             at: Resume {
                 version: 0,
@@ -59,6 +68,7 @@ impl RawWriter {
             },
             created: true,
             epoch_floor: 1,
+            in_turn: false,
         }
     }
 
@@ -98,7 +108,7 @@ impl RawWriter {
                 Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
                 other => return other,
             }
-            match Self::open(backend, name, ready_wait, expect) {
+            match Self::open(backend, name, ready_wait, expect, spec.turns) {
                 Err(Error::NotFound { .. }) => continue,
                 // Its creator died before making it ready: take it over and initialize it.
                 Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
@@ -116,16 +126,19 @@ impl RawWriter {
                             ready_wait,
                             expect,
                         )?;
-                        return Self::take_over(seg.with_lease(lease));
+                        seg.check_writers(spec.turns)?;
+                        return Self::become_writer(seg.with_lease(lease), spec.turns);
                     }
                     Err(Error::NotFound { .. }) => continue,
                     // A live peer holds the lease: another racer recovering it (or a slow
                     // creator). Give it a whole ready wait from now, as an opener would, and
                     // attach to what it makes; go round if it dies or hangs meanwhile.
-                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect) {
-                        Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
-                        other => return other,
-                    },
+                    Err(Error::NotReady) => {
+                        match Self::open(backend, name, ready_wait, expect, spec.turns) {
+                            Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
+                            other => return other,
+                        }
+                    }
                     Err(e) => return Err(e),
                 },
                 other => return other,
@@ -162,16 +175,47 @@ impl RawWriter {
         )
     }
 
-    /// Takes over the segment `name`, which must hold what `expect` says.
+    /// Takes over the segment `name`, which must hold what `expect` says, or with `turns`
+    /// attaches to it as one of its turn-taking writers.
     pub(crate) fn open(
         backend: &Backend,
         name: &str,
         ready_wait: Duration,
         expect: &Expect,
+        turns: bool,
     ) -> Result<Self> {
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
-        seg.take_writer_lease()?;
-        Self::take_over(seg)
+        // Before the lease: a single writer never holds a turn-taking segment's lease
+        // exclusively, not even for a moment that would turn its writers away.
+        seg.check_writers(turns)?;
+        if turns {
+            seg.take_shared_writer_lease()?;
+        } else {
+            seg.take_writer_lease()?;
+        }
+        Self::become_writer(seg, turns)
+    }
+
+    /// Becomes a writer of `seg`, whose writer lease the caller holds (exclusive, or with
+    /// `turns` shared or exclusive): takes it over as its one writer, or attaches to it as one
+    /// of its turn-taking writers.
+    fn become_writer(seg: Segment, turns: bool) -> Result<Self> {
+        if !turns {
+            return Self::take_over(seg);
+        }
+        seg.share_writer_lease()?;
+        sys::register_as_barrier_target();
+        // Informative: the last writer that attached.
+        seg.header().writer_pid.store(sys::pid(), Ordering::Relaxed);
+        seg.check_intact()?;
+        Ok(RawWriter {
+            at: protocol::resume(&seg),
+            epoch_floor: seg.writer_epoch().max(1),
+            seg,
+            created: false,
+            turns: true,
+            in_turn: false,
+        })
     }
 
     /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
@@ -198,6 +242,8 @@ impl RawWriter {
             seg,
             created: false,
             epoch_floor: previous_epoch.max(1),
+            turns: false,
+            in_turn: false,
         };
         // A writer that died between publishing and waking left sleepers behind: wake them.
         writer.wake_waiters();
@@ -219,9 +265,99 @@ impl RawWriter {
         }
     }
 
+    /// Starts a turn of a turn-taking writer: takes the turn lock, waiting at most `timeout`
+    /// (`None`: without limit; [`Error::Timeout`] when it runs out), recovers from a writer
+    /// that died holding it, and copies the current value (`words` words) into `sink`. Returns
+    /// whether it recovered. The caller ends the turn with [`end_turn`](Self::end_turn), on
+    /// this thread.
+    ///
+    /// # Panics
+    /// If this writer does not take turns; if a turn of it was leaked (its lock is still held);
+    /// in a `fork` child, as [`publish`](Self::publish) does.
+    pub(crate) fn begin_turn(
+        &mut self,
+        timeout: Option<Duration>,
+        words: usize,
+        sink: impl protocol::Sink<AtomicU64>,
+    ) -> Result<bool> {
+        assert!(self.turns, "only turn-taking writers take turns");
+        self.seg.assert_not_inherited();
+        assert!(
+            !self.in_turn,
+            "a turn of this writer of segment {:?} was leaked: its lock is still held",
+            self.seg.name()
+        );
+        self.seg.check_intact()?;
+        // SAFETY: `check_writers` found the turn-taking mode and this program's lock ABI when
+        // this writer was made (or it created the segment so); the mapping outlives the lock:
+        // `end_turn` releases it on this thread (a `Turn` is not `Send`), and a writer dropped
+        // while it is held (a leaked turn) keeps its mapping for good (see `Drop`).
+        let taken = match unsafe { self.seg.lock_turn(timeout) }? {
+            Some(sys::Locked::Clean) => protocol::turn::Taken::Clean,
+            Some(sys::Locked::OwnerDied) => protocol::turn::Taken::OwnerDied,
+            None => return Err(Error::Timeout),
+        };
+        self.in_turn = true;
+        let seg = &self.seg;
+        let mut repaired = Ok(());
+        let start = protocol::turn::begin_turn(
+            seg,
+            taken,
+            words,
+            sink,
+            || wake_all(seg),
+            // SAFETY: this thread holds the lock (taken above).
+            || repaired = unsafe { seg.repair_turn_lock() },
+        );
+        // A lock that could not be made consistent must not be released (it would become
+        // unrecoverable): it stays held, and this writer with it.
+        repaired?;
+        let recovered = taken == protocol::turn::Taken::OwnerDied;
+        if recovered {
+            seg.header().writer_pid.store(sys::pid(), Ordering::Relaxed);
+        }
+        match start {
+            Ok(published) => {
+                self.at = Resume {
+                    version: published,
+                    complete: Some(published),
+                };
+                Ok(recovered)
+            }
+            Err(refused) => {
+                self.end_turn(|_| {});
+                Err(Error::Corrupt {
+                    what: match refused {
+                        protocol::turn::Refused::EpochAtMax => "the writer epoch is at its maximum",
+                        protocol::turn::Refused::Damaged => {
+                            "the published slot does not hold the published version"
+                        }
+                    },
+                })
+            }
+        }
+    }
+
+    /// Ends the turn [`begin_turn`](Self::begin_turn) started, on the same thread: `publish`
+    /// may publish (through [`publish`](Self::publish)) before the lock is released.
+    pub(crate) fn end_turn(&mut self, publish: impl FnOnce(&mut Self)) {
+        debug_assert!(self.in_turn);
+        publish(self);
+        // SAFETY: this thread holds the lock (`begin_turn` took it on this thread and a turn
+        // does not leave it), and it is consistent (`begin_turn` repaired it if needed).
+        let released = unsafe { self.seg.unlock_turn() };
+        self.in_turn = false;
+        if let Err(e) = released {
+            panic!("{e}");
+        }
+    }
+
     /// Copies the newest complete value into `sink`; see [`Writer::get`](crate::Writer::get).
     pub(crate) fn current(&self, words: usize, sink: impl protocol::Sink<AtomicU64>) -> Result<()> {
         self.seg.check_intact()?;
+        if self.turns && !self.in_turn {
+            return self.latest(words, sink);
+        }
         let v = self.at.complete.ok_or_else(|| {
             if self.seg.geometry().slot_count > 1 {
                 Error::Corrupt {
@@ -241,27 +377,57 @@ impl RawWriter {
         }
     }
 
+    /// The latest published value, read as a reader reads it: what a turn-taking writer
+    /// outside its turn calls current (other writers may publish meanwhile).
+    fn latest(&self, words: usize, mut sink: impl protocol::Sink<AtomicU64>) -> Result<()> {
+        // A copy of its own first, since a failed attempt leaves `sink` half written.
+        let copy: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
+        // Bounded: a read fails only when writers publish `slot_count - 1` versions during it.
+        for _ in 0..MAX_LATEST_TRIES {
+            let read = protocol::read_latest(&self.seg, words, |i: usize, w: u64| {
+                copy[i].store(w, Ordering::Relaxed)
+            });
+            if read.is_some() {
+                sink.take(&copy);
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(Error::Corrupt {
+            what: "the published slot never held the published version",
+        })
+    }
+
     /// Bumps the futex word and wakes every waiter.
     fn wake_waiters(&self) {
-        let h = self.seg.header();
-        h.futex.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake_all(&h.futex);
+        wake_all(&self.seg);
     }
 
     /// Publishes the payload bytes `value`: readers see them from now on. No syscall unless a
     /// reader is blocked waiting for an update. After a shrink by another process, see
     /// [`Writer::write`](crate::Writer::write).
     ///
+    /// A writer that takes turns ([`Options::shared_writers`](crate::Options::shared_writers))
+    /// writes in a turn of its own, as [`Writer::write`](crate::Writer::write) does.
+    ///
     /// # Panics
     /// If `value.len()` is not [`payload_size`](Self::payload_size), and in a `fork` child as
-    /// [`Writer::write`](crate::Writer::write) does.
+    /// [`Writer::write`](crate::Writer::write) does; for a writer that takes turns, if its turn
+    /// cannot start (a damaged segment).
     pub fn write(&mut self, value: &[u8]) {
         assert_eq!(
             value.len(),
             self.payload_size(),
             "the value must be exactly the payload size"
         );
-        self.publish(payload::words(value.len()), payload::source_of_bytes(value));
+        let words = payload::words(value.len());
+        if !self.turns {
+            return self.publish(words, payload::source_of_bytes(value));
+        }
+        if let Err(e) = self.begin_turn(None, words, |_, _| {}) {
+            panic!("cannot write segment {:?}: {e}", self.seg.name());
+        }
+        self.end_turn(|w| w.publish(words, payload::source_of_bytes(value)));
     }
 
     /// Copies the newest complete value into `dst`: the last value this writer published or,
@@ -359,6 +525,25 @@ impl core::fmt::Debug for RawWriter {
     }
 }
 
+impl Drop for RawWriter {
+    fn drop(&mut self) {
+        if self.in_turn {
+            // A leaked turn: its thread still holds the turn lock (see `begin_turn`).
+            self.seg.leak_mapping();
+        }
+    }
+}
+
+/// Bumps the futex word of `seg` and wakes every waiter.
+fn wake_all(seg: &Segment) {
+    let h = seg.header();
+    h.futex.fetch_add(1, Ordering::SeqCst);
+    sys::futex_wake_all(&h.futex);
+}
+
+/// How often a turn-taking writer outside its turn tries to read the latest value.
+const MAX_LATEST_TRIES: u32 = 100_000;
+
 /// How this process's writers publish (see [`Announce`]): without a locked instruction once
 /// the process is registered as a `membarrier` target, which every writer asks for when it
 /// takes the writer lease; with one where the kernel or a sandbox refuses.
@@ -380,7 +565,15 @@ fn fill(initial: &[u8]) -> impl Fn(&Segment) + '_ {
 }
 
 /// The creation spec for `layout` of hash `hash`, as `make` says.
+///
+/// # Panics
+/// If writers take turns in one slot (see `Options::shared_writers`).
 pub(crate) fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a> {
+    assert!(
+        !make.turns || make.slots >= 2,
+        "writers that take turns need two or more slots, got {}",
+        make.slots
+    );
     Spec {
         layout,
         hash,
@@ -388,6 +581,7 @@ pub(crate) fn spec<'a>(layout: &'a LayoutBuf, hash: u64, make: &Make) -> Spec<'a
         mode: make.mode,
         crash_before_ready: make.crash_before_ready,
         kind: SegmentKind::State,
+        turns: make.turns,
     }
 }
 

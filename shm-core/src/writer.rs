@@ -18,7 +18,10 @@ use std::time::Duration;
 /// Payloads larger than this are never copied onto the stack by `update`.
 const LARGE_PAYLOAD: usize = 16 << 10;
 
-/// Publishes values of `T` to a segment. There is one writer per segment at a time.
+/// Publishes values of `T` to a segment. There is one writer per segment at a time, unless the
+/// segment was made for writers that take turns
+/// ([`Options::shared_writers`](crate::Options::shared_writers)): then any number of writers
+/// hold it at once, each writing in [`turn`](Self::turn)s.
 ///
 /// The writer holds the segment's writer lease, a kernel lock on its open file description,
 /// for its whole lifetime; the kernel releases it when the writer is dropped or its process
@@ -29,6 +32,8 @@ const LARGE_PAYLOAD: usize = 16 << 10;
 /// [`remove`](crate::remove)).
 pub struct Writer<T: SharedState> {
     raw: RawWriter,
+    /// The value a turn works on (turn-taking writers; allocated at the first turn).
+    turn_value: Option<Box<MaybeUninit<T>>>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -44,6 +49,7 @@ impl<T: SharedState> Writer<T> {
     fn of_raw(raw: RawWriter) -> Self {
         Writer {
             raw,
+            turn_value: None,
             _type: PhantomData,
         }
     }
@@ -61,8 +67,51 @@ impl<T: SharedState> Writer<T> {
         move |seg| protocol::write_initial(seg, Self::WORDS, payload::source_of(initial))
     }
 
-    pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
-        RawWriter::open(backend, name, ready_wait, &expect_type::<T>()).map(Self::of_raw)
+    pub(crate) fn open(
+        backend: &Backend,
+        name: &str,
+        ready_wait: Duration,
+        turns: bool,
+    ) -> Result<Self> {
+        RawWriter::open(backend, name, ready_wait, &expect_type::<T>(), turns).map(Self::of_raw)
+    }
+
+    /// Starts a turn (see [`turn`](Self::turn)): takes the turn lock within `timeout` and
+    /// copies the current value into `turn_value`; returns whether it recovered from a writer
+    /// that died in its turn.
+    pub(crate) fn begin_turn(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let value = self.turn_value.get_or_insert_with(Box::new_uninit);
+        self.raw
+            .begin_turn(timeout, Self::WORDS, payload::sink_into(value))
+    }
+
+    /// The value of the turn in progress.
+    pub(crate) fn turn_value(&mut self) -> &mut T {
+        let value = self.turn_value.as_mut().expect("a turn is in progress");
+        // SAFETY: a turn is in progress: `begin_turn` succeeded, and its consistent copy wrote
+        // every byte of the value (see `payload::sink_into`); every bit pattern is a valid `T`
+        // (`T: SharedState`), so whatever the turn's code stored since keeps it valid.
+        unsafe { value.assume_init_mut() }
+    }
+
+    /// The value of the turn in progress, shared.
+    pub(crate) fn turn_value_ref(&self) -> &T {
+        let value = self.turn_value.as_ref().expect("a turn is in progress");
+        // SAFETY: as in `turn_value`.
+        unsafe { value.assume_init_ref() }
+    }
+
+    /// Ends the turn in progress, publishing its value if `publish`.
+    pub(crate) fn end_turn(&mut self, publish: bool) {
+        let value = &self.turn_value;
+        self.raw.end_turn(|raw| {
+            if publish {
+                let value = value.as_ref().expect("a turn is in progress");
+                // SAFETY: as in `turn_value`: the turn's value is initialized.
+                let value = unsafe { value.assume_init_ref() };
+                raw.publish(Self::WORDS, payload::source_of(value));
+            }
+        });
     }
 
     pub(crate) fn open_or_create(
@@ -95,9 +144,25 @@ impl<T: SharedState> Writer<T> {
     /// # Panics
     /// In a process made by `fork` after this writer was made: the copy the child inherited
     /// does not hold the lease (it stayed with the parent) and must not publish beside it.
+    ///
+    /// A writer that takes turns ([`Options::shared_writers`](crate::Options::shared_writers))
+    /// writes in a turn of its own (see [`turn`](Self::turn)), waiting for it without limit,
+    /// and panics if the turn cannot start (a damaged segment).
     #[inline]
     pub fn write(&mut self, value: &T) {
+        if self.raw.turns {
+            return self.write_in_turn(value);
+        }
         self.raw.publish(Self::WORDS, payload::source_of(value));
+    }
+
+    #[cold]
+    fn write_in_turn(&mut self, value: &T) {
+        if let Err(e) = self.raw.begin_turn(None, Self::WORDS, |_, _| {}) {
+            panic!("cannot write segment {:?}: {e}", self.raw.segment().name());
+        }
+        self.raw
+            .end_turn(|raw| raw.publish(Self::WORDS, payload::source_of(value)));
     }
 
     /// Applies `f` to a copy of the current value (see [`get`](Self::get)) and publishes the
@@ -120,8 +185,17 @@ impl<T: SharedState> Writer<T> {
     ///
     /// A payload larger than 16 KiB is copied into a heap buffer rather than onto the stack,
     /// so that updating a megabytes-large state works on any thread.
+    ///
+    /// A writer that takes turns updates in a turn of its own (see [`turn`](Self::turn)),
+    /// waiting for it without limit: the update applies to the latest value, whichever writer
+    /// published it.
     #[inline]
     pub fn try_update(&mut self, f: impl FnOnce(&mut T)) -> Result<()> {
+        if self.raw.turns {
+            let mut turn = self.turn_within(None)?;
+            f(&mut turn);
+            return Ok(());
+        }
         if size_of::<T>() > LARGE_PAYLOAD {
             let mut v = Box::<T>::new_uninit();
             self.raw.current(Self::WORDS, payload::sink_into(&mut v))?;

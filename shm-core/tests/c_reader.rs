@@ -73,6 +73,19 @@ fn child_process_entry_point() {
                 w.write(&value);
             }
         }
+        Some("turn_writer") => {
+            // One of several writers that take turns: each turn adds 1 to the latest value.
+            let mut w = Options::new()
+                .shared_writers(true)
+                .open_writer::<Stress>(&env("SHM_NAME"))
+                .expect("writer attaches");
+            loop {
+                let mut t = w.turn(Duration::from_secs(30)).expect("a turn");
+                let c = t.counter + 1;
+                t.counter = c;
+                t.words.fill(c);
+            }
+        }
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -181,6 +194,11 @@ int main(int argc, char **argv) {
 /// Builds the stress program in C (`cpp == false`) or C++, validated or not, and runs it against
 /// a live writer process; returns (reads, torn, backwards, distinct).
 fn stress(cpp: bool, unvalidated: bool) -> (u64, u64, u64, u64) {
+    stress_writers(cpp, unvalidated, false)
+}
+
+/// [`stress`], against two writer processes that take turns if `turns`.
+fn stress_writers(cpp: bool, unvalidated: bool, turns: bool) -> (u64, u64, u64, u64) {
     let dir = TempDir::new("cstress");
     std::fs::write(
         dir.path().join("stress.h"),
@@ -208,10 +226,18 @@ fn stress(cpp: bool, unvalidated: bool) -> (u64, u64, u64, u64) {
     };
     drop(
         Options::new()
+            .shared_writers(turns)
             .create(&name, &initial)
             .expect("create segment"),
     );
-    let mut writer = spawn_role(ENTRY, "writer", &[("SHM_NAME", name.to_string())]);
+    let (role, count) = if turns {
+        ("turn_writer", 2)
+    } else {
+        ("writer", 1)
+    };
+    let mut writers: Vec<_> = (0..count)
+        .map(|_| spawn_role(ENTRY, role, &[("SHM_NAME", name.to_string())]))
+        .collect();
     let probe = Stress::open(&name).unwrap();
     let start = Instant::now();
     while probe.version() < 10 {
@@ -226,7 +252,9 @@ fn stress(cpp: bool, unvalidated: bool) -> (u64, u64, u64, u64) {
         .args(["200000", "1000"])
         .output()
         .unwrap();
-    kill(&mut writer);
+    for w in &mut writers {
+        kill(w);
+    }
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -265,6 +293,12 @@ fn c_reader_never_tears_against_a_live_rust_writer() {
     if role().is_none() {
         assert_consistent(stress(false, false));
     }
+}
+
+/// Readers in C read a segment of turn-taking writers as any other: they never see its lock.
+#[test]
+fn c_reader_never_tears_against_turn_taking_writers() {
+    assert_consistent(stress_writers(false, false, true));
 }
 
 #[test]

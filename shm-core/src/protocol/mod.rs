@@ -31,10 +31,13 @@ pub(crate) mod copy;
 mod model;
 #[cfg(all(test, loom))]
 mod model_kit;
+#[cfg(all(test, loom))]
+mod model_turns;
 mod slots;
 pub(crate) mod stream;
 #[cfg(all(test, not(loom)))]
 mod tests;
+pub(crate) mod turn;
 mod word;
 
 pub(crate) use slots::{complete, read_slot, version_of, write_slot, Inline, SlotIndex, Slots};

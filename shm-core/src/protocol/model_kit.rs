@@ -223,6 +223,8 @@ pub(crate) struct Segment<const N: usize> {
     pub(crate) space_futex: AtomicU32,
     pub(crate) space_waiters: AtomicU32,
     pub(crate) space_wanted: AtomicU64,
+    /// `writer_epoch`, for the turn-taking models.
+    pub(crate) epoch: AtomicU64,
     slots: [Slot; N],
     /// The `membarrier` of the writer's (the producer's) waiters: the writer is its target.
     pub(crate) barrier: Membarrier,
@@ -242,6 +244,7 @@ impl<const N: usize> Segment<N> {
             space_futex: AtomicU32::new(0),
             space_waiters: AtomicU32::new(0),
             space_wanted: AtomicU64::new(0),
+            epoch: AtomicU64::new(1),
             slots: core::array::from_fn(|_| Slot {
                 seq: AtomicU64::new(0),
                 words: core::array::from_fn(|_| AtomicU64::new(0)),
@@ -274,6 +277,12 @@ impl<const N: usize> Slots for Segment<N> {
 impl<const N: usize> Inline for Segment<N> {
     fn inline(&self) -> &AtomicU64 {
         &self.inline
+    }
+}
+
+impl<const N: usize> super::turn::Epoch for Segment<N> {
+    fn epoch(&self) -> &AtomicU64 {
+        &self.epoch
     }
 }
 

@@ -233,6 +233,7 @@ impl Segment {
             seg.slot(i).0.store(0, r);
         }
         h.published.store(0, r);
+        seg.init_writers(spec.turns).map_err(fail)?;
         // After `published`: a fill may set it (a stream created after message `n`).
         fill(&seg);
         h.magic.store(MAGIC, r);
@@ -241,6 +242,10 @@ impl Segment {
         if spec.crash_before_ready {
             // Test hook: stop as a creator that died mid-initialization would.
             std::process::abort();
+        }
+        if spec.turns {
+            // Before `ready`: a turn-taking writer that sees it must find the lease shareable.
+            seg.share_writer_lease().map_err(fail)?;
         }
         // Publishes everything above to openers, which load `state` with Acquire.
         h.state.store(STATE_READY, Ordering::Release);

@@ -14,6 +14,7 @@
 
 mod create;
 mod open;
+mod turns;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -24,7 +25,8 @@ use crate::layout::LayoutBuf;
 use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
 use std::sync::Arc;
@@ -43,6 +45,8 @@ pub(crate) struct Spec<'a> {
     pub crash_before_ready: bool,
     /// What the segment holds (the slots are a stream's ring for streams and queues).
     pub kind: SegmentKind,
+    /// Whether its writers take turns (shared state only; see `turns.rs`).
+    pub turns: bool,
 }
 
 /// What an opener expects to find in a segment.
@@ -93,9 +97,24 @@ impl Expect {
 
 /// A shared mapping of a segment file, guarded against a peer shrinking the file under it.
 struct Mapping {
-    /// Declared before `raw`, so that the range leaves the guard's table before it is unmapped.
-    guard: fault::Guard,
-    raw: MmapRaw,
+    /// Dropped before `raw`, so that the range leaves the guard's table before it is unmapped.
+    guard: ManuallyDrop<fault::Guard>,
+    raw: ManuallyDrop<MmapRaw>,
+    /// Set when the mapping must outlive its handle (see `Segment::leak_mapping`): then it is
+    /// never unmapped.
+    leaked: AtomicBool,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.leaked.load(Ordering::Relaxed) {
+            return;
+        }
+        // SAFETY: dropped once, here, and never used again; the guard first (see above).
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        // SAFETY: as above.
+        unsafe { ManuallyDrop::drop(&mut self.raw) };
+    }
 }
 
 impl Mapping {
@@ -170,8 +189,13 @@ fn map(file: &File, len: usize, access: Access, name: &str) -> Result<Mapping> {
     }
     .map_err(Error::io("mapping", name))?;
     Ok(Mapping {
-        guard: fault::Guard::new(raw.as_ptr(), raw.len(), access == Access::ReadWrite),
-        raw,
+        guard: ManuallyDrop::new(fault::Guard::new(
+            raw.as_ptr(),
+            raw.len(),
+            access == Access::ReadWrite,
+        )),
+        raw: ManuallyDrop::new(raw),
+        leaked: AtomicBool::new(false),
     })
 }
 

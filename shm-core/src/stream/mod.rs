@@ -107,6 +107,7 @@ impl Sender {
             mode: make.mode,
             crash_before_ready: make.crash_before_ready,
             kind,
+            turns: false,
         };
         // Every slot's sequence word is 0, which no message number completes; before the
         // segment is ready nobody can open it, so readers first see `published` at `last_sent`.

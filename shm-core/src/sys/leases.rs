@@ -29,8 +29,23 @@ pub fn try_lock_writer(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Whether some open file description other than `file`'s holds the writer lease. Only
-/// queries: it takes no lock and disturbs no one.
+/// Takes the writer lease shared, as turn-taking writers hold it: a shared (read)
+/// open-file-description lock on byte 0, which any number of descriptions hold at once but
+/// which excludes the exclusive one of a single writer. On a description that holds the
+/// exclusive lock, converts it, atomically (a creator that lets turn-taking writers in).
+/// `Ok(false)` when another open file description holds it exclusively.
+pub fn try_share_writer_lock(file: &File) -> io::Result<bool> {
+    let fl = lock_struct(libc::F_RDLCK);
+    // SAFETY: `file` is an open descriptor and `fl` a valid `flock` that outlives the call.
+    match cvt(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether some open file description other than `file`'s holds the writer lease, exclusive
+/// or shared (turn-taking writers). Only queries: it takes no lock and disturbs no one.
 pub fn writer_lock_held(file: &File) -> io::Result<bool> {
     let mut fl = lock_struct(libc::F_WRLCK);
     // SAFETY: `file` is an open descriptor; `fl` is a valid `flock` the kernel may overwrite.

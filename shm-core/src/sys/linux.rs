@@ -3,11 +3,12 @@
 //!
 //! Every `unsafe` call into libc lives here and in the files next to it (`files.rs`: named
 //! shared memory, files and memfds; `leases.rs`: OFD locks; `waiting.rs`: futexes and
-//! `membarrier`), behind small safe functions that take and return owned file descriptors and
+//! `membarrier`; `mutex.rs`: the turn lock of turn-taking writers), behind small safe functions that take and return owned file descriptors and
 //! `io::Result`s.
 
 mod files;
 mod leases;
+mod mutex;
 mod waiting;
 
 pub use files::{
@@ -16,7 +17,11 @@ pub use files::{
 };
 pub use leases::{
     identity, open_placeholder, replace_descriptor, try_lock_consumer, try_lock_writer,
-    unlock_leases, writer_lock_held,
+    try_share_writer_lock, unlock_leases, writer_lock_held,
+};
+pub use mutex::{
+    describe_lock_abi, mutex_consistent, mutex_init, mutex_lock, mutex_unlock, Locked, LOCK_ABI,
+    LOCK_SIZE,
 };
 pub use waiting::{
     at_fork, barrier_on_registered_processes, futex_wait, futex_wake_all, is_barrier_target,
