@@ -264,6 +264,8 @@ fn exports_refuse_a_layout_no_rust_type_has() {
                 }),
             },
         },
+        alias: None,
+        deprecated: false,
     });
     cases.push((l, "exported structs have no padding"));
     let mut l = robot();
@@ -319,6 +321,8 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
             align: 1,
             kind: KindBuf::Primitive(Primitive::U8),
         },
+        alias: None,
+        deprecated: false,
     };
     let inner = LayoutBuf {
         size: 5,
@@ -333,6 +337,7 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
                 u8_at("SHM_EXPORT_PORTABILITY", 3),
                 u8_at("linux", 4),
             ],
+            appendable: false,
         },
     };
     let root = LayoutBuf {
@@ -346,9 +351,12 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
                     name: "class".into(),
                     offset: 0,
                     layout: inner,
+                    alias: None,
+                    deprecated: false,
                 },
                 u8_at("None", 5),
             ],
+            appendable: false,
         },
     };
     let header = shm_core::export::c_header_of(&root).unwrap();
