@@ -26,6 +26,7 @@ pub struct Options {
     mode: u32,
     ready_wait: Duration,
     backend: Backend,
+    adopt_stored_layout: bool,
     /// Test hook (see `__private::hooks`): the creator aborts before marking the segment ready.
     pub(crate) crash_before_ready: bool,
 }
@@ -43,6 +44,7 @@ impl Default for Options {
             mode: 0o600,
             ready_wait: Duration::from_secs(1),
             backend: Backend::Shm,
+            adopt_stored_layout: false,
             crash_before_ready: false,
         }
     }
@@ -94,6 +96,22 @@ impl Options {
         self
     }
 
+    /// Whether a writer that takes over a segment holding another version of its appendable
+    /// type ([`open_writer`](Self::open_writer), [`open_or_create`](Self::open_or_create), and
+    /// the stream producer's `open_stream_writer`) adopts the stored layout (default `false`:
+    /// it fails with [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) saying to
+    /// re-create the segment or allow this).
+    ///
+    /// An adopting writer keeps the segment's layout, so every reader of it keeps reading as
+    /// before: a newer writer writes only the fields the segment has, an older one (a
+    /// rollback) writes its own fields and zeros for the rest, and either zeroes the fields
+    /// it marks `#[shm(deprecated)]`. Its `get` returns its own type, missing fields zero. See
+    /// [`Compat`](crate::Compat).
+    pub fn adopt_stored_layout(mut self, adopt: bool) -> Self {
+        self.adopt_stored_layout = adopt;
+        self
+    }
+
     /// The backend chosen.
     pub(crate) fn chosen_backend(&self) -> &Backend {
         &self.backend
@@ -104,6 +122,7 @@ impl Options {
             slots: self.slots,
             mode: self.mode,
             ready_wait: self.ready_wait,
+            adopt: self.adopt_stored_layout,
             crash_before_ready: self.crash_before_ready,
         }
     }
@@ -158,13 +177,18 @@ impl Options {
             layout: layout.clone(),
             hash: layout.layout_hash(),
         };
-        RawWriter::open(&self.backend, name, self.ready_wait, &expect)
+        RawWriter::open(&self.backend, name, self.ready_wait, &expect, false)
     }
 
     /// Opens the segment `name` as its writer: takes the writer lease (a new epoch), or fails
     /// with [`WriterBusy`](crate::Error::WriterBusy) while another live writer holds it.
     pub fn open_writer<T: SharedState>(&self, name: &str) -> Result<Writer<T>> {
-        Writer::open(&self.backend, name, self.ready_wait)
+        Writer::open(
+            &self.backend,
+            name,
+            self.ready_wait,
+            self.adopt_stored_layout,
+        )
     }
 
     /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer

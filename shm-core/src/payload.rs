@@ -112,6 +112,29 @@ impl<W: Word> Source<W> for FromBytes<'_> {
     }
 }
 
+/// A source that gives what `inner` gives, then zeroes the byte ranges `zero` (start, end) of
+/// the words: the `#[shm(deprecated)]` fields of a writer that adopted a segment's layout.
+pub(crate) struct ZeroRanges<'a, S> {
+    pub inner: S,
+    pub zero: &'a [(usize, usize)],
+}
+
+impl<W: Word, S: Source<W>> Source<W> for ZeroRanges<'_, S> {
+    fn give(&mut self, words: &[W]) {
+        self.inner.give(words);
+        for &(start, end) in self.zero {
+            let end = end.min(words.len() * 8);
+            for i in start / 8..end.div_ceil(8) {
+                let (lo, hi) = (start.max(i * 8) - i * 8, end.min(i * 8 + 8) - i * 8);
+                // The writer owns the slot while it writes it: nobody else stores to it.
+                let mut bytes = words[i].load(Ordering::Relaxed).to_ne_bytes();
+                bytes[lo..hi].fill(0);
+                words[i].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// A sink that fills `out` with a `T`, to pass with `len = words(size_of::<T>())`: when the
 /// protocol reports the copy consistent, every byte of `out` is written.
 ///

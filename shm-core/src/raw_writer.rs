@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::payload;
 use crate::protocol::{self, Announce, Resume};
 use crate::raw_reader::RawReader;
@@ -25,6 +25,8 @@ pub(crate) struct Make {
     pub slots: usize,
     pub mode: u32,
     pub ready_wait: Duration,
+    /// Take over a segment that holds another version of the writer's appendable type.
+    pub adopt: bool,
     pub crash_before_ready: bool,
 }
 
@@ -78,6 +80,7 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
         fill: impl Fn(&Segment),
+        adopt: bool,
     ) -> Result<Self> {
         // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
         // segment removed between the two steps sends us round again, but not for ever: a peer
@@ -94,7 +97,7 @@ impl RawWriter {
                 Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
                 other => return other,
             }
-            match Self::open(backend, name, ready_wait, expect) {
+            match Self::open(backend, name, ready_wait, expect, adopt) {
                 Err(Error::NotFound { .. }) => continue,
                 // Its creator died before making it ready: take it over and initialize it.
                 Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
@@ -112,13 +115,13 @@ impl RawWriter {
                             ready_wait,
                             expect,
                         )?;
-                        return Self::take_over(seg.with_lease(lease));
+                        return Self::take_over(seg.with_lease(lease), expect, adopt);
                     }
                     Err(Error::NotFound { .. }) => continue,
                     // A live peer holds the lease: another racer recovering it (or a slow
                     // creator). Give it a whole ready wait from now, as an opener would, and
                     // attach to what it makes; go round if it dies or hangs meanwhile.
-                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect) {
+                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect, adopt) {
                         Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
                         other => return other,
                     },
@@ -155,6 +158,7 @@ impl RawWriter {
             make.ready_wait,
             &expect,
             fill(initial),
+            false,
         )
     }
 
@@ -164,10 +168,11 @@ impl RawWriter {
         name: &str,
         ready_wait: Duration,
         expect: &Expect,
+        adopt: bool,
     ) -> Result<Self> {
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
         seg.take_writer_lease()?;
-        Self::take_over(seg)
+        Self::take_over(seg, expect, adopt)
     }
 
     /// Becomes the writer of `seg`, whose lease the caller holds: records the takeover (a new
@@ -175,7 +180,13 @@ impl RawWriter {
     ///
     /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`], see
     /// `Segment::record_takeover`).
-    fn take_over(seg: Segment) -> Result<Self> {
+    fn take_over(seg: Segment, expect: &Expect, adopt: bool) -> Result<Self> {
+        // Before anything is recorded: a refused writer leaves no trace in the header.
+        if let (false, Some((program, hash))) = (adopt, expect.typed()) {
+            if seg.compat() != Compat::Exact {
+                return Err(not_adopted(&seg, program, hash));
+            }
+        }
         seg.record_takeover()?;
         sys::register_as_barrier_target();
         let mut at = protocol::resume(&seg);
@@ -338,6 +349,27 @@ impl core::fmt::Debug for RawWriter {
 /// the process is registered as a `membarrier` target, which every writer asks for when it
 /// takes the writer lease; with one where the kernel or a sandbox refuses.
 #[inline(always)]
+/// The refusal of a writer to take over a segment holding another version of its appendable
+/// type without [`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout).
+pub(crate) fn not_adopted(seg: &Segment, program: &LayoutBuf, hash: u64) -> Error {
+    let stored = seg.layout();
+    let which = if seg.compat() == Compat::SegmentOlder {
+        "an older"
+    } else {
+        "a newer"
+    };
+    Error::LayoutMismatch {
+        expected: hash,
+        found: stored.layout_hash(),
+        first_difference: format!(
+            "segment {:?} holds {which} version of `{stored}` ({} bytes); this program writes `{program}` of {} bytes: remove and re-create the segment, or allow adoption of its layout with `Options::adopt_stored_layout(true)`",
+            seg.name(),
+            stored.size,
+            program.size
+        ),
+    }
+}
+
 pub(crate) fn announce_mode() -> Announce {
     if sys::is_barrier_target() {
         Announce::Asymmetric

@@ -81,7 +81,7 @@ impl Expect {
     }
 
     /// The expected type's layout and layout hash, if a type is expected.
-    fn typed(&self) -> Option<(&LayoutBuf, u64)> {
+    pub fn typed(&self) -> Option<(&LayoutBuf, u64)> {
         match self {
             Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
                 Some((layout, *hash))

@@ -75,7 +75,7 @@ impl RawStreamWriter {
             layout: layout.clone(),
             hash: layout.layout_hash(),
         };
-        let tx = Sender::open_expecting(backend, name, ready_wait, &expect)?;
+        let tx = Sender::open_expecting(backend, name, ready_wait, &expect, false)?;
         Ok(RawStreamWriter { tx })
     }
 
