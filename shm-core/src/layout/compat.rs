@@ -189,41 +189,46 @@ impl Side {
         }
     }
 
-    /// Field `i` has different names on the two sides: a move, a removal or a rename.
+    /// Field `i` has different names on the two sides: an inserted, removed, reordered or
+    /// renamed field.
     fn misnamed(&self, path: &str, at: u64, i: usize, sf: &[FieldBuf], pf: &[FieldBuf]) -> String {
         let (s, p) = (&sf[i], &pf[i]);
-        // The segment's field is elsewhere in this program: fields were inserted or reordered.
-        if let Some(q) = pf.iter().find(|q| same_name(s, q)) {
-            return moved(
-                &join(path, &q.name),
-                at.saturating_add(s.offset),
-                at.saturating_add(q.offset),
-            );
+        let in_prog = pf.iter().find(|q| same_name(s, q));
+        let in_seg = sf.iter().find(|q| same_name(q, p));
+        let field = |f: &FieldBuf| format!("`{}: {}`", join(path, &f.name), f.layout);
+        let at_of = |f: &FieldBuf| at.saturating_add(f.offset);
+        match (in_prog, in_seg) {
+            (None, Some(_)) => format!(
+                "field {} at offset {} in the segment is not in this program, which has `{}` there; appendable types may only add fields at the end, never remove one (mark it `#[shm(deprecated)]` instead) or insert one",
+                field(s),
+                at_of(s),
+                join(path, &p.name)
+            ),
+            (Some(_), None) => format!(
+                "field {} at offset {} in this program is not in the segment, which has `{}` there; appendable types may only add fields at the end, never insert one or remove one (mark it `#[shm(deprecated)]` instead)",
+                field(p),
+                at_of(p),
+                join(path, &s.name)
+            ),
+            (Some(q), Some(_)) => moved(&join(path, &q.name), at_of(s), at_of(q)),
+            (None, None) => {
+                let (old, new) = if self.seg_is_short { (s, p) } else { (p, s) };
+                let fix = if self.seg_is_short {
+                    format!("add `#[shm(alias = {:?})]` if it was renamed", old.name)
+                } else {
+                    format!(
+                        "add `#[shm(alias = {:?})]` to `{}` in the newer version if it was renamed",
+                        old.name, new.name
+                    )
+                };
+                format!(
+                    "the segment has {} where this program has {} (offset {}); {fix}",
+                    field(s),
+                    field(p),
+                    at_of(p)
+                )
+            }
         }
-        if let Some(q) = sf.iter().find(|q| same_name(q, p)) {
-            return moved(
-                &join(path, &p.name),
-                at.saturating_add(q.offset),
-                at.saturating_add(p.offset),
-            );
-        }
-        let (old, new) = if self.seg_is_short { (s, p) } else { (p, s) };
-        let fix = if self.seg_is_short {
-            format!("add `#[shm(alias = {:?})]` if it was renamed", old.name)
-        } else {
-            format!(
-                "add `#[shm(alias = {:?})]` to `{}` in the newer version if it was renamed",
-                old.name, new.name
-            )
-        };
-        format!(
-            "the segment has `{}: {}` where this program has `{}: {}` (offset {}); {fix}",
-            join(path, &s.name),
-            s.layout,
-            join(path, &p.name),
-            p.layout,
-            at.saturating_add(p.offset)
-        )
     }
 
     /// The shorter side has a field the longer one does not.
