@@ -121,10 +121,12 @@ impl RawWriter {
                     // A live peer holds the lease: another racer recovering it (or a slow
                     // creator). Give it a whole ready wait from now, as an opener would, and
                     // attach to what it makes; go round if it dies or hangs meanwhile.
-                    Err(Error::NotReady) => match Self::open(backend, name, ready_wait, expect, adopt) {
-                        Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
-                        other => return other,
-                    },
+                    Err(Error::NotReady) => {
+                        match Self::open(backend, name, ready_wait, expect, adopt) {
+                            Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
+                            other => return other,
+                        }
+                    }
                     Err(e) => return Err(e),
                 },
                 other => return other,

@@ -87,15 +87,91 @@ macro_rules! pose_variant {
     };
 }
 
-pose_variant!(#[shm(name = "Pose", appendable)] RetypedArray { tick: u64, pos: [f32; 3], _pad: u32, status: u32, flags: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] WiderInteger { tick: u64, pos: [f64; 3], status: u64, flags: u32, _pad: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] LongerArray { tick: u64, pos: [f64; 4], status: u32, flags: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] Inserted { tick: u64, gap: u64, pos: [f64; 3], status: u32, flags: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] Removed { tick: u64, pos: [f64; 3], flags: u32, _pad: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] Reordered { tick: u64, pos: [f64; 3], flags: u32, status: u32 });
-pose_variant!(#[shm(name = "Pose", appendable)] Renamed { tick: u64, pos: [f64; 3], state: u32, flags: u32 });
-pose_variant!(#[shm(name = "Pose2", appendable)] OtherStableName { tick: u64, pos: [f64; 3], status: u32, flags: u32 });
-pose_variant!(#[shm(name = "Pose")] NotAppendable { tick: u64, pos: [f64; 3], status: u32, flags: u32, speed: f64 });
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    RetypedArray {
+        tick: u64,
+        pos: [f32; 3],
+        _pad: u32,
+        status: u32,
+        flags: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    WiderInteger {
+        tick: u64,
+        pos: [f64; 3],
+        status: u64,
+        flags: u32,
+        _pad: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    LongerArray {
+        tick: u64,
+        pos: [f64; 4],
+        status: u32,
+        flags: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    Inserted {
+        tick: u64,
+        gap: u64,
+        pos: [f64; 3],
+        status: u32,
+        flags: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    Removed {
+        tick: u64,
+        pos: [f64; 3],
+        flags: u32,
+        _pad: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    Reordered {
+        tick: u64,
+        pos: [f64; 3],
+        flags: u32,
+        status: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose", appendable)]
+    Renamed {
+        tick: u64,
+        pos: [f64; 3],
+        state: u32,
+        flags: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose2", appendable)]
+    OtherStableName {
+        tick: u64,
+        pos: [f64; 3],
+        status: u32,
+        flags: u32
+    }
+);
+pose_variant!(
+    #[shm(name = "Pose")]
+    NotAppendable {
+        tick: u64,
+        pos: [f64; 3],
+        status: u32,
+        flags: u32,
+        speed: f64
+    }
+);
 
 #[test]
 fn a_retyped_field_is_refused() {
@@ -215,7 +291,10 @@ fn a_rename_with_alias_reads_the_same_bytes() {
     let r = AliasedRename::open(&name).unwrap();
     assert_eq!(r.compat(), Compat::Exact);
     let got = r.read();
-    assert_eq!((got.tick, got.state, got.flags), (7, v1(7).status, v1(7).flags));
+    assert_eq!(
+        (got.tick, got.state, got.flags),
+        (7, v1(7).status, v1(7).flags)
+    );
     assert_eq!(r.stored_layout().fields()[2].name, "status");
 }
 
@@ -248,12 +327,40 @@ fn nested_structs_grow_only_at_the_end_and_only_when_appendable() {
         a: u64,
         b: u64,
     }
-    pose_variant!(#[shm(name = "Outer", appendable)] Outer1 { t: u64, ext: Ext1 });
-    pose_variant!(#[shm(name = "Outer", appendable)] Outer2 { t: u64, ext: Ext2, more: u64 });
-    pose_variant!(#[shm(name = "Outer", appendable)] Mid1 { ext: Ext1, t: u64 });
-    pose_variant!(#[shm(name = "Outer", appendable)] Mid2 { ext: Ext2, t: u64 });
-    pose_variant!(#[shm(name = "Outer", appendable)] P1 { t: u64, ext: Plain1 });
-    pose_variant!(#[shm(name = "Outer", appendable)] P2 { t: u64, ext: Plain2 });
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        Outer1 { t: u64, ext: Ext1 }
+    );
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        Outer2 {
+            t: u64,
+            ext: Ext2,
+            more: u64
+        }
+    );
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        Mid1 { ext: Ext1, t: u64 }
+    );
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        Mid2 { ext: Ext2, t: u64 }
+    );
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        P1 {
+            t: u64,
+            ext: Plain1
+        }
+    );
+    pose_variant!(
+        #[shm(name = "Outer", appendable)]
+        P2 {
+            t: u64,
+            ext: Plain2
+        }
+    );
 
     let l = |x: &'static shm_core::Layout| LayoutBuf::from(x);
     assert_eq!(
@@ -281,9 +388,21 @@ fn readers_of_either_version_read_the_common_prefix() {
     let r2 = PoseV2::open(&name).unwrap();
     assert_eq!(r2.compat(), Compat::SegmentOlder);
     let got = r2.read();
-    assert_eq!(got, PoseV2 { speed: 0.0, ..v2(3) });
+    assert_eq!(
+        got,
+        PoseV2 {
+            speed: 0.0,
+            ..v2(3)
+        }
+    );
     w1.write(&v1(4));
-    assert_eq!(r2.try_read().unwrap(), PoseV2 { speed: 0.0, ..v2(4) });
+    assert_eq!(
+        r2.try_read().unwrap(),
+        PoseV2 {
+            speed: 0.0,
+            ..v2(4)
+        }
+    );
     drop((w1, r2));
     shm_core::remove(&name).unwrap();
 
@@ -357,9 +476,21 @@ fn a_writer_takes_over_another_version_only_when_allowed_to_adopt() {
         .unwrap();
     assert_eq!(w2.compat(), Compat::SegmentOlder);
     // Its own type, the field the segment does not have zero.
-    assert_eq!(w2.get().unwrap(), PoseV2 { speed: 0.0, ..v2(1) });
+    assert_eq!(
+        w2.get().unwrap(),
+        PoseV2 {
+            speed: 0.0,
+            ..v2(1)
+        }
+    );
     w2.write(&v2(2));
-    assert_eq!(w2.get().unwrap(), PoseV2 { speed: 0.0, ..v2(2) });
+    assert_eq!(
+        w2.get().unwrap(),
+        PoseV2 {
+            speed: 0.0,
+            ..v2(2)
+        }
+    );
     assert_eq!(r1.compat(), Compat::Exact);
     assert_eq!(r1.read(), v1(2));
     assert_eq!(
@@ -387,7 +518,13 @@ fn a_writer_takes_over_another_version_only_when_allowed_to_adopt() {
     assert_eq!(w1.compat(), Compat::SegmentNewer);
     assert_eq!(w1.get().unwrap(), v1(6));
     w1.write(&v1(7));
-    assert_eq!(r2.read(), PoseV2 { speed: 0.0, ..v2(7) });
+    assert_eq!(
+        r2.read(),
+        PoseV2 {
+            speed: 0.0,
+            ..v2(7)
+        }
+    );
 }
 
 #[test]
@@ -509,7 +646,10 @@ fn a_stream_producer_is_upgraded_while_old_subscribers_keep_receiving() {
         assert_eq!(rx1.try_recv().unwrap(), Some(v1(t)));
         assert_eq!(
             rx2.try_recv().unwrap(),
-            Some(PoseV2 { speed: 0.0, ..v2(t) })
+            Some(PoseV2 {
+                speed: 0.0,
+                ..v2(t)
+            })
         );
     }
     assert_eq!(rx1.try_recv().unwrap(), None);

@@ -46,9 +46,9 @@ impl LayoutBuf {
         match (self.is_appendable(), program.is_appendable()) {
             (true, true) => {}
             (false, false) => {
-                return Err(self.first_difference(program).unwrap_or_else(|| {
-                    "the layouts differ in what the hash covers".to_string()
-                }))
+                return Err(self
+                    .first_difference(program)
+                    .unwrap_or_else(|| "the layouts differ in what the hash covers".to_string()))
             }
             (seg, _) => {
                 let (yes, no) = if seg {

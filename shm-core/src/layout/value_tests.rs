@@ -64,9 +64,9 @@ fn field(name: &str, offset: u64, layout: LayoutBuf) -> FieldBuf {
         name: name.into(),
         offset,
         layout,
-    },
         alias: None,
         deprecated: false,
+    }
 }
 
 fn strukt(size: u64, fields: Vec<FieldBuf>) -> LayoutBuf {

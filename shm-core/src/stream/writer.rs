@@ -1,9 +1,11 @@
 //! [`StreamWriter`]: the one handle that sends messages to a broadcast stream.
 
+use super::Sender as Tx;
 use super::{reader::Start, Sender, StreamReader};
 use crate::error::Result;
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
+use crate::layout::Compat;
 use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
@@ -11,8 +13,6 @@ use crate::raw_writer::announce_mode;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::size_of;
-use crate::layout::Compat;
-use super::Sender as Tx;
 
 /// [`StreamWriter::send`] of a writer that adopted another version's layout: the message as
 /// the stream stores it, the common prefix of `value` and zeros (see `Writer::write`).
