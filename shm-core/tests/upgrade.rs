@@ -509,7 +509,10 @@ fn a_writer_takes_over_another_version_only_when_allowed_to_adopt() {
     let other = Name::new("up-rollback");
     let mut w2 = PoseV2::create(&other, &v2(5)).unwrap();
     let r2 = PoseV2::open(&other).unwrap();
-    w2.write(&v2(6));
+    // Every slot holds a value with `speed` set before the rollback writes into them.
+    for t in 1..=6 {
+        w2.write(&v2(t));
+    }
     drop(w2);
     let mut w1 = Options::new()
         .adopt_stored_layout(true)
@@ -517,14 +520,16 @@ fn a_writer_takes_over_another_version_only_when_allowed_to_adopt() {
         .unwrap();
     assert_eq!(w1.compat(), Compat::SegmentNewer);
     assert_eq!(w1.get().unwrap(), v1(6));
-    w1.write(&v1(7));
-    assert_eq!(
-        r2.read(),
-        PoseV2 {
-            speed: 0.0,
-            ..v2(7)
-        }
-    );
+    for t in 7..=12 {
+        w1.write(&v1(t));
+        assert_eq!(
+            r2.read(),
+            PoseV2 {
+                speed: 0.0,
+                ..v2(t)
+            }
+        );
+    }
 }
 
 #[test]
