@@ -124,12 +124,14 @@ impl<W: Word, S: Source<W>> Source<W> for ZeroRanges<'_, S> {
         self.inner.give(words);
         for &(start, end) in self.zero {
             let end = end.min(words.len() * 8);
-            for i in start / 8..end.div_ceil(8) {
+            let first = start / 8;
+            let count = end.div_ceil(8).saturating_sub(first);
+            for (i, w) in words.iter().enumerate().skip(first).take(count) {
                 let (lo, hi) = (start.max(i * 8) - i * 8, end.min(i * 8 + 8) - i * 8);
                 // The writer owns the slot while it writes it: nobody else stores to it.
-                let mut bytes = words[i].load(Ordering::Relaxed).to_ne_bytes();
+                let mut bytes = w.load(Ordering::Relaxed).to_ne_bytes();
                 bytes[lo..hi].fill(0);
-                words[i].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+                w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
             }
         }
     }

@@ -34,17 +34,32 @@ pub struct Writer<T: SharedState> {
     _type: PhantomData<fn() -> T>,
 }
 
-/// What a writer that adopted another version's layout writes differently.
-struct Adopted {
+/// What a writer (of state or of a stream) that adopted another version's layout writes
+/// differently.
+pub(crate) struct Adopted {
     /// The segment's payload size.
-    stored: usize,
+    pub stored: usize,
     /// Byte ranges of `T`'s `#[shm(deprecated)]` fields, zeroed in every value written.
-    deprecated: Vec<(usize, usize)>,
+    pub deprecated: Vec<(usize, usize)>,
+}
+
+impl Adopted {
+    /// What a writer of `T` on `seg` writes differently, if it adopted another version.
+    pub(crate) fn of<T: SharedState>(seg: &Segment) -> Option<Box<Adopted>> {
+        (seg.compat() != Compat::Exact).then(|| {
+            let mut deprecated = Vec::new();
+            deprecated_ranges(T::LAYOUT, 0, &mut deprecated);
+            Box::new(Adopted {
+                stored: seg.geometry().payload_size,
+                deprecated,
+            })
+        })
+    }
 }
 
 /// The byte ranges (from the start of `layout`, which starts at `at`) of its fields marked
 /// `#[shm(deprecated)]`, nested ones included.
-pub(crate) fn deprecated_ranges(layout: &crate::Layout, at: usize, out: &mut Vec<(usize, usize)>) {
+fn deprecated_ranges(layout: &crate::Layout, at: usize, out: &mut Vec<(usize, usize)>) {
     for f in layout.fields() {
         let start = at + f.offset;
         if f.deprecated {
@@ -65,15 +80,7 @@ impl<T: SharedState> Writer<T> {
     }
 
     fn of_raw(raw: RawWriter) -> Self {
-        let seg = raw.segment();
-        let adopted = (seg.compat() != Compat::Exact).then(|| {
-            let mut deprecated = Vec::new();
-            deprecated_ranges(T::LAYOUT, 0, &mut deprecated);
-            Box::new(Adopted {
-                stored: seg.geometry().payload_size,
-                deprecated,
-            })
-        });
+        let adopted = Adopted::of::<T>(raw.segment());
         Writer {
             raw,
             adopted,

@@ -65,8 +65,8 @@ impl LayoutBuf {
                     // Only appendable structs (tag 7) carry field markers, so the encoding of
                     // every other struct is what it was before markers existed.
                     if *appendable {
-                        let marks = u8::from(f.deprecated) * mark::DEPRECATED
-                            | u8::from(f.alias.is_some()) * mark::ALIAS;
+                        let marks = (u8::from(f.deprecated) * mark::DEPRECATED)
+                            | (u8::from(f.alias.is_some()) * mark::ALIAS);
                         out.push(marks);
                         if let Some(alias) = &f.alias {
                             put_str(out, alias);

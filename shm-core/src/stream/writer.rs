@@ -10,6 +10,7 @@ use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
 use crate::raw_writer::announce_mode;
+use crate::writer::Adopted;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::size_of;
@@ -17,24 +18,19 @@ use core::mem::size_of;
 /// [`StreamWriter::send`] of a writer that adopted another version's layout: the message as
 /// the stream stores it, the common prefix of `value` and zeros (see `Writer::write`).
 #[cold]
-fn send_adopted<T: SharedState>(
-    tx: &Tx,
-    number: u64,
-    value: &T,
-    (stored, deprecated): &(usize, Vec<(usize, usize)>),
-) -> bool {
-    let len = size_of::<T>().min(*stored);
+fn send_adopted<T: SharedState>(tx: &Tx, number: u64, value: &T, adopted: &Adopted) -> bool {
+    let len = size_of::<T>().min(adopted.stored);
     // SAFETY: the first `len <= size_of::<T>()` bytes of `value`, initialized (no padding:
     // `T: SharedState`) and immutably borrowed for the call.
     let bytes = unsafe { payload::FromBytes::new(value as *const T as *const u8, len) };
     let source = payload::ZeroRanges {
         inner: bytes,
-        zero: deprecated,
+        zero: &adopted.deprecated,
     };
     stream::send(
         &tx.seg,
         number,
-        payload::words(*stored),
+        payload::words(adopted.stored),
         source,
         announce_mode(),
     )
@@ -61,7 +57,7 @@ pub struct StreamWriter<T: SharedState> {
     tx: Sender,
     /// Set when this writer adopted a stream of another version of `T`: the stored message
     /// size and the byte ranges of `T`'s deprecated fields.
-    adopted: Option<Box<(usize, Vec<(usize, usize)>)>>,
+    adopted: Option<Box<Adopted>>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -71,11 +67,7 @@ impl<T: SharedState> StreamWriter<T> {
 
     /// The writer of the stream `tx` created or took over.
     pub(crate) fn of(tx: Sender) -> Self {
-        let adopted = (tx.seg.compat() != Compat::Exact).then(|| {
-            let mut deprecated = Vec::new();
-            crate::writer::deprecated_ranges(T::LAYOUT, 0, &mut deprecated);
-            Box::new((tx.seg.geometry().payload_size, deprecated))
-        });
+        let adopted = Adopted::of::<T>(&tx.seg);
         StreamWriter {
             tx,
             adopted,
