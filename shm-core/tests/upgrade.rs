@@ -659,3 +659,46 @@ fn a_stream_producer_is_upgraded_while_old_subscribers_keep_receiving() {
     }
     assert_eq!(rx1.try_recv().unwrap(), None);
 }
+
+/// The markers of a kind-7 descriptor are decoded with the codec's limits: an alias is a name
+/// (at most 1,024 bytes of UTF-8), a descriptor cut inside a marker is malformed, and a field
+/// count is bounded by the 30 bytes a kind-7 field takes at least.
+#[test]
+fn the_markers_of_a_stored_descriptor_are_decoded_as_hostile_input() {
+    let mut l = LayoutBuf::from(PoseV2::LAYOUT);
+    let shm_core::layout::KindBuf::Struct { fields, .. } = &mut l.kind else {
+        unreachable!()
+    };
+    fields[1].alias = Some("a".repeat(1025));
+    let err = |bytes: &[u8]| LayoutBuf::decode(bytes).unwrap_err().to_string();
+    assert_eq!(
+        err(&l.encode()),
+        "malformed layout descriptor: name too long"
+    );
+    let good = LayoutBuf::from(PoseV2::LAYOUT).encode();
+    let first_marker = 1 + 8 + 8 + 4 + "PoseV2".len() + 1 + 4 + "Pose".len() + 4 + 4 + 4 + 8;
+    assert_eq!(good[first_marker], 0);
+    // Cut inside the last field's alias.
+    let mut cut = l.clone();
+    let shm_core::layout::KindBuf::Struct { fields, .. } = &mut cut.kind else {
+        unreachable!()
+    };
+    fields[1].alias = None;
+    fields.last_mut().unwrap().alias = Some("previous".into());
+    let bytes = cut.encode();
+    let alias_at = bytes.len() - 18 - "previous".len();
+    assert_eq!(&bytes[alias_at..alias_at + 8], b"previous");
+    assert_eq!(
+        err(&bytes[..alias_at + 3]),
+        "malformed layout descriptor: unexpected end of data"
+    );
+    // A field count that the remaining bytes cannot hold at 30 bytes a field.
+    let count_at = first_marker - 8 - 4 - 4;
+    let mut big = good.clone();
+    let left = (good.len() - count_at - 4) as u32;
+    big[count_at..count_at + 4].copy_from_slice(&(left / 30 + 1).to_le_bytes());
+    assert_eq!(
+        err(&big),
+        "malformed layout descriptor: field count exceeds the data"
+    );
+}
