@@ -693,7 +693,7 @@ fn the_markers_of_a_stored_descriptor_are_decoded_as_hostile_input() {
         "malformed layout descriptor: unexpected end of data"
     );
     // A field count that the remaining bytes cannot hold at 30 bytes a field.
-    let count_at = first_marker - 8 - 4 - 4;
+    let count_at = first_marker - 8 - 4 - 4 - 4;
     let mut big = good.clone();
     let left = (good.len() - count_at - 4) as u32;
     big[count_at..count_at + 4].copy_from_slice(&(left / 30 + 1).to_le_bytes());
