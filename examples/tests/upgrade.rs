@@ -131,6 +131,26 @@ fn a_v3_writer_with_v1_and_v2_readers() {
     }
 }
 
+/// The nested `ext` grown by v3: a v3 reader of a v2 segment reads `ext.z` and zero for
+/// `ext.w` and `tail`; a v1 reader reads its prefix.
+#[test]
+fn a_v2_writer_with_v1_and_v3_readers() {
+    let name = Name::new("upgrade-v2w");
+    let mut w = Program::start(2, &["create", &name.0]);
+    w.wait_for("ready");
+    let mut readers = [
+        reader(1, &name.0, 2, "SegmentNewer", VALUES),
+        reader(3, &name.0, 2, "SegmentOlder", VALUES),
+    ];
+    for r in &mut readers {
+        assert!(r.line().starts_with("phase 0"));
+        assert_eq!(r.line(), format!("done {VALUES}"));
+    }
+    for r in readers {
+        assert_eq!(r.exit_code(), Some(0));
+    }
+}
+
 /// A v1 writer runs; a v2 reader starts; the writer is upgraded to v2 by a takeover that
 /// adopts the stored layout (refused without adoption); the v1 reader keeps reading and the
 /// v2 reader keeps reading zero for the field the segment does not have; then a rollback to a
