@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod reader;
+pub mod upgrade;
 pub mod writer;
 
 use shm_core::{FixedStr, SharedState, ShmBool};

@@ -230,6 +230,7 @@ fn collect_layout_rows(
             name,
             offset,
             layout: field,
+            ..
         } = f;
         let path = if path.is_empty() {
             name.clone()

@@ -192,6 +192,8 @@ fn foreign_layout(gap: bool) -> LayoutBuf {
         name: name.into(),
         offset,
         layout,
+        alias: None,
+        deprecated: false,
     };
     let fields = if gap {
         vec![
@@ -213,6 +215,7 @@ fn foreign_layout(gap: bool) -> LayoutBuf {
             name: "T".into(),
             stable_name: None,
             fields,
+            appendable: false,
         },
     }
 }

@@ -77,7 +77,7 @@ pub use backend::Backend;
 pub use error::{Error, Result};
 pub use format::{SegmentKind, FORMAT_VERSION, LAYOUT_ENCODING_VERSION};
 pub use info::{SegmentInfo, WriterInfo};
-pub use layout::{Layout, LayoutBuf};
+pub use layout::{Compat, Layout, LayoutBuf};
 pub use options::{remove, Options};
 pub use raw_reader::RawReader;
 pub use raw_writer::RawWriter;

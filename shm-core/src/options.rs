@@ -26,6 +26,7 @@ pub struct Options {
     mode: u32,
     ready_wait: Duration,
     backend: Backend,
+    adopt_stored_layout: bool,
     /// Test hook (see `__private::hooks`): the creator aborts before marking the segment ready.
     pub(crate) crash_before_ready: bool,
     shared_writers: bool,
@@ -44,6 +45,7 @@ impl Default for Options {
             mode: 0o600,
             ready_wait: Duration::from_secs(1),
             backend: Backend::Shm,
+            adopt_stored_layout: false,
             crash_before_ready: false,
             shared_writers: false,
         }
@@ -128,6 +130,22 @@ impl Options {
         self
     }
 
+    /// Whether a writer that takes over a segment holding another version of its appendable
+    /// type ([`open_writer`](Self::open_writer), [`open_or_create`](Self::open_or_create), and
+    /// the stream producer's `open_stream_writer`) adopts the stored layout (default `false`:
+    /// it fails with [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) saying to
+    /// re-create the segment or allow this).
+    ///
+    /// An adopting writer keeps the segment's layout, so every reader of it keeps reading as
+    /// before: a newer writer writes only the fields the segment has, an older one (a
+    /// rollback) writes its own fields and zeros for the rest, and either zeroes the fields
+    /// it marks `#[shm(deprecated)]`. Its `get` returns its own type, missing fields zero. See
+    /// [`Compat`](crate::Compat).
+    pub fn adopt_stored_layout(mut self, adopt: bool) -> Self {
+        self.adopt_stored_layout = adopt;
+        self
+    }
+
     /// The backend chosen.
     pub(crate) fn chosen_backend(&self) -> &Backend {
         &self.backend
@@ -138,6 +156,7 @@ impl Options {
             slots: self.slots,
             mode: self.mode,
             ready_wait: self.ready_wait,
+            adopt: self.adopt_stored_layout,
             crash_before_ready: self.crash_before_ready,
             turns: self.shared_writers,
         }
@@ -199,6 +218,7 @@ impl Options {
             self.ready_wait,
             &expect,
             self.shared_writers,
+            false,
         )
     }
 
@@ -207,7 +227,13 @@ impl Options {
     /// [`shared_writers`](Self::shared_writers), attaches as one more of its turn-taking
     /// writers instead (`WriterBusy` only while a single writer holds it).
     pub fn open_writer<T: SharedState>(&self, name: &str) -> Result<Writer<T>> {
-        Writer::open(&self.backend, name, self.ready_wait, self.shared_writers)
+        Writer::open(
+            &self.backend,
+            name,
+            self.ready_wait,
+            self.shared_writers,
+            self.adopt_stored_layout,
+        )
     }
 
     /// Creates the segment `name` with `initial`, or, if it exists, opens it as its writer

@@ -64,7 +64,8 @@ impl<W: Word> Sink<W> for ToBytes<'_> {
 }
 
 /// A source that gives a slot's words from the `len` bytes at `src`: the whole words by
-/// [`Word::store_from`], the last word zero-padded. It never reads outside the `len` bytes.
+/// [`Word::store_from`], the last word zero-padded, and zero for any words it is handed past
+/// them. It never reads outside the `len` bytes.
 pub(crate) struct FromBytes<'a> {
     src: *const u8,
     len: usize,
@@ -102,6 +103,37 @@ impl<W: Word> Source<W> for FromBytes<'_> {
             };
             w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
         }
+        // Words past the `len` bytes are zero: a writer of an earlier, shorter version of an
+        // appendable type writes zeros for the fields it does not know (none for callers that
+        // pass exactly `words(len)` words).
+        for w in words.iter().skip(self.len.div_ceil(8)) {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A source that gives what `inner` gives, then zeroes the byte ranges `zero` (start, end) of
+/// the words: the `#[shm(deprecated)]` fields of a writer that adopted a segment's layout.
+pub(crate) struct ZeroRanges<'a, S> {
+    pub inner: S,
+    pub zero: &'a [(usize, usize)],
+}
+
+impl<W: Word, S: Source<W>> Source<W> for ZeroRanges<'_, S> {
+    fn give(&mut self, words: &[W]) {
+        self.inner.give(words);
+        for &(start, end) in self.zero {
+            let end = end.min(words.len() * 8);
+            let first = start / 8;
+            let count = end.div_ceil(8).saturating_sub(first);
+            for (i, w) in words.iter().enumerate().skip(first).take(count) {
+                let (lo, hi) = (start.max(i * 8) - i * 8, end.min(i * 8 + 8) - i * 8);
+                // The writer owns the slot while it writes it: nobody else stores to it.
+                let mut bytes = w.load(Ordering::Relaxed).to_ne_bytes();
+                bytes[lo..hi].fill(0);
+                w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -110,8 +142,9 @@ impl<W: Word> Source<W> for FromBytes<'_> {
 ///
 /// That guarantee, which every `assume_init` after a read rests on, holds because the protocol
 /// slices the slot's words to exactly `len` (and panics if the slot has fewer: opening checked
-/// that the payload size is `size_of::<T>()`) and calls the sink for every index in `0..len`
-/// before it reports a copy consistent.
+/// that the payload size is `size_of::<T>()` or, for another version of an appendable type,
+/// callers use [`sink_for`], which picks this sink only for a payload at least that large) and
+/// calls the sink for every index in `0..len` before it reports a copy consistent.
 ///
 /// The length is a compile-time constant, so small payloads unroll into straight-line loads
 /// (over a runtime length, the loop kept a per-word branch and a 64-byte read took twice as
@@ -121,6 +154,38 @@ pub(crate) fn sink_into<T>(out: &mut MaybeUninit<T>) -> ToBytes<'_> {
     // SAFETY: `out` is `size_of::<T>()` writable bytes, private to the caller: the borrow
     // lasts as long as the protocol call the sink is passed to.
     unsafe { ToBytes::new(out.as_mut_ptr() as *mut u8, size_of::<T>()) }
+}
+
+/// A sink that fills `out` with a `T` from a slot that holds only the first `stored` bytes of
+/// one (an earlier, shorter version of an appendable type), to pass with
+/// `len = words(stored)`: zeroes the bytes of `out` past `stored` now, so that when the
+/// protocol reports the copy consistent every byte of `out` is written, as with [`sink_into`].
+///
+/// # Panics
+/// If `stored` is not less than `size_of::<T>()` (use [`sink_into`]).
+#[inline]
+pub(crate) fn sink_prefix<T>(out: &mut MaybeUninit<T>, stored: usize) -> ToBytes<'_> {
+    let size = size_of::<T>();
+    assert!(stored < size);
+    let dst = out.as_mut_ptr() as *mut u8;
+    // SAFETY: bytes `stored..size` of `out`, which is `size` writable bytes (asserted
+    // `stored < size`), private to the caller.
+    unsafe { core::ptr::write_bytes(dst.add(stored), 0, size - stored) };
+    // SAFETY: the first `stored < size` bytes of `out`, writable and private to the caller for
+    // as long as the borrow the sink holds.
+    unsafe { ToBytes::new(dst, stored) }
+}
+
+/// A typed sink for a slot whose payload is `stored` bytes: with the number of words to pass.
+/// The fast, compile-time-sized [`sink_into`] when the slot holds a whole `T` (the same type,
+/// or a later, longer version whose prefix is read), else [`sink_prefix`].
+#[inline(always)]
+pub(crate) fn sink_for<T>(out: &mut MaybeUninit<T>, stored: usize) -> (usize, ToBytes<'_>) {
+    if size_of::<T>() <= stored {
+        (words(size_of::<T>()), sink_into(out))
+    } else {
+        (words(stored), sink_prefix(out, stored))
+    }
 }
 
 /// A source that reads the words of `value`, to pass with `len = words(size_of::<T>())`.

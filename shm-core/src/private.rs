@@ -22,6 +22,7 @@ pub const fn struct_layout(
     name: &'static str,
     stable_name: Option<&'static str>,
     fields: &'static [Field],
+    appendable: bool,
 ) -> Layout {
     Layout {
         size,
@@ -30,21 +31,31 @@ pub const fn struct_layout(
             name,
             stable_name,
             fields,
+            appendable,
         },
     }
 }
 
-/// One field of a derived struct's layout.
-pub const fn field(name: &'static str, offset: usize, layout: &'static Layout) -> Field {
+/// One field of a derived struct's layout: its `#[shm(alias)]`, if any, and whether it is
+/// `#[shm(deprecated)]`.
+pub const fn field(
+    name: &'static str,
+    offset: usize,
+    layout: &'static Layout,
+    alias: Option<&'static str>,
+    deprecated: bool,
+) -> Field {
     Field {
         name,
         offset,
         layout,
+        alias,
+        deprecated,
     }
 }
 
 /// Placeholder layout the derive emits next to a compile error; never part of a program.
-pub const UNCHECKED_LAYOUT: Layout = struct_layout(0, 1, "", None, &[]);
+pub const UNCHECKED_LAYOUT: Layout = struct_layout(0, 1, "", None, &[], false);
 
 /// Proof that `Self` has no implicit padding after one of its fields (`BYTES` must be 0; a
 /// single byte of padding is reported by [`NoPaddingByteAfterField`] instead, for the grammar).

@@ -215,6 +215,12 @@ impl RawReader {
         self.seg.layout()
     }
 
+    /// Always [`Compat::Exact`](crate::Compat::Exact): an untyped reader reads the segment's
+    /// payload as its stored layout describes it, whichever version of a type that is.
+    pub fn compat(&self) -> crate::Compat {
+        self.seg.compat()
+    }
+
     /// The payload's size in bytes: the length of every buffer this handle reads into (also
     /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {

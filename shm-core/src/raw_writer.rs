@@ -6,7 +6,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::payload;
 use crate::protocol::{self, Announce, Resume};
 use crate::raw_reader::RawReader;
@@ -25,6 +25,8 @@ pub(crate) struct Make {
     pub slots: usize,
     pub mode: u32,
     pub ready_wait: Duration,
+    /// Take over a segment that holds another version of the writer's appendable type.
+    pub adopt: bool,
     pub crash_before_ready: bool,
     /// Writers take turns (`Options::shared_writers`).
     pub turns: bool,
@@ -92,6 +94,7 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
         fill: impl Fn(&Segment),
+        adopt: bool,
     ) -> Result<Self> {
         // Either create wins the `O_EXCL` race, or the segment exists and we attach to it. A
         // segment removed between the two steps sends us round again, but not for ever: a peer
@@ -108,7 +111,7 @@ impl RawWriter {
                 Err(Error::AlreadyExists { .. }) | Err(Error::WriterBusy { .. }) => {}
                 other => return other,
             }
-            match Self::open(backend, name, ready_wait, expect, spec.turns) {
+            match Self::open(backend, name, ready_wait, expect, spec.turns, adopt) {
                 Err(Error::NotFound { .. }) => continue,
                 // Its creator died before making it ready: take it over and initialize it.
                 Err(Error::NotReady) => match Segment::recover(backend, name, spec, &fill) {
@@ -127,14 +130,19 @@ impl RawWriter {
                             expect,
                         )?;
                         seg.check_writers(spec.turns)?;
-                        return Self::become_writer(seg.with_lease(lease), spec.turns);
+                        return Self::become_writer(
+                            seg.with_lease(lease),
+                            expect,
+                            spec.turns,
+                            adopt,
+                        );
                     }
                     Err(Error::NotFound { .. }) => continue,
                     // A live peer holds the lease: another racer recovering it (or a slow
                     // creator). Give it a whole ready wait from now, as an opener would, and
                     // attach to what it makes; go round if it dies or hangs meanwhile.
                     Err(Error::NotReady) => {
-                        match Self::open(backend, name, ready_wait, expect, spec.turns) {
+                        match Self::open(backend, name, ready_wait, expect, spec.turns, adopt) {
                             Err(Error::NotFound { .. }) | Err(Error::NotReady) => continue,
                             other => return other,
                         }
@@ -172,6 +180,7 @@ impl RawWriter {
             make.ready_wait,
             &expect,
             fill(initial),
+            false,
         )
     }
 
@@ -183,6 +192,7 @@ impl RawWriter {
         ready_wait: Duration,
         expect: &Expect,
         turns: bool,
+        adopt: bool,
     ) -> Result<Self> {
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
         // Before the lease: a single writer never holds a turn-taking segment's lease
@@ -193,15 +203,24 @@ impl RawWriter {
         } else {
             seg.take_writer_lease()?;
         }
-        Self::become_writer(seg, turns)
+        Self::become_writer(seg, expect, turns, adopt)
     }
 
     /// Becomes a writer of `seg`, whose writer lease the caller holds (exclusive, or with
     /// `turns` shared or exclusive): takes it over as its one writer, or attaches to it as one
     /// of its turn-taking writers.
-    fn become_writer(seg: Segment, turns: bool) -> Result<Self> {
+    ///
+    /// Turn-taking writers all write the segment's own layout: one whose type is another
+    /// version of the stored one is refused, with or without `adopt` (see
+    /// [`not_shared_layout`]).
+    fn become_writer(seg: Segment, expect: &Expect, turns: bool, adopt: bool) -> Result<Self> {
         if !turns {
-            return Self::take_over(seg);
+            return Self::take_over(seg, expect, adopt);
+        }
+        if let Some((program, hash)) = expect.typed() {
+            if seg.compat() != Compat::Exact {
+                return Err(not_shared_layout(&seg, program, hash));
+            }
         }
         seg.share_writer_lease()?;
         sys::register_as_barrier_target();
@@ -223,7 +242,13 @@ impl RawWriter {
     ///
     /// Refuses a segment whose epoch is at its maximum ([`Error::Corrupt`], see
     /// `Segment::record_takeover`).
-    fn take_over(seg: Segment) -> Result<Self> {
+    fn take_over(seg: Segment, expect: &Expect, adopt: bool) -> Result<Self> {
+        // Before anything is recorded: a refused writer leaves no trace in the header.
+        if let (false, Some((program, hash))) = (adopt, expect.typed()) {
+            if seg.compat() != Compat::Exact {
+                return Err(not_adopted(&seg, program, hash));
+            }
+        }
         let previous_epoch = seg.writer_epoch();
         seg.record_takeover()?;
         sys::register_as_barrier_target();
@@ -543,6 +568,44 @@ fn wake_all(seg: &Segment) {
 
 /// How often a turn-taking writer outside its turn tries to read the latest value.
 const MAX_LATEST_TRIES: u32 = 100_000;
+
+/// The refusal of a writer to take over a segment holding another version of its appendable
+/// type without [`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout).
+pub(crate) fn not_adopted(seg: &Segment, program: &LayoutBuf, hash: u64) -> Error {
+    let stored = seg.layout();
+    let which = if seg.compat() == Compat::SegmentOlder {
+        "an older"
+    } else {
+        "a newer"
+    };
+    Error::LayoutMismatch {
+        expected: hash,
+        found: stored.layout_hash(),
+        first_difference: format!(
+            "segment {:?} holds {which} version of `{stored}` ({} bytes); this program writes `{program}` of {} bytes: remove and re-create the segment, or allow adoption of its layout with `Options::adopt_stored_layout(true)`",
+            seg.name(),
+            stored.size,
+            program.size
+        ),
+    }
+}
+
+/// The refusal of a turn-taking writer whose type is another version of the segment's
+/// appendable type: turns share one value, so every turn-taking writer writes the stored
+/// layout exactly.
+fn not_shared_layout(seg: &Segment, program: &LayoutBuf, hash: u64) -> Error {
+    let stored = seg.layout();
+    Error::LayoutMismatch {
+        expected: hash,
+        found: stored.layout_hash(),
+        first_difference: format!(
+            "segment {:?} holds another version of `{stored}` ({} bytes) than this program's `{program}` ({} bytes), and its writers take turns: turn-taking writers must all write the segment's exact layout (adoption is for a single writer)",
+            seg.name(),
+            stored.size,
+            program.size
+        ),
+    }
+}
 
 /// How this process's writers publish (see [`Announce`]): without a locked instruction once
 /// the process is registered as a `membarrier` target, which every writer asks for when it

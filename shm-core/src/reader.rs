@@ -3,7 +3,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::info::SegmentInfo;
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::payload;
 use crate::protocol;
 use crate::raw_reader::{expect_type, RawReader};
@@ -20,6 +20,9 @@ use std::time::Duration;
 /// [`SharedState::open`] or [`Options::open`](crate::Options::open).
 pub struct Reader<T: SharedState> {
     raw: RawReader,
+    /// The segment's payload size: `size_of::<T>()`, or that of another version of an
+    /// appendable `T` (see [`compat`](Self::compat)).
+    stored: usize,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -37,18 +40,26 @@ impl<T: SharedState> Reader<T> {
     /// A typed reader over an untyped one whose segment was checked to hold a `T`.
     pub(crate) fn from_raw(raw: RawReader) -> Self {
         Reader {
+            stored: raw.segment().geometry().payload_size,
             raw,
             _type: PhantomData,
         }
+    }
+
+    /// How the segment's stored layout relates to `T`: [`Compat::Exact`], or another
+    /// version of an appendable `T`. A later version ([`Compat::SegmentNewer`]) is read as
+    /// far as `T` goes; of an earlier one ([`Compat::SegmentOlder`]) the fields `T` has
+    /// beyond it read as zero.
+    pub fn compat(&self) -> Compat {
+        self.raw.segment().compat()
     }
 
     /// One attempt: copies the latest published value into `out`; `true` if the copy is
     /// consistent (then all of `out` is written).
     #[inline(always)]
     pub(crate) fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
-        self.raw
-            .attempt(Self::WORDS, payload::sink_into(out))
-            .is_some()
+        let (words, sink) = payload::sink_for(out, self.stored);
+        self.raw.attempt(words, sink).is_some()
     }
 
     /// The latest published value, a consistent snapshot, never torn.
@@ -109,9 +120,12 @@ impl<T: SharedState> Reader<T> {
     /// `true` if every byte of `out` is written with a consistent copy.
     #[inline(always)]
     pub(crate) fn first_attempt(&self, out: &mut MaybeUninit<T>) -> bool {
-        if Self::WORDS == 1 {
-            // One word: every byte of `out` comes from the one load (see `payload::sink_into`).
-            protocol::read_inline(self.raw.segment(), payload::sink_into(out));
+        if Self::WORDS == 1 && self.stored <= 8 {
+            // One word, in the segment too (only then does the writer keep `inline`): every
+            // byte of `out` comes from the one load, or is zeroed past a shorter payload (see
+            // `payload::sink_for`).
+            let (_, sink) = payload::sink_for(out, self.stored);
+            protocol::read_inline(self.raw.segment(), sink);
             true
         } else {
             self.attempt(out)
@@ -146,8 +160,10 @@ impl<T: SharedState> Reader<T> {
             return;
         }
         let seg = self.raw.segment();
-        if !protocol::read_newest_complete(seg, Self::WORDS, payload::sink_into(out)) {
-            protocol::copy_published(seg, Self::WORDS, payload::sink_into(out));
+        let (words, sink) = payload::sink_for(out, self.stored);
+        if !protocol::read_newest_complete(seg, words, sink) {
+            let (words, sink) = payload::sink_for(out, self.stored);
+            protocol::copy_published(seg, words, sink);
         }
     }
 
@@ -223,7 +239,8 @@ impl<T: SharedState> Reader<T> {
     }
 
     /// The layout the segment stores (equal to `T::LAYOUT` in everything the layout hash
-    /// covers: opening checked it).
+    /// covers when [`compat`](Self::compat) is [`Compat::Exact`]; otherwise another version of
+    /// `T`: opening checked it).
     pub fn stored_layout(&self) -> &LayoutBuf {
         self.raw.layout()
     }

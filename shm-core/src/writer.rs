@@ -3,7 +3,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::info::SegmentInfo;
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::payload;
 use crate::protocol;
 use crate::raw_reader::expect_type;
@@ -34,7 +34,46 @@ pub struct Writer<T: SharedState> {
     raw: RawWriter,
     /// The value a turn works on (turn-taking writers; allocated at the first turn).
     turn_value: Option<Box<MaybeUninit<T>>>,
+    /// Set when this writer adopted a segment holding another version of `T` (never for a
+    /// turn-taking writer: those write the stored layout exactly).
+    adopted: Option<Box<Adopted>>,
     _type: PhantomData<fn() -> T>,
+}
+
+/// What a writer (of state or of a stream) that adopted another version's layout writes
+/// differently.
+pub(crate) struct Adopted {
+    /// The segment's payload size.
+    pub stored: usize,
+    /// Byte ranges of `T`'s `#[shm(deprecated)]` fields, zeroed in every value written.
+    pub deprecated: Vec<(usize, usize)>,
+}
+
+impl Adopted {
+    /// What a writer of `T` on `seg` writes differently, if it adopted another version.
+    pub(crate) fn of<T: SharedState>(seg: &Segment) -> Option<Box<Adopted>> {
+        (seg.compat() != Compat::Exact).then(|| {
+            let mut deprecated = Vec::new();
+            deprecated_ranges(T::LAYOUT, 0, &mut deprecated);
+            Box::new(Adopted {
+                stored: seg.geometry().payload_size,
+                deprecated,
+            })
+        })
+    }
+}
+
+/// The byte ranges (from the start of `layout`, which starts at `at`) of its fields marked
+/// `#[shm(deprecated)]`, nested ones included.
+fn deprecated_ranges(layout: &crate::Layout, at: usize, out: &mut Vec<(usize, usize)>) {
+    for f in layout.fields() {
+        let start = at + f.offset;
+        if f.deprecated {
+            out.push((start, start + f.layout.size));
+        } else {
+            deprecated_ranges(f.layout, start, out);
+        }
+    }
 }
 
 impl<T: SharedState> Writer<T> {
@@ -47,11 +86,36 @@ impl<T: SharedState> Writer<T> {
     }
 
     fn of_raw(raw: RawWriter) -> Self {
+        let adopted = Adopted::of::<T>(raw.segment());
         Writer {
             raw,
             turn_value: None,
+            adopted,
             _type: PhantomData,
         }
+    }
+
+    /// How the segment's stored layout relates to `T`: [`Compat::Exact`] unless this writer
+    /// adopted another version of its appendable type (see
+    /// [`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout)).
+    pub fn compat(&self) -> Compat {
+        self.raw.segment().compat()
+    }
+
+    /// What [`write`](Self::write) does for a writer that adopted another version's layout:
+    /// the segment's payload words, from the common prefix of `value`, zero past it and in
+    /// deprecated fields.
+    #[cold]
+    fn write_adopted(&mut self, value: &T, adopted: &Adopted) {
+        let len = size_of::<T>().min(adopted.stored);
+        // SAFETY: the first `len <= size_of::<T>()` bytes of `value`, initialized (no padding:
+        // `T: SharedState`) and immutably borrowed for the call.
+        let bytes = unsafe { payload::FromBytes::new(value as *const T as *const u8, len) };
+        let source = payload::ZeroRanges {
+            inner: bytes,
+            zero: &adopted.deprecated,
+        };
+        self.raw.publish(payload::words(adopted.stored), source);
     }
 
     pub(crate) fn create(backend: &Backend, name: &str, make: &Make, initial: &T) -> Result<Self> {
@@ -72,8 +136,10 @@ impl<T: SharedState> Writer<T> {
         name: &str,
         ready_wait: Duration,
         turns: bool,
+        adopt: bool,
     ) -> Result<Self> {
-        RawWriter::open(backend, name, ready_wait, &expect_type::<T>(), turns).map(Self::of_raw)
+        RawWriter::open(backend, name, ready_wait, &expect_type::<T>(), turns, adopt)
+            .map(Self::of_raw)
     }
 
     /// Starts a turn (see [`turn`](Self::turn)): takes the turn lock within `timeout` and
@@ -126,8 +192,16 @@ impl<T: SharedState> Writer<T> {
         let spec = spec(&layout, T::LAYOUT_HASH, make);
         let expect = expect_type::<T>();
         let fill = Self::fill(initial);
-        RawWriter::open_or_create_with(backend, name, &spec, make.ready_wait, &expect, fill)
-            .map(Self::of_raw)
+        RawWriter::open_or_create_with(
+            backend,
+            name,
+            &spec,
+            make.ready_wait,
+            &expect,
+            fill,
+            make.adopt,
+        )
+        .map(Self::of_raw)
     }
 
     /// Publishes `value`: readers see it from now on.
@@ -153,7 +227,23 @@ impl<T: SharedState> Writer<T> {
         if self.raw.turns {
             return self.write_in_turn(value);
         }
-        self.raw.publish(Self::WORDS, payload::source_of(value));
+        match self.adopted.take() {
+            None => self.raw.publish(Self::WORDS, payload::source_of(value)),
+            Some(adopted) => {
+                self.write_adopted(value, &adopted);
+                self.adopted = Some(adopted);
+            }
+        }
+    }
+
+    /// A sink for a `T` from the segment's slots, and the number of words to copy (see
+    /// `payload::sink_for`).
+    #[inline(always)]
+    fn sink<'a>(&self, out: &'a mut MaybeUninit<T>) -> (usize, payload::ToBytes<'a>) {
+        match &self.adopted {
+            None => (Self::WORDS, payload::sink_into(out)),
+            Some(a) => payload::sink_for(out, a.stored),
+        }
     }
 
     #[cold]
@@ -198,7 +288,8 @@ impl<T: SharedState> Writer<T> {
         }
         if size_of::<T>() > LARGE_PAYLOAD {
             let mut v = Box::<T>::new_uninit();
-            self.raw.current(Self::WORDS, payload::sink_into(&mut v))?;
+            let (words, sink) = self.sink(&mut v);
+            self.raw.current(words, sink)?;
             // SAFETY: `current` succeeded: a consistent copy wrote every byte of `v`; every
             // bit pattern is a valid `T` (`T: SharedState`).
             let mut v = unsafe { v.assume_init() };
@@ -220,7 +311,8 @@ impl<T: SharedState> Writer<T> {
         // and every byte pattern is a valid `T` (`T: SharedState`), so `*dst` stays a valid `T`
         // whatever is written.
         let out = unsafe { &mut *(dst as *mut T as *mut MaybeUninit<T>) };
-        self.raw.current(Self::WORDS, payload::sink_into(out))
+        let (words, sink) = self.sink(out);
+        self.raw.current(words, sink)
     }
 
     /// The newest complete value, copied from its slot: the last value this writer published
@@ -234,8 +326,8 @@ impl<T: SharedState> Writer<T> {
     /// half-written value is never handed out as current.
     pub fn get(&self) -> Result<T> {
         let mut out = MaybeUninit::uninit();
-        self.raw
-            .current(Self::WORDS, payload::sink_into(&mut out))?;
+        let (words, sink) = self.sink(&mut out);
+        self.raw.current(words, sink)?;
         // SAFETY: `current` succeeded: a consistent copy wrote every byte of `out` (see
         // `payload::sink_into`); every bit
         // pattern is a valid `T` (`T: SharedState`).

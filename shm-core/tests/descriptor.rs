@@ -193,6 +193,7 @@ fn kinds_describe_arrays_and_helpers() {
         name,
         stable_name,
         fields,
+        appendable: false,
     } = Robot::LAYOUT.kind
     else {
         panic!("{:?}", Robot::LAYOUT.kind)
@@ -205,7 +206,8 @@ fn kinds_describe_arrays_and_helpers() {
         Kind::Struct {
             name: "Vec3",
             stable_name: None,
-            fields: Vec3::LAYOUT.fields()
+            fields: Vec3::LAYOUT.fields(),
+            appendable: false,
         }
     );
 }
@@ -804,6 +806,8 @@ fn hand_built_segment_layouts_are_compared_without_overflow() {
             name: name.to_string(),
             offset,
             layout: LayoutBuf::from(u32::LAYOUT),
+            alias: None,
+            deprecated: false,
         };
         LayoutBuf {
             size,
@@ -812,6 +816,7 @@ fn hand_built_segment_layouts_are_compared_without_overflow() {
                 name: "Pair".to_string(),
                 stable_name: None,
                 fields: vec![field("a", 0), field("b", b_offset)],
+                appendable: false,
             },
         }
     }
@@ -839,7 +844,10 @@ fn hand_built_segment_layouts_are_compared_without_overflow() {
                 name: "pair".to_string(),
                 offset: at,
                 layout: inner,
+                alias: None,
+                deprecated: false,
             }],
+            appendable: false,
         },
     };
     let d = diff(

@@ -152,11 +152,13 @@ else:
         extra = {"primitive": {"primitive"}, "array": {"len", "element"},
                  "struct": {"name", "stable_name", "fields"}, "fixed_str": {"capacity"},
                  "fixed_vec": {"capacity", "element"}, "bool": set()}[n["kind"]]
-        assert set(n) == {"kind", "size", "align"} | extra, sorted(n)
+        assert set(n) - {"appendable"} == {"kind", "size", "align"} | extra, sorted(n)
+        assert n.get("appendable", True) is True and (n["kind"] == "struct" or "appendable" not in n)
         if "element" in n:
             node(n["element"])
         for f in n.get("fields", []):
-            assert set(f) == {"name", "offset", "layout"}, sorted(f)
+            marks = {"alias", "deprecated"} if n.get("appendable") else set()
+            assert set(f) == {"name", "offset", "layout"} | marks, sorted(f)
             node(f["layout"])
     assert set(doc) == set(schema["required"]), sorted(doc)
     assert doc["schema"] == "shm-state/layout" and doc["schema_version"] == 1
@@ -264,6 +266,8 @@ fn exports_refuse_a_layout_no_rust_type_has() {
                 }),
             },
         },
+        alias: None,
+        deprecated: false,
     });
     cases.push((l, "exported structs have no padding"));
     let mut l = robot();
@@ -319,6 +323,8 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
             align: 1,
             kind: KindBuf::Primitive(Primitive::U8),
         },
+        alias: None,
+        deprecated: false,
     };
     let inner = LayoutBuf {
         size: 5,
@@ -333,6 +339,7 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
                 u8_at("SHM_EXPORT_PORTABILITY", 3),
                 u8_at("linux", 4),
             ],
+            appendable: false,
         },
     };
     let root = LayoutBuf {
@@ -346,9 +353,12 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
                     name: "class".into(),
                     offset: 0,
                     layout: inner,
+                    alias: None,
+                    deprecated: false,
                 },
                 u8_at("None", 5),
             ],
+            appendable: false,
         },
     };
     let header = shm_core::export::c_header_of(&root).unwrap();
@@ -381,6 +391,33 @@ fn type_names_the_generated_files_use_are_renamed_and_still_compile() {
     assert!(
         out.status.success(),
         "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The JSON of an appendable type has its flag and its fields' markers, and validates.
+#[test]
+fn json_export_of_an_appendable_type_validates_against_the_schema() {
+    #[derive(SharedState, Clone, Copy)]
+    #[repr(C)]
+    #[shm(name = "Pose", appendable)]
+    struct Pose {
+        #[shm(alias = "t")]
+        tick: u64,
+        #[deprecated]
+        #[shm(deprecated)]
+        heading: f64,
+    }
+    let dir = TempDir::new("json-appendable");
+    let doc = shm_core::export::json::<Pose>();
+    assert!(doc.contains("\"appendable\": true"), "{doc}");
+    assert!(doc.contains("\"alias\": \"t\""), "{doc}");
+    assert!(doc.contains("\"deprecated\": true"), "{doc}");
+    let out = validate(dir.path(), &doc);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }

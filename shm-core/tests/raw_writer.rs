@@ -166,6 +166,8 @@ fn layout_consistency_checks_refuse_what_no_type_could_be() {
             name: "extra".to_string(),
             offset: 24,
             layout: LayoutBuf::from(u64::LAYOUT),
+            alias: None,
+            deprecated: false,
         });
     }
     let mut short_array = LayoutBuf::from(<[u32; 4]>::LAYOUT);

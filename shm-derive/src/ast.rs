@@ -1,6 +1,6 @@
 //! A typed layer over the `syn` input that keeps the original nodes for spans.
 
-use crate::attr::{self, Attrs};
+use crate::attr::{self, Attrs, FieldAttrs};
 use crate::ctxt::Ctxt;
 use syn::{Data, DeriveInput, Fields, Ident, Type};
 
@@ -38,6 +38,8 @@ pub struct Field<'a> {
     pub ident: &'a Ident,
     /// Its type.
     pub ty: &'a Type,
+    /// Its `#[shm]` attributes.
+    pub attrs: FieldAttrs,
 }
 
 impl<'a> Input<'a> {
@@ -53,6 +55,7 @@ impl<'a> Input<'a> {
                             original: f,
                             ident: f.ident.as_ref().expect("named field has an ident"),
                             ty: &f.ty,
+                            attrs: attr::parse_field(cx, &f.attrs),
                         })
                         .collect(),
                 ),

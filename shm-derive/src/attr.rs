@@ -3,12 +3,19 @@
 use crate::ctxt::Ctxt;
 use proc_macro2::Span;
 use quote::ToTokens;
+use syn::spanned::Spanned;
 use syn::{Attribute, LitStr};
 
 /// The `shm` attribute's name.
 pub const SHM: &str = "shm";
 /// `#[shm(name = "...")]`.
 pub const NAME: &str = "name";
+/// `#[shm(appendable)]`, on the struct.
+pub const APPENDABLE: &str = "appendable";
+/// `#[shm(alias = "...")]`, on a field.
+pub const ALIAS: &str = "alias";
+/// `#[shm(deprecated)]`, on a field.
+pub const DEPRECATED: &str = "deprecated";
 
 /// What `#[repr(...)]` says, as far as the derive cares.
 #[derive(Default)]
@@ -35,6 +42,19 @@ pub struct Attrs {
     pub repr: Repr,
     /// `#[shm(name = "...")]`.
     pub name: Option<LitStr>,
+    /// `#[shm(appendable)]`: its span.
+    pub appendable: Option<Span>,
+}
+
+/// Parsed `#[shm]` attributes of a field, and whether it has Rust's `#[deprecated]`.
+#[derive(Default)]
+pub struct FieldAttrs {
+    /// `#[shm(alias = "...")]`.
+    pub alias: Option<LitStr>,
+    /// `#[shm(deprecated)]`: its span.
+    pub deprecated: Option<Span>,
+    /// Rust's own `#[deprecated]` is on the field.
+    pub rust_deprecated: bool,
 }
 
 /// Reads `#[repr]` and `#[shm]` from `attrs`, recording every mistake in `cx`.
@@ -120,7 +140,19 @@ fn skip_arguments(meta: &syn::meta::ParseNestedMeta) -> syn::Result<()> {
 
 fn parse_shm(cx: &mut Ctxt, attr: &Attribute, out: &mut Attrs) {
     let result = attr.parse_nested_meta(|meta| {
-        if meta.path.is_ident(NAME) {
+        if meta.path.is_ident(APPENDABLE) {
+            no_value(&meta, "`#[shm(appendable)]` takes no value; write `#[shm(appendable)]`")?;
+            if out.appendable.is_some() {
+                cx.error_spanned_by(&meta.path, "duplicate `#[shm(appendable)]`; keep one");
+            }
+            out.appendable = Some(meta.path.span());
+            Ok(())
+        } else if meta.path.is_ident(ALIAS) || meta.path.is_ident(DEPRECATED) {
+            let key = meta.path.to_token_stream().to_string();
+            Err(meta.error(format!(
+                "`#[shm({key})]` goes on a field of an appendable struct, not on the struct"
+            )))
+        } else if meta.path.is_ident(NAME) {
             let lit: LitStr = meta.value()?.parse()?;
             let value = lit.value();
             if out.name.is_some() {
@@ -141,13 +173,70 @@ fn parse_shm(cx: &mut Ctxt, attr: &Attribute, out: &mut Attrs) {
         } else {
             let key = meta.path.to_token_stream().to_string().replace(' ', "");
             Err(meta.error(format!(
-                "unknown `shm` attribute `{key}`; the only one is `#[shm(name = \"StableName\")]`"
+                "unknown `shm` attribute `{key}`; a struct takes `#[shm(name = \"StableName\")]` and `#[shm(appendable)]`"
             )))
         }
     });
     if let Err(e) = result {
         cx.push(e);
     }
+}
+
+/// Refuses a value (`= ...` or `(...)`) after a flag such as `appendable`.
+fn no_value(meta: &syn::meta::ParseNestedMeta, message: &str) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(message));
+    }
+    Ok(())
+}
+
+/// Reads a field's `#[shm]` attributes and notes Rust's `#[deprecated]`, recording every
+/// mistake in `cx`.
+pub fn parse_field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
+    let mut out = FieldAttrs::default();
+    for attr in attrs {
+        if attr.path().is_ident("deprecated") {
+            out.rust_deprecated = true;
+        }
+        if !attr.path().is_ident(SHM) {
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident(ALIAS) {
+                let lit: LitStr = meta.value()?.parse()?;
+                if out.alias.is_some() {
+                    cx.error_spanned_by(&lit, "duplicate `#[shm(alias)]`; a field has one earlier name");
+                } else if !is_identifier(&lit.value()) {
+                    cx.error_spanned_by(
+                        &lit,
+                        format!("`#[shm(alias = {:?})]` is not an identifier; it names the field as an earlier version of the type spelled it", lit.value()),
+                    );
+                } else {
+                    out.alias = Some(lit);
+                }
+                Ok(())
+            } else if meta.path.is_ident(DEPRECATED) {
+                no_value(&meta, "`#[shm(deprecated)]` takes no value; put a note in Rust's `#[deprecated(note = \"...\")]`")?;
+                if out.deprecated.is_some() {
+                    cx.error_spanned_by(&meta.path, "duplicate `#[shm(deprecated)]`; keep one");
+                }
+                out.deprecated = Some(meta.path.span());
+                Ok(())
+            } else if meta.path.is_ident(APPENDABLE) || meta.path.is_ident(NAME) {
+                let key = meta.path.to_token_stream().to_string();
+                Err(meta.error(format!("`#[shm({key})]` goes on the struct, not on a field")))
+            } else {
+                let key = meta.path.to_token_stream().to_string().replace(' ', "");
+                Err(meta.error(format!(
+                    "unknown `shm` attribute `{key}` on a field; a field takes `#[shm(alias = \"old_name\")]` and `#[shm(deprecated)]`"
+                )))
+            }
+        });
+        if let Err(e) = result {
+            cx.push(e);
+        }
+    }
+    out
 }
 
 /// `s` with every character that cannot appear in an identifier replaced by `_`, and a `_`

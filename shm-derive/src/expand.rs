@@ -38,6 +38,7 @@ fn expand(input: &Input) -> TokenStream {
         None => quote!(#private::core::option::Option::None),
     };
     let fields = input.fields();
+    let appendable = input.attrs.appendable.is_some();
 
     // Each field's layout is read by a function of its own, generic over two type parameters
     // named after the field and the struct: its body requires the field type to be
@@ -53,11 +54,18 @@ fn expand(input: &Input) -> TokenStream {
         let fname = f.ident;
         let fname_str = fname.unraw().to_string();
         let layout = field_layout_call(input, i, f);
+        let alias = match &f.attrs.alias {
+            Some(lit) => quote!(#private::core::option::Option::Some(#lit)),
+            None => quote!(#private::core::option::Option::None),
+        };
+        let deprecated = f.attrs.deprecated.is_some();
         quote! {
             #private::field(
                 #fname_str,
                 #private::core::mem::offset_of!(#ident, #fname),
                 #layout,
+                #alias,
+                #deprecated,
             )
         }
     });
@@ -142,6 +150,7 @@ fn expand(input: &Input) -> TokenStream {
                     #name,
                     #stable_name,
                     &[#(#descriptors),*],
+                    #appendable,
                 );
             }
 

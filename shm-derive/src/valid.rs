@@ -32,8 +32,39 @@ pub fn check(cx: &mut Ctxt, input: &Input) {
     check_shape(cx, input);
     check_generics(cx, input, &explained_lifetimes);
     check_repr(cx, input);
+    check_upgrade_attrs(cx, input);
     if let Err(e) = field_errors.check() {
         cx.push(e);
+    }
+}
+
+/// Field markers of rolling upgrades: only on appendable structs, an alias that names no other
+/// field, and `#[shm(deprecated)]` together with Rust's `#[deprecated]` (which a derive cannot
+/// add to the field itself).
+fn check_upgrade_attrs(cx: &mut Ctxt, input: &Input) {
+    let appendable = input.attrs.appendable.is_some();
+    for field in input.fields() {
+        let name = field.ident.unraw().to_string();
+        if let Some(alias) = &field.attrs.alias {
+            let old = alias.value();
+            if !appendable {
+                cx.error_spanned_by(
+                    alias,
+                    format!("`#[shm(alias)]` on field `{name}` only matters to an appendable type; add `#[shm(appendable)]` to the struct"),
+                );
+            } else if old == name {
+                cx.error_spanned_by(alias, format!("`#[shm(alias = {old:?})]` is the field's own name; an alias is the name the field had before it was renamed"));
+            } else if input.fields().iter().any(|f| f.ident.unraw() == old) {
+                cx.error_spanned_by(alias, format!("`#[shm(alias = {old:?})]` on field `{name}` names another field of this struct; an alias is the name this field had before it was renamed"));
+            }
+        }
+        if let Some(span) = field.attrs.deprecated {
+            if !appendable {
+                cx.push(syn::Error::new(span, format!("`#[shm(deprecated)]` on field `{name}` only matters to an appendable type; add `#[shm(appendable)]` to the struct, or use Rust's `#[deprecated]` alone")));
+            } else if !field.attrs.rust_deprecated {
+                cx.push(syn::Error::new(span, format!("field `{name}` is `#[shm(deprecated)]` but not `#[deprecated]`; add `#[deprecated]` to the field as well, so that code still using it is warned")));
+            }
+        }
     }
 }
 

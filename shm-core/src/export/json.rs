@@ -50,6 +50,7 @@ fn node(l: &LayoutBuf, indent: usize, out: &mut String) {
             name,
             stable_name,
             fields,
+            appendable,
         } => {
             write!(
                 out,
@@ -60,6 +61,11 @@ fn node(l: &LayoutBuf, indent: usize, out: &mut String) {
             match stable_name {
                 Some(s) => out.push_str(&string(s)),
                 None => out.push_str("null"),
+            }
+            // Only appendable structs have the key, and their fields the markers: the document
+            // of every other type is what it was before they existed.
+            if *appendable {
+                write!(out, ",\n{pad}  \"appendable\": true").unwrap();
             }
             write!(out, ",\n{pad}  \"fields\": [").unwrap();
             for (i, f) in fields.iter().enumerate() {
@@ -72,6 +78,15 @@ fn node(l: &LayoutBuf, indent: usize, out: &mut String) {
                 )
                 .unwrap();
                 node(&f.layout, indent + 6, out);
+                if *appendable {
+                    let alias = f.alias.as_deref().map_or("null".to_string(), string);
+                    write!(
+                        out,
+                        ",\n{pad}      \"alias\": {alias},\n{pad}      \"deprecated\": {}",
+                        f.deprecated
+                    )
+                    .unwrap();
+                }
                 write!(out, "\n{pad}    }}").unwrap();
             }
             if !fields.is_empty() {

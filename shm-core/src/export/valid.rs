@@ -54,6 +54,7 @@ fn node(l: &LayoutBuf, depth: usize) -> Result<(), String> {
             name,
             stable_name,
             fields,
+            ..
         } => {
             let names = [Some(name), stable_name.as_ref()];
             if let Some(bad) = names.into_iter().flatten().find(|n| !is_identifier(n)) {

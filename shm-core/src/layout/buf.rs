@@ -45,6 +45,8 @@ pub enum KindBuf {
         stable_name: Option<String>,
         /// Fields in declaration order.
         fields: Vec<FieldBuf>,
+        /// `#[shm(appendable)]` (hashed).
+        appendable: bool,
     },
     /// `FixedStr<capacity>`.
     FixedStr {
@@ -71,6 +73,10 @@ pub struct FieldBuf {
     pub offset: u64,
     /// The field's type.
     pub layout: LayoutBuf,
+    /// `#[shm(alias = "...")]`: the field's earlier name (appendable structs only; not hashed).
+    pub alias: Option<String>,
+    /// `#[shm(deprecated)]` (appendable structs only; not hashed).
+    pub deprecated: bool,
 }
 
 impl From<&Layout> for LayoutBuf {
@@ -85,6 +91,7 @@ impl From<&Layout> for LayoutBuf {
                 name,
                 stable_name,
                 fields,
+                appendable,
             } => KindBuf::Struct {
                 name: name.to_string(),
                 stable_name: stable_name.map(str::to_string),
@@ -94,8 +101,11 @@ impl From<&Layout> for LayoutBuf {
                         name: f.name.to_string(),
                         offset: f.offset as u64,
                         layout: f.layout.into(),
+                        alias: f.alias.map(str::to_string),
+                        deprecated: f.deprecated,
                     })
                     .collect(),
+                appendable,
             },
             Kind::FixedStr { capacity } => KindBuf::FixedStr {
                 capacity: capacity as u64,
@@ -139,6 +149,17 @@ impl LayoutBuf {
             KindBuf::Struct { fields, .. } => fields,
             _ => &[],
         }
+    }
+
+    /// Whether the layout is a struct marked `#[shm(appendable)]`.
+    pub fn is_appendable(&self) -> bool {
+        matches!(
+            self.kind,
+            KindBuf::Struct {
+                appendable: true,
+                ..
+            }
+        )
     }
 
     /// The struct's name (its `#[shm(name)]` if it has one, else its Rust name), or `None` for

@@ -36,9 +36,14 @@ impl LayoutBuf {
                     "an array's size is not its length times its element's",
                 )
             }
-            KindBuf::Struct { fields, .. } => {
+            KindBuf::Struct {
+                fields, appendable, ..
+            } => {
                 let mut end = 0u64;
                 for f in fields {
+                    if !appendable && (f.deprecated || f.alias.is_some()) {
+                        return Err("a field of a struct that is not appendable has an alias or is deprecated");
+                    }
                     f.layout.check()?;
                     let field_end = f.offset.checked_add(f.layout.size);
                     if f.offset < end || f.offset % f.layout.align != 0 || f.layout.align > align {

@@ -14,6 +14,14 @@ const MAX_NODES: usize = 65_536;
 /// Longest name a decoded descriptor may hold, in bytes.
 const MAX_NAME: usize = 1024;
 
+/// The bits of the marker byte each field of an appendable struct (tag 7) has after its offset.
+mod mark {
+    /// `#[shm(deprecated)]`.
+    pub const DEPRECATED: u8 = 1;
+    /// `#[shm(alias = "...")]`: the alias follows the marker byte, as a name.
+    pub const ALIAS: u8 = 2;
+}
+
 impl LayoutBuf {
     /// Encodes the layout as segments store it (little-endian; see `docs/segment-format.md`).
     pub fn encode(&self) -> Vec<u8> {
@@ -40,6 +48,7 @@ impl LayoutBuf {
                 name,
                 stable_name,
                 fields,
+                appendable,
             } => {
                 put_str(out, name);
                 match stable_name {
@@ -53,6 +62,16 @@ impl LayoutBuf {
                 for f in fields {
                     put_str(out, &f.name);
                     out.extend_from_slice(&f.offset.to_le_bytes());
+                    // Only appendable structs (tag 7) carry field markers, so the encoding of
+                    // every other struct is what it was before markers existed.
+                    if *appendable {
+                        let marks = (u8::from(f.deprecated) * mark::DEPRECATED)
+                            | (u8::from(f.alias.is_some()) * mark::ALIAS);
+                        out.push(marks);
+                        if let Some(alias) = &f.alias {
+                            put_str(out, alias);
+                        }
+                    }
                     f.layout.encode_into(out);
                 }
             }
@@ -153,7 +172,8 @@ impl Decoder<'_> {
                     element: Box::new(self.node(depth + 1)?),
                 }
             }
-            tag::STRUCT => {
+            tag::STRUCT | tag::STRUCT_APPENDABLE => {
+                let appendable = tag == tag::STRUCT_APPENDABLE;
                 let name = self.str()?;
                 let stable_name = match self.u8()? {
                     0 => None,
@@ -161,26 +181,42 @@ impl Decoder<'_> {
                     _ => return Err(DecodeError("bad stable-name flag")),
                 };
                 let count = self.u32()? as usize;
-                // Each field takes at least 4 + 8 + 17 bytes: a count larger than what is left
-                // is malformed, and checking it first bounds the allocation.
-                if count > (self.bytes.len() - self.pos) / 29 {
+                // Each field takes at least 4 + 8 + 17 bytes (one more for the marker byte of
+                // an appendable struct): a count larger than what is left is malformed, and
+                // checking it first bounds the allocation.
+                let least = 29 + usize::from(appendable);
+                if count > (self.bytes.len() - self.pos) / least {
                     return Err(DecodeError("field count exceeds the data"));
                 }
                 let mut fields = Vec::with_capacity(count);
                 for _ in 0..count {
                     let name = self.str()?;
                     let offset = self.u64()?;
+                    let (mut alias, mut deprecated) = (None, false);
+                    if appendable {
+                        let marks = self.u8()?;
+                        if marks & !(mark::DEPRECATED | mark::ALIAS) != 0 {
+                            return Err(DecodeError("unknown field marker"));
+                        }
+                        deprecated = marks & mark::DEPRECATED != 0;
+                        if marks & mark::ALIAS != 0 {
+                            alias = Some(self.str()?);
+                        }
+                    }
                     let layout = self.node(depth + 1)?;
                     fields.push(FieldBuf {
                         name,
                         offset,
                         layout,
+                        alias,
+                        deprecated,
                     });
                 }
                 KindBuf::Struct {
                     name,
                     stable_name,
                     fields,
+                    appendable,
                 }
             }
             tag::FIXED_STR => KindBuf::FixedStr {

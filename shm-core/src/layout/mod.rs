@@ -15,12 +15,14 @@
 mod buf;
 mod check;
 mod codec;
+mod compat;
 mod diff;
 mod hash;
 mod value;
 
 pub use buf::{FieldBuf, KindBuf, LayoutBuf};
 pub use codec::DecodeError;
+pub use compat::Compat;
 pub use value::{InvalidField, Value};
 
 use core::fmt;
@@ -31,8 +33,11 @@ pub(crate) mod tag {
     pub const PRIMITIVE: u8 = 1;
     /// [`Kind::Array`](super::Kind::Array).
     pub const ARRAY: u8 = 2;
-    /// [`Kind::Struct`](super::Kind::Struct).
+    /// [`Kind::Struct`](super::Kind::Struct) without `#[shm(appendable)]`.
     pub const STRUCT: u8 = 3;
+    /// [`Kind::Struct`](super::Kind::Struct) with `#[shm(appendable)]`: in the hash as the
+    /// kind's tag, and in the stored descriptor, where its fields also carry their markers.
+    pub const STRUCT_APPENDABLE: u8 = 7;
     /// [`Kind::FixedStr`](super::Kind::FixedStr).
     pub const FIXED_STR: u8 = 4;
     /// [`Kind::FixedVec`](super::Kind::FixedVec).
@@ -149,6 +154,9 @@ pub enum Kind {
         stable_name: Option<&'static str>,
         /// Fields in declaration order (which, for `repr(C)`, is offset order).
         fields: &'static [Field],
+        /// `#[shm(appendable)]`: later versions of the type may add fields at its end (see
+        /// [`LayoutBuf::compatibility`]). It enters the hash.
+        appendable: bool,
     },
     /// [`FixedStr<N>`](crate::FixedStr): a 4-byte native-endian `u32` length, then `capacity`
     /// bytes of UTF-8.
@@ -177,6 +185,9 @@ macro_rules! kind_tags {
                 match self {
                     $kind::Primitive(_) => tag::PRIMITIVE,
                     $kind::Array { .. } => tag::ARRAY,
+                    $kind::Struct {
+                        appendable: true, ..
+                    } => tag::STRUCT_APPENDABLE,
                     $kind::Struct { .. } => tag::STRUCT,
                     $kind::FixedStr { .. } => tag::FIXED_STR,
                     $kind::FixedVec { .. } => tag::FIXED_VEC,
@@ -203,6 +214,12 @@ pub struct Field {
     pub offset: usize,
     /// The field's type.
     pub layout: &'static Layout,
+    /// `#[shm(alias = "...")]`: the name the field had in an earlier version of an appendable
+    /// type. Not in the hash.
+    pub alias: Option<&'static str>,
+    /// `#[shm(deprecated)]`: the field stays in the type but is no longer written (writers
+    /// that adopt a segment's layout zero it). Not in the hash.
+    pub deprecated: bool,
 }
 
 /// The memory layout of a shareable type: everything two programs must agree on to share it.
@@ -237,6 +254,17 @@ impl Layout {
             Kind::Struct { fields, .. } => fields,
             _ => &[],
         }
+    }
+
+    /// Whether the layout is a struct marked `#[shm(appendable)]`.
+    pub const fn is_appendable(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Struct {
+                appendable: true,
+                ..
+            }
+        )
     }
 
     /// The struct's name (its `#[shm(name)]` if given, else its Rust name), or `None` for

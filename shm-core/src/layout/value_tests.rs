@@ -64,6 +64,8 @@ fn field(name: &str, offset: u64, layout: LayoutBuf) -> FieldBuf {
         name: name.into(),
         offset,
         layout,
+        alias: None,
+        deprecated: false,
     }
 }
 
@@ -75,6 +77,7 @@ fn strukt(size: u64, fields: Vec<FieldBuf>) -> LayoutBuf {
             name: "T".into(),
             stable_name: None,
             fields,
+            appendable: false,
         },
     }
 }

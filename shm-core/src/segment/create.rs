@@ -193,6 +193,7 @@ impl Segment {
             geometry,
             index: SlotIndex::new(geometry.slot_count),
             layout: spec.layout.clone(),
+            compat: crate::layout::Compat::Exact,
             hash: spec.hash,
             name: name.into(),
             backend: backend.clone(),

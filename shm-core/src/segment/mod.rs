@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
 use crate::info::{SegmentInfo, WriterInfo};
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
@@ -85,7 +85,7 @@ impl Expect {
     }
 
     /// The expected type's layout and layout hash, if a type is expected.
-    fn typed(&self) -> Option<(&LayoutBuf, u64)> {
+    pub fn typed(&self) -> Option<(&LayoutBuf, u64)> {
         match self {
             Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
                 Some((layout, *hash))
@@ -148,6 +148,8 @@ pub(crate) struct Segment {
     geometry: Geometry,
     index: SlotIndex,
     layout: LayoutBuf,
+    /// How `layout` relates to the opener's type (`Exact` for creators and untyped openers).
+    compat: Compat,
     /// The layout hash, validated against `layout` (this process's copy).
     hash: u64,
     /// Shared with every [`SegmentInfo`] this segment reports.
@@ -277,6 +279,11 @@ impl Segment {
     /// The layout the segment stores (validated against its layout hash on open).
     pub fn layout(&self) -> &LayoutBuf {
         &self.layout
+    }
+
+    /// How the stored layout relates to the opener's type (see [`Compat`]).
+    pub fn compat(&self) -> Compat {
+        self.compat
     }
 
     /// Records a takeover by this process, whose writer lease the caller holds: the next

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::{
     Geometry, Header, SegmentKind, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_DESCRIPTOR, STATE_READY,
 };
-use crate::layout::LayoutBuf;
+use crate::layout::{Compat, LayoutBuf};
 use crate::protocol::SlotIndex;
 use crate::sys::{self, Access};
 use crate::wait::Deadline;
@@ -69,7 +69,7 @@ impl Segment {
             })
         };
         if let Some((layout, hash)) = expect.typed() {
-            if found != hash {
+            if found != hash && stored.is_err() {
                 return mismatch(layout, hash, &stored);
             }
         }
@@ -85,11 +85,25 @@ impl Segment {
         {
             return corrupt("the payload size or alignment does not match the stored layout");
         }
+        let mut compat = Compat::Exact;
         if let Some((program, hash)) = expect.typed() {
-            // The hash matches, and the segment agrees with itself, yet the payload is not the
-            // opener's size: a hash collision a peer forged. Refused as another type, so that the
-            // opener's type never meets slots it does not fit.
-            if program.size != layout.size || program.align != layout.align {
+            if found != hash {
+                // Another layout: two versions of one appendable type share the segment, by
+                // the one rule of the layout model; anything else is refused, saying why.
+                compat = match layout.compatibility(program) {
+                    Ok(c) => c,
+                    Err(first_difference) => {
+                        return Err(Error::LayoutMismatch {
+                            expected: hash,
+                            found,
+                            first_difference,
+                        })
+                    }
+                };
+            } else if program.size != layout.size || program.align != layout.align {
+                // The hash matches, and the segment agrees with itself, yet the payload is not
+                // the opener's size: a hash collision a peer forged. Refused as another type,
+                // so that the opener's type never meets slots it does not fit.
                 return mismatch(program, hash, &Ok(layout));
             }
         }
@@ -99,6 +113,7 @@ impl Segment {
             geometry,
             index: SlotIndex::new(geometry.slot_count),
             layout,
+            compat,
             hash: found,
             name: name.into(),
             backend: backend.clone(),

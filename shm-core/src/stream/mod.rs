@@ -129,8 +129,9 @@ impl Sender {
         name: &str,
         kind: SegmentKind,
         ready_wait: Duration,
+        adopt: bool,
     ) -> Result<Sender> {
-        Sender::open_expecting(backend, name, ready_wait, &expect_ring::<T>(kind))
+        Sender::open_expecting(backend, name, ready_wait, &expect_ring::<T>(kind), adopt)
     }
 
     /// Opens the stream or queue segment `name`, which must be as `expect` says, as its
@@ -142,9 +143,17 @@ impl Sender {
         name: &str,
         ready_wait: Duration,
         expect: &Expect,
+        adopt: bool,
     ) -> Result<Sender> {
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, expect)?;
         seg.take_writer_lease()?;
+        // Another version of the writer's appendable type: only when adopting (before
+        // anything is recorded, so that a refused writer leaves no trace).
+        if let (false, Some((program, hash))) = (adopt, expect.typed()) {
+            if seg.compat() != crate::Compat::Exact {
+                return Err(crate::raw_writer::not_adopted(&seg, program, hash));
+            }
+        }
         // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
         // epoch, as a state writer's is).
         seg.record_takeover()?;

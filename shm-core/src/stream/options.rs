@@ -144,7 +144,10 @@ impl Options {
 
     /// Opens the stream or queue segment (`kind`) of `T` as its writer.
     fn open_ring_writer<T: SharedState>(&self, name: &str, kind: SegmentKind) -> Result<Sender> {
-        Sender::open::<T>(self.chosen_backend(), name, kind, self.make().ready_wait)
+        // A queue producer never adopts: its ring holds one layout, and the consumer is of it.
+        let make = self.make();
+        let adopt = make.adopt && kind == SegmentKind::Stream;
+        Sender::open::<T>(self.chosen_backend(), name, kind, make.ready_wait, adopt)
     }
 
     /// Opens the stream or queue segment `name` for reading, as `expect` says.

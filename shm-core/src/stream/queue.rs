@@ -153,8 +153,6 @@ pub struct QueueConsumer<T: SharedState> {
 }
 
 impl<T: SharedState> QueueConsumer<T> {
-    const WORDS: usize = payload::words(size_of::<T>());
-
     pub(crate) fn open(backend: &Backend, name: &str, ready_wait: Duration) -> Result<Self> {
         let expect = expect_ring::<T>(SegmentKind::Queue);
         let mut seg = Segment::open(backend, name, Access::ReadWrite, ready_wait, &expect)?;
@@ -175,20 +173,20 @@ impl<T: SharedState> QueueConsumer<T> {
         })
     }
 
+    /// How the queue's stored layout relates to `T`: [`Compat::Exact`](crate::Compat::Exact),
+    /// or another version of an appendable `T`, read as a stream reader reads it.
+    pub fn compat(&self) -> crate::Compat {
+        self.seg.compat()
+    }
+
     /// Copies message `taken + 1 + ahead` into `out` without taking it: `Ok(false)` if it
     /// was not sent yet.
     #[inline]
     fn copy(&mut self, ahead: u64, out: &mut MaybeUninit<T>) -> Result<bool> {
         self.seg.assert_not_inherited();
         let number = self.taken + 1 + ahead;
-        let sink = payload::sink_into(out);
-        match stream::receive_queued(
-            &self.seg,
-            number,
-            &mut self.published_seen,
-            Self::WORDS,
-            sink,
-        ) {
+        let (words, sink) = payload::sink_for(out, self.seg.geometry().payload_size);
+        match stream::receive_queued(&self.seg, number, &mut self.published_seen, words, sink) {
             Queued::Message(_) => Ok(true),
             Queued::Empty => Ok(false),
             Queued::Broken => Err(Error::Corrupt {

@@ -154,6 +154,12 @@ impl RawStreamReader {
         self.raw.layout()
     }
 
+    /// Always [`Compat::Exact`](crate::Compat::Exact): an untyped reader reads messages as the
+    /// stored layout describes them.
+    pub fn compat(&self) -> crate::Compat {
+        self.raw.compat()
+    }
+
     /// The size of one message in bytes: the length of every buffer this handle reads into (also
     /// [`SegmentInfo::payload_size`]; this is a field load, without `info()`'s lock query).
     pub fn payload_size(&self) -> usize {

@@ -78,7 +78,7 @@ impl RawStreamWriter {
             layout: layout.clone(),
             hash: layout.layout_hash(),
         };
-        let tx = Sender::open_expecting(backend, name, ready_wait, &expect)?;
+        let tx = Sender::open_expecting(backend, name, ready_wait, &expect, false)?;
         // The takeover recorded the previous writer's epoch plus one, and only the lease
         // holder (this handle) writes it.
         let epoch_floor = tx.seg.writer_epoch().saturating_sub(1).max(1);

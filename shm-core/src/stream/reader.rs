@@ -9,7 +9,7 @@ use crate::raw_reader::RawReader;
 use crate::wait::{self, wait_until, Deadline, Pace};
 use crate::SharedState;
 use core::marker::PhantomData;
-use core::mem::{size_of, MaybeUninit};
+use core::mem::MaybeUninit;
 use std::time::Duration;
 
 /// Where a new reader starts.
@@ -108,9 +108,6 @@ impl Cursor {
 }
 
 impl<T: SharedState> StreamReader<T> {
-    /// Words of a `T`: a compile-time constant, so small copies unroll.
-    const WORDS: usize = payload::words(size_of::<T>());
-
     /// A reader of the stream segment `raw` opened, starting at `start`.
     pub(crate) fn from_raw(raw: RawReader, start: Start) -> Self {
         StreamReader {
@@ -119,6 +116,13 @@ impl<T: SharedState> StreamReader<T> {
             pending: None,
             _type: PhantomData,
         }
+    }
+
+    /// How the stream's stored layout relates to `T`: [`Compat::Exact`](crate::Compat::Exact),
+    /// or another version of an appendable `T`, whose messages are read as far as `T` goes,
+    /// the fields `T` has beyond them zero.
+    pub fn compat(&self) -> crate::Compat {
+        self.raw.segment().compat()
     }
 
     /// Receives the next message if one was sent, without waiting: `Ok(None)` if none, or
@@ -133,12 +137,9 @@ impl<T: SharedState> StreamReader<T> {
             return Ok(Some(v));
         }
         let mut out = MaybeUninit::uninit();
-        let Some(number) = stream::receive(
-            self.raw.segment(),
-            self.cursor.next,
-            Self::WORDS,
-            payload::sink_into(&mut out),
-        ) else {
+        let seg = self.raw.segment();
+        let (words, sink) = payload::sink_for(&mut out, seg.geometry().payload_size);
+        let Some(number) = stream::receive(seg, self.cursor.next, words, sink) else {
             return Ok(None);
         };
         // SAFETY: `receive` returned a number: one consistent copy of that message wrote every

@@ -1,16 +1,40 @@
 //! [`StreamWriter`]: the one handle that sends messages to a broadcast stream.
 
+use super::Sender as Tx;
 use super::{reader::Start, Sender, StreamReader};
 use crate::error::Result;
 use crate::format::SegmentKind;
 use crate::info::SegmentInfo;
+use crate::layout::Compat;
 use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
 use crate::raw_writer::announce_mode;
+use crate::writer::Adopted;
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::size_of;
+
+/// [`StreamWriter::send`] of a writer that adopted another version's layout: the message as
+/// the stream stores it, the common prefix of `value` and zeros (see `Writer::write`).
+#[cold]
+fn send_adopted<T: SharedState>(tx: &Tx, number: u64, value: &T, adopted: &Adopted) -> bool {
+    let len = size_of::<T>().min(adopted.stored);
+    // SAFETY: the first `len <= size_of::<T>()` bytes of `value`, initialized (no padding:
+    // `T: SharedState`) and immutably borrowed for the call.
+    let bytes = unsafe { payload::FromBytes::new(value as *const T as *const u8, len) };
+    let source = payload::ZeroRanges {
+        inner: bytes,
+        zero: &adopted.deprecated,
+    };
+    stream::send(
+        &tx.seg,
+        number,
+        payload::words(adopted.stored),
+        source,
+        announce_mode(),
+    )
+}
 
 /// Sends messages of `T` to a broadcast stream: every reader receives every message, in order,
 /// unless it falls behind by more than the stream's capacity.
@@ -31,6 +55,9 @@ use core::mem::size_of;
 /// ```
 pub struct StreamWriter<T: SharedState> {
     tx: Sender,
+    /// Set when this writer adopted a stream of another version of `T`: the stored message
+    /// size and the byte ranges of `T`'s deprecated fields.
+    adopted: Option<Box<Adopted>>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -40,10 +67,21 @@ impl<T: SharedState> StreamWriter<T> {
 
     /// The writer of the stream `tx` created or took over.
     pub(crate) fn of(tx: Sender) -> Self {
+        let adopted = Adopted::of::<T>(&tx.seg);
         StreamWriter {
             tx,
+            adopted,
             _type: PhantomData,
         }
+    }
+
+    /// How the stream's stored layout relates to `T`: [`Compat::Exact`] unless this writer
+    /// adopted a stream of another version of its appendable type
+    /// ([`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout)): then each
+    /// message is written as the stream's layout has it (a prefix of `value`, or `value` and
+    /// zeros), so that every subscriber keeps receiving.
+    pub fn compat(&self) -> Compat {
+        self.tx.seg.compat()
     }
 
     /// Sends `value`: every reader receives it after the messages sent before it.
@@ -59,13 +97,16 @@ impl<T: SharedState> StreamWriter<T> {
     pub fn send(&mut self, value: &T) {
         self.tx.seg.assert_not_inherited();
         let number = self.tx.next();
-        let wake = stream::send(
-            &self.tx.seg,
-            number,
-            Self::WORDS,
-            payload::source_of(value),
-            announce_mode(),
-        );
+        let wake = match &self.adopted {
+            None => stream::send(
+                &self.tx.seg,
+                number,
+                Self::WORDS,
+                payload::source_of(value),
+                announce_mode(),
+            ),
+            Some(adopted) => send_adopted(&self.tx, number, value, adopted),
+        };
         self.tx.sent(number, wake);
     }
 

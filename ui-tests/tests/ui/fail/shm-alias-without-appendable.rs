@@ -1,0 +1,10 @@
+use shm_core::SharedState;
+
+#[derive(SharedState, Clone, Copy)]
+#[repr(C)]
+struct Pose {
+    #[shm(alias = "status")]
+    state: u32,
+}
+
+fn main() {}
