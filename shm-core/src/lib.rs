@@ -86,6 +86,7 @@ pub use stream::{
     QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
 };
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
+pub use wait::{Changed, Key, WaitBackend, WaitSet, Waitable};
 pub use writer::Writer;
 
 /// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time

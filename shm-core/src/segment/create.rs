@@ -1,5 +1,6 @@
 //! Creating a segment, and recovering one whose creator died before making it ready.
 
+use std::sync::Arc;
 use super::{descriptor_of, file_size, header_of, map, Recovered, Segment, Spec};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -188,7 +189,7 @@ impl Segment {
         }
         let map = map(&file, geometry.total_size, Access::ReadWrite, name).map_err(fail)?;
         let mut seg = Segment {
-            map,
+            map: Arc::new(map),
             file,
             geometry,
             index: SlotIndex::new(geometry.slot_count),

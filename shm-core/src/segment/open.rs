@@ -1,6 +1,7 @@
 //! Opening a segment: waiting (bounded) for it to be ready, validating its header and stored
 //! layout, and checking it holds what the opener expects (`docs/segment-format.md`, "Opening").
 
+use std::sync::Arc;
 use super::{corrupt, descriptor_of, file_size, header_of, map, Expect, Mapping, Segment};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -94,7 +95,7 @@ impl Segment {
             }
         }
         let seg = Segment {
-            map,
+            map: Arc::new(map),
             file,
             geometry,
             index: SlotIndex::new(geometry.slot_count),

@@ -179,6 +179,11 @@ impl RawStreamReader {
             .map(|c| protocol::load_acquire(&c.consumed))
     }
 
+    /// The untyped reader underneath.
+    pub(crate) fn raw_reader(&self) -> &RawReader {
+        &self.raw
+    }
+
     /// What the segment is (a stream or a queue: `info().kind()`; the capacity in messages:
     /// `info().slots()`) and who writes it; see [`SegmentInfo`].
     pub fn info(&self) -> SegmentInfo {

@@ -21,10 +21,23 @@
 //! - `futex.rs`: the loop ([`wait_until`]), its slices and the test hook for them.
 //! - `deadline.rs`: [`Deadline`], the end of a bounded wait.
 
+mod armed;
 mod deadline;
+mod engine;
+mod future;
 mod futex;
 mod register;
+mod set;
+mod threads;
+mod uring;
 
 pub(crate) use deadline::Deadline;
 pub(crate) use futex::{load_for_wait, wait_until, Pace, WAIT_SLICE_OVERRIDE_MS};
-pub(crate) use register::{barrier_after_registering, register_waiter, unregister_waiter};
+pub use future::Changed;
+pub(crate) use future::AsyncWait;
+pub(crate) use engine::NO_SLICE;
+pub use engine::WaitBackend;
+pub(crate) use register::{
+    barrier_after_registering, register_waiter, unregister_waiter, SKIP_BARRIER,
+};
+pub use set::{Key, WaitSet, Waitable};
