@@ -63,11 +63,14 @@ fn finish(mut child: Child, what: &str) -> (Vec<String>, bool) {
         if let Some(status) = child.try_wait().unwrap() {
             let mut out = String::new();
             child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            let lines: Vec<String> = out
+            let mut lines: Vec<String> = out
                 .lines()
                 .filter(|l| l.starts_with("RESULT") || l.starts_with("HANG"))
                 .map(String::from)
                 .collect();
+            if !status.success() {
+                lines.push(format!("exit: {status}"));
+            }
             return (lines, status.success());
         }
         if start.elapsed() > BOUND {

@@ -32,6 +32,20 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The futex word and the waiter count a queue's producer waits for room on (the control
+    /// line's `space_futex` and `space_waiters`).
+    pub fn space(seg: &Segment) -> Target {
+        use crate::format::{Control, HEADER_SIZE};
+        Target {
+            pin: seg.pin(),
+            futex: HEADER_SIZE + core::mem::offset_of!(Control, space_futex),
+            waiters: HEADER_SIZE + core::mem::offset_of!(Control, space_waiters),
+            can_register: seg.is_writable(),
+        }
+    }
+}
+
 /// The segment's writer as a waiter sees it.
 pub(crate) enum Writer {
     /// Alive, and its process's pidfd ends waits when it exits.

@@ -35,6 +35,19 @@ impl AsyncWait {
         cx: &mut Context<'_>,
         seg: &Segment,
         once: bool,
+        ready: impl FnMut(bool) -> bool,
+    ) -> Poll<Result<()>> {
+        self.poll_wait_on(cx, seg, Target::header(seg), Some(once), ready)
+    }
+
+    /// [`poll_wait`](Self::poll_wait) on the words `target` names; the writer is watched
+    /// (reported as `poll_wait` says for `once`) only if `writer` is `Some(once)`.
+    pub fn poll_wait_on(
+        &mut self,
+        cx: &mut Context<'_>,
+        seg: &Segment,
+        target: Target,
+        writer: Option<bool>,
         mut ready: impl FnMut(bool) -> bool,
     ) -> Poll<Result<()>> {
         if let Some(armed) = &mut self.armed {
@@ -55,22 +68,27 @@ impl AsyncWait {
             // Another process holds the lease (it inherited it, or the pid was another's).
             self.writer.unwatch();
         }
-        let epoch = seg.header().writer_epoch.load(Ordering::Acquire);
-        let reported = once && self.reported == Some(epoch);
-        let pidfd = match self.writer.check(seg) {
-            Writer::Dead if !reported => {
-                self.reported = Some(epoch);
-                return Poll::Ready(Err(Error::WriterDied));
+        let pidfd = match writer {
+            None => None,
+            Some(once) => {
+                let epoch = seg.header().writer_epoch.load(Ordering::Acquire);
+                let reported = once && self.reported == Some(epoch);
+                match self.writer.check(seg) {
+                    Writer::Dead if !reported => {
+                        self.reported = Some(epoch);
+                        return Poll::Ready(Err(Error::WriterDied));
+                    }
+                    Writer::Watched(fd) if !reported => Some(fd),
+                    _ => None,
+                }
             }
-            Writer::Watched(fd) if !reported => Some(fd),
-            _ => None,
         };
         let armed = match &mut self.armed {
             Some(a) => a,
             None => self.armed.insert(Armed::shared().map_err(Error::io("starting", "the shared wait engine"))?),
         };
         let armed_now = armed
-            .arm(&Target::header(seg), pidfd, Some(cx.waker().clone()), ready)
+            .arm(&target, pidfd, Some(cx.waker().clone()), ready)
             .map_err(Error::io("arming a wait on", seg.name()))?;
         if !armed_now {
             return Poll::Ready(Ok(()));

@@ -34,6 +34,7 @@ mod uring;
 pub(crate) use deadline::Deadline;
 pub(crate) use futex::{load_for_wait, wait_until, Pace, WAIT_SLICE_OVERRIDE_MS};
 pub use future::Changed;
+pub(crate) use armed::Target;
 pub(crate) use future::AsyncWait;
 pub(crate) use engine::NO_SLICE;
 pub use engine::WaitBackend;
