@@ -141,7 +141,9 @@ fn race(backend: &str, waiter: &str, skip_barrier: bool) -> (String, bool) {
     if skip_barrier {
         env.push(("SKIP_BARRIER", "1".to_string()));
     }
-    let out = spawn_role(ENTRY, "waiter", &env).wait_with_output().unwrap();
+    let out = spawn_role(ENTRY, "waiter", &env)
+        .wait_with_output()
+        .unwrap();
     kill(&mut publisher);
     let text = String::from_utf8_lossy(&out.stdout);
     let result = text

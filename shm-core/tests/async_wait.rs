@@ -34,6 +34,17 @@ const BACKENDS: [&str; 3] = ["io_uring", "futex_waitv", "thread"];
 /// How long a child may take before it counts as hung (far more than any run needs).
 const BOUND: Duration = Duration::from_secs(600);
 
+/// The backends to test: all, or those `SHM_TEST_BACKENDS` lists (comma-separated).
+fn backends() -> Vec<&'static str> {
+    match std::env::var("SHM_TEST_BACKENDS") {
+        Ok(list) => BACKENDS
+            .into_iter()
+            .filter(|b| list.split(',').any(|l| l == *b))
+            .collect(),
+        Err(_) => BACKENDS.to_vec(),
+    }
+}
+
 fn full() -> bool {
     std::env::var("SHM_STRESS_FULL").is_ok_and(|v| v == "1")
 }
@@ -62,7 +73,12 @@ fn finish(mut child: Child, what: &str) -> (Vec<String>, bool) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut out = String::new();
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
             let mut lines: Vec<String> = out
                 .lines()
                 .filter(|l| l.starts_with("RESULT") || l.starts_with("HANG"))
@@ -84,7 +100,7 @@ fn finish(mut child: Child, what: &str) -> (Vec<String>, bool) {
 /// Runs `role` in a child per backend, with `env`; asserts each succeeded; the result lines.
 fn per_backend(role: &str, env: &[(&str, String)]) -> Vec<String> {
     let mut all = Vec::new();
-    for b in BACKENDS {
+    for b in backends() {
         let mut e: Vec<(&str, String)> = env.to_vec();
         e.push(("SHM_WAIT_BACKEND", b.to_string()));
         let child = spawn_role(ENTRY, role, &e);
@@ -286,7 +302,9 @@ fn stress_readers() {
                 .filter(|(_, r)| r.version() < per_seg)
                 .map(|(i, r)| format!("{i}@{}", r.version()))
                 .collect();
-            println!("HANG backend={backend:?}: segments not seen at their final version {stuck:?}");
+            println!(
+                "HANG backend={backend:?}: segments not seen at their final version {stuck:?}"
+            );
             go.write(&2);
             std::process::exit(3);
         }
@@ -303,14 +321,18 @@ fn lost_wakes(skip_barrier: bool, modes: &[&str]) -> Vec<String> {
     let per_seg = publishes.div_ceil(segments as u64);
     let mut results = Vec::new();
     for mode in modes {
-        for b in BACKENDS {
+        for b in backends() {
             let names: Vec<Name> = (0..segments).map(|_| Name::new("async-wake")).collect();
             for n in &names {
                 drop(u64::create(n, &0).unwrap());
             }
             let go = Name::new("async-go");
             drop(u64::create(&go, &0).unwrap());
-            let list = names.iter().map(|n| n.0.clone()).collect::<Vec<_>>().join(",");
+            let list = names
+                .iter()
+                .map(|n| n.0.clone())
+                .collect::<Vec<_>>()
+                .join(",");
             let seed = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -345,7 +367,10 @@ fn lost_wakes(skip_barrier: bool, modes: &[&str]) -> Vec<String> {
             }
             results.push(format!("{mode} {b} ok={ok} {lines:?}"));
             if !skip_barrier {
-                assert!(ok, "async readers hung ({mode}, {b}, seed {seed}): {lines:?}");
+                assert!(
+                    ok,
+                    "async readers hung ({mode}, {b}, seed {seed}): {lines:?}"
+                );
             }
         }
     }
@@ -393,7 +418,11 @@ fn thread_count() {
     assert_eq!(ready, vec![keys[100]]);
     // 256 `changed` futures in one task, on the process's shared engine.
     let shared_before = threads();
-    let mut futs: Vec<_> = readers.iter().skip(1).map(|r| Box::pin(r.changed(r.version()))).collect();
+    let mut futs: Vec<_> = readers
+        .iter()
+        .skip(1)
+        .map(|r| Box::pin(r.changed(r.version())))
+        .collect();
     for f in &mut futs {
         assert!(poll_once(f).is_pending());
     }
@@ -436,10 +465,17 @@ fn cancel_storm() {
     let backend = forced();
     let names = names_of(&env("NAMES"));
     let (states, streams) = names.split_at(names.len() / 2);
-    let mut writers: Vec<_> = states.iter().map(|n| u64::open_writer(n).unwrap()).collect();
-    let txs: Vec<_> = streams.iter().map(|n| u64::open_stream_writer(n).unwrap()).collect();
+    let mut writers: Vec<_> = states
+        .iter()
+        .map(|n| u64::open_writer(n).unwrap())
+        .collect();
+    let txs: Vec<_> = streams
+        .iter()
+        .map(|n| u64::open_stream_writer(n).unwrap())
+        .collect();
     let readers: Vec<_> = states.iter().map(|n| u64::open(n).unwrap()).collect();
-    let mut rxs: Vec<StreamReader<u64>> = streams.iter().map(|n| u64::subscribe(n).unwrap()).collect();
+    let mut rxs: Vec<StreamReader<u64>> =
+        streams.iter().map(|n| u64::subscribe(n).unwrap()).collect();
     let mut set = WaitSet::new().unwrap();
     for r in &readers {
         set.attach(r).unwrap();
@@ -505,8 +541,14 @@ fn cancel_storm() {
 fn write_without_syscalls() {
     let names = names_of(&env("NAMES"));
     let (states, streams) = names.split_at(names.len() / 2);
-    let mut writers: Vec<_> = states.iter().map(|n| u64::open_writer(n).unwrap()).collect();
-    let mut txs: Vec<_> = streams.iter().map(|n| u64::open_stream_writer(n).unwrap()).collect();
+    let mut writers: Vec<_> = states
+        .iter()
+        .map(|n| u64::open_writer(n).unwrap())
+        .collect();
+    let mut txs: Vec<_> = streams
+        .iter()
+        .map(|n| u64::open_stream_writer(n).unwrap())
+        .collect();
     common::seccomp::forbid_syscalls_except_exit();
     for w in &mut writers {
         w.write(&42);
@@ -524,7 +566,7 @@ fn dropped_futures_leave_no_waiter_behind() {
     if role().is_some() {
         return;
     }
-    for b in BACKENDS {
+    for b in backends() {
         let states: Vec<Name> = (0..32).map(|_| Name::new("async-storm")).collect();
         let streams: Vec<Name> = (0..32).map(|_| Name::new("async-storm-s")).collect();
         for n in &states {
@@ -611,7 +653,11 @@ fn death_waiters() {
         }
         let (ready, key) = set_task.join().unwrap();
         let set_at = killed.elapsed();
-        assert_eq!(ready, vec![key], "the set reports the segment whose writer died");
+        assert_eq!(
+            ready,
+            vec![key],
+            "the set reports the segment whose writer died"
+        );
         (latencies, set_at)
     });
     let max = latencies.iter().max().unwrap();
@@ -632,7 +678,7 @@ fn waiters_learn_of_a_killed_writer_at_once() {
     if role().is_some() {
         return;
     }
-    for b in BACKENDS {
+    for b in backends() {
         let state = Name::new("async-death");
         let stream = Name::new("async-death-s");
         drop(u64::create(&state, &0).unwrap());

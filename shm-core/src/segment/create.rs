@@ -1,6 +1,5 @@
 //! Creating a segment, and recovering one whose creator died before making it ready.
 
-use std::sync::Arc;
 use super::{descriptor_of, file_size, header_of, map, Recovered, Segment, Spec};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -13,6 +12,7 @@ use crate::protocol::{SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
 use std::fs::File;
+use std::sync::Arc;
 
 impl Segment {
     /// Creates the segment `name` of `backend` as `spec` says, with `fill` writing the initial

@@ -1,7 +1,6 @@
 //! Opening a segment: waiting (bounded) for it to be ready, validating its header and stored
 //! layout, and checking it holds what the opener expects (`docs/segment-format.md`, "Opening").
 
-use std::sync::Arc;
 use super::{corrupt, descriptor_of, file_size, header_of, map, Expect, Mapping, Segment};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -14,6 +13,7 @@ use crate::sys::{self, Access};
 use crate::wait::Deadline;
 use core::sync::atomic::Ordering;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Segment {

@@ -127,18 +127,11 @@ impl Armed {
         let Some(id) = self.id else {
             return Poll::Ready(None);
         };
-        match self.engine.take(id, waker) {
-            Some(o) => {
-                self.id = None;
-                Poll::Ready(Some(o))
-            }
-            None if self.engine.pending() == 0 => {
-                // Not in the table: cannot happen, but never wait on nothing.
-                self.id = None;
-                Poll::Ready(Some(Outcome::Woken))
-            }
-            None => Poll::Pending,
+        let outcome = self.engine.take(id, waker);
+        if outcome.is_ready() {
+            self.id = None;
         }
+        outcome.map(Some)
     }
 
     /// [`poll_outcome`](Self::poll_outcome) with a context.

@@ -18,7 +18,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// How asynchronous waits sleep; [`WaitSet::backend`](crate::WaitSet::backend) says which one
@@ -240,21 +240,24 @@ impl Engine {
     }
 
     /// The outcome of wait `id` if it has one (the wait is then over and forgotten); else
-    /// keeps `waker` (if any) for it.
-    pub fn take(&self, id: u64, waker: Option<&Waker>) -> Option<Outcome> {
+    /// keeps `waker` (if any) for it. A wait the table does not hold (none can be missing:
+    /// only this and [`cancel`](Self::cancel) remove one) counts as woken.
+    pub fn take(&self, id: u64, waker: Option<&Waker>) -> Poll<Outcome> {
         self.reap();
         let mut t = self.table();
-        let op = t.ops.get_mut(&id)?;
+        let Some(op) = t.ops.get_mut(&id) else {
+            return Poll::Ready(Outcome::Woken);
+        };
         if let Some(o) = op.outcome {
             t.ops.remove(&id);
-            return Some(o);
+            return Poll::Ready(o);
         }
         if let Some(w) = waker {
             if !op.waker.as_ref().is_some_and(|k| k.will_wake(w)) {
                 op.waker = Some(w.clone());
             }
         }
-        None
+        Poll::Pending
     }
 
     /// Gives up wait `id`: forgotten now if it has ended, else cancelled (forgotten when its
@@ -287,7 +290,9 @@ impl Engine {
         let mut ended = Vec::new();
         let mut t = self.table();
         for (id, outcome) in out {
-            let Some(op) = t.ops.get_mut(&id) else { continue };
+            let Some(op) = t.ops.get_mut(&id) else {
+                continue;
+            };
             if op.cancelled {
                 t.ops.remove(&id);
             } else {
@@ -299,11 +304,6 @@ impl Engine {
         drop(t);
         wake.into_iter().for_each(Waker::wake);
         ended
-    }
-
-    /// Waits in the table (armed, or ended but not yet taken, or cancelled but not yet over).
-    pub fn pending(&self) -> usize {
-        self.table().ops.len()
     }
 
     /// Threads the backend runs now.
@@ -349,7 +349,9 @@ fn driver() -> io::Result<&'static Driver> {
             watched: Mutex::new(Vec::new()),
         })
     });
-    let d = made.as_ref().map_err(|&e| io::Error::from_raw_os_error(e))?;
+    let d = made
+        .as_ref()
+        .map_err(|&e| io::Error::from_raw_os_error(e))?;
     static STARTED: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
     STARTED
         .get_or_init(|| {

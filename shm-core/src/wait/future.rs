@@ -85,7 +85,9 @@ impl AsyncWait {
         };
         let armed = match &mut self.armed {
             Some(a) => a,
-            None => self.armed.insert(Armed::shared().map_err(Error::io("starting", "the shared wait engine"))?),
+            None => self
+                .armed
+                .insert(Armed::shared().map_err(Error::io("starting", "the shared wait engine"))?),
         };
         let armed_now = armed
             .arm(&target, pidfd, Some(cx.waker().clone()), ready)
@@ -157,6 +159,8 @@ impl Future for Changed<'_> {
 
 impl core::fmt::Debug for Changed<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Changed").field("since", &self.since).finish()
+        f.debug_struct("Changed")
+            .field("since", &self.since)
+            .finish()
     }
 }

@@ -288,11 +288,16 @@ impl WaitSet {
             if tokio::runtime::Handle::try_current().is_ok() {
                 if self.tokio_fd.is_none() {
                     let fd = self.dup()?;
-                    let afd = tokio::io::unix::AsyncFd::with_interest(
-                        fd,
-                        tokio::io::Interest::READABLE,
-                    )
-                    .map_err(Error::io("registering", "a wait set"))?;
+                    // SAFETY: `fd` is an open descriptor the `OwnedFd` owns, moved into the
+                    // `AsyncFd`, which keeps it open and returns that same descriptor until it
+                    // is dropped.
+                    let afd = unsafe {
+                        tokio::io::unix::AsyncFd::register_with_interest(
+                            fd,
+                            tokio::io::Interest::READABLE,
+                        )
+                    }
+                    .map_err(|e| Error::io("registering", "a wait set")(e.into_parts().1))?;
                     self.tokio_fd = Some(afd);
                 }
                 let ready = self.ready()?;
@@ -305,7 +310,9 @@ impl WaitSet {
                         guard.clear_ready();
                         continue;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("polling", "a wait set")(e))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(Error::io("polling", "a wait set")(e)))
+                    }
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -327,7 +334,9 @@ impl WaitSet {
                         crate::sys::eventfd_drain(self.engine.fd());
                         continue;
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::io("polling", "a wait set")(e))),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(Error::io("polling", "a wait set")(e)))
+                    }
                     Poll::Pending => return Poll::Pending,
                 }
             }

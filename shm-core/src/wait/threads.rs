@@ -231,7 +231,8 @@ fn shard_thread(common: &Arc<Common>, shard: &Arc<Shard>) {
         // End the waits whose word changed (woken or stale), or all of them after a slice.
         let mut entries = shard.lock();
         for e in entries.iter_mut() {
-            if timed_out || e.watch.pin.u32_at(e.watch.futex).load(Ordering::SeqCst) != e.watch.expected
+            if timed_out
+                || e.watch.pin.u32_at(e.watch.futex).load(Ordering::SeqCst) != e.watch.expected
             {
                 e.end.get_or_insert(Outcome::Woken);
             }

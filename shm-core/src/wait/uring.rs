@@ -114,9 +114,7 @@ impl State {
 
     /// Cancels the operation with user data `target` (best effort: its own completion comes).
     fn cancel_op(&mut self, target: u64) {
-        let entry = opcode::AsyncCancel::new(target)
-            .build()
-            .user_data(CANCEL);
+        let entry = opcode::AsyncCancel::new(target).build().user_data(CANCEL);
         // SAFETY: a cancellation carries no address.
         let _ = unsafe { self.push(&[entry]) };
     }
