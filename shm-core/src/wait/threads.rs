@@ -64,6 +64,8 @@ struct Common {
     placed: Mutex<HashMap<u64, Arc<Shard>>>,
     /// The pidfd thread's control eventfd, once it runs.
     pid_control: Mutex<Option<Arc<OwnedFd>>>,
+    /// Set when the backend is dropped: every thread ends its waits and stops.
+    shutdown: std::sync::atomic::AtomicBool,
 }
 
 /// The thread backends (`waitv`: shards of [`PER_SHARD`] words; else a thread per wait).
@@ -82,6 +84,7 @@ impl Threads {
                 shards: Mutex::new(Vec::new()),
                 placed: Mutex::new(HashMap::new()),
                 pid_control: Mutex::new(None),
+                shutdown: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -158,7 +161,11 @@ fn pid_thread(common: &Arc<Common>, control: &OwnedFd) {
                 }
             }
         }
-        for i in sys::poll_readable(&fds, None) {
+        let readable = sys::poll_readable(&fds, None);
+        if common.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        for i in readable {
             if i == 0 {
                 sys::eventfd_drain(control.as_fd());
             }
@@ -178,10 +185,11 @@ fn shard_thread(common: &Arc<Common>, shard: &Arc<Shard>) {
         let control = shard.control.load(Ordering::SeqCst);
         let (ended, words, slice) = {
             let mut entries = shard.lock();
+            let stop = common.shutdown.load(Ordering::SeqCst);
             let (ended, kept): (Vec<Entry>, Vec<Entry>) =
-                entries.drain(..).partition(|e| e.end.is_some());
+                entries.drain(..).partition(|e| stop || e.end.is_some());
             *entries = kept;
-            if entries.is_empty() && !common.waitv {
+            if entries.is_empty() && (stop || !common.waitv) {
                 shard.running.store(false, Ordering::SeqCst);
                 drop(entries);
                 common.finish(ended);
@@ -244,6 +252,19 @@ fn shard_thread(common: &Arc<Common>, shard: &Arc<Shard>) {
                     e.end.get_or_insert(Outcome::Woken);
                 });
             }
+        }
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        let c = &self.common;
+        c.shutdown.store(true, Ordering::SeqCst);
+        for shard in lock(&c.shards).iter() {
+            shard.kick(c.waitv);
+        }
+        if let Some(fd) = lock(&c.pid_control).as_ref() {
+            sys::eventfd_signal(fd.as_fd());
         }
     }
 }
