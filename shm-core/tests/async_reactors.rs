@@ -133,7 +133,10 @@ fn a_dropped_set_leaves_no_thread_behind() {
         for r in &readers {
             assert_eq!(hooks::waiters(hooks::raw(r)), 0);
         }
-        eprintln!("{b:?}: {} helper threads while armed, none after the drop", armed - before);
+        eprintln!(
+            "{b:?}: {} helper threads while armed, none after the drop",
+            armed - before
+        );
     }
     drop(writers);
 }
