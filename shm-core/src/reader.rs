@@ -221,7 +221,8 @@ impl<T: SharedState> Reader<T> {
     ///
     /// ```no_run
     /// # async fn f() -> shm_core::Result<()> {
-    /// let r = shm_core::Reader::<u64>::open_typed("/ticks")?;
+    /// use shm_core::SharedState;
+    /// let r = u64::open("/ticks")?;
     /// let mut v = r.version();
     /// loop {
     ///     v = r.changed(v).await?;
