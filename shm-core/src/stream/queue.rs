@@ -284,8 +284,9 @@ impl<T: SharedState> QueueConsumer<T> {
         })
     }
 
-    /// Takes the next message asynchronously; `Err(Error::WriterDied)` once when the
-    /// producer's process ends (the next call waits on, for a producer that takes over).
+    /// Takes the next message asynchronously; `Err(Error::WriterDied)` when the producer's
+    /// process ends while it waits (the next call waits on, for a producer that takes over;
+    /// a queue without a producer is simply waited on).
     ///
     /// Cancellation-safe: a message is taken only when the future returns it; dropping the
     /// future loses nothing and cancels its wait. The wait runs on the process's shared wait

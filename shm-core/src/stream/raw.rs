@@ -141,8 +141,8 @@ impl RawStreamReader {
 
     /// Copies the next message into `dst` asynchronously, and returns its number;
     /// `Err(Error::Lagged)` as [`try_recv`](Self::try_recv), and `Err(Error::WriterDied)`
-    /// once when the writer's process ends (the next call waits on, for a writer that takes
-    /// over). Cancellation-safe, as [`StreamReader::recv_async`](crate::StreamReader::recv_async).
+    /// when the writer's process ends while it waits (the next call waits on, for a writer
+    /// that takes over). Cancellation-safe, as [`StreamReader::recv_async`](crate::StreamReader::recv_async).
     ///
     /// # Panics
     /// If `dst.len()` is not [`payload_size`](Self::payload_size).

@@ -125,8 +125,9 @@ impl<T: SharedState> StreamReader<T> {
     }
 
     /// Receives the next message asynchronously; `Err(Error::Lagged)` as
-    /// [`try_recv`](Self::try_recv), and `Err(Error::WriterDied)` once when the writer's
-    /// process ends (the next call waits on, for a writer that takes over).
+    /// [`try_recv`](Self::try_recv), and `Err(Error::WriterDied)` when the writer's process
+    /// ends while it waits (the next call waits on, for a writer that takes over; a stream
+    /// without a writer is simply waited on).
     ///
     /// Cancellation-safe: a message is taken only when the future returns it, so dropping
     /// the future loses nothing; its armed wait is cancelled. The wait runs on the process's

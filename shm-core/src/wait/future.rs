@@ -23,12 +23,15 @@ pub(crate) struct AsyncWait {
     /// The epoch of the writer whose end was reported last (reported once each: a stream
     /// goes on when a new writer takes over).
     reported: Option<u64>,
+    /// The epoch of the writer this wait last saw alive.
+    alive: Option<u64>,
 }
 
 impl AsyncWait {
     /// Polls until `ready` may hold: `Ready(Ok(()))` when it should be checked again (it held
     /// at the re-check, or the armed wait ended); `Ready(Err(WriterDied))` when the writer is
-    /// gone (each writer once if `once`, else every time); `Pending` while a wait is armed.
+    /// gone (if `once`: a writer this wait saw alive, once; else whenever none is alive);
+    /// `Pending` while a wait is armed.
     /// `ready(registered)` loads as [`load_for_wait`](super::load_for_wait) says.
     pub fn poll_wait(
         &mut self,
@@ -74,12 +77,21 @@ impl AsyncWait {
                 let epoch = seg.header().writer_epoch.load(Ordering::Acquire);
                 let reported = once && self.reported == Some(epoch);
                 match self.writer.check(seg) {
-                    Writer::Dead if !reported => {
+                    // With `once`, only a writer this wait saw alive is reported (a reader may
+                    // start before its writer does), and only once.
+                    Writer::Dead if !once || (self.alive == Some(epoch) && !reported) => {
                         self.reported = Some(epoch);
                         return Poll::Ready(Err(Error::WriterDied));
                     }
-                    Writer::Watched(fd) if !reported => Some(fd),
-                    _ => None,
+                    Writer::Dead => None,
+                    Writer::Watched(fd) => {
+                        self.alive = Some(epoch);
+                        (!reported).then_some(fd)
+                    }
+                    Writer::Unwatched => {
+                        self.alive = Some(epoch);
+                        None
+                    }
                 }
             }
         };
