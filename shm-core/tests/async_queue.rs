@@ -94,7 +94,11 @@ fn async_side(name: &str) {
                             .await
                             .map(|o| o.unwrap())
                     };
-                    assert_eq!(got.expect(&timeout("message", m)).unwrap(), m);
+                    assert_eq!(
+                        got.unwrap_or_else(|_| panic!("{}", timeout("message", m)))
+                            .unwrap(),
+                        m
+                    );
                 }
             }
             "produce" => {
@@ -102,7 +106,8 @@ fn async_side(name: &str) {
                 println!("ready");
                 for m in 1..=MESSAGES {
                     let sent = tokio::time::timeout(BOUND, tx.send_async(&m)).await;
-                    sent.expect(&timeout("room for", m)).unwrap();
+                    sent.unwrap_or_else(|_| panic!("{}", timeout("room for", m)))
+                        .unwrap();
                 }
             }
             _ => {
@@ -111,7 +116,10 @@ fn async_side(name: &str) {
                 let (mut last, mut lost) = (0u64, 0u64);
                 while last < MESSAGES {
                     let item = tokio::time::timeout(BOUND, next(&mut rx)).await;
-                    match item.expect(&timeout("message after", last)).unwrap() {
+                    match item
+                        .unwrap_or_else(|_| panic!("{}", timeout("message after", last)))
+                        .unwrap()
+                    {
                         Ok((number, bytes)) => {
                             let value = u64::from_ne_bytes(bytes.try_into().unwrap());
                             assert_eq!(number, value);
