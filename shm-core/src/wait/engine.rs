@@ -175,6 +175,12 @@ pub(crate) struct Engine {
 
 struct Inner {
     kind: WaitBackend,
+    /// Whether [`Engine::take`] and [`Engine::cancel`] collect outcomes too (the shared
+    /// engine, whose every wait has a waker to wake). A wait set's engine collects only when
+    /// the set does, at the start of a pass over its waits: collecting in the middle of one
+    /// could take the signal of a wait the pass had already looked at, leaving its outcome
+    /// unseen and the eventfd silent.
+    eager: bool,
     eventfd: Arc<OwnedFd>,
     sleeper: Box<dyn Sleeper>,
     table: Mutex<Table>,
@@ -182,7 +188,7 @@ struct Inner {
 
 impl Engine {
     /// An engine with `kind`, or the probed or environment's choice.
-    pub fn new(kind: Option<WaitBackend>) -> io::Result<Engine> {
+    pub fn new(kind: Option<WaitBackend>, eager: bool) -> io::Result<Engine> {
         let kind = kind.unwrap_or_else(WaitBackend::chosen);
         let eventfd = Arc::new(sys::eventfd()?);
         let sleeper: Box<dyn Sleeper> = match kind {
@@ -193,6 +199,7 @@ impl Engine {
         Ok(Engine {
             inner: Arc::new(Inner {
                 kind,
+                eager,
                 eventfd,
                 sleeper,
                 table: Mutex::new(Table::default()),
@@ -243,7 +250,9 @@ impl Engine {
     /// keeps `waker` (if any) for it. A wait the table does not hold (none can be missing:
     /// only this and [`cancel`](Self::cancel) remove one) counts as woken.
     pub fn take(&self, id: u64, waker: Option<&Waker>) -> Poll<Outcome> {
-        self.reap();
+        if self.inner.eager {
+            self.reap();
+        }
         let mut t = self.table();
         let Some(op) = t.ops.get_mut(&id) else {
             return Poll::Ready(Outcome::Woken);
@@ -273,8 +282,10 @@ impl Engine {
         op.waker = None;
         drop(t);
         self.inner.sleeper.cancel(id);
-        // The outcome may have come meanwhile.
-        self.reap();
+        if self.inner.eager {
+            // The outcome may have come meanwhile.
+            self.reap();
+        }
     }
 
     /// Collects the backend's outcomes: records each (or forgets a cancelled wait) and wakes
@@ -344,7 +355,7 @@ fn driver() -> io::Result<&'static Driver> {
     let made = DRIVER.get_or_init(|| {
         let code = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
         Ok(Driver {
-            engine: Engine::new(None).map_err(code)?,
+            engine: Engine::new(None, true).map_err(code)?,
             control: sys::eventfd().map_err(code)?,
             watched: Mutex::new(Vec::new()),
         })

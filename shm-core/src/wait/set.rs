@@ -157,7 +157,7 @@ impl WaitSet {
     }
 
     fn make(backend: Option<WaitBackend>) -> Result<WaitSet> {
-        let engine = Engine::new(backend).map_err(Error::io("starting", "a wait set"))?;
+        let engine = Engine::new(backend, false).map_err(Error::io("starting", "a wait set"))?;
         Ok(WaitSet {
             engine,
             entries: BTreeMap::new(),
