@@ -88,6 +88,7 @@ pub use stream::{
 };
 pub use turn::Turn;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};
+pub use wait::{Changed, Key, WaitBackend, WaitSet, Waitable};
 pub use writer::Writer;
 
 /// Derives [`SharedState`](trait@SharedState) for a `#[repr(C)]` struct, proving at compile time

@@ -404,6 +404,24 @@ pub mod hooks {
         crate::wait::WAIT_SLICE_OVERRIDE_MS.store(ms, Ordering::Relaxed);
     }
 
+    /// Makes every asynchronous wait in this process (futures and wait sets armed from now
+    /// on) sleep without the 100 ms slice that bounds a missed wake-up, so that a test sees
+    /// every missed one as a hang.
+    pub fn disable_async_wait_slice() {
+        crate::wait::NO_SLICE.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes every waiter in this process (blocking or asynchronous) register without the
+    /// waiter's `membarrier` barrier, so that a test can show the wake-ups it then misses.
+    pub fn skip_waiter_barrier() {
+        crate::wait::SKIP_BARRIER.store(true, Ordering::Relaxed);
+    }
+
+    /// The waiter count of the segment under `r` (the header's `waiters`).
+    pub fn waiters(r: &RawReader) -> u32 {
+        r.segment().header().waiters.load(Ordering::SeqCst)
+    }
+
     /// Makes a queue consumer in this process kill its process (SIGKILL) right after a commit
     /// that owes a waiting producer a wake-up, before the wake-up, as a consumer killed at that
     /// moment would.

@@ -287,6 +287,21 @@ impl RawReader {
         outcome.unwrap_or(Err(Error::Timeout))
     }
 
+    /// Waits asynchronously until the version is greater than `since`, and returns it: the
+    /// asynchronous [`wait_for_update`](Self::wait_for_update), shaped like
+    /// `tokio::sync::watch::Receiver::changed` but with the version to wait beyond.
+    ///
+    /// Fails with [`Error::WriterDied`] when no writer holds the segment (at the start, or
+    /// once the writer's process ends while waiting: a pidfd of the writer ends the wait at
+    /// once), unless a newer version is there; with [`Error::Truncated`] once another process
+    /// has shrunk the segment. Runtime-agnostic: the wait is armed on the process's shared
+    /// wait engine, whose one thread wakes the task ([`WaitSet`](crate::WaitSet) says how
+    /// the kernel waits). Dropping the future at any point cancels its wait; the waiter count
+    /// it incremented goes back down once the kernel has let go of the wait.
+    pub fn changed(&self, since: u64) -> crate::wait::Changed<'_> {
+        crate::wait::Changed::new(self, since)
+    }
+
     /// What the segment is and who writes it; see [`SegmentInfo`]. Which facts are fixed and
     /// which are live snapshots is said there; the writer's liveness costs a lock query.
     pub fn info(&self) -> SegmentInfo {

@@ -232,6 +232,24 @@ impl<T: SharedState> Reader<T> {
         self.raw.wait_for_update(since, timeout)
     }
 
+    /// Waits asynchronously until the version is greater than `since`; see
+    /// [`RawReader::changed`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> shm_core::Result<()> {
+    /// use shm_core::SharedState;
+    /// let r = u64::open("/ticks")?;
+    /// let mut v = r.version();
+    /// loop {
+    ///     v = r.changed(v).await?;
+    ///     println!("{} at version {v}", r.read());
+    /// }
+    /// # }
+    /// ```
+    pub fn changed(&self, since: u64) -> crate::wait::Changed<'_> {
+        self.raw.changed(since)
+    }
+
     /// What the segment is and who writes it (the writer's liveness is a lock query); see
     /// [`SegmentInfo`].
     pub fn info(&self) -> SegmentInfo {

@@ -12,6 +12,7 @@ use crate::protocol::{SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::sync::atomic::Ordering;
 use std::fs::File;
+use std::sync::Arc;
 
 impl Segment {
     /// Creates the segment `name` of `backend` as `spec` says, with `fill` writing the initial
@@ -188,7 +189,7 @@ impl Segment {
         }
         let map = map(&file, geometry.total_size, Access::ReadWrite, name).map_err(fail)?;
         let mut seg = Segment {
-            map,
+            map: Arc::new(map),
             file,
             geometry,
             index: SlotIndex::new(geometry.slot_count),

@@ -26,7 +26,7 @@ use crate::lease::LeaseFile;
 use crate::protocol::{Inline, SlotIndex, Slots};
 use crate::sys::{self, Access};
 use core::mem::ManuallyDrop;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
 use std::sync::Arc;
@@ -132,6 +132,36 @@ impl Mapping {
     }
 }
 
+/// A strong reference to a segment's mapping: keeps its words mapped (and guarded) while an
+/// asynchronous wait that the kernel (or a waiting thread) still holds refers to them, even
+/// after the handle that started the wait is gone.
+#[derive(Clone)]
+pub(crate) struct Pinned(Arc<Mapping>);
+
+impl Pinned {
+    /// The 32-bit word at byte `offset` of the mapping.
+    ///
+    /// # Panics
+    /// If the word does not lie inside the mapping or is not 4-aligned.
+    pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        assert!(offset % 4 == 0 && offset + 4 <= self.0.len());
+        // SAFETY: the word lies inside the mapping and is aligned (asserted; the mapping is
+        // page-aligned); any bytes are a valid `AtomicU32`, and other processes changing them
+        // is what atomics are for; the borrow is tied to `self`, which keeps the mapping.
+        unsafe { &*(self.0.as_ptr().add(offset) as *const AtomicU32) }
+    }
+
+    /// The 64-bit word at byte `offset` of the mapping.
+    ///
+    /// # Panics
+    /// If the word does not lie inside the mapping or is not 8-aligned.
+    pub fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset + 8 <= self.0.len());
+        // SAFETY: as in `u32_at`, for an 8-byte word.
+        unsafe { &*(self.0.as_ptr().add(offset) as *const AtomicU64) }
+    }
+}
+
 /// What [`Segment::recover`] found.
 pub(crate) enum Recovered {
     /// The segment was not ready and is now initialized; the caller is its writer.
@@ -143,7 +173,9 @@ pub(crate) enum Recovered {
 
 /// A mapped, validated segment.
 pub(crate) struct Segment {
-    map: Mapping,
+    /// Shared with every [`Pinned`] of this segment (an asynchronous wait the kernel still
+    /// holds), so that its words stay mapped until the last of them ends.
+    map: Arc<Mapping>,
     file: File,
     geometry: Geometry,
     index: SlotIndex,
@@ -256,6 +288,11 @@ impl Segment {
     #[inline(always)]
     pub fn header(&self) -> &Header {
         header_of(&self.map)
+    }
+
+    /// A strong reference to the mapping, for a wait that may outlive this handle.
+    pub fn pin(&self) -> Pinned {
+        Pinned(Arc::clone(&self.map))
     }
 
     /// The validated geometry (this process's copy, never re-read from the header).

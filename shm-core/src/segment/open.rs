@@ -13,6 +13,7 @@ use crate::sys::{self, Access};
 use crate::wait::Deadline;
 use core::sync::atomic::Ordering;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Segment {
@@ -108,7 +109,7 @@ impl Segment {
             }
         }
         let seg = Segment {
-            map,
+            map: Arc::new(map),
             file,
             geometry,
             index: SlotIndex::new(geometry.slot_count),

@@ -12,10 +12,11 @@ use crate::protocol::{self, Slots};
 use crate::raw_writer::announce_mode;
 use crate::segment::Segment;
 use crate::sys::{self, Access};
-use crate::wait::{self, wait_until, Deadline, Pace};
+use crate::wait::{self, wait_until, AsyncWait, Deadline, Pace};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::{size_of, MaybeUninit};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 fn control(seg: &Segment) -> &Control {
@@ -109,6 +110,36 @@ impl<T: SharedState> QueueProducer<T> {
         }
     }
 
+    /// Sends `value`, waiting asynchronously as long as it takes for room.
+    ///
+    /// Cancellation-safe: the message is sent only when the future completes; dropping it
+    /// before sends nothing and cancels its wait. The wait runs on the process's shared wait
+    /// engine (see [`RawReader::changed`](crate::RawReader::changed)).
+    pub async fn send_async(&mut self, value: &T) -> Result<()> {
+        let mut wait = AsyncWait::default();
+        std::future::poll_fn(|cx| {
+            // Bounded: each turn either returns or saw an armed wait end.
+            for _ in 0..1_000_000 {
+                match self.try_send(value) {
+                    Err(Error::Full) => {}
+                    other => return Poll::Ready(other),
+                }
+                let seg = &self.tx.seg;
+                let number = self.tx.next();
+                stream::wait_for_room(seg, number);
+                let target = wait::Target::space(seg);
+                match wait.poll_wait_on(cx, seg, target, None, |_| stream::has_room(seg, number)) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => {}
+                }
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await
+    }
+
     /// The number of messages sent to this queue since it was created, by this producer and
     /// the producers before it.
     pub fn sent(&self) -> u64 {
@@ -149,6 +180,8 @@ pub struct QueueConsumer<T: SharedState> {
     taken: u64,
     /// `published` as this consumer last loaded it.
     published_seen: u64,
+    /// The wait of the [`Stream`](futures_core::Stream) implementation, kept between polls.
+    stream_wait: AsyncWait,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -169,6 +202,7 @@ impl<T: SharedState> QueueConsumer<T> {
             seg,
             taken,
             published_seen: 0,
+            stream_wait: AsyncWait::default(),
             _type: PhantomData,
         })
     }
@@ -248,6 +282,39 @@ impl<T: SharedState> QueueConsumer<T> {
         })
     }
 
+    /// Takes the next message asynchronously; `Err(Error::WriterDied)` when the producer's
+    /// process ends while it waits (the next call waits on, for a producer that takes over;
+    /// a queue without a producer is simply waited on).
+    ///
+    /// Cancellation-safe: a message is taken only when the future returns it; dropping the
+    /// future loses nothing and cancels its wait. The wait runs on the process's shared wait
+    /// engine (see [`RawReader::changed`](crate::RawReader::changed)).
+    pub async fn recv_async(&mut self) -> Result<T> {
+        let mut wait = AsyncWait::default();
+        std::future::poll_fn(|cx| self.poll_recv_with(cx, &mut wait)).await
+    }
+
+    /// One poll of a receive that waits with `wait`.
+    fn poll_recv_with(&mut self, cx: &mut Context<'_>, wait: &mut AsyncWait) -> Poll<Result<T>> {
+        // Bounded: each turn either returns or saw an armed wait end.
+        for _ in 0..1_000_000 {
+            if let Some(v) = self.try_recv().transpose() {
+                return Poll::Ready(v);
+            }
+            let next = self.taken + 1;
+            let published = &self.seg.header().published;
+            match wait.poll_wait(cx, &self.seg, true, |registered| {
+                wait::load_for_wait(published, registered) >= next
+            }) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Takes as many messages as are available, up to `buf.len()`, into `buf` without waiting,
     /// and returns how many (0 if none). The position is stored once for the whole batch.
     pub fn recv_batch(&mut self, buf: &mut [T]) -> Result<usize> {
@@ -298,6 +365,24 @@ impl<T: SharedState> core::fmt::Debug for QueueProducer<T> {
             .field("capacity", &self.tx.seg.geometry().slot_count)
             .field("sent", &self.tx.sent)
             .finish()
+    }
+}
+
+// Nothing in a consumer is pinned: its `Stream` implementation moves no field it relies on.
+impl<T: SharedState> Unpin for QueueConsumer<T> {}
+
+/// The messages, taken in order, as [`recv_async`](QueueConsumer::recv_async) takes them;
+/// never ends. Between polls the consumer keeps its armed wait (counted in the queue's waiter
+/// count) until a message comes or the consumer is dropped.
+impl<T: SharedState> futures_core::Stream for QueueConsumer<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: core::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        let this = self.get_mut();
+        let mut wait = core::mem::take(&mut this.stream_wait);
+        let polled = this.poll_recv_with(cx, &mut wait).map(Some);
+        this.stream_wait = wait;
+        polled
     }
 }
 

@@ -9,7 +9,8 @@ use crate::layout::LayoutBuf;
 use crate::payload;
 use crate::protocol::{self, stream};
 use crate::raw_reader::RawReader;
-use crate::wait::Deadline;
+use crate::wait::{AsyncWait, Deadline};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// Receives the messages of a broadcast stream, or observes those of a queue, as bytes,
@@ -45,6 +46,8 @@ pub struct RawStreamReader {
     pending: Option<u64>,
     /// Its bytes.
     pending_bytes: Vec<u8>,
+    /// The wait of the [`Stream`](futures_core::Stream) implementation, kept between polls.
+    stream_wait: AsyncWait,
 }
 
 impl RawStreamReader {
@@ -76,6 +79,7 @@ impl RawStreamReader {
             cursor,
             pending: None,
             pending_bytes,
+            stream_wait: AsyncWait::default(),
         }
     }
 
@@ -135,6 +139,44 @@ impl RawStreamReader {
         self.recv_until(dst, Deadline::after(timeout))
     }
 
+    /// Copies the next message into `dst` asynchronously, and returns its number;
+    /// `Err(Error::Lagged)` as [`try_recv`](Self::try_recv), and `Err(Error::WriterDied)`
+    /// when the writer's process ends while it waits (the next call waits on, for a writer
+    /// that takes over). Cancellation-safe, as [`StreamReader::recv_async`](crate::StreamReader::recv_async).
+    ///
+    /// # Panics
+    /// If `dst.len()` is not [`payload_size`](Self::payload_size).
+    pub async fn recv_async(&mut self, dst: &mut [u8]) -> Result<u64> {
+        let mut wait = AsyncWait::default();
+        std::future::poll_fn(|cx| self.poll_recv_with(cx, dst, &mut wait)).await
+    }
+
+    /// One poll of a receive into `dst` that waits with `wait`.
+    fn poll_recv_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &mut [u8],
+        wait: &mut AsyncWait,
+    ) -> Poll<Result<u64>> {
+        // Bounded: each turn either returns or saw an armed wait end.
+        for _ in 0..1_000_000 {
+            if let Some(v) = self.try_recv(dst).transpose() {
+                return Poll::Ready(v);
+            }
+            let next = self.cursor.next;
+            let published = &self.raw.segment().header().published;
+            match wait.poll_wait(cx, self.raw.segment(), true, |registered| {
+                crate::wait::load_for_wait(published, registered) >= next
+            }) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     fn recv_until(&mut self, dst: &mut [u8], deadline: Deadline) -> Result<u64> {
         let try_recv = |r: &mut Self| r.try_recv(dst);
         super::receive_until(self, deadline, try_recv, |r, d| r.cursor.wait(&r.raw, d))
@@ -185,10 +227,34 @@ impl RawStreamReader {
             .map(|c| protocol::load_acquire(&c.consumed))
     }
 
+    /// The untyped reader underneath.
+    pub(crate) fn raw_reader(&self) -> &RawReader {
+        &self.raw
+    }
+
     /// What the segment is (a stream or a queue: `info().kind()`; the capacity in messages:
     /// `info().slots()`) and who writes it; see [`SegmentInfo`].
     pub fn info(&self) -> SegmentInfo {
         self.raw.info()
+    }
+}
+
+/// The messages, in order, each as its number and its bytes; never ends. Errors as
+/// [`recv_async`](RawStreamReader::recv_async) reports them. Between polls the reader keeps
+/// its armed wait until a message comes or the reader is dropped.
+impl futures_core::Stream for RawStreamReader {
+    type Item = Result<(u64, Vec<u8>)>;
+
+    fn poll_next(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(u64, Vec<u8>)>>> {
+        let this = self.get_mut();
+        let mut wait = core::mem::take(&mut this.stream_wait);
+        let mut bytes = vec![0; this.payload_size()];
+        let polled = this.poll_recv_with(cx, &mut bytes, &mut wait);
+        this.stream_wait = wait;
+        polled.map(|r| Some(r.map(|n| (n, bytes))))
     }
 }
 

@@ -6,7 +6,7 @@ use crate::info::SegmentInfo;
 use crate::payload;
 use crate::protocol::stream;
 use crate::raw_reader::RawReader;
-use crate::wait::{self, wait_until, Deadline, Pace};
+use crate::wait::{self, wait_until, AsyncWait, Deadline, Pace};
 use crate::SharedState;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -51,6 +51,8 @@ pub struct StreamReader<T: SharedState> {
     cursor: Cursor,
     /// A message received right after a gap, returned after the gap is reported.
     pending: Option<T>,
+    /// The wait of the [`Stream`](futures_core::Stream) implementation, kept between polls.
+    stream_wait: AsyncWait,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -114,6 +116,7 @@ impl<T: SharedState> StreamReader<T> {
             cursor: Cursor::new(&raw, start),
             raw,
             pending: None,
+            stream_wait: AsyncWait::default(),
             _type: PhantomData,
         }
     }
@@ -123,6 +126,45 @@ impl<T: SharedState> StreamReader<T> {
     /// the fields `T` has beyond them zero.
     pub fn compat(&self) -> crate::Compat {
         self.raw.segment().compat()
+    }
+
+    /// Receives the next message asynchronously; `Err(Error::Lagged)` as
+    /// [`try_recv`](Self::try_recv), and `Err(Error::WriterDied)` when the writer's process
+    /// ends while it waits (the next call waits on, for a writer that takes over; a stream
+    /// without a writer is simply waited on).
+    ///
+    /// Cancellation-safe: a message is taken only when the future returns it, so dropping
+    /// the future loses nothing; its armed wait is cancelled. The wait runs on the process's
+    /// shared wait engine (see [`RawReader::changed`]).
+    pub async fn recv_async(&mut self) -> Result<T> {
+        let mut wait = AsyncWait::default();
+        std::future::poll_fn(|cx| self.poll_recv_with(cx, &mut wait)).await
+    }
+
+    /// One poll of a receive that waits with `wait`.
+    fn poll_recv_with(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        wait: &mut AsyncWait,
+    ) -> std::task::Poll<Result<T>> {
+        use std::task::Poll;
+        // Bounded: each turn either returns or saw an armed wait end.
+        for _ in 0..1_000_000 {
+            if let Some(v) = self.try_recv().transpose() {
+                return Poll::Ready(v);
+            }
+            let next = self.cursor.next;
+            let published = &self.raw.segment().header().published;
+            match wait.poll_wait(cx, self.raw.segment(), true, |registered| {
+                wait::load_for_wait(published, registered) >= next
+            }) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Receives the next message if one was sent, without waiting: `Ok(None)` if none, or
@@ -248,6 +290,27 @@ impl<T: SharedState> Iterator for TryIter<'_, T> {
     type Item = Result<T>;
     fn next(&mut self) -> Option<Result<T>> {
         self.reader.try_recv().transpose()
+    }
+}
+
+// Nothing in a reader is pinned: its `Stream` implementation moves no field it relies on.
+impl<T: SharedState> Unpin for StreamReader<T> {}
+
+/// The messages, in order, as [`recv_async`](StreamReader::recv_async) receives them; never
+/// ends. Between polls the reader keeps its armed wait (counted in the stream's waiter count)
+/// until a message comes or the reader is dropped.
+impl<T: SharedState> futures_core::Stream for StreamReader<T> {
+    type Item = Result<T>;
+
+    fn poll_next(
+        self: core::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<T>>> {
+        let this = self.get_mut();
+        let mut wait = core::mem::take(&mut this.stream_wait);
+        let polled = this.poll_recv_with(cx, &mut wait).map(Some);
+        this.stream_wait = wait;
+        polled
     }
 }
 

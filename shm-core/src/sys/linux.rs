@@ -6,11 +6,16 @@
 //! `membarrier`; `mutex.rs`: the turn lock of turn-taking writers), behind small safe functions that take and return owned file descriptors and
 //! `io::Result`s.
 
+mod events;
 mod files;
 mod leases;
 mod mutex;
 mod waiting;
 
+pub use events::{
+    eventfd, eventfd_drain, eventfd_signal, futex_wait_shared, futex_waitv, futex_wake_private,
+    has_futex_waitv, pidfd_open, poll_readable, FutexWaitv, FUTEX2_PRIVATE, FUTEX2_SIZE_U32,
+};
 pub use files::{
     allocate, file_open_nofollow, file_size, memfd, pid, reopen, seal_size, shm_name_is_directory,
     shm_open, shm_unlink, unlinked,

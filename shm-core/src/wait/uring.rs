@@ -1,0 +1,240 @@
+//! The io_uring backend: each armed wait is an `IORING_OP_FUTEX_WAIT` (Linux 6.7+) on the
+//! segment's own futex word, waited as a shared futex (`FUTEX2_SIZE_U32`, no private flag), so
+//! the writers' ordinary `FUTEX_WAKE` ends it and nothing changes on their side; a stale
+//! expected value ends it at once (`EAGAIN`). A slice, when there is one, is a linked timeout.
+//! If the writer is watched, a `POLL_ADD` on its pidfd ends the wait when the writer's process
+//! does. Completions signal the engine's eventfd (`IORING_REGISTER_EVENTFD`).
+//!
+//! Every operation carries `id << 2 | tag` as its user data; a wait's final outcome is known
+//! once every operation submitted for it has completed (the kernel then holds nothing of it).
+//! The first of the futex and pidfd operations to complete cancels the other.
+
+use super::engine::{Outcome, Sleeper, Watch};
+use crate::sys;
+use io_uring::{opcode, squeue, types, IoUring};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+
+/// User-data tags: the futex wait, the pidfd poll, the linked timeout, a cancellation.
+const FUTEX: u64 = 0;
+const POLL: u64 = 1;
+const TIMEOUT: u64 = 2;
+const CANCEL: u64 = 3;
+/// `FUTEX_BITSET_MATCH_ANY`: the mask every `FUTEX_WAKE` matches.
+const MATCH_ANY: u64 = u32::MAX as u64;
+/// Submission queue entries (the completion queue has twice as many; the kernel keeps any
+/// overflow, `IORING_FEAT_NODROP`).
+const ENTRIES: u32 = 256;
+
+/// Whether io_uring futex waits work here (a ring can be made, and it knows the opcode).
+pub(crate) fn supported() -> bool {
+    let Ok(ring) = IoUring::new(2) else {
+        return false;
+    };
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok()
+        && probe.is_supported(opcode::FutexWait::CODE)
+        && probe.is_supported(opcode::PollAdd::CODE)
+}
+
+/// What a wait still has in the ring.
+struct InFlight {
+    /// Operations whose completion has not arrived.
+    left: u8,
+    /// Whether the pidfd poll is among them (and may need cancelling).
+    polled: bool,
+    /// Whether the first of the futex and the poll completed already.
+    first_done: bool,
+    died: bool,
+    /// The words and the pidfd, kept until the kernel is done with them.
+    _watch: Arc<Watch>,
+}
+
+struct State {
+    ring: IoUring,
+    waits: HashMap<u64, InFlight>,
+    done: Vec<(u64, Outcome)>,
+}
+
+/// One ring, behind a lock (any thread may arm, cancel or reap).
+pub(crate) struct Ring {
+    state: Mutex<State>,
+}
+
+impl Ring {
+    /// A ring that signals `eventfd` at every completion.
+    pub fn new(eventfd: &OwnedFd) -> io::Result<Ring> {
+        let ring = IoUring::new(ENTRIES)?;
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        Ok(Ring {
+            state: Mutex::new(State {
+                ring,
+                waits: HashMap::new(),
+                done: Vec::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// Queues `entries` (kept together: a link must not be split by a full queue), submitting
+    /// first if they do not fit.
+    ///
+    /// # Safety
+    /// Every address the entries carry must stay valid until the kernel is done with it (the
+    /// timespec of a linked timeout: until this call has submitted it).
+    unsafe fn push(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+        for _ in 0..2 {
+            // SAFETY: the caller's contract on the entries' addresses.
+            if unsafe { self.ring.submission().push_multiple(entries) }.is_ok() {
+                return Ok(());
+            }
+            self.submit()?;
+        }
+        Err(io::Error::from_raw_os_error(libc::EBUSY))
+    }
+
+    /// Submits what is queued, retrying on `EINTR` and `EBUSY` (completions to reap first).
+    fn submit(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => self.collect(),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Cancels the operation with user data `target` (best effort: its own completion comes).
+    fn cancel_op(&mut self, target: u64) {
+        let entry = opcode::AsyncCancel::new(target).build().user_data(CANCEL);
+        // SAFETY: a cancellation carries no address.
+        let _ = unsafe { self.push(&[entry]) };
+    }
+
+    /// Moves completions from the ring into `done`.
+    fn collect(&mut self) {
+        let cqes: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        let mut cancels = Vec::new();
+        for (data, res) in cqes {
+            let (id, tag) = (data >> 2, data & 3);
+            if tag == CANCEL {
+                continue;
+            }
+            let Some(w) = self.waits.get_mut(&id) else {
+                continue;
+            };
+            w.left -= 1;
+            if tag == POLL && res > 0 {
+                w.died = true;
+            }
+            if (tag == FUTEX || tag == POLL) && !w.first_done {
+                w.first_done = true;
+                if w.polled {
+                    cancels.push(id << 2 | if tag == FUTEX { POLL } else { FUTEX });
+                }
+            }
+            if w.left == 0 {
+                let died = w.died;
+                self.waits.remove(&id);
+                self.done.push((
+                    id,
+                    if died {
+                        Outcome::WriterDied
+                    } else {
+                        Outcome::Woken
+                    },
+                ));
+            }
+        }
+        for target in cancels {
+            self.cancel_op(target);
+        }
+    }
+}
+
+impl Sleeper for Ring {
+    fn arm(&self, id: u64, watch: Arc<Watch>) -> io::Result<()> {
+        let mut s = self.lock();
+        let ts = watch.slice.map(|d| {
+            types::Timespec::new()
+                .sec(d.as_secs())
+                .nsec(d.subsec_nanos())
+        });
+        let mut futex = opcode::FutexWait::new(
+            watch.futex_addr(),
+            u64::from(watch.expected),
+            MATCH_ANY,
+            sys::FUTEX2_SIZE_U32,
+        )
+        .build()
+        .user_data(id << 2 | FUTEX);
+        let mut entries = Vec::with_capacity(3);
+        if let Some(ts) = &ts {
+            futex = futex.flags(squeue::Flags::IO_LINK);
+            entries.push(futex);
+            entries.push(
+                opcode::LinkTimeout::new(ts)
+                    .build()
+                    .user_data(id << 2 | TIMEOUT),
+            );
+        } else {
+            entries.push(futex);
+        }
+        if let Some(pidfd) = &watch.pidfd {
+            entries.push(
+                opcode::PollAdd::new(types::Fd(pidfd.as_raw_fd()), libc::POLLIN as u32)
+                    .build()
+                    .user_data(id << 2 | POLL),
+            );
+        }
+        // SAFETY: the futex word stays mapped while `watch` (in `waits` below, until every
+        // completion of this wait arrived) pins its mapping; the pidfd stays open as long;
+        // the timespec lives until the submission below, and the kernel copies it then.
+        unsafe { s.push(&entries) }?;
+        s.waits.insert(
+            id,
+            InFlight {
+                left: entries.len() as u8,
+                polled: watch.pidfd.is_some(),
+                first_done: false,
+                died: false,
+                _watch: Arc::clone(&watch),
+            },
+        );
+        // `ts` lives until here, past the submission.
+        let submitted = s.submit();
+        let _ = &ts;
+        submitted
+    }
+
+    fn cancel(&self, id: u64) {
+        let mut s = self.lock();
+        let Some(w) = s.waits.get(&id) else { return };
+        let polled = w.polled;
+        s.cancel_op(id << 2 | FUTEX);
+        if polled {
+            s.cancel_op(id << 2 | POLL);
+        }
+        let _ = s.submit();
+    }
+
+    fn reap(&self, out: &mut Vec<(u64, Outcome)>) {
+        let mut s = self.lock();
+        s.collect();
+        // Cancellations queued while collecting.
+        let _ = s.submit();
+        out.append(&mut s.done);
+    }
+}
