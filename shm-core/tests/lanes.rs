@@ -1,0 +1,386 @@
+//! Multi-producer streams and queues (lanes), with real producer processes: four producers
+//! send numbered messages into one stream and one queue while this process reads and consumes;
+//! then producers are killed mid-send over and over and restarted, taking lanes again.
+//!
+//! What is checked, from the messages' own contents (each says its producer, its sequence
+//! number, and the lane and lane number its producer sent it as): per producer, in order and
+//! never duplicated; on the stream, every loss reported exactly (received + lost == sent, per
+//! lane and per producer); on the queue, nothing lost.
+
+mod common;
+
+use common::{kill, role, spawn_role, Name, Rng, ENTRY};
+use shm_core::stream::lanes::lane_name;
+use shm_core::{Error, LaneConsumer, LaneReader, SharedState};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStdout};
+use std::time::{Duration, Instant};
+
+const LANES: usize = 4;
+
+/// A message: who sent it, its place in its producer's sends, where its producer sent it
+/// (lane and lane number), and filler words derived from all that (a torn copy fails the check).
+trait Message: SharedState + Copy {
+    fn make(producer: u64, seq: u64, lane: u64, number: u64) -> Self;
+    /// `(producer, seq, lane, number)`, after checking the filler.
+    fn check(&self) -> (u64, u64, u64, u64);
+}
+
+fn filler(head: [u64; 4], i: usize) -> u64 {
+    (head[0] << 48 ^ head[1] ^ head[2] << 40 ^ head[3] << 20)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(i as u64)
+}
+
+macro_rules! message {
+    ($name:ident, $words:expr) => {
+        #[derive(SharedState, Clone, Copy)]
+        #[repr(C)]
+        struct $name {
+            head: [u64; 4],
+            fill: [u64; $words],
+        }
+        impl Message for $name {
+            fn make(producer: u64, seq: u64, lane: u64, number: u64) -> Self {
+                let head = [producer, seq, lane, number];
+                $name {
+                    head,
+                    fill: core::array::from_fn(|i| filler(head, i)),
+                }
+            }
+            fn check(&self) -> (u64, u64, u64, u64) {
+                for (i, &w) in self.fill.iter().enumerate() {
+                    assert_eq!(w, filler(self.head, i), "torn message {:?}", self.head);
+                }
+                let [p, s, l, n] = self.head;
+                (p, s, l, n)
+            }
+        }
+    };
+}
+
+message!(Small, 1);
+// A 4 KiB message: a send takes long enough that kills land inside one.
+message!(Big, 508);
+
+/// The removal of a multi-producer stream or queue and all its lanes, on drop.
+struct LanesName(Name);
+
+impl LanesName {
+    fn new(tag: &str) -> Self {
+        LanesName(Name::new(tag))
+    }
+}
+
+impl std::ops::Deref for LanesName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for LanesName {
+    fn drop(&mut self) {
+        let _ = shm_core::remove_lanes(&self.0);
+        for k in 0..LANES {
+            let _ = shm_core::remove(&lane_name(&self.0, k));
+        }
+    }
+}
+
+/// Child-process entry point (see `common::ENTRY`).
+#[test]
+#[ignore = "child-process entry point: runs only when a test spawns it"]
+fn child_process_entry_point() {
+    match role().as_deref() {
+        Some("small") => produce::<Small>(),
+        Some("big") => produce::<Big>(),
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+}
+
+/// Joins the stream and the queue, says which lanes it took and the lane numbers it starts
+/// at, sends `SHM_COUNT` messages to each (stream first, then queue, per message), and says
+/// what it completed.
+fn produce<M: Message>() {
+    let producer: u64 = common::env("SHM_PRODUCER").parse().unwrap();
+    let count: u64 = common::env("SHM_COUNT").parse().unwrap();
+    let mut tx = M::join_stream(&common::env("SHM_STREAM")).expect("join the stream");
+    let mut q = M::join_queue(&common::env("SHM_QUEUE")).expect("join the queue");
+    let (sl, ql) = (tx.lane() as u64, q.lane() as u64);
+    println!(
+        "joined stream={sl}@{} queue={ql}@{}",
+        tx.sent() + 1,
+        q.sent() + 1
+    );
+    let mut m = Box::new(M::make(0, 0, 0, 0));
+    for seq in 1..=count {
+        *m = M::make(producer, seq, sl, tx.sent() + 1);
+        tx.send(&m);
+        *m = M::make(producer, seq, ql, q.sent() + 1);
+        q.send(&m);
+    }
+    println!("completed {count}");
+}
+
+/// One producer incarnation as its "joined" line says.
+#[derive(Clone, Copy, Debug)]
+struct Joined {
+    stream_lane: usize,
+    stream_from: u64,
+    queue_lane: usize,
+    queue_from: u64,
+}
+
+fn spawn_producer(
+    role: &str,
+    stream: &str,
+    queue: &str,
+    producer: u64,
+    count: u64,
+) -> (Child, Lines<BufReader<ChildStdout>>, Joined) {
+    let mut child = spawn_role(
+        ENTRY,
+        role,
+        &[
+            ("SHM_STREAM", stream.to_string()),
+            ("SHM_QUEUE", queue.to_string()),
+            ("SHM_PRODUCER", producer.to_string()),
+            ("SHM_COUNT", count.to_string()),
+        ],
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("joined "))
+        .expect("producer's joined line");
+    let parse = |part: &str| {
+        let (lane, from) = part.split_once('=').unwrap().1.split_once('@').unwrap();
+        (lane.parse().unwrap(), from.parse().unwrap())
+    };
+    let mut parts = line["joined ".len()..].split(' ');
+    let (stream_lane, stream_from) = parse(parts.next().unwrap());
+    let (queue_lane, queue_from) = parse(parts.next().unwrap());
+    (
+        child,
+        lines,
+        Joined {
+            stream_lane,
+            stream_from,
+            queue_lane,
+            queue_from,
+        },
+    )
+}
+
+/// The stream reader's record: per lane, the next lane number expected and the lane numbers
+/// received or reported lost (as ranges); per producer, the last `(seq, number)` received.
+#[derive(Default)]
+struct StreamTally {
+    next: [u64; LANES],
+    received: [u64; LANES],
+    lost: [u64; LANES],
+    /// Lost lane-number ranges `[from, to)` per lane.
+    gaps: [Vec<(u64, u64)>; LANES],
+    /// Per producer: lane, and `number - seq` (constant for a producer's messages on one lane).
+    last: HashMap<u64, (u64, u64)>,
+    /// Messages received per producer.
+    per_producer: HashMap<u64, u64>,
+}
+
+impl StreamTally {
+    fn new() -> Self {
+        StreamTally {
+            next: [1; LANES],
+            ..Default::default()
+        }
+    }
+
+    /// Receives what is available now; returns how many messages or gaps it handled.
+    fn drain<M: Message>(&mut self, rx: &mut LaneReader<M>) -> u64 {
+        let mut handled = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(Some(m)) => {
+                    let (p, seq, lane, number) = m.check();
+                    let l = rx.last_lane();
+                    assert_eq!(lane as usize, l, "message of lane {lane} returned as lane {l}'s");
+                    assert_eq!(number, self.next[l], "lane {l}: out of order, duplicated or an unreported gap");
+                    assert_eq!(rx.position(l), number + 1);
+                    if let Some(&(plane, offset)) = self.last.get(&p) {
+                        assert_eq!(plane, lane, "producer {p} moved lanes without a restart");
+                        assert_eq!(
+                            number - seq,
+                            offset,
+                            "producer {p}: message {seq} out of order, duplicated or lost without a report"
+                        );
+                    }
+                    assert!(seq >= 1 && seq <= number);
+                    self.last.insert(p, (lane, number - seq));
+                    self.next[l] = number + 1;
+                    self.received[l] += 1;
+                    *self.per_producer.entry(p).or_default() += 1;
+                }
+                Ok(None) => return handled,
+                Err(Error::Lagged { missed }) => {
+                    let l = rx.last_lane();
+                    let to = rx.position(l);
+                    assert_eq!(to - missed, self.next[l], "lane {l}: a gap that does not start where the lane stopped");
+                    self.gaps[l].push((self.next[l], to));
+                    self.lost[l] += missed;
+                    self.next[l] = to;
+                }
+                Err(e) => panic!("receive: {e}"),
+            }
+            handled += 1;
+        }
+    }
+
+    /// Received plus lost on every lane.
+    fn total(&self) -> u64 {
+        self.received.iter().sum::<u64>() + self.lost.iter().sum::<u64>()
+    }
+
+    /// Lost lane numbers of `lane` within `[from, to)`.
+    fn lost_within(&self, lane: usize, from: u64, to: u64) -> u64 {
+        self.gaps[lane]
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
+    }
+}
+
+/// The consumer's record: per producer, the last seq taken (each must be the one after).
+#[derive(Default)]
+struct QueueTally {
+    next: [u64; LANES],
+    last_seq: HashMap<u64, u64>,
+    taken: u64,
+}
+
+impl QueueTally {
+    fn new() -> Self {
+        QueueTally {
+            next: [1; LANES],
+            ..Default::default()
+        }
+    }
+
+    fn take<M: Message>(&mut self, c: &mut LaneConsumer<M>, m: M) {
+        let (p, seq, lane, number) = m.check();
+        let l = c.last_lane();
+        assert_eq!(lane as usize, l);
+        assert_eq!(number, self.next[l], "queue lane {l}: out of order, duplicated or lost");
+        assert_eq!(c.taken(l), number);
+        let prev = self.last_seq.insert(p, seq).unwrap_or(0);
+        assert_eq!(seq, prev + 1, "queue: producer {p}'s messages out of order, duplicated or lost");
+        self.next[l] = number + 1;
+        self.taken += 1;
+    }
+
+    fn drain<M: Message>(&mut self, c: &mut LaneConsumer<M>) -> u64 {
+        let mut n = 0;
+        while let Some(m) = c.try_recv().expect("take") {
+            self.take(c, m);
+            n += 1;
+        }
+        n
+    }
+}
+
+fn per_producer_count() -> u64 {
+    if std::env::var("SHM_STRESS_FULL").is_ok_and(|v| v == "1") {
+        5_000_000
+    } else {
+        500_000
+    }
+}
+
+#[test]
+fn four_producers_into_one_stream_and_one_queue() {
+    if role().is_some() {
+        return;
+    }
+    let count = per_producer_count();
+    let stream = LanesName::new("lanes-s");
+    let queue = LanesName::new("lanes-q");
+    drop(Small::create_lanes(&stream, LANES, 1024).unwrap());
+    drop(Small::create_lane_queue(&queue, LANES, 1024).unwrap());
+    let mut rx = Small::subscribe_lanes(&stream).unwrap();
+    let mut consumer = Small::open_lane_consumer(&queue).unwrap();
+    assert!(matches!(
+        Small::open_lane_consumer(&queue),
+        Err(Error::ConsumerBusy)
+    ));
+
+    let start = Instant::now();
+    let mut children: Vec<_> = (0..LANES as u64)
+        .map(|p| spawn_producer("small", &stream, &queue, p, count))
+        .collect();
+    let mut lanes_taken: Vec<usize> = children.iter().map(|c| c.2.stream_lane).collect();
+    lanes_taken.sort();
+    assert_eq!(lanes_taken, [0, 1, 2, 3], "each producer has a lane of its own");
+    // A fifth producer finds no free lane.
+    assert!(matches!(
+        Small::join_stream(&stream),
+        Err(Error::NoFreeLane { lanes: 4 })
+    ));
+
+    let total = count * LANES as u64;
+    let mut qt = QueueTally::new();
+    let (st, rx) = std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let mut st = StreamTally::new();
+            let mut idle = 0u64;
+            while st.total() < total {
+                if st.drain(&mut rx) == 0 {
+                    idle += 1;
+                    assert!(idle < 50_000_000, "the reader waited without end");
+                    std::thread::yield_now();
+                }
+            }
+            (st, rx)
+        });
+        while qt.taken < total {
+            match consumer.recv_timeout(Duration::from_secs(120)) {
+                Ok(m) => qt.take(&mut consumer, m),
+                Err(e) => panic!("consumer: {e} after {} messages", qt.taken),
+            }
+        }
+        reader.join().unwrap()
+    });
+    let elapsed = start.elapsed();
+    for (child, lines, _) in &mut children {
+        let line = lines.map_while(Result::ok).find(|l| l.starts_with("completed "));
+        assert_eq!(line, Some(format!("completed {count}")));
+        assert!(child.wait().unwrap().success());
+    }
+    for l in 0..LANES {
+        assert_eq!(st.received[l] + st.lost[l], count, "stream lane {l}: received + lost == sent");
+        assert_eq!(rx.sent(l), count);
+        assert_eq!(consumer.taken(l), count);
+    }
+    for (p, (_, _, j)) in children.iter().enumerate() {
+        let p = p as u64;
+        assert_eq!(qt.last_seq[&p], count, "queue: producer {p} lost nothing");
+        // One producer per lane for the whole run: its losses are its lane's.
+        assert_eq!(
+            st.per_producer[&p] + st.lost_within(j.stream_lane, j.stream_from, count + 1),
+            count,
+            "stream: producer {p} received + lost == sent"
+        );
+    }
+    assert_eq!(consumer.backlog(), 0);
+    eprintln!(
+        "{LANES} producers x {count} messages in {:.2?}: stream received {} lost {} (per lane received {:?} lost {:?}); queue took {}",
+        elapsed,
+        st.received.iter().sum::<u64>(),
+        st.lost.iter().sum::<u64>(),
+        st.received,
+        st.lost,
+        qt.taken
+    );
+}
