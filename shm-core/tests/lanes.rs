@@ -199,16 +199,23 @@ impl StreamTally {
         }
     }
 
-    /// Receives what is available now; returns how many messages or gaps it handled.
-    fn drain<M: Message>(&mut self, rx: &mut LaneReader<M>) -> u64 {
+    /// Receives what is available now, at most `limit` messages or gaps; returns how many it
+    /// handled.
+    fn drain<M: Message>(&mut self, rx: &mut LaneReader<M>, limit: u64) -> u64 {
         let mut handled = 0;
-        loop {
+        while handled < limit {
             match rx.try_recv() {
                 Ok(Some(m)) => {
                     let (p, seq, lane, number) = m.check();
                     let l = rx.last_lane();
-                    assert_eq!(lane as usize, l, "message of lane {lane} returned as lane {l}'s");
-                    assert_eq!(number, self.next[l], "lane {l}: out of order, duplicated or an unreported gap");
+                    assert_eq!(
+                        lane as usize, l,
+                        "message of lane {lane} returned as lane {l}'s"
+                    );
+                    assert_eq!(
+                        number, self.next[l],
+                        "lane {l}: out of order, duplicated or an unreported gap"
+                    );
                     assert_eq!(rx.position(l), number + 1);
                     if let Some(&(plane, offset)) = self.last.get(&p) {
                         assert_eq!(plane, lane, "producer {p} moved lanes without a restart");
@@ -228,7 +235,11 @@ impl StreamTally {
                 Err(Error::Lagged { missed }) => {
                     let l = rx.last_lane();
                     let to = rx.position(l);
-                    assert_eq!(to - missed, self.next[l], "lane {l}: a gap that does not start where the lane stopped");
+                    assert_eq!(
+                        to - missed,
+                        self.next[l],
+                        "lane {l}: a gap that does not start where the lane stopped"
+                    );
                     self.gaps[l].push((self.next[l], to));
                     self.lost[l] += missed;
                     self.next[l] = to;
@@ -237,6 +248,7 @@ impl StreamTally {
             }
             handled += 1;
         }
+        handled
     }
 
     /// Received plus lost on every lane.
@@ -273,17 +285,28 @@ impl QueueTally {
         let (p, seq, lane, number) = m.check();
         let l = c.last_lane();
         assert_eq!(lane as usize, l);
-        assert_eq!(number, self.next[l], "queue lane {l}: out of order, duplicated or lost");
+        assert_eq!(
+            number, self.next[l],
+            "queue lane {l}: out of order, duplicated or lost"
+        );
         assert_eq!(c.taken(l), number);
         let prev = self.last_seq.insert(p, seq).unwrap_or(0);
-        assert_eq!(seq, prev + 1, "queue: producer {p}'s messages out of order, duplicated or lost");
+        assert_eq!(
+            seq,
+            prev + 1,
+            "queue: producer {p}'s messages out of order, duplicated or lost"
+        );
         self.next[l] = number + 1;
         self.taken += 1;
     }
 
-    fn drain<M: Message>(&mut self, c: &mut LaneConsumer<M>) -> u64 {
+    /// Takes what is available now, at most `limit` messages; returns how many.
+    fn drain<M: Message>(&mut self, c: &mut LaneConsumer<M>, limit: u64) -> u64 {
         let mut n = 0;
-        while let Some(m) = c.try_recv().expect("take") {
+        while n < limit {
+            let Some(m) = c.try_recv().expect("take") else {
+                break;
+            };
             self.take(c, m);
             n += 1;
         }
@@ -322,7 +345,11 @@ fn four_producers_into_one_stream_and_one_queue() {
         .collect();
     let mut lanes_taken: Vec<usize> = children.iter().map(|c| c.2.stream_lane).collect();
     lanes_taken.sort();
-    assert_eq!(lanes_taken, [0, 1, 2, 3], "each producer has a lane of its own");
+    assert_eq!(
+        lanes_taken,
+        [0, 1, 2, 3],
+        "each producer has a lane of its own"
+    );
     // A fifth producer finds no free lane.
     assert!(matches!(
         Small::join_stream(&stream),
@@ -336,7 +363,7 @@ fn four_producers_into_one_stream_and_one_queue() {
             let mut st = StreamTally::new();
             let mut idle = 0u64;
             while st.total() < total {
-                if st.drain(&mut rx) == 0 {
+                if st.drain(&mut rx, u64::MAX) == 0 {
                     idle += 1;
                     assert!(idle < 50_000_000, "the reader waited without end");
                     std::thread::yield_now();
@@ -354,12 +381,18 @@ fn four_producers_into_one_stream_and_one_queue() {
     });
     let elapsed = start.elapsed();
     for (child, lines, _) in &mut children {
-        let line = lines.map_while(Result::ok).find(|l| l.starts_with("completed "));
+        let line = lines
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("completed "));
         assert_eq!(line, Some(format!("completed {count}")));
         assert!(child.wait().unwrap().success());
     }
     for l in 0..LANES {
-        assert_eq!(st.received[l] + st.lost[l], count, "stream lane {l}: received + lost == sent");
+        assert_eq!(
+            st.received[l] + st.lost[l],
+            count,
+            "stream lane {l}: received + lost == sent"
+        );
         assert_eq!(rx.sent(l), count);
         assert_eq!(consumer.taken(l), count);
     }
@@ -381,6 +414,236 @@ fn four_producers_into_one_stream_and_one_queue() {
         st.lost.iter().sum::<u64>(),
         st.received,
         st.lost,
+        qt.taken
+    );
+}
+
+/// What the reader and the consumer threads share with the test's main thread.
+struct Shared<R, C> {
+    reader: std::sync::Mutex<(R, StreamTally)>,
+    consumer: std::sync::Mutex<(C, QueueTally)>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// Lane ranges of incarnations: `(incarnation, lane, first lane number)` → per incarnation, its
+/// lane and the range `[from, to)` of lane numbers it completed, given each lane's final count.
+fn ranges(joins: &[(u64, usize, u64)], sent: &[u64; LANES]) -> HashMap<u64, (usize, u64, u64)> {
+    let mut out = HashMap::new();
+    for &(id, lane, from) in joins {
+        let to = joins
+            .iter()
+            .filter(|&&(_, l, f)| l == lane && f > from)
+            .map(|&(_, _, f)| f)
+            .min()
+            .unwrap_or(sent[lane] + 1);
+        out.insert(id, (lane, from, to));
+    }
+    out
+}
+
+#[test]
+fn producers_killed_mid_send_and_restarted_take_lanes_again() {
+    if role().is_some() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const CAPACITY: usize = 64;
+    const FINAL: u64 = 2_000;
+    const FOREVER: u64 = u64::MAX / 2;
+    let stream = LanesName::new("lanes-ks");
+    let queue = LanesName::new("lanes-kq");
+    drop(Big::create_lanes(&stream, LANES, CAPACITY).unwrap());
+    drop(Big::create_lane_queue(&queue, LANES, CAPACITY).unwrap());
+    let shared = Shared {
+        reader: std::sync::Mutex::new((Big::subscribe_lanes(&stream).unwrap(), StreamTally::new())),
+        consumer: std::sync::Mutex::new((
+            Big::open_lane_consumer(&queue).unwrap(),
+            QueueTally::new(),
+        )),
+        stop: AtomicBool::new(false),
+    };
+    let mut rng = Rng(0x5eed_1a9e_0000_0001);
+    let mut next_id = 0u64;
+    let mut stream_joins = Vec::new();
+    let mut queue_joins = Vec::new();
+    let mut running: Vec<(Child, Lines<BufReader<ChildStdout>>, u64)> = Vec::new();
+    let mut spawn = |count: u64,
+                     stream_joins: &mut Vec<(u64, usize, u64)>,
+                     queue_joins: &mut Vec<(u64, usize, u64)>| {
+        let id = next_id;
+        next_id += 1;
+        let (child, lines, j) = spawn_producer("big", &stream, &queue, id, count);
+        stream_joins.push((id, j.stream_lane, j.stream_from));
+        queue_joins.push((id, j.queue_lane, j.queue_from));
+        (child, lines, id, j)
+    };
+    let (mut kills, mut mid_stream, mut mid_queue) = (0u64, 0u64, 0u64);
+    /// Stops the reader and consumer threads when the main thread ends, even by a panic.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&shared.stop);
+        s.spawn(|| loop {
+            let stop = shared.stop.load(Ordering::SeqCst);
+            let n = {
+                let (rx, t) = &mut *shared.reader.lock().unwrap();
+                t.drain(rx, 256)
+            };
+            if stop && n == 0 {
+                return;
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        s.spawn(|| loop {
+            let stop = shared.stop.load(Ordering::SeqCst);
+            let n = {
+                let (c, t) = &mut *shared.consumer.lock().unwrap();
+                t.drain(c, 256)
+            };
+            if stop && n == 0 {
+                return;
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        // Messages of incarnation `id` the consumer took.
+        let taken_of = |id: u64| {
+            shared
+                .consumer
+                .lock()
+                .unwrap()
+                .1
+                .last_seq
+                .get(&id)
+                .copied()
+                .unwrap_or(0)
+        };
+        let wait_progress = |id: u64, beyond: u64| {
+            let start = Instant::now();
+            while taken_of(id) <= beyond {
+                assert!(
+                    start.elapsed() < Duration::from_secs(120),
+                    "no progress from producer {id}: the consumer is blocked"
+                );
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        };
+        for _ in 0..LANES {
+            let (child, lines, id, _) = spawn(FOREVER, &mut stream_joins, &mut queue_joins);
+            running.push((child, lines, id));
+        }
+        // Kill a random producer once it has made progress, until enough kills landed in
+        // the middle of a send on each side.
+        while mid_stream < 3 || mid_queue < 3 {
+            assert!(
+                kills < 600,
+                "only {mid_stream} stream and {mid_queue} queue kills of {kills} landed mid-send"
+            );
+            let v = rng.below(LANES as u64) as usize;
+            let id = running[v].2;
+            wait_progress(id, 0);
+            std::thread::sleep(Duration::from_micros(rng.below(1500)));
+            kill(&mut running[v].0);
+            kills += 1;
+            let (_, sl, _) = *stream_joins.iter().find(|j| j.0 == id).unwrap();
+            let (_, ql, _) = *queue_joins.iter().find(|j| j.0 == id).unwrap();
+            {
+                let (rx, _) = &*shared.reader.lock().unwrap();
+                let seqs = shm_core::__private::hooks::slot_sequences(
+                    shm_core::__private::hooks::stream_raw(rx.lane_reader(sl)),
+                );
+                mid_stream += seqs.iter().any(|s| s % 2 == 1) as u64;
+            }
+            let queue_sent = {
+                let (c, _) = &*shared.consumer.lock().unwrap();
+                let seqs = shm_core::__private::hooks::queue_slot_sequences(c.lane_consumer(ql));
+                mid_queue += seqs.iter().any(|s| s % 2 == 1) as u64;
+                c.taken(ql) + c.lane_consumer(ql).backlog()
+            };
+            let stream_sent = shared.reader.lock().unwrap().0.sent(sl);
+            // The dead producer's lanes are the only free ones: its successor takes them and
+            // continues their numbering after the last complete message.
+            let (child, lines, nid, j) = spawn(FOREVER, &mut stream_joins, &mut queue_joins);
+            assert_eq!(
+                (j.stream_lane, j.queue_lane),
+                (sl, ql),
+                "the free lanes are taken again"
+            );
+            assert_eq!(
+                j.stream_from,
+                stream_sent + 1,
+                "stream lane {sl} continues its numbering"
+            );
+            assert_eq!(
+                j.queue_from,
+                queue_sent + 1,
+                "queue lane {ql} continues its numbering"
+            );
+            // The other producers keep going while this one is dead and restarted.
+            let other = running[(v + 1) % LANES].2;
+            wait_progress(other, taken_of(other));
+            running[v] = (child, lines, nid);
+        }
+        // Replace every producer by one that completes a known number of messages.
+        let mut finals = Vec::new();
+        for v in 0..LANES {
+            let id = running[v].2;
+            wait_progress(id, 0);
+            kill(&mut running[v].0);
+            kills += 1;
+            let (mut child, lines, nid, _) = spawn(FINAL, &mut stream_joins, &mut queue_joins);
+            // Read to the end: the child's test harness writes after the report.
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            assert!(rest.contains(&format!("completed {FINAL}")), "{rest:?}");
+            assert!(child.wait().unwrap().success());
+            finals.push(nid);
+        }
+        shared.stop.store(true, Ordering::SeqCst);
+        finals
+    });
+    let (rx, st) = shared.reader.into_inner().unwrap();
+    let (consumer, qt) = shared.consumer.into_inner().unwrap();
+    let stream_sent: [u64; LANES] = core::array::from_fn(|l| rx.sent(l));
+    let queue_sent: [u64; LANES] = core::array::from_fn(|l| consumer.taken(l));
+    assert_eq!(consumer.backlog(), 0, "the consumer took everything sent");
+    for l in 0..LANES {
+        assert_eq!(
+            st.received[l] + st.lost[l],
+            stream_sent[l],
+            "stream lane {l}: received + lost == sent"
+        );
+    }
+    // Per incarnation: what it completed is the range of lane numbers it held; on the queue
+    // it was all taken, in order; on the stream, received + lost == completed.
+    let sr = ranges(&stream_joins, &stream_sent);
+    let qr = ranges(&queue_joins, &queue_sent);
+    for id in 0..next_id {
+        let (lane, from, to) = sr[&id];
+        let received = st.per_producer.get(&id).copied().unwrap_or(0);
+        assert_eq!(
+            received + st.lost_within(lane, from, to),
+            to - from,
+            "stream: producer {id} received + lost == completed"
+        );
+        let (_, qfrom, qto) = qr[&id];
+        assert_eq!(
+            qt.last_seq.get(&id).copied().unwrap_or(0),
+            qto - qfrom,
+            "queue: producer {id}'s completed messages were all taken"
+        );
+    }
+    eprintln!(
+        "{kills} kills ({mid_stream} mid-send on the stream, {mid_queue} on the queue), {next_id} producers: stream sent {} received {} lost {}; queue sent and took {}",
+        stream_sent.iter().sum::<u64>(),
+        st.received.iter().sum::<u64>(),
+        st.lost.iter().sum::<u64>(),
         qt.taken
     );
 }

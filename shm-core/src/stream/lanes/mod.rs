@@ -64,7 +64,9 @@ fn read_directory(
     expect: &Expect,
 ) -> Result<LanesInfo> {
     let seg = Segment::open(backend, name, Access::ReadOnly, ready_wait, expect)?;
-    let d = seg.lane_directory().expect("a lanes segment has a directory line");
+    let d = seg
+        .lane_directory()
+        .expect("a lanes segment has a directory line");
     let lanes = d.lanes.load(Ordering::Relaxed) as usize;
     let capacity = d.capacity.load(Ordering::Relaxed);
     let lane_kind = match SegmentKind::from_code(d.lane_kind.load(Ordering::Relaxed)) {
@@ -75,8 +77,7 @@ fn read_directory(
             })
         }
     };
-    if !(1..=MAX_LANES).contains(&lanes) || !(1..=MAX_STREAM_CAPACITY as u64).contains(&capacity)
-    {
+    if !(1..=MAX_LANES).contains(&lanes) || !(1..=MAX_STREAM_CAPACITY as u64).contains(&capacity) {
         return Err(Error::Corrupt {
             what: "a lanes directory's lane count or capacity is out of range",
         });
@@ -149,7 +150,9 @@ fn create_lanes<T: SharedState>(
     let mut made: Vec<Sender> = Vec::with_capacity(lanes);
     let mut failed = None;
     let dir = Segment::create(backend, name, &spec, |seg| {
-        let d = seg.lane_directory().expect("a lanes segment has a directory line");
+        let d = seg
+            .lane_directory()
+            .expect("a lanes segment has a directory line");
         d.lanes.store(lanes as u32, Ordering::Relaxed);
         d.lane_kind.store(lane_kind.code(), Ordering::Relaxed);
         d.capacity.store(capacity as u64, Ordering::Relaxed);
@@ -242,10 +245,7 @@ impl Options {
 
     /// Subscribes to every lane of the multi-producer stream `name`, from the oldest message
     /// each lane still holds.
-    pub fn subscribe_lanes_from_oldest<T: SharedState>(
-        &self,
-        name: &str,
-    ) -> Result<LaneReader<T>> {
+    pub fn subscribe_lanes_from_oldest<T: SharedState>(&self, name: &str) -> Result<LaneReader<T>> {
         LaneReader::open(self, name, super::reader::Start::Oldest)
     }
 
