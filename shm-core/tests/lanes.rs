@@ -96,6 +96,7 @@ fn child_process_entry_point() {
     match role().as_deref() {
         Some("small") => produce::<Small>(),
         Some("big") => produce::<Big>(),
+        Some("turns") => take_turns(),
         Some(other) => panic!("unknown role {other}"),
         None => {}
     }
@@ -645,5 +646,82 @@ fn producers_killed_mid_send_and_restarted_take_lanes_again() {
         st.received.iter().sum::<u64>(),
         st.lost.iter().sum::<u64>(),
         qt.taken
+    );
+}
+
+/// A message with its send time, for the merge in send order.
+#[derive(SharedState, Clone, Copy, Debug)]
+#[repr(C)]
+struct Stamped {
+    stamp: u64,
+    seq: u64,
+}
+
+const TURNS: u64 = 4_000;
+
+/// One of two producers taking turns: sends message `seq` (stamped at the start of its send)
+/// only once it has received every message before it, the other producer's among them, so
+/// each send begins after the previous one returned and its producer knows it.
+fn take_turns() {
+    let me: u64 = common::env("SHM_PRODUCER").parse().unwrap();
+    let name = common::env("SHM_STREAM");
+    let mut tx = Stamped::join_stream(&name).expect("join");
+    let mut rx = shm_core::Options::new()
+        .subscribe_lanes_from_oldest::<Stamped>(&name)
+        .expect("subscribe");
+    let mut seen = 0u64;
+    for seq in (me..TURNS).step_by(2) {
+        let start = Instant::now();
+        while seen < seq {
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(_) => seen += 1,
+                Err(e) => panic!("producer {me} waiting for turn {seq}: {e}"),
+            }
+            assert!(start.elapsed() < Duration::from_secs(120));
+        }
+        tx.send(&Stamped {
+            stamp: shm_core::stream::lanes::monotonic_ns(),
+            seq,
+        });
+    }
+}
+
+#[test]
+fn merged_by_send_time_in_causal_order() {
+    if role().is_some() {
+        return;
+    }
+    let stream = LanesName::new("lanes-t");
+    drop(Stamped::create_lanes(&stream, 2, TURNS as usize).unwrap());
+    let mut rx = Stamped::subscribe_lanes(&stream).unwrap();
+    let mut children: Vec<Child> = (0..2u64)
+        .map(|p| {
+            spawn_role(
+                ENTRY,
+                "turns",
+                &[
+                    ("SHM_STREAM", stream.to_string()),
+                    ("SHM_PRODUCER", p.to_string()),
+                ],
+            )
+        })
+        .collect();
+    let mut lanes_seen = [0u64; 2];
+    for expected in 0..TURNS {
+        let m = rx
+            .recv_ordered_timeout(|m| m.stamp, Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("waiting for message {expected}: {e}"));
+        assert_eq!(m.seq, expected, "merged out of send order");
+        lanes_seen[rx.last_lane()] += 1;
+    }
+    for c in &mut children {
+        let mut out = String::new();
+        std::io::Read::read_to_string(c.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(c.wait().unwrap().success());
+    }
+    assert_eq!(
+        lanes_seen,
+        [TURNS / 2; 2],
+        "each producer sent on its own lane"
     );
 }

@@ -153,7 +153,7 @@ impl Sender {
         wake_all(&seg.header().futex);
         // A writer that died mid-send left that message unpublished: its number is used again,
         // so readers see neither a gap nor a duplicate.
-        let sent = protocol::load_acquire(&seg.header().published);
+        let sent = protocol::stream::take_over(&seg);
         Ok(Sender {
             seg,
             sent,

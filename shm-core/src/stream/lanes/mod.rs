@@ -33,6 +33,19 @@ pub fn lane_name(name: &str, lane: usize) -> String {
     format!("{name}.lane-{lane}")
 }
 
+/// Nanoseconds on `CLOCK_MONOTONIC`: the same clock in every process of the host, never going
+/// back. A send time to put in a message for [`LaneReader::try_recv_ordered`].
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through the valid pointer it is given;
+    // `CLOCK_MONOTONIC` always exists on Linux, so it cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// What a lanes directory says: read by every handle when it opens the directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LanesInfo {

@@ -96,6 +96,9 @@ impl<T: SharedState> core::fmt::Debug for LaneWriter<T> {
 /// numbers `position(lane) - missed .. position(lane)`.
 pub struct LaneReader<T: SharedState> {
     lanes: Vec<StreamReader<T>>,
+    /// Per lane, a message received and not returned yet (by an ordered receive, which looks
+    /// at the next message of every lane before it picks one).
+    heads: Vec<Option<T>>,
     /// The lane the next receive looks at first.
     next: usize,
     /// The lane of the last message or gap returned.
@@ -118,6 +121,7 @@ impl<T: SharedState> LaneReader<T> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(LaneReader {
+            heads: lanes.iter().map(|_| None).collect(),
             lanes,
             next: 0,
             last: 0,
@@ -131,7 +135,8 @@ impl<T: SharedState> LaneReader<T> {
         let n = self.lanes.len();
         for i in 0..n {
             let lane = (self.next + i) % n;
-            match self.lanes[lane].try_recv() {
+            let head = self.heads[lane].take().map(Some).map(Ok);
+            match head.unwrap_or_else(|| self.lanes[lane].try_recv()) {
                 Ok(None) => continue,
                 other => {
                     self.last = lane;
@@ -146,6 +151,68 @@ impl<T: SharedState> LaneReader<T> {
     /// Receives the next message of any lane, waiting for it as long as it takes.
     pub fn recv(&mut self) -> Result<T> {
         self.recv_until(Deadline::never())
+    }
+
+    /// Receives, of the next message of every lane that has one, the one whose `key` is least
+    /// (the lowest lane on a tie), without waiting: merges the lanes in the order of a key the
+    /// messages carry, such as a send time ([`monotonic_ns`](super::monotonic_ns)).
+    /// `Ok(None)` if no lane has a message; gaps are reported as by
+    /// [`try_recv`](Self::try_recv).
+    ///
+    /// What is guaranteed: within a lane, messages come in order. Across lanes, if message A's
+    /// send returned before message B's send began, and B's producer could know it (it learned
+    /// it through shared memory: a reply, a stream it reads, a flag), then A's key is not
+    /// greater than B's (for a key taken at the start of each send from a clock that never goes
+    /// back, as `CLOCK_MONOTONIC` on one host) and this receive returns A before B: it looks
+    /// at every lane, then once more at every lane that had nothing, after it saw B, and A was
+    /// published before B. What is not: sends that overlap in time come in key order only if
+    /// both are published when the receive looks; a message published after the receive
+    /// picked a later key is returned after it. A lost message (`Lagged`) is not returned.
+    pub fn try_recv_ordered<K: Ord>(&mut self, mut key: impl FnMut(&T) -> K) -> Result<Option<T>> {
+        let n = self.lanes.len();
+        for pass in 0..2 {
+            for lane in 0..n {
+                if self.heads[lane].is_none() {
+                    match self.lanes[lane].try_recv() {
+                        Ok(head) => self.heads[lane] = head,
+                        Err(e) => {
+                            self.last = lane;
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            if pass == 0 && self.heads.iter().all(Option::is_none) {
+                return Ok(None);
+            }
+        }
+        let lane = (0..n)
+            .filter(|&l| self.heads[l].is_some())
+            .min_by_key(|&l| key(self.heads[l].as_ref().expect("filtered")))
+            .expect("a lane has a message");
+        self.last = lane;
+        Ok(self.heads[lane].take())
+    }
+
+    /// [`try_recv_ordered`](Self::try_recv_ordered), waiting at most `timeout` for a message
+    /// ([`Error::Timeout`]).
+    pub fn recv_ordered_timeout<K: Ord>(
+        &mut self,
+        mut key: impl FnMut(&T) -> K,
+        timeout: Duration,
+    ) -> Result<T> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if let Some(v) = self.try_recv_ordered(&mut key)? {
+                return Ok(v);
+            }
+            let Some(slice) = deadline.next_slice(WAIT_SLICE) else {
+                return Err(Error::Timeout);
+            };
+            let lane = self.next;
+            let _ = self.lanes[lane].wait_until(Deadline::after(slice));
+            self.next = (lane + 1) % self.lanes.len();
+        }
     }
 
     /// Receives the next message of any lane, waiting at most `timeout` ([`Error::Timeout`]).
@@ -179,7 +246,7 @@ impl<T: SharedState> LaneReader<T> {
     /// # Panics
     /// If `lane` is not below [`lanes`](Self::lanes).
     pub fn position(&self, lane: usize) -> u64 {
-        self.lanes[lane].position()
+        self.lanes[lane].position() - u64::from(self.heads[lane].is_some())
     }
 
     /// The number of lanes.
