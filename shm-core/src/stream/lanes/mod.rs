@@ -49,6 +49,8 @@ pub fn monotonic_ns() -> u64 {
 /// What a lanes directory says: read by every handle when it opens the directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LanesInfo {
+    /// The directory segment's own facts (its kind is [`SegmentKind::Lanes`]).
+    pub segment: crate::SegmentInfo,
     /// The directory's name.
     pub name: String,
     /// What each lane is: [`SegmentKind::Stream`] or [`SegmentKind::Queue`].
@@ -96,6 +98,7 @@ fn read_directory(
         });
     }
     Ok(LanesInfo {
+        segment: seg.info(),
         name: name.to_string(),
         lane_kind,
         lanes,
