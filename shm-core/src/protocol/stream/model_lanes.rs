@@ -113,12 +113,12 @@ fn stream_lane_taken_over_after_a_death_mid_send() {
 }
 
 /// A queue lane: the first producer sends 1 and dies sending 2; the next takes the lane and
-/// sends two messages; the consumer takes every message exactly once, in order, and never
-/// finds a broken slot.
+/// sends two messages; the consumer, concurrently and then once both are done, takes every
+/// message exactly once, in order, and never finds a broken slot.
 #[test]
 fn queue_lane_taken_over_after_a_death_mid_send() {
     builder().check(|| {
-        let lane = Arc::new(Lane::<2>::held());
+        let lane = Arc::new(Lane::<4>::held());
         let dead = {
             let lane = lane.clone();
             thread::spawn(move || lane.die_mid_send(1))
@@ -130,38 +130,45 @@ fn queue_lane_taken_over_after_a_death_mid_send() {
                 let last = take_over(&lane.ring);
                 let mut consumed_seen = 0;
                 for number in last + 1..=last + 2 {
-                    while try_send_queued(
+                    let sent = try_send_queued(
                         &lane.ring,
                         number,
                         &mut consumed_seen,
                         WORDS,
                         |_| number,
                         Announce::Asymmetric,
-                    )
-                    .is_none()
-                    {
-                        thread::yield_now();
-                    }
+                    );
+                    assert!(sent.is_some(), "the ring has room for every message");
                 }
             })
         };
         let (mut taken, mut published_seen) = (0u64, 0u64);
-        while taken < 3 {
+        let mut take = |taken: &mut u64| {
             let mut copy = [0u64; WORDS];
-            match receive_queued(&lane.ring, taken + 1, &mut published_seen, WORDS, |i, w| {
-                copy[i] = w
-            }) {
-                Queued::Empty => thread::yield_now(),
-                Queued::Broken => panic!("a slot does not hold message {}", taken + 1),
+            match receive_queued(
+                &lane.ring,
+                *taken + 1,
+                &mut published_seen,
+                WORDS,
+                |i, w| copy[i] = w,
+            ) {
+                Queued::Empty => false,
+                Queued::Broken => panic!("a slot does not hold message {}", *taken + 1),
                 Queued::Message(number) => {
-                    assert_eq!(checked(number, &copy), taken + 1, "out of order or lost");
-                    taken = number;
+                    assert_eq!(checked(number, &copy), *taken + 1, "out of order or lost");
+                    *taken = number;
                     commit(&lane.ring, number);
+                    true
                 }
             }
+        };
+        for _ in 0..2 {
+            take(&mut taken);
         }
         dead.join().unwrap();
         next_owner.join().unwrap();
+        while take(&mut taken) {}
+        assert_eq!(taken, 3, "every message taken once, none skipped");
         assert_eq!(lane.ring.published.load(Relaxed), 3, "nothing sent twice");
     });
 }
