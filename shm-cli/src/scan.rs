@@ -87,7 +87,7 @@ pub struct Info {
     /// For a queue, the number of messages its consumers took.
     pub taken: Option<u64>,
     /// For the directory of a multi-producer stream or queue: what its lanes are.
-    pub lanes: Option<LanesInfo>,
+    pub lanes: Option<Box<LanesInfo>>,
 }
 
 impl Info {
@@ -104,7 +104,7 @@ impl Info {
             version,
             taken,
             lanes: match r {
-                Opened::Lanes(l) => Some(l.clone()),
+                Opened::Lanes(l) => Some(Box::new(l.clone())),
                 _ => None,
             },
         }
