@@ -730,3 +730,42 @@ fn merged_by_send_time_in_causal_order() {
         "each producer sent on its own lane"
     );
 }
+
+#[test]
+fn readers_rotate_over_lanes_and_a_fifth_producer_waits_for_a_free_lane() {
+    if role().is_some() {
+        return;
+    }
+    let stream = LanesName::new("lanes-r");
+    let mut producers = vec![Stamped::create_lanes(&stream, LANES, 64).unwrap()];
+    for _ in 1..LANES {
+        producers.push(Stamped::join_stream(&stream).unwrap());
+    }
+    assert!(matches!(
+        Stamped::join_stream(&stream),
+        Err(Error::NoFreeLane { lanes: 4 })
+    ));
+    let mut rx = Stamped::subscribe_lanes(&stream).unwrap();
+    // Every lane has 10 messages waiting, lane 0 first: a reader takes one from each in turn.
+    for tx in &mut producers {
+        for seq in 1..=10 {
+            tx.send(&Stamped {
+                stamp: 0,
+                seq: tx.lane() as u64 * 100 + seq,
+            });
+        }
+    }
+    let lanes: Vec<usize> = (0..2 * LANES)
+        .map(|_| {
+            let m = rx.try_recv().unwrap().unwrap();
+            assert_eq!(m.seq / 100, rx.last_lane() as u64);
+            rx.last_lane()
+        })
+        .collect();
+    assert_eq!(lanes, [0, 1, 2, 3, 0, 1, 2, 3], "no lane is favoured");
+    // A producer that leaves frees its lane; the next one continues its numbering.
+    let lane = producers[2].lane();
+    drop(producers.remove(2));
+    let tx = Stamped::join_stream(&stream).unwrap();
+    assert_eq!((tx.lane(), tx.sent()), (lane, 10));
+}
