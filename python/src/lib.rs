@@ -122,6 +122,16 @@ fn remove(name: &str) -> PyResult<()> {
     shm_core::remove(name).map_err(to_py)
 }
 
+/// The names of the lanes of the multi-producer stream or queue `name`, lane 0 first: each an
+/// ordinary stream or queue segment that `StreamReader` reads.
+#[pyfunction]
+fn lanes(name: &str) -> PyResult<Vec<String>> {
+    shm_core::Options::new()
+        .lanes_info(name)
+        .map(|l| l.lane_names())
+        .map_err(to_py)
+}
+
 /// The layout hash of a layout given as `Reader` and `Writer` take it (descriptor bytes,
 /// JSON text, or a generated module).
 #[pyfunction]
@@ -139,6 +149,7 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<info::SegmentInfo>()?;
     m.add_class::<info::WriterInfo>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(lanes, m)?)?;
     m.add_function(wrap_pyfunction!(layout_hash, m)?)?;
     m.add("ShmError", py.get_type::<ShmError>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;

@@ -265,6 +265,16 @@ fn pause_after_scan() {
     }
 }
 
+/// Whether the lane segment `lane` has a live producer or is mapped by a process.
+fn lane_in_use(lane: &str, maps: &Mappings) -> bool {
+    if let Status::Ours(info) = scan::classify(lane) {
+        if info.segment.writer().alive() {
+            return true;
+        }
+    }
+    Candidate::open(lane).is_ok_and(|c| maps.by_id.contains_key(&c.id))
+}
+
 /// Runs `shm gc`.
 pub fn run(args: &GcArgs) -> Outcome {
     let prefix = scan::normalize_prefix(args.prefix.as_deref());
@@ -277,6 +287,15 @@ pub fn run(args: &GcArgs) -> Outcome {
             Status::Ours(info) if info.segment.writer().alive() => (
                 false,
                 format!("writer pid {} is alive", info.segment.writer().pid()),
+                None,
+            ),
+            // A multi-producer stream's directory has no writer after its creation: it stays
+            // while any of its lanes is in use (a live producer, or mapped by a reader).
+            Status::Ours(scan::Info {
+                lanes: Some(l), ..
+            }) if l.lane_names().iter().any(|lane| lane_in_use(lane, &maps)) => (
+                false,
+                "a lane is in use".to_string(),
                 None,
             ),
             Status::Ours(info) => match Candidate::open(&e.name) {

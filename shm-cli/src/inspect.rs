@@ -43,6 +43,7 @@ pub fn run(args: &InspectArgs) -> Outcome {
     let r = match &opened {
         Opened::State(r) => r,
         Opened::Ring(_) => return run_ring(args, &name, &info, opened.layout()),
+        Opened::Lanes(l) => return run_lanes(args, &name, &info, l),
     };
     let (version, bytes) = read(&name, r)?;
     let layout = r.layout();
@@ -120,6 +121,73 @@ fn newest_messages(name: &str, last: usize) -> Result<Vec<(u64, Vec<u8>)>, Failu
 }
 
 /// `shm inspect` of a stream or queue: its facts, layout and newest messages.
+/// `shm inspect` of a multi-producer stream or queue's directory: the directory, then one line
+/// per lane (each a segment of its own, inspected by its name).
+fn run_lanes(args: &InspectArgs, name: &str, info: &Info, l: &shm_core::LanesInfo) -> Outcome {
+    let lanes: Vec<(String, Result<Info, String>)> = l
+        .lane_names()
+        .into_iter()
+        .map(|lane| {
+            let facts = scan::open_any(&lane, READY_WAIT)
+                .map(|o| Info::of(&o))
+                .map_err(|e| e.to_string());
+            (lane, facts)
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut j = head_json(name, info, &l.layout);
+        j.push("lane_kind", l.lane_kind.to_string());
+        j.push("capacity", l.capacity);
+        j.push(
+            "lanes",
+            Json::Array(
+                lanes
+                    .iter()
+                    .map(|(lane, facts)| {
+                        let mut o = Json::object().with("name", lane.as_str());
+                        match facts {
+                            Ok(i) => crate::ls::info_json(&mut o, i),
+                            Err(e) => o.push("error", e.as_str()),
+                        }
+                        o
+                    })
+                    .collect(),
+            ),
+        );
+        writeln!(out, "{}", j.pretty())?;
+    } else {
+        writeln!(
+            out,
+            "{name}: multi-producer {}, {} lanes of {} messages of {} (layout hash {:016x})",
+            l.lane_kind,
+            l.lanes,
+            l.capacity,
+            info.type_name,
+            info.segment.layout_hash()
+        )?;
+        for (k, (lane, facts)) in lanes.iter().enumerate() {
+            match facts {
+                Ok(i) => {
+                    let taken = i.taken.map(|t| format!(", {t} taken")).unwrap_or_default();
+                    let w = i.segment.writer();
+                    let state = if w.alive() { "alive" } else { "free" };
+                    writeln!(
+                        out,
+                        "  lane {k}  {lane}  {} sent{taken}  producer {} {state}  epoch {}",
+                        i.version,
+                        w.pid(),
+                        w.epoch()
+                    )?;
+                }
+                Err(e) => writeln!(out, "  lane {k}  {lane}  {e}")?,
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
 fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> Outcome {
     let messages = newest_messages(name, args.last)?;
     let mut out = std::io::stdout().lock();

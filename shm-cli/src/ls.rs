@@ -17,7 +17,16 @@ pub fn run(args: &LsArgs) -> Outcome {
         .collect();
     let mut out = std::io::stdout().lock();
     if args.json {
-        let list = Json::Array(shown.iter().map(|e| entry_json(e)).collect());
+        let list = Json::Array(
+            shown
+                .iter()
+                .map(|e| {
+                    let mut j = entry_json(e);
+                    lanes_json(&mut j, e, &shown);
+                    j
+                })
+                .collect(),
+        );
         writeln!(out, "{}", list.pretty())?;
     } else if shown.is_empty() {
         match &prefix {
@@ -57,6 +66,35 @@ pub fn entry_json(e: &Entry) -> Json {
     j
 }
 
+/// Adds what a directory's lanes are (`lanes`), or which directory a lane belongs to
+/// (`lane_of`, `lane`), to object `j` (null when neither).
+fn lanes_json(j: &mut Json, e: &Entry, entries: &[&Entry]) {
+    match &e.status {
+        Status::Ours(Info { lanes: Some(l), .. }) => j.push(
+            "lanes",
+            Json::object()
+                .with("kind", l.lane_kind.to_string())
+                .with("count", l.lanes)
+                .with("capacity", l.capacity)
+                .with(
+                    "names",
+                    Json::Array(l.lane_names().into_iter().map(Json::from).collect()),
+                ),
+        ),
+        _ => j.push("lanes", Json::Null),
+    }
+    match scan::lane_of(&e.name, entries) {
+        Some((dir, lane)) => {
+            j.push("lane_of", dir);
+            j.push("lane", lane);
+        }
+        None => {
+            j.push("lane_of", Json::Null);
+            j.push("lane", Json::Null);
+        }
+    }
+}
+
 /// Adds a segment's header facts to object `j`.
 pub fn info_json(j: &mut Json, info: &Info) {
     j.push("kind", info.segment.kind().to_string());
@@ -87,6 +125,13 @@ fn human(entries: &[&Entry], style: Style) -> String {
         .any(|e| matches!(e.status, Status::Ours(_)) && scan::mirror_of(&e.name).is_some());
     if mirrors {
         head.push("MIRROR OF".into());
+    }
+    // A column for multi-producer streams and queues and their lanes, when there are any.
+    let lanes = entries
+        .iter()
+        .any(|e| scan::lanes_cell(e, entries).is_some());
+    if lanes {
+        head.push("LANES".into());
     }
     let mut plain = vec![head.clone()];
     let mut painted = vec![head.iter().map(|h| style.bold(h)).collect()];
@@ -121,6 +166,11 @@ fn human(entries: &[&Entry], style: Style) -> String {
                     let of = scan::mirror_of(&e.name).unwrap_or_default();
                     p.push(of.clone());
                     c.push(of);
+                }
+                if lanes {
+                    let cell = scan::lanes_cell(e, entries).unwrap_or_default();
+                    p.push(cell.clone());
+                    c.push(cell);
                 }
                 (p, c)
             }

@@ -2,7 +2,9 @@
 //! damaged, unreadable or foreign. Shared by `ls` and `gc`.
 
 use crate::segment_file::{SegmentFile, MAGIC, SHM_DIR};
-use shm_core::{Error, LayoutBuf, Options, RawReader, RawStreamReader, SegmentInfo, SegmentKind};
+use shm_core::{
+    Error, LanesInfo, LayoutBuf, Options, RawReader, RawStreamReader, SegmentInfo, SegmentKind,
+};
 use std::time::Duration;
 
 /// What a file in /dev/shm is.
@@ -33,6 +35,8 @@ pub enum Opened {
     State(RawReader),
     /// A broadcast stream or a queue, read as an observer that takes nothing.
     Ring(RawStreamReader),
+    /// The directory of a multi-producer stream or queue: its lanes are segments of their own.
+    Lanes(LanesInfo),
 }
 
 impl Opened {
@@ -41,6 +45,7 @@ impl Opened {
         match self {
             Opened::State(r) => r.layout(),
             Opened::Ring(r) => r.layout(),
+            Opened::Lanes(l) => &l.layout,
         }
     }
 
@@ -49,6 +54,7 @@ impl Opened {
         match self {
             Opened::State(r) => r.info(),
             Opened::Ring(r) => r.info(),
+            Opened::Lanes(l) => l.segment.clone(),
         }
     }
 }
@@ -61,6 +67,10 @@ pub fn open_any(name: &str, ready_wait: Duration) -> shm_core::Result<Opened> {
             found: SegmentKind::Stream | SegmentKind::Queue,
             ..
         }) => options.subscribe_raw(name).map(Opened::Ring),
+        Err(Error::WrongKind {
+            found: SegmentKind::Lanes,
+            ..
+        }) => options.lanes_info(name).map(Opened::Lanes),
         other => other.map(Opened::State),
     }
 }
@@ -76,6 +86,8 @@ pub struct Info {
     pub version: u64,
     /// For a queue, the number of messages its consumers took.
     pub taken: Option<u64>,
+    /// For the directory of a multi-producer stream or queue: what its lanes are.
+    pub lanes: Option<Box<LanesInfo>>,
 }
 
 impl Info {
@@ -84,12 +96,17 @@ impl Info {
         let (version, taken) = match r {
             Opened::State(r) => (r.version(), None),
             Opened::Ring(r) => (r.sent(), r.taken()),
+            Opened::Lanes(_) => (0, None),
         };
         Info {
             segment: r.info(),
             type_name: type_name(r.layout()),
             version,
             taken,
+            lanes: match r {
+                Opened::Lanes(l) => Some(Box::new(l.clone())),
+                _ => None,
+            },
         }
     }
 }
@@ -171,6 +188,34 @@ pub fn scan(prefix: Option<&str>) -> std::io::Result<Vec<Entry>> {
 pub fn mirror_of(name: &str) -> Option<String> {
     let (segment, host) = name.trim_start_matches('/').rsplit_once('@')?;
     (!segment.is_empty() && !host.is_empty()).then(|| format!("{host}/{segment}"))
+}
+
+/// Which multi-producer stream or queue the segment `name` is a lane of, and which lane, if
+/// its name says so (`/x.lane-K`, see `shm_core::stream::lanes::lane_name`) and `entries` hold
+/// that directory with at least `K + 1` lanes.
+pub fn lane_of(name: &str, entries: &[&Entry]) -> Option<(String, usize)> {
+    let (dir, lane) = name.rsplit_once(".lane-")?;
+    let lane: usize = lane.parse().ok()?;
+    entries.iter().find_map(|e| match &e.status {
+        Status::Ours(Info { lanes: Some(l), .. }) if e.name == dir && lane < l.lanes => {
+            Some((dir.to_string(), lane))
+        }
+        _ => None,
+    })
+}
+
+/// What the LANES column of `shm ls` says about `e`: a directory's lanes, or a lane's stream.
+pub fn lanes_cell(e: &Entry, entries: &[&Entry]) -> Option<String> {
+    if let Status::Ours(Info { lanes: Some(l), .. }) = &e.status {
+        return Some(format!(
+            "{} {} lanes: {}..{}",
+            l.lanes,
+            l.lane_kind,
+            shm_core::stream::lanes::lane_name(&l.name, 0),
+            l.lanes - 1
+        ));
+    }
+    lane_of(&e.name, entries).map(|(dir, lane)| format!("lane {lane} of {dir}"))
 }
 
 /// A prefix as given (`x` or `/x`) in the `/x` form names have.

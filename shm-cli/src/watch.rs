@@ -121,6 +121,17 @@ pub fn run(args: &WatchArgs) -> Outcome {
     let first = match &opened {
         Opened::State(r) => Some(inspect::read(&name, r)?),
         Opened::Ring(_) => None,
+        Opened::Lanes(l) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "{name} is a multi-producer {} of {} lanes: watch one lane, e.g. {}",
+                    l.lane_kind,
+                    l.lanes,
+                    shm_core::stream::lanes::lane_name(&name, 0)
+                ),
+            ))
+        }
     };
     let layout = opened.layout();
     let sample = match &first {
@@ -181,6 +192,7 @@ pub fn run(args: &WatchArgs) -> Outcome {
             }
         }
         (Opened::State(_), None) => unreachable!("a state segment's value was read"),
+        (Opened::Lanes(_), _) => unreachable!("refused above"),
     };
     if view.terminal {
         // Show the cursor again, whatever happened.

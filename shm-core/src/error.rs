@@ -114,6 +114,12 @@ pub enum Error {
     },
     /// Another live process consumes this queue: a queue has one consumer at a time.
     ConsumerBusy,
+    /// Every lane of a multi-producer stream or queue has a live producer: a producer joins
+    /// only when one of them exits or dies.
+    NoFreeLane {
+        /// How many lanes the stream or queue has.
+        lanes: u32,
+    },
     /// A queue is full: the consumer has not taken the oldest message yet, and a queue never
     /// overwrites one (on `try_send`).
     Full,
@@ -206,6 +212,9 @@ impl fmt::Display for Error {
             ),
             Error::Full => f.write_str("the queue is full"),
             Error::ConsumerBusy => f.write_str("another process consumes this queue"),
+            Error::NoFreeLane { lanes } => {
+                write!(f, "all {lanes} lanes have a live producer")
+            }
             Error::WrongKind { expected, found } => write!(
                 f,
                 "this segment holds {}, not {}",

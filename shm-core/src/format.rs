@@ -125,6 +125,11 @@ pub enum SegmentKind {
     /// [`SharedState::create_queue`](crate::SharedState::create_queue) and
     /// [`SharedState::open_consumer`](crate::SharedState::open_consumer).
     Queue,
+    /// The directory of a multi-producer stream or queue, whose messages travel in lanes
+    /// (one stream or queue segment each):
+    /// [`SharedState::create_lanes`](crate::SharedState::create_lanes) and
+    /// [`SharedState::subscribe_lanes`](crate::SharedState::subscribe_lanes).
+    Lanes,
 }
 
 impl SegmentKind {
@@ -134,6 +139,7 @@ impl SegmentKind {
             SegmentKind::State => 0,
             SegmentKind::Stream => 1,
             SegmentKind::Queue => 2,
+            SegmentKind::Lanes => 3,
         }
     }
 
@@ -143,12 +149,19 @@ impl SegmentKind {
             0 => Some(SegmentKind::State),
             1 => Some(SegmentKind::Stream),
             2 => Some(SegmentKind::Queue),
+            3 => Some(SegmentKind::Lanes),
             _ => None,
         }
     }
 
     /// Whether segments of this kind have the stream control line before their slots.
     pub(crate) const fn is_ring(self) -> bool {
+        matches!(self, SegmentKind::Stream | SegmentKind::Queue)
+    }
+
+    /// Whether segments of this kind have a line between the header and their slots: the
+    /// control line of streams and queues, the directory line of lanes.
+    pub(crate) const fn has_line(self) -> bool {
         !matches!(self, SegmentKind::State)
     }
 
@@ -167,6 +180,9 @@ impl SegmentKind {
             SegmentKind::State => "shared state (read it with `open`)",
             SegmentKind::Stream => "a broadcast stream (read it with `subscribe`)",
             SegmentKind::Queue => "a queue (read it with `open_consumer`)",
+            SegmentKind::Lanes => {
+                "a multi-producer stream or queue (read it with `subscribe_lanes` or `open_lane_consumer`)"
+            }
         }
     }
 }
@@ -177,6 +193,7 @@ impl core::fmt::Display for SegmentKind {
             SegmentKind::State => "state",
             SegmentKind::Stream => "stream",
             SegmentKind::Queue => "queue",
+            SegmentKind::Lanes => "lanes",
         })
     }
 }
@@ -202,6 +219,25 @@ pub(crate) struct Control {
 }
 
 const _: () = assert!(core::mem::size_of::<Control>() == CACHE_LINE);
+
+/// Most lanes a multi-producer stream or queue may have.
+pub(crate) const MAX_LANES: usize = 1024;
+
+/// The directory line of a lanes segment, the cache line right after the header (section
+/// "Multi-producer streams and queues"). Written by the creator before the segment is ready,
+/// never after. Every field is atomic.
+#[repr(C)]
+pub(crate) struct LaneDirectory {
+    /// The number of lanes, `1..=MAX_LANES`.
+    pub lanes: AtomicU32,
+    /// What each lane is: the [`SegmentKind`] code of a stream (1) or a queue (2).
+    pub lane_kind: AtomicU32,
+    /// Each lane's capacity in messages.
+    pub capacity: AtomicU64,
+    _reserved: [AtomicU64; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<LaneDirectory>() == CACHE_LINE);
 
 /// Where things are in a segment holding one payload type (sections "Overview" and "Slots").
 ///
@@ -239,7 +275,7 @@ impl Geometry {
         slots: usize,
         descriptor_len: u64,
     ) -> Option<Geometry> {
-        let slots_offset = if kind.is_ring() {
+        let slots_offset = if kind.has_line() {
             HEADER_SIZE + CACHE_LINE
         } else {
             HEADER_SIZE

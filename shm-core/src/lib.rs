@@ -83,8 +83,10 @@ pub use raw_reader::RawReader;
 pub use raw_writer::RawWriter;
 pub use reader::Reader;
 pub use shared_state::SharedState;
+pub use stream::lanes::{remove_lanes, LanesInfo};
 pub use stream::{
-    QueueConsumer, QueueProducer, RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
+    LaneConsumer, LaneProducer, LaneReader, LaneWriter, QueueConsumer, QueueProducer,
+    RawStreamReader, RawStreamWriter, StreamReader, StreamWriter,
 };
 pub use turn::Turn;
 pub use types::{FixedStr, FixedVec, ShmBool, ValueError};

@@ -111,6 +111,53 @@ pub unsafe trait SharedState: Copy + Send + Sync + Sealed + 'static {
     fn open_consumer(name: &str) -> Result<crate::QueueConsumer<Self>> {
         Options::new().open_consumer(name)
     }
+
+    /// Creates the multi-producer stream `name`: `lanes` lanes (the most producers sending at
+    /// once) of `capacity` messages each; returns the producer of lane 0 (drop it to free the
+    /// lane). See [`LaneWriter`](crate::LaneWriter).
+    ///
+    /// # Panics
+    /// If `lanes` is 0 or more than 1024, or `capacity` is 0 or more than 2^24.
+    fn create_lanes(name: &str, lanes: usize, capacity: usize) -> Result<crate::LaneWriter<Self>> {
+        Options::new().create_lanes(name, lanes, capacity)
+    }
+
+    /// Joins the multi-producer stream `name` as a producer, taking a free lane and
+    /// continuing its numbering; fails with [`Error::NoFreeLane`](crate::Error::NoFreeLane)
+    /// while every lane has a live producer.
+    fn join_stream(name: &str) -> Result<crate::LaneWriter<Self>> {
+        Options::new().join_stream(name)
+    }
+
+    /// Subscribes to every lane of the multi-producer stream `name`, checking the layout hash:
+    /// the reader receives every message sent from now on, in order within each lane.
+    fn subscribe_lanes(name: &str) -> Result<crate::LaneReader<Self>> {
+        Options::new().subscribe_lanes(name)
+    }
+
+    /// Creates the multi-producer queue `name`: `lanes` lanes of `capacity` messages not yet
+    /// taken each; returns the producer of lane 0. See [`LaneProducer`](crate::LaneProducer).
+    ///
+    /// # Panics
+    /// If `lanes` is 0 or more than 1024, or `capacity` is 0 or more than 2^24.
+    fn create_lane_queue(
+        name: &str,
+        lanes: usize,
+        capacity: usize,
+    ) -> Result<crate::LaneProducer<Self>> {
+        Options::new().create_lane_queue(name, lanes, capacity)
+    }
+
+    /// Joins the multi-producer queue `name` as a producer, taking a free lane.
+    fn join_queue(name: &str) -> Result<crate::LaneProducer<Self>> {
+        Options::new().join_queue(name)
+    }
+
+    /// Opens the multi-producer queue `name` as its consumer: every lane continues after the
+    /// last message any consumer took from it.
+    fn open_lane_consumer(name: &str) -> Result<crate::LaneConsumer<Self>> {
+        Options::new().open_lane_consumer(name)
+    }
 }
 
 /// Compile-time proof, by zerocopy, that a leaf type has no padding and no invalid bit patterns.

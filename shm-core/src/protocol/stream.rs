@@ -21,6 +21,8 @@
 
 #[cfg(all(test, loom))]
 mod model;
+#[cfg(all(test, loom))]
+mod model_lanes;
 
 use super::{
     announce, complete, load_acquire, read_slot, write_slot, Announce, Sink, Slots, Source, Word,
@@ -57,6 +59,19 @@ pub(crate) fn send<S: Slots>(
     let (seq, words) = s.slot(s.index().slot_of(number));
     write_slot(seq, &words[..len], number, &mut source);
     announce(s, number, how)
+}
+
+/// The number of the last message sent, as a writer that takes over a ring (a stream's
+/// writer, a queue's producer, a lane's next producer) continues after: the last complete
+/// message, `published`. A writer that died in the middle of a send left that message
+/// unpublished, so its number goes to the new writer's first message: readers see neither a
+/// gap nor a duplicate. The caller holds the writer lease, taken after the previous writer's
+/// lease was released (the kernel orders the release before the take).
+#[inline]
+pub(crate) fn take_over<S: Slots>(s: &S) -> u64 {
+    // Acquire: the slots of every message up to `published` are complete before the new
+    // writer overwrites any of them.
+    load_acquire(s.published())
 }
 
 /// Receives the oldest message numbered `next` or later that the ring still holds: copies its

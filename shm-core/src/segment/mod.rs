@@ -19,7 +19,9 @@ mod turns;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fault;
-use crate::format::{Control, Geometry, Header, SegmentKind, CACHE_LINE, HEADER_SIZE};
+use crate::format::{
+    Control, Geometry, Header, LaneDirectory, SegmentKind, CACHE_LINE, HEADER_SIZE,
+};
 use crate::info::{SegmentInfo, WriterInfo};
 use crate::layout::{Compat, LayoutBuf};
 use crate::lease::LeaseFile;
@@ -58,12 +60,15 @@ pub(crate) enum Expect {
     /// Any valid stream or queue segment (an untyped stream reader decodes its messages by
     /// the stored layout).
     AnyRing,
-    /// A stream or queue segment (`kind`) of this type: its layout and layout hash.
+    /// A stream or queue segment (`kind`) of this type: its layout and layout hash (also a
+    /// lanes directory, `kind` [`SegmentKind::Lanes`], of this message type).
     Ring {
         kind: SegmentKind,
         layout: LayoutBuf,
         hash: u64,
     },
+    /// Any valid lanes directory (an untyped tool reads its lanes by their stored layout).
+    AnyLanes,
 }
 
 impl Expect {
@@ -72,6 +77,7 @@ impl Expect {
         match self {
             Expect::Ring { kind, .. } => *kind,
             Expect::AnyRing => SegmentKind::Stream,
+            Expect::AnyLanes => SegmentKind::Lanes,
             Expect::Type { .. } | Expect::Any => SegmentKind::State,
         }
     }
@@ -90,7 +96,7 @@ impl Expect {
             Expect::Type { layout, hash } | Expect::Ring { layout, hash, .. } => {
                 Some((layout, *hash))
             }
-            Expect::Any | Expect::AnyRing => None,
+            Expect::Any | Expect::AnyRing | Expect::AnyLanes => None,
         }
     }
 }
@@ -311,6 +317,17 @@ impl Segment {
         // is 64-aligned in a page-aligned mapping; `Control` is all atomics, valid for any
         // bytes; the borrow is tied to `self`, which owns the mapping.
         Some(unsafe { &*(self.map.as_ptr().add(HEADER_SIZE) as *const Control) })
+    }
+
+    /// The directory line of a lanes segment (`None` for other kinds).
+    pub fn lane_directory(&self) -> Option<&LaneDirectory> {
+        if self.geometry.kind != SegmentKind::Lanes {
+            return None;
+        }
+        assert!(HEADER_SIZE + CACHE_LINE <= self.geometry.slots_offset);
+        // SAFETY: as for `control`: a lanes geometry puts slot 0 one cache line after the
+        // header (asserted), inside the mapping; 64-aligned; all atomics; tied to `self`.
+        Some(unsafe { &*(self.map.as_ptr().add(HEADER_SIZE) as *const LaneDirectory) })
     }
 
     /// The layout the segment stores (validated against its layout hash on open).

@@ -12,6 +12,7 @@
 //! The protocol is `protocol/stream.rs`; this module holds the handles and how they create and
 //! open segments (`segment.rs`, with a segment kind in the header).
 
+pub mod lanes;
 mod options;
 mod queue;
 mod raw;
@@ -19,6 +20,7 @@ mod raw_writer;
 mod reader;
 mod writer;
 
+pub use lanes::{LaneConsumer, LaneProducer, LaneReader, LaneWriter};
 pub use queue::{QueueConsumer, QueueProducer};
 pub use raw::RawStreamReader;
 pub use raw_writer::RawStreamWriter;
@@ -161,7 +163,7 @@ impl Sender {
         wake_all(&seg.header().futex);
         // A writer that died mid-send left that message unpublished: its number is used again,
         // so readers see neither a gap nor a duplicate.
-        let sent = protocol::load_acquire(&seg.header().published);
+        let sent = protocol::stream::take_over(&seg);
         Ok(Sender {
             seg,
             sent,

@@ -268,18 +268,22 @@ impl<T: SharedState> QueueConsumer<T> {
     }
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
-        super::receive_until(self, deadline, Self::try_recv, |c, deadline| {
-            let h = c.seg.header();
-            let next = c.taken + 1;
-            wait_until(
-                &h.futex,
-                &h.waiters,
-                true,
-                deadline,
-                Pace::Stream,
-                |registered| wait::load_for_wait(&h.published, registered) >= next,
-            )
-        })
+        super::receive_until(self, deadline, Self::try_recv, Self::wait_until)
+    }
+
+    /// Waits until the next message is sent, or `deadline` (`false`): for consumers of several
+    /// queues, which wait on one at a time.
+    pub(crate) fn wait_until(&self, deadline: Deadline) -> bool {
+        let h = self.seg.header();
+        let next = self.taken + 1;
+        wait_until(
+            &h.futex,
+            &h.waiters,
+            true,
+            deadline,
+            Pace::Stream,
+            |registered| wait::load_for_wait(&h.published, registered) >= next,
+        )
     }
 
     /// Takes the next message asynchronously; `Err(Error::WriterDied)` when the producer's

@@ -216,6 +216,12 @@ impl<T: SharedState> StreamReader<T> {
         })
     }
 
+    /// Waits until the message this reader wants next is published, or `deadline` (`false`):
+    /// for readers of several streams, which wait on one at a time.
+    pub(crate) fn wait_until(&self, deadline: Deadline) -> bool {
+        self.pending.is_some() || self.cursor.wait(&self.raw, deadline)
+    }
+
     /// Receives as many messages as are available, up to `buf.len()`, into `buf` without
     /// waiting, and returns how many (0 if none). `Err(Error::Lagged)` when the first message
     /// comes after a gap; a gap met after some messages ends the batch and is reported by the
