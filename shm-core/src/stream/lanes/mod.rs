@@ -162,6 +162,7 @@ fn create_lanes<T: SharedState>(
         mode: make.mode,
         crash_before_ready: false,
         kind: SegmentKind::Lanes,
+        turns: false,
     };
     let mut made: Vec<Sender> = Vec::with_capacity(lanes);
     let mut failed = None;
@@ -208,6 +209,7 @@ fn join<T: SharedState>(options: &Options, dir: &LanesInfo) -> Result<(usize, Se
             &lane_name(&dir.name, lane),
             dir.lane_kind,
             options.make().ready_wait,
+            false,
         ) {
             Ok(tx) => return Ok((lane, tx)),
             Err(Error::WriterBusy { .. }) => continue,
