@@ -17,7 +17,10 @@
 //!   current-thread runtime on CPU 1: the floor of an async wake-up). iceoryx2's listener
 //!   joins these rows from the main harness (`latency_wake`, relabelled).
 //! - `async_segments`: 1, 16 and 256 segments attached to one [`WaitSet`], the receiver
-//!   blocked in [`WaitSet::wait`]; one publish at a time into any of them, 200-300 us apart.
+//!   blocked in [`WaitSet::wait`]; one publish at a time into any of them, 200-300 us apart
+//!   (a receiver with many segments takes longer per wake-up; with the gaps of `async_wake`
+//!   it would fall behind and measure its backlog). The raw futex and the blocking wait again,
+//!   at this pace, for the ratios: a longer sleep wakes slower here.
 //! - `async_arm`: with nothing published: a fresh `changed()` future polled once (it arms a
 //!   wait: registration, the writer's pidfd, the backend's sleep) and dropped (cancelled), per
 //!   pair; and a [`WaitSet`] arming its 1/16/256 segments at once (`ready()` after attaching)
@@ -68,7 +71,7 @@ const URING: Option<&str> = Some("io_uring");
 const WAITV: Option<&str> = Some("futex_waitv");
 
 /// Every row this module measures, in the order of the tables.
-pub const SPECS: [Spec; 19] = [
+pub const SPECS: [Spec; 21] = [
     spec("async_wake", "futex", 1, None),
     spec("async_wake", "blocking", 1, None),
     spec("async_wake", "tokio-ct", 1, URING),
@@ -78,6 +81,8 @@ pub const SPECS: [Spec; 19] = [
     spec("async_wake", "tokio-mt2", 1, WAITV),
     spec("async_wake", "epoll", 1, WAITV),
     spec("async_wake", "watch", 1, None),
+    spec("async_segments", "futex", 1, None),
+    spec("async_segments", "blocking", 1, None),
     spec("async_segments", "set-wait", 1, URING),
     spec("async_segments", "set-wait", 16, URING),
     spec("async_segments", "set-wait", 256, URING),
@@ -104,6 +109,11 @@ pub fn run_case(s: Spec, name: &str, b: Budget) -> Vec<Row> {
             name,
             &cpu.to_string(),
             &samples.to_string(),
+            if s.case == "async_segments" {
+                "slow"
+            } else {
+                "fast"
+            },
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -181,7 +191,8 @@ fn segment(name: &str, i: usize) -> String {
     format!("{name}-{i}")
 }
 
-/// A child's entry: `--async-role ROLE STYLE SEGMENTS NAME CPU SAMPLES`.
+/// A child's entry: `--async-role ROLE STYLE SEGMENTS NAME CPU SAMPLES PACE` (`PACE`: `slow`
+/// for publishes 200-300 us apart, else 30-70 us).
 pub fn child(args: &[String]) {
     let (role, style) = (args[0].as_str(), args[1].as_str());
     let segments: usize = args[2].parse().unwrap();
@@ -190,7 +201,7 @@ pub fn child(args: &[String]) {
     let samples: usize = args[5].parse().unwrap();
     pin(cpu);
     match role {
-        "send" => send(style, segments, name),
+        "send" => send(style, segments, name, args[6] == "slow"),
         "receive" => receive(style, segments, name, samples),
         "watch" => watch_floor(samples),
         other => panic!("unknown role {other}"),
@@ -231,12 +242,12 @@ fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<&libc::tim
     }
 }
 
-fn send(style: &str, segments: usize, name: &str) {
+fn send(style: &str, segments: usize, name: &str, slow: bool) {
     crate::watch_stdin();
-    // 30-70 us apart, so that the receiver is back to waiting (200-300 us with many segments,
-    // whose receiver takes longer per wake-up on this machine); the `arm` case publishes
+    // 30-70 us apart, so that the receiver is back to waiting (200-300 us in `async_segments`,
+    // whose receiver takes longer per wake-up with many segments); the `arm` case publishes
     // nothing.
-    let (base, spread) = if style == "set-wait" {
+    let (base, spread) = if slow {
         (200_000, 100_000)
     } else {
         (30_000, 40_000)

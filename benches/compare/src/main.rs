@@ -292,7 +292,7 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
             print_async(&r);
             rows.push(r);
         }
-        if s.style == "futex" {
+        if s.style == "futex" && s.case == "async_wake" {
             // iceoryx2's listener (its event service), as `latency_wake` measures it, among
             // the async rows: the same run, minutes apart at most.
             if let Some(mut r) = run_case("async_wake", Kind::Iceoryx2, 64, "latency-wake", b) {

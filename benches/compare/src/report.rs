@@ -45,7 +45,7 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
                 "case": r.case, "contender": r.contender, "bytes": r.bytes,
                 "median_ns": r.median_ns, "p99_ns": r.p99_ns, "ops": r.ops, "torn": r.torn,
                 "retries": r.retries, "starved": r.retries == u64::MAX, "distinct": r.distinct,
-                "batches_used": r.used,
+                "batches_used": r.used, "cpu_ns_per_wake": r.cpu_ns, "threads": r.threads,
             })
         })
         .collect();
@@ -251,7 +251,7 @@ fn summary(rows: &[Row], quick: bool) -> String {
          the median is ns per message received, `L` is the ratio to the plain SPSC ring, `O` \
          to our queue, and `retries` counts the messages a lossy contender dropped. In the async \
          cases, `x blocking` and `x futex` are ratios to `ours-blocking` (`wait_for_update`) and \
-         `futex-raw` of the same run, CPU ns per wake is the receiving process's CPU time (every \
+         `futex-raw` of the same run (and the same case where it has them), CPU ns per wake is the receiving process's CPU time (every \
          thread) per value observed, and threads are the receiving process's.\n",
     );
     s
@@ -281,10 +281,13 @@ fn async_table(s: &mut String, case: &str, of_case: &[&Row], rows: &[Row]) {
         s.push('\n');
         return;
     }
+    // The references of the same case (same pace), else those of `async_wake`.
     let reference = |label: &str| {
-        rows.iter()
-            .find(|r| r.case == "async_wake" && r.contender == label)
-            .map(|r| r.median_ns)
+        [case, "async_wake"].iter().find_map(|c| {
+            rows.iter()
+                .find(|r| r.case == *c && r.contender == label)
+                .map(|r| r.median_ns)
+        })
     };
     let (blocking, futex) = (reference("ours-blocking"), reference("futex-raw"));
     let ratio =
