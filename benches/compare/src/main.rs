@@ -7,7 +7,8 @@
 //!
 //! The parent process runs every case as a writer child (pinned to CPU 0) and a reader child
 //! (pinned to CPU 1), both this binary in a role; children report one JSON line each (the
-//! stream cases, `streams.rs`, a sender and a receiver the same way). Results
+//! stream cases, `streams.rs`, and the async waiting cases, `asyncwait.rs`, a sender and a
+//! receiver the same way). Results
 //! go to `DIR/results.csv`, `DIR/results.json`, `DIR/summary.md` and SVG plots.
 
 mod asyncwait;
