@@ -411,6 +411,12 @@ pub mod hooks {
         crate::wait::NO_SLICE.store(true, Ordering::Relaxed);
     }
 
+    /// Times `set` collected its backend's outcomes (each a few system calls): a `ready()`
+    /// collects once, however many handles are attached.
+    pub fn wait_set_reaps(set: &crate::WaitSet) -> u64 {
+        set.reaps()
+    }
+
     /// Makes every waiter in this process (blocking or asynchronous) register without the
     /// waiter's `membarrier` barrier, so that a test can show the wake-ups it then misses.
     pub fn skip_waiter_barrier() {

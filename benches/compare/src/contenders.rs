@@ -238,6 +238,10 @@ impl Mapping {
     pub fn open(name: &str, len: usize) -> Mapping {
         Self::map(name, len, false)
     }
+    /// The start of the mapping (page-aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
 }
 
 impl Drop for Mapping {

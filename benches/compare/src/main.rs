@@ -7,9 +7,11 @@
 //!
 //! The parent process runs every case as a writer child (pinned to CPU 0) and a reader child
 //! (pinned to CPU 1), both this binary in a role; children report one JSON line each (the
-//! stream cases, `streams.rs`, a sender and a receiver the same way). Results
+//! stream cases, `streams.rs`, and the async waiting cases, `asyncwait.rs`, a sender and a
+//! receiver the same way). Results
 //! go to `DIR/results.csv`, `DIR/results.json`, `DIR/summary.md` and SVG plots.
 
+mod asyncwait;
 mod contenders;
 mod measure;
 mod report;
@@ -40,6 +42,10 @@ pub struct Row {
     pub used: u64,
     /// The latency samples, for distributions (latency cases only).
     pub samples: Vec<f64>,
+    /// CPU ns the receiving process spent per observed value (async cases only).
+    pub cpu_ns: f64,
+    /// Threads the receiving process ran (async cases only).
+    pub threads: u64,
 }
 
 /// Payload sizes in 8-byte words for the latency cases, and for throughput.
@@ -54,6 +60,10 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--stream-role") {
         streams::child(&args[i + 1..]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--async-role") {
+        asyncwait::child(&args[i + 1..]);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -269,7 +279,38 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
             }
         }
     }
+    for s in asyncwait::SPECS {
+        if only.is_some_and(|o| !s.case.contains(o)) {
+            continue;
+        }
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!("/{}a{}", prefix(), N.fetch_add(1, Ordering::Relaxed));
+        let got = asyncwait::run_case(s, &name, b);
+        if got.is_empty() {
+            eprintln!("{} {} {:?}: no result", s.case, s.style, s.backend);
+        }
+        for r in got {
+            print_async(&r);
+            rows.push(r);
+        }
+        if s.style == "futex" && s.case == "async_wake" {
+            // iceoryx2's listener (its event service), as `latency_wake` measures it, among
+            // the async rows: the same run, minutes apart at most.
+            if let Some(mut r) = run_case("async_wake", Kind::Iceoryx2, 64, "latency-wake", b) {
+                r.contender = "iceoryx2-listener".into();
+                print_async(&r);
+                rows.push(r);
+            }
+        }
+    }
     rows
+}
+
+fn print_async(r: &Row) {
+    eprintln!(
+        "{:>22} {:>32}  p50 {:>10.1} ns  p99 {:>10.1} ns  cpu/op {:>8.1} ns  threads {}",
+        r.case, r.contender, r.median_ns, r.p99_ns, r.cpu_ns, r.threads
+    );
 }
 
 /// One row from the rounds of a case: the median of their medians and of their p99s, the

@@ -364,5 +364,7 @@ pub fn parse(line: &str) -> Option<Row> {
             .as_array()
             .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
             .unwrap_or_default(),
+        cpu_ns: f("cpu_ns"),
+        threads: u("threads"),
     })
 }

@@ -45,7 +45,7 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
                 "case": r.case, "contender": r.contender, "bytes": r.bytes,
                 "median_ns": r.median_ns, "p99_ns": r.p99_ns, "ops": r.ops, "torn": r.torn,
                 "retries": r.retries, "starved": r.retries == u64::MAX, "distinct": r.distinct,
-                "batches_used": r.used,
+                "batches_used": r.used, "cpu_ns_per_wake": r.cpu_ns, "threads": r.threads,
             })
         })
         .collect();
@@ -69,7 +69,20 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
         "Read under a back-to-back writer (median ns per validated read)",
     );
     plot_sizes(out, rows, "write", "Write (median ns per publish)");
-    plot_latency(out, rows);
+    plot_latency(
+        out,
+        rows,
+        "latency",
+        "latency.svg",
+        "Publish-to-observe latency across processes (CDF)",
+    );
+    plot_latency(
+        out,
+        rows,
+        "async_wake",
+        "async_wake.svg",
+        "Wake-up latency of waiting readers across processes (CDF)",
+    );
 }
 
 /// CPU model, CPU count and kernel, for the report.
@@ -140,6 +153,10 @@ fn summary(rows: &[Row], quick: bool) -> String {
             .iter()
             .map(|r| ((r.contender.as_str(), r.bytes), *r))
             .collect();
+        if case.starts_with("async_") {
+            async_table(&mut s, case, &of_case, rows);
+            continue;
+        }
         let latency = case.starts_with("latency") || case == "attach";
         let _ = writeln!(s, "### {case}\n");
         if latency {
@@ -232,9 +249,73 @@ fn summary(rows: &[Row], quick: bool) -> String {
          results.csv), so that reads during which another tenant held the writer's CPU do not \
          count as contended. `starved`: a read gave up after 200,000 retries. In the stream cases \
          the median is ns per message received, `L` is the ratio to the plain SPSC ring, `O` \
-         to our queue, and `retries` counts the messages a lossy contender dropped.\n",
+         to our queue, and `retries` counts the messages a lossy contender dropped. In the async \
+         cases, `x blocking` and `x futex` are ratios to `ours-blocking` (`wait_for_update`) and \
+         `futex-raw` of the same run (and the same case where it has them), CPU ns per wake is the receiving process's CPU time (every \
+         thread) per value observed, and threads are the receiving process's.\n",
     );
     s
+}
+
+/// The async waiting cases: wake-up latency with ratios to the blocking wait and the raw futex
+/// of the same run, CPU per wake-up and threads; or, for `async_arm`, ns per operation.
+fn async_table(s: &mut String, case: &str, of_case: &[&Row], rows: &[Row]) {
+    let _ = writeln!(s, "### {case}\n");
+    if case == "async_arm" {
+        let _ = writeln!(
+            s,
+            "| operation, backend | p50 ns per op | p99 ns per op | threads | batches |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for r in of_case {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                r.contender,
+                fmt_ns(r.median_ns),
+                fmt_ns(r.p99_ns),
+                r.threads,
+                r.ops
+            );
+        }
+        s.push('\n');
+        return;
+    }
+    // The references of the same case (same pace), else those of `async_wake`.
+    let reference = |label: &str| {
+        [case, "async_wake"].iter().find_map(|c| {
+            rows.iter()
+                .find(|r| r.case == *c && r.contender == label)
+                .map(|r| r.median_ns)
+        })
+    };
+    let (blocking, futex) = (reference("ours-blocking"), reference("futex-raw"));
+    let ratio =
+        |x: Option<f64>, r: &Row| x.map_or("-".into(), |x| format!("{:.2}", r.median_ns / x));
+    let _ = writeln!(
+        s,
+        "| receiver | p50 ns | p99 ns | x blocking (p50) | x futex (p50) | CPU ns per wake | threads | samples |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for r in of_case {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.contender,
+            fmt_ns(r.median_ns),
+            fmt_ns(r.p99_ns),
+            ratio(blocking, r),
+            ratio(futex, r),
+            fmt_ns(r.cpu_ns),
+            if r.threads == 0 {
+                "-".into()
+            } else {
+                r.threads.to_string()
+            },
+            r.ops
+        );
+    }
+    s.push('\n');
 }
 
 /// The `q` quantile of sorted samples.
@@ -319,14 +400,23 @@ fn plot_sizes(out: &str, rows: &[Row], case: &str, title: &str) {
     let _ = root.present();
 }
 
-/// Publish-to-observe latency distributions: the CDF of every latency case's samples, log x.
-fn plot_latency(out: &str, rows: &[Row]) {
+/// Publish-to-observe latency distributions: the CDF of the samples of every case whose name
+/// starts with `prefix`, log x, into `file`.
+fn plot_latency(out: &str, rows: &[Row], prefix: &str, file: &str, title: &str) {
     let series: Vec<(String, &Vec<f64>)> = rows
         .iter()
-        .filter(|r| r.case.starts_with("latency") && !r.samples.is_empty())
+        .filter(|r| r.case.starts_with(prefix) && !r.samples.is_empty())
         .map(|r| {
             (
-                format!("{} {}", r.case.trim_start_matches("latency_"), r.contender),
+                format!(
+                    "{} {}",
+                    r.case
+                        .trim_start_matches("latency_")
+                        .trim_start_matches("async_wake"),
+                    r.contender
+                )
+                .trim()
+                .to_string(),
                 &r.samples,
             )
         })
@@ -343,14 +433,11 @@ fn plot_latency(out: &str, rows: &[Row]) {
         .iter()
         .map(|s| s.1[s.1.len() - 1])
         .fold(0f64, f64::max);
-    let path = format!("{out}/latency.svg");
+    let path = format!("{out}/{file}");
     let root = SVGBackend::new(&path, (900, 600)).into_drawing_area();
     let _ = root.fill(&WHITE);
     let Ok(mut chart) = ChartBuilder::on(&root)
-        .caption(
-            "Publish-to-observe latency across processes (CDF)",
-            ("sans-serif", 18),
-        )
+        .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(50)

@@ -134,6 +134,18 @@ impl Armed {
         outcome.map(Some)
     }
 
+    /// [`poll_outcome`](Self::poll_outcome) for a caller that has just reaped the engine.
+    pub fn poll_reaped(&mut self, waker: Option<&Waker>) -> Poll<Option<Outcome>> {
+        let Some(id) = self.id else {
+            return Poll::Ready(None);
+        };
+        let outcome = self.engine.take_reaped(id, waker);
+        if outcome.is_ready() {
+            self.id = None;
+        }
+        outcome.map(Some)
+    }
+
     /// [`poll_outcome`](Self::poll_outcome) with a context.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outcome>> {
         self.poll_outcome(Some(cx.waker()))
