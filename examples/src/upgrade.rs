@@ -8,6 +8,7 @@
 //!                                      layout, or not) and publish back to back until killed
 //! upgrade_vN read NAME STORED COMPAT COUNT
 //!                                      read until COUNT distinct values (0: until killed)
+//! upgrade_vN stream NAME              create the stream NAME and send back to back until killed
 //! upgrade_vN header                   print this version's C header (shm_core::export::c_header)
 //! ```
 //!
@@ -107,6 +108,14 @@ pub fn main<T: Version>() {
                 }
             }
         }
+        ("stream", name) => {
+            let mut tx = T::create_stream(name, 64).unwrap_or_else(|e| fail(&e.to_string()));
+            say("ready");
+            for seq in 1..PHASE {
+                tx.send(&T::at(seq));
+            }
+            0
+        }
         ("header", _) => {
             print!("{}", shm_core::export::c_header::<T>());
             0
@@ -118,7 +127,7 @@ pub fn main<T: Version>() {
             arg(4).parse().expect("COUNT"),
         ),
         _ => fail(
-            "usage: create NAME | takeover NAME adopt|plain | read NAME STORED COMPAT COUNT | header",
+            "usage: create NAME | takeover NAME adopt|plain | read NAME STORED COMPAT COUNT | stream NAME | header",
         ),
     };
     std::process::exit(code);

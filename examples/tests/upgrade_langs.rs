@@ -4,7 +4,7 @@
 //! every version (`upgrade_vN create`) publish back to back. Each reader applies the rule of
 //! "Compatibility" itself, reports the case, and checks every snapshot field by field: the
 //! fields the segment's version does not have must read as zero, though the reader fills its
-//! value with 0xa5 bytes before each read.
+//! value with 0xa5 bytes before each read. Streams: the same rule for every message.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
@@ -177,6 +177,56 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// The C stream reader: `stream NAME STORED COMPAT COUNT`, checking every message it receives
+/// (from the oldest held), in order.
+const C_STREAM: &str = r#"
+#include "shm_state.h"
+#include "pose.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+CHECKS
+int main(int argc, char **argv) {
+    shm_stream s;
+    Pose p;
+    int stored;
+    uint64_t count, got = 0, last = 0, number;
+    if (argc != 5) return 64;
+    stored = atoi(argv[2]);
+    count = strtoull(argv[4], NULL, 10);
+    if (shm_stream_open(&s, argv[1], SHM_LAYOUT(POSE), 1) != SHM_OK) {
+        printf("BAD %s\n", s.reader.message);
+        return 2;
+    }
+    if (strcmp(shm_compat_name(shm_stream_compat(&s)), argv[3]) != 0) {
+        printf("BAD compat is %s, expected %s\n", shm_compat_name(shm_stream_compat(&s)), argv[3]);
+        return 2;
+    }
+    printf("compat %s\n", shm_compat_name(shm_stream_compat(&s)));
+    fflush(stdout);
+    while (got < count) {
+        shm_status st;
+        memset(&p, 0xa5, sizeof p);
+        st = shm_stream_recv_timeout(&s, &p, &number, INT64_C(10000000000));
+        if (st == SHM_LAGGED) continue;
+        if (st != SHM_OK) {
+            printf("BAD %s\n", s.reader.message);
+            return 2;
+        }
+        if (!check_pose(&p, stored)) return 2;
+        if (p.seq <= last) {
+            printf("BAD message %llu after %llu\n", (unsigned long long)p.seq, (unsigned long long)last);
+            return 2;
+        }
+        last = p.seq;
+        got++;
+    }
+    printf("done %llu\n", (unsigned long long)got);
+    shm_stream_close(&s);
+    return 0;
+}
+"#;
+
 /// The C++ reader: the same, through `shm::Reader<Pose>`.
 const CXX_READER: &str = r#"
 #include "shm_state.hpp"
@@ -227,8 +277,9 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The readers of `version` in `dir`: (C, C++), compiled against that version's header.
-fn build(dir: &Path, version: u32) -> (PathBuf, PathBuf) {
+/// The readers of `version` in `dir`: (C, C++, C stream), compiled against that version's
+/// header.
+fn build(dir: &Path, version: u32) -> (PathBuf, PathBuf, PathBuf) {
     let vdir = dir.join(format!("v{version}"));
     std::fs::create_dir_all(&vdir).unwrap();
     let header = Command::new(example(version))
@@ -241,6 +292,7 @@ fn build(dir: &Path, version: u32) -> (PathBuf, PathBuf) {
     for (compiler, std, source, file) in [
         ("cc", "-std=c11", C_READER, "reader.c"),
         ("c++", "-std=c++17", CXX_READER, "reader.cpp"),
+        ("cc", "-std=c11", C_STREAM, "stream.c"),
     ] {
         std::fs::write(vdir.join(file), source.replace("CHECKS", CHECKS)).unwrap();
         let exe = vdir.join(format!("{file}.exe"));
@@ -263,27 +315,31 @@ fn build(dir: &Path, version: u32) -> (PathBuf, PathBuf) {
         );
         exes.push(exe);
     }
-    (exes[0].clone(), exes[1].clone())
+    (exes[0].clone(), exes[1].clone(), exes[2].clone())
 }
 
 const VALUES: u64 = 5_000;
 
 /// A Rust writer of version `writer`; the C and C++ `readers` of every version, each reporting
 /// the case `compat[reader - 1]` and checking VALUES distinct values.
-fn pairing(readers: &[(PathBuf, PathBuf)], writer: u32, compat: [&str; 3]) {
+fn pairing(readers: &[(PathBuf, PathBuf, PathBuf)], writer: u32, compat: [&str; 3]) {
     let name = Name::new("upgrade-langs");
+    let stream = Name::new("upgrade-langs-stream");
     let mut w = Program::start(Path::new(example(writer)), &["create", &name.0]);
     assert_eq!(w.line(), "ready");
+    let mut tx = Program::start(Path::new(example(writer)), &["stream", &stream.0]);
+    assert_eq!(tx.line(), "ready");
     let stored = writer.to_string();
     let count = VALUES.to_string();
     let mut running = Vec::new();
-    for (i, (c, cxx)) in readers.iter().enumerate() {
+    for (i, (c, cxx, rx)) in readers.iter().enumerate() {
         for exe in [c, cxx] {
             running.push(Program::start(exe, &[&name.0, &stored, compat[i], &count]));
         }
+        running.push(Program::start(rx, &[&stream.0, &stored, compat[i], &count]));
     }
     for (i, p) in running.iter_mut().enumerate() {
-        assert_eq!(p.line(), format!("compat {}", compat[i / 2]), "{}", p.what);
+        assert_eq!(p.line(), format!("compat {}", compat[i / 3]), "{}", p.what);
         assert_eq!(p.line(), format!("done {VALUES}"), "{}", p.what);
     }
     for p in running {
@@ -292,7 +348,8 @@ fn pairing(readers: &[(PathBuf, PathBuf)], writer: u32, compat: [&str; 3]) {
 }
 
 /// The same pairings as the Rust processes of `tests/upgrade.rs`: writers of v1, v2 and v3,
-/// each with a C and a C++ reader of every version.
+/// each with a C and a C++ reader of every version, and a stream of each version with a C
+/// stream reader of every version.
 #[test]
 fn c_and_cxx_readers_of_every_version_with_writers_of_every_version() {
     let dir = Name::dir("upgrade-langs");
