@@ -39,11 +39,33 @@ pub struct Reader {
 }
 
 /// A program type that is another version of the segment's `#[shm(appendable)]` type.
-struct Version {
+pub(crate) struct Version {
     /// The program type's size: what byte-oriented reads fill.
-    size: usize,
+    pub(crate) size: usize,
     /// The longer of the two layouts, which `read` decodes.
-    view: shm_core::LayoutBuf,
+    pub(crate) view: shm_core::LayoutBuf,
+}
+
+impl Version {
+    /// Checks that a program of `expected` may open a segment storing `stored` (of hash
+    /// `stored_hash`): the case, and the program's version if it is another one.
+    pub(crate) fn check(
+        stored: &shm_core::LayoutBuf,
+        stored_hash: u64,
+        expected: &shm_core::LayoutBuf,
+    ) -> PyResult<(shm_core::Compat, Option<Version>)> {
+        let compat = crate::check_layout(stored, stored_hash, expected)?;
+        if expected.layout_hash() == stored_hash {
+            return Ok((compat, None));
+        }
+        let view = if expected.size >= stored.size {
+            expected.clone()
+        } else {
+            stored.clone()
+        };
+        let size = expected.size as usize;
+        Ok((compat, Some(Version { size, view })))
+    }
 }
 
 /// Payloads up to this size are read into a buffer on the stack, not a heap one.
@@ -137,19 +159,8 @@ impl Reader {
         let r = RawReader::open(name).map_err(to_py)?;
         let (mut version, mut given) = (None, None);
         if let Some(expected) = expected {
-            let compat = crate::check_layout(r.layout(), r.info().layout_hash(), &expected)?;
-            given = Some(compat);
-            if expected.layout_hash() != r.info().layout_hash() {
-                let view = if expected.size >= r.layout().size {
-                    expected.clone()
-                } else {
-                    r.layout().clone()
-                };
-                version = Some(Version {
-                    size: expected.size as usize,
-                    view,
-                });
-            }
+            let (compat, v) = Version::check(r.layout(), r.info().layout_hash(), &expected)?;
+            (given, version) = (Some(compat), v);
         }
         let view = version.as_ref().map_or(r.layout(), |v| &v.view);
         let plan = convert::Plan::new(py, view, view.size as usize);

@@ -3,7 +3,8 @@
 //! opens a Rust writer's segment of every version, reports the compatibility case, and checks
 //! every field: `read` decodes the longer of the two layouts (the fields the segment lacks as
 //! zero), and the generated ctypes structure, filled with 0xa5 before `read_into`, holds the
-//! common prefix and zero after it.
+//! common prefix and zero after it. A stream of each version is read the same way, message by
+//! message.
 
 #[path = "../../shm-core/tests/common/mod.rs"]
 mod common;
@@ -89,7 +90,7 @@ import sys
 import shm_state
 
 name, stored, program, compat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-seq = int(sys.argv[5])
+seq, stream = int(sys.argv[5]), sys.argv[6]
 M = (1 << 64) - 1
 x, y = seq * 0.5, -float(seq) - 0.25
 check = ((seq * 0x9e3779b97f4a7c15) & M) ^ 0x01234567
@@ -103,28 +104,48 @@ assert r.compat == compat, (r.compat, compat)
 assert shm_state.Reader(name).compat is None
 
 # Decoded by the longer layout: fields the segment lacks read as zero.
-v = r.read()
-longer = max(stored, program)
-keys = ["seq", "x", "y", "check"] + (["ext"] if longer >= 2 else []) + (["tail"] if longer >= 3 else [])
-assert list(v) == keys, v
-assert (v["seq"], v["x"], v["y"], v["check"]) == (seq, x, y, check), v
-if longer >= 2:
-    assert v["ext"]["z"] == want(z, 2), v
-if longer >= 3:
-    assert (v["ext"]["w"], v["tail"]) == (want(w, 3), want(tail, 3)), v
-assert r.try_read() == v
+def check_dict(v):
+    longer = max(stored, program)
+    keys = ["seq", "x", "y", "check"] + (["ext"] if longer >= 2 else []) + (["tail"] if longer >= 3 else [])
+    assert list(v) == keys, v
+    assert (v["seq"], v["x"], v["y"], v["check"]) == (seq, x, y, check), v
+    if longer >= 2:
+        assert v["ext"]["z"] == want(z, 2), v
+    if longer >= 3:
+        assert (v["ext"]["w"], v["tail"]) == (want(w, 3), want(tail, 3)), v
 
 # The program's own type: the common prefix, zero after it.
-s = mod.Pose()
-ctypes.memset(ctypes.addressof(s), 0xA5, ctypes.sizeof(s))
+def check_struct(s):
+    assert (s.seq, s.x, s.y, s.check) == (seq, x, y, check)
+    if program >= 2:
+        assert s.ext.z == want(z, 2), s.ext.z
+    if program >= 3:
+        assert (s.ext.w, s.tail) == (want(w, 3), want(tail, 3)), (s.ext.w, s.tail)
+
+def poisoned():
+    s = mod.Pose()
+    ctypes.memset(ctypes.addressof(s), 0xA5, ctypes.sizeof(s))
+    return s
+
+v = r.read()
+check_dict(v)
+assert r.try_read() == v
+s = poisoned()
 r.read_into(s)
-assert (s.seq, s.x, s.y, s.check) == (seq, x, y, check)
-if program >= 2:
-    assert s.ext.z == want(z, 2), s.ext.z
-if program >= 3:
-    assert (s.ext.w, s.tail) == (want(w, 3), want(tail, 3)), (s.ext.w, s.tail)
+check_struct(s)
 b = r.read_bytes()
 assert len(b) == mod.SIZE == ctypes.sizeof(s) and b == bytes(s)
+
+# Streams: the same for every message (three were sent).
+rx = shm_state.StreamReader(stream, mod, from_oldest=True)
+assert rx.compat == compat, (rx.compat, compat)
+assert shm_state.StreamReader(stream).compat is None
+check_dict(rx.recv(timeout=10))
+s = poisoned()
+rx.recv_into(s, timeout=10)
+check_struct(s)
+n, b = rx.recv_bytes(timeout=10)
+assert n == 3 and b == bytes(s), (n, b)
 print("ok", r.compat)
 "#;
 
@@ -150,6 +171,11 @@ fn python_reads_every_version_of_an_appendable_type_from_rust_writers_of_every_v
     std::fs::write(path.join("script.py"), SCRIPT).unwrap();
     let s = SEQ;
     let names = [Name::new("pyup"), Name::new("pyup"), Name::new("pyup")];
+    let streams = [
+        Name::new("pyup-stream"),
+        Name::new("pyup-stream"),
+        Name::new("pyup-stream"),
+    ];
     let base = v1::Pose {
         seq: s,
         x: x(s),
@@ -157,6 +183,7 @@ fn python_reads_every_version_of_an_appendable_type_from_rust_writers_of_every_v
         check: check(s),
     };
     let _w1 = v1::Pose::create(&names[0], &base).unwrap();
+    let mut tx1 = v1::Pose::create_stream(&streams[0], 8).unwrap();
     let ext2 = v2::Ext { z: s as f64 * 3.0 };
     let v2 = v2::Pose {
         seq: s,
@@ -166,6 +193,7 @@ fn python_reads_every_version_of_an_appendable_type_from_rust_writers_of_every_v
         ext: ext2,
     };
     let _w2 = v2::Pose::create(&names[1], &v2).unwrap();
+    let mut tx2 = v2::Pose::create_stream(&streams[1], 8).unwrap();
     let v3 = v3::Pose {
         seq: s,
         x: x(s),
@@ -178,6 +206,12 @@ fn python_reads_every_version_of_an_appendable_type_from_rust_writers_of_every_v
         tail: s.rotate_left(17),
     };
     let _w3 = v3::Pose::create(&names[2], &v3).unwrap();
+    let mut tx3 = v3::Pose::create_stream(&streams[2], 8).unwrap();
+    for _ in 0..3 {
+        tx1.send(&base);
+        tx2.send(&v2);
+        tx3.send(&v3);
+    }
     let case = |stored: usize, program: usize| match stored.cmp(&program) {
         std::cmp::Ordering::Equal => "Exact",
         std::cmp::Ordering::Less => "SegmentOlder",
@@ -193,6 +227,7 @@ fn python_reads_every_version_of_an_appendable_type_from_rust_writers_of_every_v
                     &program.to_string(),
                     case(stored, program),
                     &SEQ.to_string(),
+                    &streams[stored - 1].0,
                 ])
                 .env("PYTHONPATH", path)
                 .env("PYTHONDONTWRITEBYTECODE", "1")
