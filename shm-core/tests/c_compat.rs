@@ -290,3 +290,43 @@ fn the_c_reader_applies_the_compatibility_rule_as_the_rust_reader_does() {
         assert!(kinds.iter().any(|k| k.starts_with(needle)), "no case {needle:?} among {kinds:#?}");
     }
 }
+
+/// The C decoder treats a kind-7 descriptor as hostile input, as the Rust one does: a `marks`
+/// byte with an unknown bit, or an alias flag without its string, makes the segment corrupt;
+/// a deprecated mark (not hashed) is a valid descriptor of the same hash.
+#[test]
+fn the_c_reader_decodes_kind_7_markers_as_hostile_input() {
+    let dir = TempDir::new("c-compat-hostile");
+    let exe = reader_of::<v1::T>(dir.path(), "v1");
+    // `marks` of field `a`: kind, size, align (17), name "T" (5), stable flag (1), stable
+    // name "P" (5), count (4), field name "a" (5), offset (8).
+    const MARKS: usize = 17 + 5 + 1 + 5 + 4 + 5 + 8;
+    for (marks, accepted) in [(4u8, false), (2, false), (1, true), (0, true)] {
+        let name = Name::new("c-compat-hostile");
+        drop(v1::T::create(&name, &v1::T { a: 5, b: 1, c: 2 }).unwrap());
+        let path = format!("/dev/shm{}", &*name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let desc = u64::from_ne_bytes(bytes[56..64].try_into().unwrap()) as usize;
+        assert_eq!(bytes[desc + MARKS], 0, "not the marks byte");
+        bytes[desc + MARKS] = marks;
+        std::fs::write(&path, &bytes).unwrap();
+        let out = Command::new(&exe).arg(&name.0).output().unwrap();
+        let c = String::from_utf8(out.stdout).unwrap();
+        let rust = v1::T::open(&name);
+        if accepted {
+            assert_eq!(c.trim(), "compat Exact a=5", "marks {marks}");
+            assert!(rust.is_ok(), "marks {marks}");
+        } else {
+            assert_eq!(
+                c.trim(),
+                "refused corrupt segment: the stored layout descriptor is malformed",
+                "marks {marks}"
+            );
+            assert!(
+                matches!(rust, Err(shm_core::Error::Corrupt { .. })),
+                "marks {marks}: {:?}",
+                rust.map(|_| ())
+            );
+        }
+    }
+}
