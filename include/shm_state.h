@@ -151,6 +151,14 @@ typedef enum shm_status {
     SHM_LAGGED                /* streams: messages were lost, `shm_stream_missed` says how many */
 } shm_status;
 
+/* How the layout a segment stores relates to this program's ("Compatibility" in
+ * docs/segment-format.md): two versions of one `#[shm(appendable)]` type may differ. */
+typedef enum shm_compat {
+    SHM_COMPAT_EXACT = 0,     /* the same bytes (the same hash, or only an aliased rename) */
+    SHM_COMPAT_SEGMENT_NEWER, /* the segment is a later version: reads copy this program's prefix */
+    SHM_COMPAT_SEGMENT_OLDER  /* the segment is an earlier version: the fields past it read as zero */
+} shm_compat;
+
 /* The type a program expects, from a generated header: `SHM_LAYOUT(TELEMETRY)`. */
 typedef struct shm_layout {
     uint64_t hash;
@@ -187,6 +195,8 @@ typedef struct shm_reader {
     uint64_t payload_size, payload_words, slot_count, slots_offset, slot_stride;
     uint64_t descriptor_offset, descriptor_len, total_size;
     uint64_t *buffer; /* payload_words words: the copy a read validates */
+    shm_compat compat; /* how the stored layout relates to the program's */
+    uint64_t value_size, copy_size; /* the program's value size; the bytes a read copies into it */
     shm_status status;
     char message[1024];
 } shm_reader;
@@ -256,7 +266,7 @@ static inline shm_status shm__fail(shm_reader *r, shm_status st, const char *msg
 /* ---------------------------------------------------------------- descriptor decoding */
 
 typedef struct shm__dnode {
-    uint8_t kind, prim, has_stable;
+    uint8_t kind, prim, has_stable; /* kind 7: an appendable struct, otherwise as kind 3 */
     uint64_t size, align, len; /* len: array length or helper capacity */
     uint32_t child;            /* element node (array, FixedVec) */
     const uint8_t *name, *stable;
@@ -264,9 +274,10 @@ typedef struct shm__dnode {
 } shm__dnode;
 
 typedef struct shm__dfield {
-    const uint8_t *name;
-    uint32_t name_len, node;
+    const uint8_t *name, *alias; /* alias: kind-7 fields with marks & 2 */
+    uint32_t name_len, alias_len, node;
     uint64_t offset;
+    uint8_t marks; /* kind-7 fields: 1 deprecated, 2 has an alias */
 } shm__dfield;
 
 typedef struct shm__desc {
@@ -365,12 +376,13 @@ static inline uint32_t shm__node(shm__desc *d, uint32_t depth) {
         if ((n.child = shm__node(d, depth + 1)) == UINT32_MAX) return UINT32_MAX;
         break;
     case 3:
+    case 7:
         if (!shm__str_field(d, &n.name, &n.name_len) || !shm__u8(d, &n.has_stable)) return UINT32_MAX;
         if (n.has_stable > 1) { d->error = "bad stable-name flag"; return UINT32_MAX; }
         if (n.has_stable && !shm__str_field(d, &n.stable, &n.stable_len)) return UINT32_MAX;
         if (!shm__u32(d, &count)) return UINT32_MAX;
-        /* Each field takes at least 4 + 8 + 17 bytes. */
-        if (count > (d->len - d->pos) / 29 || count > d->cap_fields - d->nfields) {
+        /* Each field takes at least 4 + 8 + 17 bytes (and a marks byte in kind 7). */
+        if (count > (d->len - d->pos) / (n.kind == 7 ? 30 : 29) || count > d->cap_fields - d->nfields) {
             d->error = "field count exceeds the data";
             return UINT32_MAX;
         }
@@ -380,6 +392,11 @@ static inline uint32_t shm__node(shm__desc *d, uint32_t depth) {
         for (i = 0; i < count; i++) {
             shm__dfield *f = &d->fields[n.first_field + i];
             if (!shm__str_field(d, &f->name, &f->name_len) || !shm__u64(d, &f->offset)) return UINT32_MAX;
+            if (n.kind == 7) {
+                if (!shm__u8(d, &f->marks)) return UINT32_MAX;
+                if (f->marks & ~3u) { d->error = "bad field marks"; return UINT32_MAX; }
+                if ((f->marks & 2) && !shm__str_field(d, &f->alias, &f->alias_len)) return UINT32_MAX;
+            }
             if ((f->node = shm__node(d, depth + 1)) == UINT32_MAX) return UINT32_MAX;
         }
         break;
@@ -444,6 +461,7 @@ static inline uint64_t shm__shape(const shm__desc *d, uint32_t i, uint64_t h) {
     case 2:
     case 5: h = shm__shape(d, n->child, shm__fnv64(h, n->len)); break;
     case 3:
+    case 7: /* markers and aliases do not enter the hash */
         SHM__FNV(h, n->has_stable);
         if (n->has_stable) h = shm__fnvs(h, n->stable, n->stable_len);
         h = shm__fnv64(h, n->nfields);
@@ -473,6 +491,7 @@ static inline void shm__type(shm__str *s, const shm__desc *d, uint32_t i) {
     case 1: shm__puts(s, prims[n->prim]); break;
     case 2: shm__puts(s, "["); shm__type(s, d, n->child); shm__puts(s, "; "); shm__putu(s, n->len); shm__puts(s, "]"); break;
     case 3:
+    case 7:
         if (n->has_stable) shm__put(s, (const char *)n->stable, n->stable_len);
         else shm__put(s, (const char *)n->name, n->name_len);
         break;
@@ -484,7 +503,7 @@ static inline void shm__type(shm__str *s, const shm__desc *d, uint32_t i) {
 
 static inline int shm__holds_struct(const shm__desc *d, uint32_t i) {
     const shm__dnode *n = &d->nodes[i];
-    if (n->kind == 3) return 1;
+    if (n->kind == 3 || n->kind == 7) return 1;
     if (n->kind == 2 || n->kind == 5) return shm__holds_struct(d, n->child);
     return 0;
 }
@@ -544,7 +563,7 @@ static inline void shm__diff(shm__str *s, const char *path, uint64_t sat, uint64
                              const shm__desc *sd, uint32_t si, const shm__desc *pd, uint32_t pi) {
     const shm__dnode *sn = &sd->nodes[si], *pn = &pd->nodes[pi];
     char sub[512];
-    if (sn->kind == 3 && pn->kind == 3) {
+    if ((sn->kind == 3 || sn->kind == 7) && (pn->kind == 3 || pn->kind == 7)) {
         uint32_t k, common = sn->nfields < pn->nfields ? sn->nfields : pn->nfields;
         for (k = 0; k < common; k++) {
             const shm__dfield *sf = &sd->fields[sn->first_field + k];
@@ -599,6 +618,210 @@ static inline void shm__diff(shm__str *s, const char *path, uint64_t sat, uint64
     shm__mismatch(s, path, sat, pat, sd, si, pd, pi);
 }
 
+/* ---------------------------------------------------------------- compatibility */
+
+/* The rule of "Compatibility" in docs/segment-format.md (shm_core's `LayoutBuf::compatibility`
+ * is the reference, and the messages are its messages): whether two different versions of an
+ * `#[shm(appendable)]` type may share a segment. */
+
+static inline int shm__name_eq(const uint8_t *a, uint32_t an, const uint8_t *b, uint32_t bn) {
+    return an == bn && memcmp(a, b, an) == 0;
+}
+/* The segment's field `s` and this program's `p` are the same field: the same name, or one's
+ * name is the other's alias. */
+static inline int shm__same_field(const shm__dfield *s, const shm__dfield *p) {
+    return shm__name_eq(s->name, s->name_len, p->name, p->name_len) ||
+           ((p->marks & 2) && shm__name_eq(p->alias, p->alias_len, s->name, s->name_len)) ||
+           ((s->marks & 2) && shm__name_eq(s->alias, s->alias_len, p->name, p->name_len));
+}
+/* Node `i` of `a` is the shorter version: the smaller size, or for equal sizes fewer fields. */
+static inline int shm__shorter(const shm__desc *a, uint32_t i, const shm__desc *b, uint32_t j) {
+    const shm__dnode *x = &a->nodes[i], *y = &b->nodes[j];
+    return x->size < y->size || (x->size == y->size && x->nfields <= y->nfields);
+}
+/* Refuses (0, with the message) two appendable structs with different stable names. */
+static inline int shm__same_stable(shm__str *s, const char *path, const shm__dnode *sn, const shm__dnode *pn) {
+    if (sn->has_stable == pn->has_stable &&
+        (!sn->has_stable || shm__name_eq(sn->stable, sn->stable_len, pn->stable, pn->stable_len)))
+        return 1;
+    shm__what(s, path);
+    shm__puts(s, " has "); shm__shm_name(s, sn);
+    shm__puts(s, " in the segment but "); shm__shm_name(s, pn);
+    shm__puts(s, " in this program; a changed stable name makes another type");
+    return 0;
+}
+static inline void shm__moved(shm__str *s, const char *path, uint64_t sat, uint64_t pat) {
+    shm__puts(s, "field `"); shm__puts(s, path);
+    shm__puts(s, "` is at offset "); shm__putu(s, sat);
+    shm__puts(s, " in the segment but at offset "); shm__putu(s, pat);
+    shm__puts(s, " in this program; appendable types may only add fields at the end");
+}
+/* `field `path.name: T`` */
+static inline void shm__field_shown(shm__str *s, const char *path, const shm__desc *d, const shm__dfield *f) {
+    char sub[512];
+    shm__join(sub, sizeof sub, path, f->name, f->name_len);
+    shm__puts(s, "`"); shm__puts(s, sub); shm__puts(s, ": "); shm__type(s, d, f->node); shm__puts(s, "`");
+}
+
+typedef struct shm__side {
+    int seg_short;  /* the segment's layout is the shorter version */
+    uint64_t limit; /* the shorter version's size: where the longer one's added fields may start */
+} shm__side;
+
+/* Field `k` has different names on the two sides: an inserted, removed, reordered or renamed
+ * field. */
+static inline void shm__misnamed(const shm__side *side, shm__str *s, const char *path, uint64_t at,
+                                 const shm__desc *sd, const shm__dnode *sn, const shm__desc *pd,
+                                 const shm__dnode *pn, uint32_t k) {
+    const shm__dfield *sf = &sd->fields[sn->first_field + k], *pf = &pd->fields[pn->first_field + k];
+    const shm__dfield *in_prog = NULL, *in_seg = NULL;
+    char sub[512];
+    uint32_t j;
+    for (j = 0; j < pn->nfields && !in_prog; j++)
+        if (shm__same_field(sf, &pd->fields[pn->first_field + j])) in_prog = &pd->fields[pn->first_field + j];
+    for (j = 0; j < sn->nfields && !in_seg; j++)
+        if (shm__same_field(&sd->fields[sn->first_field + j], pf)) in_seg = &sd->fields[sn->first_field + j];
+    if (!in_prog && in_seg) {
+        shm__puts(s, "field "); shm__field_shown(s, path, sd, sf);
+        shm__puts(s, " at offset "); shm__putu(s, shm__sat_add(at, sf->offset));
+        shm__puts(s, " in the segment is not in this program, which has `");
+        shm__join(sub, sizeof sub, path, pf->name, pf->name_len); shm__puts(s, sub);
+        shm__puts(s, "` there; appendable types may only add fields at the end, never remove one (mark it `#[shm(deprecated)]` instead) or insert one");
+    } else if (in_prog && !in_seg) {
+        shm__puts(s, "field "); shm__field_shown(s, path, pd, pf);
+        shm__puts(s, " at offset "); shm__putu(s, shm__sat_add(at, pf->offset));
+        shm__puts(s, " in this program is not in the segment, which has `");
+        shm__join(sub, sizeof sub, path, sf->name, sf->name_len); shm__puts(s, sub);
+        shm__puts(s, "` there; appendable types may only add fields at the end, never insert one or remove one (mark it `#[shm(deprecated)]` instead)");
+    } else if (in_prog && in_seg) {
+        shm__join(sub, sizeof sub, path, in_prog->name, in_prog->name_len);
+        shm__moved(s, sub, shm__sat_add(at, sf->offset), shm__sat_add(at, in_prog->offset));
+    } else {
+        const shm__dfield *old = side->seg_short ? sf : pf, *new_ = side->seg_short ? pf : sf;
+        shm__puts(s, "the segment has "); shm__field_shown(s, path, sd, sf);
+        shm__puts(s, " where this program has "); shm__field_shown(s, path, pd, pf);
+        shm__puts(s, " (offset "); shm__putu(s, shm__sat_add(at, pf->offset));
+        shm__puts(s, "); add `#[shm(alias = \"");
+        shm__put(s, (const char *)old->name, old->name_len);
+        shm__puts(s, "\")]`");
+        if (!side->seg_short) {
+            shm__puts(s, " to `");
+            shm__put(s, (const char *)new_->name, new_->name_len);
+            shm__puts(s, "` in the newer version");
+        }
+        shm__puts(s, " if it was renamed");
+    }
+}
+
+/* Checks that the shorter of the structs `si` (the segment's) and `pi` (this program's), at
+ * offset `at` of the top-level type, is a prefix of the other; 0 with the message if not. */
+static inline int shm__prefix(const shm__side *side, shm__str *s, const char *path, uint64_t at,
+                              const shm__desc *sd, uint32_t si, const shm__desc *pd, uint32_t pi) {
+    const shm__dnode *sn = &sd->nodes[si], *pn = &pd->nodes[pi];
+    uint32_t k, common = sn->nfields < pn->nfields ? sn->nfields : pn->nfields;
+    uint32_t nshort = side->seg_short ? sn->nfields : pn->nfields;
+    uint32_t nlong = side->seg_short ? pn->nfields : sn->nfields;
+    const shm__desc *ld = side->seg_short ? pd : sd, *xd = side->seg_short ? sd : pd;
+    const shm__dnode *ln = side->seg_short ? pn : sn, *xn = side->seg_short ? sn : pn;
+    char sub[512];
+    for (k = 0; k < common; k++) {
+        const shm__dfield *sf = &sd->fields[sn->first_field + k], *pf = &pd->fields[pn->first_field + k];
+        const shm__dnode *a, *b;
+        uint64_t s_at = shm__sat_add(at, sf->offset), p_at = shm__sat_add(at, pf->offset);
+        int last, grows, sized;
+        const char *why;
+        char ta[256], tb[256];
+        shm__str sa = {ta, sizeof ta, 0}, sb = {tb, sizeof tb, 0};
+        if (!shm__same_field(sf, pf)) {
+            shm__misnamed(side, s, path, at, sd, sn, pd, pn, k);
+            return 0;
+        }
+        shm__join(sub, sizeof sub, path, pf->name, pf->name_len);
+        if (sf->offset != pf->offset) { shm__moved(s, sub, s_at, p_at); return 0; }
+        if (shm__same(sd, sf->node, pd, pf->node)) continue;
+        a = &sd->nodes[sf->node];
+        b = &pd->nodes[pf->node];
+        last = k + 1 == nshort;
+        grows = side->seg_short ? shm__shorter(sd, sf->node, pd, pf->node) : shm__shorter(pd, pf->node, sd, sf->node);
+        if (last && grows && a->kind == 7 && b->kind == 7) {
+            if (!shm__same_stable(s, sub, a, b)) return 0;
+            if (!shm__prefix(side, s, sub, s_at, sd, sf->node, pd, pf->node)) return 0;
+            continue;
+        }
+        if ((a->kind == 3 || a->kind == 7) && (b->kind == 3 || b->kind == 7)) {
+            if (!last) why = "a nested struct may only grow when it is the last field";
+            else if (!(a->kind == 7 && b->kind == 7)) why = "a nested struct may only grow when it is `#[shm(appendable)]` too";
+            else why = "appendable types may only add fields at the end";
+        } else {
+            why = "appendable types may only add fields at the end: add a new field instead";
+        }
+        ta[0] = tb[0] = 0;
+        shm__type(&sa, sd, sf->node);
+        shm__type(&sb, pd, pf->node);
+        sized = strcmp(ta, tb) == 0;
+        shm__puts(s, "field `"); shm__puts(s, sub); shm__puts(s, "` is `"); shm__puts(s, ta); shm__puts(s, "`");
+        if (sized) { shm__puts(s, " ("); shm__putu(s, a->size); shm__puts(s, " bytes)"); }
+        shm__puts(s, " at offset "); shm__putu(s, s_at);
+        shm__puts(s, " in the segment but `"); shm__puts(s, tb); shm__puts(s, "`");
+        if (sized) { shm__puts(s, " ("); shm__putu(s, b->size); shm__puts(s, " bytes)"); }
+        shm__puts(s, " in this program; "); shm__puts(s, why);
+        return 0;
+    }
+    if (nshort > nlong) {
+        const shm__dfield *gone = &xd->fields[xn->first_field + nlong];
+        shm__puts(s, "field "); shm__field_shown(s, path, xd, gone);
+        shm__puts(s, " (offset "); shm__putu(s, shm__sat_add(at, gone->offset));
+        shm__puts(s, side->seg_short ? ") is in the segment but not in this program"
+                                     : ") is in this program but not in the segment");
+        shm__puts(s, "; appendable types may only add fields at the end (mark a field `#[shm(deprecated)]` instead of removing it, or give the type a new stable name)");
+        return 0;
+    }
+    for (k = nshort; k < nlong; k++) {
+        const shm__dfield *extra = &ld->fields[ln->first_field + k];
+        uint64_t start = shm__sat_add(at, extra->offset);
+        if (start < side->limit) {
+            shm__puts(s, "field `");
+            shm__join(sub, sizeof sub, path, extra->name, extra->name_len); shm__puts(s, sub);
+            shm__puts(s, "` starts at offset "); shm__putu(s, start);
+            shm__puts(s, side->seg_short ? " in this program, inside the " : " in the segment, inside the ");
+            shm__putu(s, side->limit);
+            shm__puts(s, side->seg_short ? " bytes of the segment" : " bytes of this program");
+            shm__puts(s, "; appendable types may only add fields at the end");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The rule for two layouts of different hashes, at least one root an appendable struct: 1
+ * and the case in `*c` when compatible, else 0 with the reason in `s`. */
+static inline int shm__compatible(shm__str *s, const shm__desc *sd, const shm__desc *pd, shm_compat *c) {
+    const shm__dnode *sn = &sd->nodes[0], *pn = &pd->nodes[0];
+    shm__side side;
+    if (sn->kind != 7 || pn->kind != 7) {
+        shm__puts(s, sn->kind == 7 ? "the type is `#[shm(appendable)]` in the segment but not in this program"
+                                   : "the type is `#[shm(appendable)]` in this program but not in the segment");
+        shm__puts(s, "; only two appendable versions of one type may share a segment");
+        return 0;
+    }
+    if (!shm__same_stable(s, "", sn, pn)) return 0;
+    side.seg_short = shm__shorter(sd, 0, pd, 0);
+    side.limit = side.seg_short ? sn->size : pn->size;
+    if (!shm__prefix(&side, s, "", 0, sd, 0, pd, 0)) return 0;
+    *c = sn->size < pn->size ? SHM_COMPAT_SEGMENT_OLDER
+         : sn->size > pn->size ? SHM_COMPAT_SEGMENT_NEWER : SHM_COMPAT_EXACT;
+    return 1;
+}
+
+/* The compatibility case as Rust's `Compat` spells it: "Exact", "SegmentNewer", "SegmentOlder". */
+static inline const char *shm_compat_name(shm_compat c) {
+    switch (c) {
+    case SHM_COMPAT_SEGMENT_NEWER: return "SegmentNewer";
+    case SHM_COMPAT_SEGMENT_OLDER: return "SegmentOlder";
+    default: return "Exact";
+    }
+}
+
 /* ---------------------------------------------------------------- opening */
 
 static inline void shm__reset(shm_reader *r) {
@@ -627,11 +850,16 @@ static inline const char *shm__name_problem(const char *name) {
     return NULL;
 }
 
+/* A segment whose layout hash is not this program's: accepted (SHM_OK, with r->compat set) when
+ * the rule of "Compatibility" accepts the two layouts, else SHM_ERR_LAYOUT_MISMATCH naming the
+ * first difference. */
 static inline shm_status shm__layout_mismatch(shm_reader *r, const shm_layout *want, uint64_t found) {
     shm__desc stored, program;
     shm__str s;
     uint8_t *copy;
     uint64_t i;
+    shm_compat compat = SHM_COMPAT_EXACT;
+    int accepted = 0;
     char diff[768];
     s.p = diff; s.cap = sizeof diff; s.len = 0; diff[0] = 0;
     copy = (uint8_t *)malloc(r->descriptor_len ? r->descriptor_len : 1);
@@ -646,7 +874,9 @@ static inline shm_status shm__layout_mismatch(shm_reader *r, const shm_layout *w
         shm__puts(&s, program.error);
         shm__desc_free(&program);
     } else {
-        if (shm__same(&stored, 0, &program, 0))
+        if (found != want->hash && (stored.nodes[0].kind == 7 || program.nodes[0].kind == 7))
+            accepted = shm__compatible(&s, &stored, &program, &compat);
+        else if (shm__same(&stored, 0, &program, 0))
             shm__puts(&s, "the stored descriptor matches this program's but the layout hash does not (corrupt header)");
         else
             shm__diff(&s, "", 0, 0, &stored, 0, &program, 0);
@@ -654,6 +884,12 @@ static inline shm_status shm__layout_mismatch(shm_reader *r, const shm_layout *w
     }
     shm__desc_free(&stored);
     free(copy);
+    if (accepted) {
+        r->compat = compat;
+        r->value_size = want->size;
+        r->copy_size = want->size < r->payload_size ? want->size : r->payload_size;
+        return SHM_OK;
+    }
     r->status = SHM_ERR_LAYOUT_MISMATCH;
     snprintf(r->message, sizeof r->message,
              "layout mismatch: %s (layout hash 0x%016llx in the segment, 0x%016llx in this program)",
@@ -759,12 +995,15 @@ static inline shm_status shm__validate(shm_reader *r, const shm_layout *want, ui
     r->descriptor_offset = desc_off;
     r->descriptor_len = desc_len;
     r->total_size = total;
+    r->compat = SHM_COMPAT_EXACT;
+    r->value_size = r->copy_size = psize;
     found = shm__load64(h + SHM_OFF_LAYOUT_HASH);
-    if (found != want->hash)
-        return shm__layout_mismatch(r, want, found);
+    /* Another hash is accepted only by the rule of "Compatibility", which sets the sizes. */
+    if (found != want->hash && shm__layout_mismatch(r, want, found) != SHM_OK)
+        return r->status;
     if (shm__check_stored(r, found, psize, palign) != SHM_OK)
         return r->status;
-    if (psize != want->size || palign != want->align)
+    if (found == want->hash && (psize != want->size || palign != want->align))
         return shm__layout_mismatch(r, want, found);
     r->buffer = (uint64_t *)calloc(words, 8);
     if (!r->buffer) return shm__fail(r, SHM_ERR_IO, "out of memory");
@@ -886,6 +1125,17 @@ static inline uint64_t shm_version(const shm_reader *r) {
     return shm__load64_acquire(r->base + SHM_OFF_PUBLISHED);
 }
 
+/* Copies a validated r->buffer into the program's value `out`: the first `copy_size` bytes, the
+ * rest of its `value_size` zero ("Reading across versions"). */
+static inline void shm__deliver(const shm_reader *r, void *out) {
+    memcpy(out, r->buffer, r->copy_size);
+    if (r->value_size > r->copy_size) memset((unsigned char *)out + r->copy_size, 0, r->value_size - r->copy_size);
+}
+
+/* How the segment's stored layout relates to this program's (SHM_COMPAT_EXACT unless both are
+ * versions of an `#[shm(appendable)]` type). */
+static inline shm_compat shm_reader_compat(const shm_reader *r) { return r->compat; }
+
 /* Copies slot `i` into r->buffer ("Reading" in docs/segment-format.md); 1 when the copy is
  * consistent and, if `exact`, of the slot holding sequence value `want` (a complete version or
  * message), else of any complete one. */
@@ -930,7 +1180,7 @@ static inline uint64_t shm_writer_epoch(const shm_reader *r) {
     return shm__load64(r->base + SHM_OFF_WRITER_EPOCH);
 }
 
-/* Reads a consistent value into `out` (payload_size bytes), giving up at `deadline`
+/* Reads a consistent value into `out` (the program's type: value_size bytes), giving up at `deadline`
  * (INT64_MAX: never) with SHM_ERR_TIMEOUT, or with SHM_ERR_WRITER_DIED when nothing consistent
  * is left and no writer lives. */
 static inline shm_status shm__read_until(shm_reader *r, void *out, int64_t deadline) {
@@ -938,7 +1188,7 @@ static inline shm_status shm__read_until(shm_reader *r, void *out, int64_t deadl
     int64_t next_probe = 0;
     for (;;) {
         if (shm__attempt(r)) {
-            memcpy(out, r->buffer, r->payload_size);
+            shm__deliver(r, out);
             return SHM_OK;
         }
         if (++failures < 64) continue;
@@ -948,7 +1198,7 @@ static inline shm_status shm__read_until(shm_reader *r, void *out, int64_t deadl
                 next_probe = now + 1000000;
                 if (!shm_writer_alive(r)) {
                     if (shm__attempt(r)) {
-                        memcpy(out, r->buffer, r->payload_size);
+                        shm__deliver(r, out);
                         return SHM_OK;
                     }
                     return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
@@ -976,13 +1226,13 @@ static inline shm_status shm_try_read(shm_reader *r, void *out) {
     int i;
     for (i = 0; i < 4096; i++) {
         if (shm__attempt(r)) {
-            memcpy(out, r->buffer, r->payload_size);
+            shm__deliver(r, out);
             return SHM_OK;
         }
     }
     if (shm_writer_alive(r)) return shm__fail(r, SHM_ERR_TIMEOUT, "timed out");
     if (shm__attempt(r)) {
-        memcpy(out, r->buffer, r->payload_size);
+        shm__deliver(r, out);
         return SHM_OK;
     }
     return shm__fail(r, SHM_ERR_WRITER_DIED, "the writer died while writing and no consistent value is available");
@@ -1147,7 +1397,7 @@ static inline void shm_stream_close(shm_stream *s) {
     s->pending = 0;
 }
 
-/* Receives the next message into `out` (payload_size bytes) and its number into `*number`
+/* Receives the next message into `out` (the program's type: value_size bytes) and its number into `*number`
  * (may be NULL), without waiting. Returns SHM_OK; SHM_EMPTY if no message was sent since the
  * last one received; or SHM_LAGGED, once, when this reader fell behind and the writer
  * overwrote `shm_stream_missed(s)` messages it had not received (nothing is stored then; the
@@ -1156,7 +1406,7 @@ static inline shm_status shm_stream_try_recv(shm_stream *s, void *out, uint64_t 
     shm_reader *r = &s->reader;
     uint64_t capacity = r->slot_count, m = s->next, published;
     if (s->pending) {
-        memcpy(out, r->buffer, r->payload_size);
+        shm__deliver(r, out);
         if (number) *number = s->pending;
         s->pending = 0;
         r->status = SHM_OK;
@@ -1190,7 +1440,7 @@ static inline shm_status shm_stream_try_recv(shm_stream *s, void *out, uint64_t 
         return SHM_LAGGED;
     }
     s->next = m + 1;
-    memcpy(out, r->buffer, r->payload_size);
+    shm__deliver(r, out);
     if (number) *number = m;
     r->status = SHM_OK;
     return SHM_OK;
@@ -1256,6 +1506,9 @@ static inline uint32_t shm_stream_writer_pid(const shm_stream *s) { return shm_w
 
 /* The writer epoch: 1 for the creator, incremented by every writer that takes over. */
 static inline uint64_t shm_stream_writer_epoch(const shm_stream *s) { return shm_writer_epoch(&s->reader); }
+
+/* How the stream's stored message layout relates to this program's (see shm_reader_compat). */
+static inline shm_compat shm_stream_compat(const shm_stream *s) { return s->reader.compat; }
 
 /* ---------------------------------------------------------------- wait sets */
 

@@ -123,6 +123,9 @@ template <typename T> class Reader {
     }
     /// Whether a writer holds the segment's writer lease.
     bool writer_alive() const { return shm_writer_alive(&r_) != 0; }
+    /// How the segment's stored layout relates to `T`'s: another version of an
+    /// `#[shm(appendable)]` type is read as its common prefix, the rest of `T` zero.
+    shm_compat compat() const { return shm_reader_compat(&r_); }
     /// The C handle.
     const shm_reader &handle() const { return r_; }
 
@@ -198,6 +201,8 @@ template <typename T> class StreamReader {
     bool writer_alive() const { return shm_stream_writer_alive(&s_) != 0; }
     /// The writer epoch: 1 for the creator, incremented by every takeover.
     std::uint64_t writer_epoch() const { return shm_stream_writer_epoch(&s_); }
+    /// How the stream's stored message layout relates to `T`'s (see `Reader::compat`).
+    shm_compat compat() const { return shm_stream_compat(&s_); }
     /// The C handle.
     const shm_stream &handle() const noexcept { return s_; }
 

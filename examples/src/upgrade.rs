@@ -8,6 +8,8 @@
 //!                                      layout, or not) and publish back to back until killed
 //! upgrade_vN read NAME STORED COMPAT COUNT
 //!                                      read until COUNT distinct values (0: until killed)
+//! upgrade_vN stream NAME              create the stream NAME and send back to back until killed
+//! upgrade_vN header                   print this version's C header (shm_core::export::c_header)
 //! ```
 //!
 //! Every field of the value published as number `seq` is a function of `seq`, so a reader
@@ -106,13 +108,27 @@ pub fn main<T: Version>() {
                 }
             }
         }
+        ("stream", name) => {
+            let mut tx = T::create_stream(name, 64).unwrap_or_else(|e| fail(&e.to_string()));
+            say("ready");
+            for seq in 1..PHASE {
+                tx.send(&T::at(seq));
+            }
+            0
+        }
+        ("header", _) => {
+            print!("{}", shm_core::export::c_header::<T>());
+            0
+        }
         ("read", name) => read::<T>(
             name,
             arg(2).parse().expect("STORED"),
             arg(3),
             arg(4).parse().expect("COUNT"),
         ),
-        _ => fail("usage: create NAME | takeover NAME adopt|plain | read NAME STORED COMPAT COUNT"),
+        _ => fail(
+            "usage: create NAME | takeover NAME adopt|plain | read NAME STORED COMPAT COUNT | stream NAME | header",
+        ),
     };
     std::process::exit(code);
 }

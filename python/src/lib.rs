@@ -94,21 +94,28 @@ pub(crate) fn to_py(e: Error) -> PyErr {
     }
 }
 
-/// A `LayoutMismatch` error if the segment's layout (`found`, of hash `found_hash`) is not
-/// `expected`, worded as the Rust readers word it.
+/// How the segment's layout (`found`, of hash `found_hash`) relates to `expected`, by the rule
+/// of "Compatibility" in docs/segment-format.md: equal hashes, or two versions of one
+/// `#[shm(appendable)]` type. Otherwise a `LayoutMismatch` error worded as the Rust readers
+/// word it.
 pub(crate) fn check_layout(
     found: &LayoutBuf,
     found_hash: u64,
     expected: &LayoutBuf,
-) -> PyResult<()> {
+) -> PyResult<shm_core::Compat> {
     let hash = expected.layout_hash();
     if found_hash == hash {
-        return Ok(());
+        return Ok(shm_core::Compat::Exact);
     }
-    let first_difference = found.first_difference(expected).unwrap_or_else(|| {
+    let first_difference = if found.layout_hash() == hash {
         "the stored layout matches this program's but the layout hash does not (corrupt header)"
             .to_string()
-    });
+    } else {
+        match found.compatibility(expected) {
+            Ok(compat) => return Ok(compat),
+            Err(why) => why,
+        }
+    };
     Err(to_py(Error::LayoutMismatch {
         expected: hash,
         found: found_hash,

@@ -19,7 +19,11 @@ pub(crate) fn timeout(seconds: Option<f64>) -> PyResult<Duration> {
 /// Reads a shared segment. `Reader(name)` opens any segment of this format; `Reader(name,
 /// layout)` (descriptor bytes, the layout's JSON text, or a generated module) also checks
 /// that the segment holds that type, raising `LayoutMismatchError` naming the first
-/// differing field.
+/// differing field. Another version of an `#[shm(appendable)]` type is accepted by the rule
+/// of "Compatibility" (`compat` says how it relates): `read` then decodes the longer of the
+/// two layouts (fields the segment lacks read as zero, fields this program lacks are decoded
+/// by the stored layout), and the byte-oriented reads fill the program's type, the common
+/// prefix copied and the rest zero.
 ///
 /// Every read copies a consistent snapshot out of shared memory in native code; timeouts are
 /// in seconds (`None`: wait forever). Usable as a context manager; `close()` releases it.
@@ -28,6 +32,40 @@ pub struct Reader {
     inner: Option<RawReader>,
     /// How `read` turns the payload into Python objects, worked out once from the layout.
     plan: Option<convert::Plan>,
+    /// The program's type, when it was given as a different version of the stored one.
+    version: Option<Version>,
+    /// How the stored layout relates to the one given, if one was.
+    compat: Option<shm_core::Compat>,
+}
+
+/// A program type that is another version of the segment's `#[shm(appendable)]` type.
+pub(crate) struct Version {
+    /// The program type's size: what byte-oriented reads fill.
+    pub(crate) size: usize,
+    /// The longer of the two layouts, which `read` decodes.
+    pub(crate) view: shm_core::LayoutBuf,
+}
+
+impl Version {
+    /// Checks that a program of `expected` may open a segment storing `stored` (of hash
+    /// `stored_hash`): the case, and the program's version if it is another one.
+    pub(crate) fn check(
+        stored: &shm_core::LayoutBuf,
+        stored_hash: u64,
+        expected: &shm_core::LayoutBuf,
+    ) -> PyResult<(shm_core::Compat, Option<Version>)> {
+        let compat = crate::check_layout(stored, stored_hash, expected)?;
+        if expected.layout_hash() == stored_hash {
+            return Ok((compat, None));
+        }
+        let view = if expected.size >= stored.size {
+            expected.clone()
+        } else {
+            stored.clone()
+        };
+        let size = expected.size as usize;
+        Ok((compat, Some(Version { size, view })))
+    }
 }
 
 /// Payloads up to this size are read into a buffer on the stack, not a heap one.
@@ -64,7 +102,29 @@ pub(crate) fn read_latest(
     py.detach(|| r.read_timeout(dst, t)).map_err(to_py)
 }
 
+/// Reads the latest value of `r` into `dst`, a value of `size` bytes (the program's type):
+/// the common prefix of it and the payload, the rest of `dst` zero ("Reading across
+/// versions"); `read_latest` itself when the sizes are equal.
+fn read_resized(py: Python<'_>, r: &RawReader, dst: &mut [u8], t: Duration) -> PyResult<u64> {
+    let payload = r.payload_size();
+    if dst.len() == payload {
+        return read_latest(py, r, dst, t);
+    }
+    with_scratch(payload, |bytes| {
+        let v = read_latest(py, r, bytes, t)?;
+        let n = payload.min(dst.len());
+        dst[..n].copy_from_slice(&bytes[..n]);
+        dst[n..].fill(0);
+        Ok(v)
+    })
+}
+
 impl Reader {
+    /// The size of the values byte-oriented reads fill: the program's type if one was given.
+    fn value_size(&self, r: &RawReader) -> usize {
+        self.version.as_ref().map_or(r.payload_size(), |v| v.size)
+    }
+
     fn raw(&self) -> PyResult<&RawReader> {
         self.inner
             .as_ref()
@@ -79,11 +139,12 @@ impl Reader {
     ) -> PyResult<(u64, Bound<'py, PyAny>)> {
         let r = self.raw()?;
         let t = timeout(seconds)?;
-        with_scratch(r.payload_size(), |bytes| {
-            let v = read_latest(py, r, bytes, t)?;
+        let view = self.version.as_ref().map_or(r.layout(), |v| &v.view);
+        with_scratch(view.size as usize, |bytes| {
+            let v = read_resized(py, r, bytes, t)?;
             Ok((
                 v,
-                convert::decode_with(py, self.plan.as_ref(), r.layout(), bytes)?,
+                convert::decode_with(py, self.plan.as_ref(), view, bytes)?,
             ))
         })
     }
@@ -96,13 +157,18 @@ impl Reader {
     fn new(py: Python<'_>, name: &str, layout: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let expected = layout.map(convert::layout_arg).transpose()?;
         let r = RawReader::open(name).map_err(to_py)?;
+        let (mut version, mut given) = (None, None);
         if let Some(expected) = expected {
-            crate::check_layout(r.layout(), r.info().layout_hash(), &expected)?;
+            let (compat, v) = Version::check(r.layout(), r.info().layout_hash(), &expected)?;
+            (given, version) = (Some(compat), v);
         }
-        let plan = convert::Plan::new(py, r.layout(), r.payload_size());
+        let view = version.as_ref().map_or(r.layout(), |v| &v.view);
+        let plan = convert::Plan::new(py, view, view.size as usize);
         Ok(Reader {
             inner: Some(r),
             plan,
+            version,
+            compat: given,
         })
     }
 
@@ -134,8 +200,8 @@ impl Reader {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let r = self.raw()?;
         let t = self::timeout(timeout)?;
-        PyBytes::new_with(py, r.payload_size(), |bytes| {
-            read_latest(py, r, bytes, t).map(|_| ())
+        PyBytes::new_with(py, self.value_size(r), |bytes| {
+            read_resized(py, r, bytes, t).map(|_| ())
         })
     }
 
@@ -152,8 +218,8 @@ impl Reader {
     ) -> PyResult<u64> {
         let r = self.raw()?;
         let t = self::timeout(timeout)?;
-        buffer::with_writable(target, r.payload_size(), |bytes| {
-            read_latest(py, r, bytes, t)
+        buffer::with_writable(target, self.value_size(r), |bytes| {
+            read_resized(py, r, bytes, t)
         })
     }
 
@@ -169,9 +235,9 @@ impl Reader {
     ) -> PyResult<Bound<'py, PyAny>> {
         let r = self.raw()?;
         let t = self::timeout(timeout)?;
-        let array = buffer::numpy_empty(py, dtype, r.payload_size())?;
-        buffer::with_writable(&array, r.payload_size(), |bytes| {
-            read_latest(py, r, bytes, t)
+        let array = buffer::numpy_empty(py, dtype, self.value_size(r))?;
+        buffer::with_writable(&array, self.value_size(r), |bytes| {
+            read_resized(py, r, bytes, t)
         })?;
         Ok(array)
     }
@@ -179,9 +245,10 @@ impl Reader {
     /// As `read`, but a bounded number of attempts without sleeping.
     fn try_read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let r = self.raw()?;
-        with_scratch(r.payload_size(), |bytes| {
-            r.try_read(bytes).map_err(to_py)?;
-            convert::decode_with(py, self.plan.as_ref(), r.layout(), bytes)
+        let view = self.version.as_ref().map_or(r.layout(), |v| &v.view);
+        with_scratch(view.size.max(r.payload_size() as u64) as usize, |bytes| {
+            r.try_read(&mut bytes[..r.payload_size()]).map_err(to_py)?;
+            convert::decode_with(py, self.plan.as_ref(), view, &bytes[..view.size as usize])
         })
     }
 
@@ -203,6 +270,16 @@ impl Reader {
     /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
     fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
         crate::info::to_py(py, &self.raw()?.info())
+    }
+
+    /// How the stored layout relates to the layout given to `Reader(name, layout)`:
+    /// `"Exact"`, `"SegmentNewer"` (a later version of the type: its extra fields are decoded
+    /// too) or `"SegmentOlder"` (an earlier version: the fields it lacks read as zero); `None`
+    /// when no layout was given.
+    #[getter]
+    fn compat(&self) -> PyResult<Option<String>> {
+        self.raw()?;
+        Ok(self.compat.map(|c| format!("{c:?}")))
     }
 
     /// The payload's size in bytes.

@@ -11,7 +11,9 @@ use std::time::Duration;
 /// Receives the messages of a broadcast stream, in order. `StreamReader(name)` receives the
 /// messages sent from now on; `StreamReader(name, layout, from_oldest=True)` also checks the
 /// message type (raising `LayoutMismatchError` naming the first differing field) and starts
-/// with the oldest message the stream still holds.
+/// with the oldest message the stream still holds. Another version of an
+/// `#[shm(appendable)]` type is accepted by the rule of "Compatibility" and read as `Reader`
+/// reads it (`compat`, the longer layout decoded, the program's type filled).
 ///
 /// A reader that falls behind by more than the stream's capacity loses the messages the
 /// writer overwrote: the next receive raises `LaggedError` once, whose `missed` attribute is
@@ -30,6 +32,10 @@ pub struct StreamReader {
     inner: Option<RawStreamReader>,
     /// How `recv` turns a message into Python objects, worked out once from the layout.
     plan: Option<convert::Plan>,
+    /// The program's type, when it was given as a different version of the stored one.
+    version: Option<crate::reader::Version>,
+    /// How the stored layout relates to the one given, if one was.
+    compat: Option<shm_core::Compat>,
 }
 
 impl StreamReader {
@@ -70,18 +76,53 @@ impl StreamReader {
         got.map_err(lagged_or)
     }
 
+    /// As [`receive`](Self::receive), into a value of `dst.len()` bytes (the program's type):
+    /// the common prefix of it and the message, the rest of `dst` zero.
+    fn receive_resized(
+        &mut self,
+        py: Python<'_>,
+        dst: &mut [u8],
+        wait: Option<Duration>,
+    ) -> PyResult<Option<u64>> {
+        let payload = self.raw()?.payload_size();
+        if dst.len() == payload {
+            return self.receive(py, dst, wait);
+        }
+        crate::reader::with_scratch(payload, |bytes| {
+            let got = self.receive(py, bytes, wait)?;
+            let n = payload.min(dst.len());
+            dst[..n].copy_from_slice(&bytes[..n]);
+            dst[n..].fill(0);
+            Ok(got)
+        })
+    }
+
+    /// The size of the values byte-oriented receives fill: the program's type if one was given.
+    fn value_size(&self) -> PyResult<usize> {
+        Ok(match &self.version {
+            Some(v) => v.size,
+            None => self.raw()?.payload_size(),
+        })
+    }
+
     /// The next message decoded, and its number: waiting as [`receive`](Self::receive) does.
     fn decoded<'py>(
         &mut self,
         py: Python<'py>,
         wait: Option<Duration>,
     ) -> PyResult<Option<(u64, Bound<'py, PyAny>)>> {
-        let size = self.raw()?.payload_size();
+        let size = match &self.version {
+            Some(v) => v.view.size as usize,
+            None => self.raw()?.payload_size(),
+        };
         crate::reader::with_scratch(size, |bytes| {
-            let Some(number) = self.receive(py, bytes, wait)? else {
+            let Some(number) = self.receive_resized(py, bytes, wait)? else {
                 return Ok(None);
             };
-            let layout = self.raw()?.layout();
+            let layout = match &self.version {
+                Some(v) => &v.view,
+                None => self.raw()?.layout(),
+            };
             let value = convert::decode_with(py, self.plan.as_ref(), layout, bytes)?;
             Ok(Some((number, value)))
         })
@@ -119,13 +160,19 @@ impl StreamReader {
             RawStreamReader::subscribe(name)
         }
         .map_err(to_py)?;
+        let (mut version, mut compat) = (None, None);
         if let Some(expected) = expected {
-            crate::check_layout(rx.layout(), rx.info().layout_hash(), &expected)?;
+            let (c, v) =
+                crate::reader::Version::check(rx.layout(), rx.info().layout_hash(), &expected)?;
+            (compat, version) = (Some(c), v);
         }
-        let plan = convert::Plan::new(py, rx.layout(), rx.payload_size());
+        let view = version.as_ref().map_or(rx.layout(), |v| &v.view);
+        let plan = convert::Plan::new(py, view, view.size as usize);
         Ok(StreamReader {
             inner: Some(rx),
             plan,
+            version,
+            compat,
         })
     }
 
@@ -160,11 +207,11 @@ impl StreamReader {
         timeout: Option<f64>,
     ) -> PyResult<(u64, Bound<'py, PyBytes>)> {
         let wait = self::timeout(timeout)?;
-        let size = self.raw()?.payload_size();
+        let size = self.value_size()?;
         let mut number = 0;
         let bytes = PyBytes::new_with(py, size, |bytes| {
             number = self
-                .receive(py, bytes, Some(wait))?
+                .receive_resized(py, bytes, Some(wait))?
                 .expect("a wait returns a message or an error");
             Ok(())
         })?;
@@ -183,9 +230,9 @@ impl StreamReader {
         timeout: Option<f64>,
     ) -> PyResult<u64> {
         let wait = self::timeout(timeout)?;
-        let size = self.raw()?.payload_size();
+        let size = self.value_size()?;
         crate::buffer::with_writable(target, size, |bytes| {
-            let got = self.receive(py, bytes, Some(wait))?;
+            let got = self.receive_resized(py, bytes, Some(wait))?;
             Ok(got.expect("a wait returns a message or an error"))
         })
     }
@@ -218,6 +265,14 @@ impl StreamReader {
     /// `payload_size`, `slots`, `creator_pid`, and `writer` with `pid`, `epoch`, `alive`).
     fn info(&self, py: Python<'_>) -> PyResult<crate::info::SegmentInfo> {
         crate::info::to_py(py, &self.raw()?.info())
+    }
+
+    /// How the stored message layout relates to the layout given to `StreamReader(name,
+    /// layout)`, as `Reader.compat` says it; `None` when no layout was given.
+    #[getter]
+    fn compat(&self) -> PyResult<Option<String>> {
+        self.raw()?;
+        Ok(self.compat.map(|c| format!("{c:?}")))
     }
 
     /// The size of one message in bytes.

@@ -46,9 +46,14 @@ impl Report {
 /// Runs `shm check`.
 pub fn run(args: &CheckArgs) -> Outcome {
     let name = normalize_name(&args.name).map_err(|m| Failure::new(exit::USAGE, m))?;
+    let expected = args
+        .expect
+        .as_deref()
+        .map(crate::expect::load)
+        .transpose()?;
     let file = SegmentFile::open(&name).map_err(|e| Failure::file(&name, &e))?;
     let mut report = Report::default();
-    let mut code = check(&file, &mut report);
+    let mut code = check(&file, &mut report, expected.as_ref());
     if file.truncated() {
         report.add(
             "file size",
@@ -72,6 +77,7 @@ pub fn run(args: &CheckArgs) -> Outcome {
         let status = match code {
             exit::OK => "healthy",
             exit::DAMAGED => "damaged",
+            exit::OTHER => "unexpected_layout",
             _ => "not_ours",
         };
         let j = Json::object()
@@ -99,6 +105,9 @@ pub fn run(args: &CheckArgs) -> Outcome {
         let summary = match code {
             exit::OK => style.good("healthy"),
             exit::DAMAGED => style.bad("damaged"),
+            exit::OTHER => {
+                style.bad("healthy, but a program of the expected layout may not open it")
+            }
             _ => style.bad("not a segment of this format"),
         };
         writeln!(out, "{name}: {summary}")?;
@@ -107,8 +116,10 @@ pub fn run(args: &CheckArgs) -> Outcome {
     Ok(code)
 }
 
-/// Runs every check that the earlier ones make meaningful; returns the exit code.
-fn check(file: &SegmentFile, r: &mut Report) -> u8 {
+/// Runs every check that the earlier ones make meaningful, and with `expected` whether a
+/// program of that layout may open the segment; returns the exit code (`OTHER` for a healthy
+/// segment the expected layout may not open).
+fn check(file: &SegmentFile, r: &mut Report, expected: Option<&LayoutBuf>) -> u8 {
     match file.magic() {
         Some(MAGIC) => {
             r.add("magic", true, "\"SHMSTATE\"");
@@ -189,7 +200,19 @@ fn check(file: &SegmentFile, r: &mut Report) -> u8 {
         check_slots(file, &h, r);
     }
     writer(file, &h, layout.as_ref(), r);
-    if r.healthy() {
+    let healthy = r.healthy();
+    if let (Some(program), Some(stored)) = (expected, &layout) {
+        let ok = crate::expect::verdict(stored, program).is_ok();
+        r.add(
+            "expected layout",
+            ok,
+            crate::expect::verdict_text(stored, program),
+        );
+        if healthy && !ok {
+            return exit::OTHER;
+        }
+    }
+    if healthy {
         exit::OK
     } else {
         exit::DAMAGED
@@ -298,6 +321,10 @@ fn check_descriptor(file: &SegmentFile, h: &RawHeader, r: &mut Report) -> Option
         }
     };
     let what = match layout.struct_name() {
+        Some(n) if layout.is_appendable() => format!(
+            "struct {n}, {} fields, #[shm(appendable)]",
+            layout.fields().len()
+        ),
         Some(n) => format!("struct {n}, {} fields", layout.fields().len()),
         None => layout.to_string(),
     };

@@ -87,6 +87,10 @@ pub struct InspectArgs {
     /// not taken yet).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub last: usize,
+    /// Also show this program layout (a JSON export, as `shm export` writes it) and whether a
+    /// program of it may open the segment (the rule of "Compatibility").
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<std::path::PathBuf>,
 }
 
 /// `shm watch`
@@ -167,6 +171,10 @@ pub struct CheckArgs {
     /// Print one JSON object instead of lines (schema in docs/cli.md).
     #[arg(long)]
     pub json: bool,
+    /// Also check that a program of this layout (a JSON export, as `shm export` writes it)
+    /// may open the segment, by the rule of "Compatibility" (exit 4 if not).
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<std::path::PathBuf>,
 }
 
 /// `shm completions`

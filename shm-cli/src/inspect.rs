@@ -38,11 +38,16 @@ pub fn read(name: &str, r: &RawReader) -> Result<(u64, Vec<u8>), Failure> {
 
 /// Runs `shm inspect`.
 pub fn run(args: &InspectArgs) -> Outcome {
+    let expected = args
+        .expect
+        .as_deref()
+        .map(crate::expect::load)
+        .transpose()?;
     let (name, opened) = open(&args.name)?;
     let info = Info::of(&opened);
     let r = match &opened {
         Opened::State(r) => r,
-        Opened::Ring(_) => return run_ring(args, &name, &info, opened.layout()),
+        Opened::Ring(_) => return run_ring(args, &name, &info, opened.layout(), expected.as_ref()),
         Opened::Lanes(l) => return run_lanes(args, &name, &info, l),
     };
     let (version, bytes) = read(&name, r)?;
@@ -56,6 +61,9 @@ pub fn run(args: &InspectArgs) -> Outcome {
         if args.raw {
             j.push("raw", render::hex(&bytes).replace(' ', ""));
         }
+        if let Some(p) = &expected {
+            j.push("expected", crate::expect::json(layout, p));
+        }
         writeln!(out, "{}", j.pretty())?;
     } else {
         let style = Style::for_stdout();
@@ -63,6 +71,9 @@ pub fn run(args: &InspectArgs) -> Outcome {
         if args.raw {
             writeln!(out, "\n{}", style.bold("PAYLOAD BYTES"))?;
             out.write_all(hex_dump(&bytes).as_bytes())?;
+        }
+        if let (Some(p), Some(path)) = (&expected, &args.expect) {
+            out.write_all(crate::expect::human(path, layout, p, style).as_bytes())?;
         }
     }
     out.flush()?;
@@ -74,21 +85,10 @@ fn head_json(name: &str, info: &Info, layout: &LayoutBuf) -> Json {
     let mut j = Json::object().with("name", name);
     crate::ls::info_json(&mut j, info);
     j.push("payload_align", layout.align);
-    j.push(
-        "layout",
-        Json::Array(
-            render::layout_rows(layout)
-                .into_iter()
-                .map(|row| {
-                    Json::object()
-                        .with("path", row.path)
-                        .with("type", row.ty)
-                        .with("offset", row.offset)
-                        .with("size", row.size)
-                })
-                .collect(),
-        ),
-    );
+    if layout.is_appendable() {
+        j.push("appendable", true);
+    }
+    j.push("layout", layout_json(layout));
     j
 }
 
@@ -188,7 +188,13 @@ fn run_lanes(args: &InspectArgs, name: &str, info: &Info, l: &shm_core::LanesInf
     Ok(exit::OK)
 }
 
-fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> Outcome {
+fn run_ring(
+    args: &InspectArgs,
+    name: &str,
+    info: &Info,
+    layout: &LayoutBuf,
+    expected: Option<&LayoutBuf>,
+) -> Outcome {
     let messages = newest_messages(name, args.last)?;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -210,6 +216,9 @@ fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> 
                     .collect(),
             ),
         );
+        if let Some(p) = expected {
+            j.push("expected", crate::expect::json(layout, p));
+        }
         writeln!(out, "{}", j.pretty())?;
     } else {
         let style = Style::for_stdout();
@@ -241,6 +250,9 @@ fn run_ring(args: &InspectArgs, name: &str, info: &Info, layout: &LayoutBuf) -> 
                 }
             }
         }
+        if let (Some(p), Some(path)) = (expected, &args.expect) {
+            s.push_str(&crate::expect::human(path, layout, p, style));
+        }
         out.write_all(s.as_bytes())?;
     }
     out.flush()?;
@@ -260,11 +272,16 @@ fn facts(name: &str, info: &Info, layout: &LayoutBuf, style: Style) -> String {
         (
             "type",
             format!(
-                "{} (layout hash {:#018x}, {} bytes, align {})",
+                "{} (layout hash {:#018x}, {} bytes, align {}{})",
                 scan::type_name(layout),
                 info.segment.layout_hash(),
                 info.segment.payload_size(),
-                layout.align
+                layout.align,
+                if layout.is_appendable() {
+                    ", #[shm(appendable)]"
+                } else {
+                    ""
+                }
             ),
         ),
     ];
@@ -298,19 +315,54 @@ fn facts(name: &str, info: &Info, layout: &LayoutBuf, style: Style) -> String {
         s.push_str(&format!("{}  {v}\n", style.bold(&format!("{k:<8}"))));
     }
     s.push('\n');
-    let mut rows = vec![["FIELD", "TYPE", "OFFSET", "SIZE"]
-        .map(str::to_string)
-        .to_vec()];
-    for row in render::layout_rows(layout) {
-        rows.push(vec![
+    s.push_str(&layout_table(layout));
+    s
+}
+
+/// The layout as a table: FIELD, TYPE, OFFSET, SIZE, and NOTES (the markers of
+/// `#[shm(appendable)]` structs) when any field has one.
+pub fn layout_table(layout: &LayoutBuf) -> String {
+    let fields = render::layout_rows(layout);
+    let notes = fields.iter().any(|r| !r.notes.is_empty());
+    let mut head = vec!["FIELD", "TYPE", "OFFSET", "SIZE"];
+    if notes {
+        head.push("NOTES");
+    }
+    let mut rows = vec![head.into_iter().map(str::to_string).collect::<Vec<_>>()];
+    for row in fields {
+        let mut cells = vec![
             row.path,
             row.ty,
             format!("{:>6}", row.offset),
             format!("{:>4}", row.size),
-        ]);
+        ];
+        if notes {
+            cells.push(row.notes);
+        }
+        rows.push(cells);
     }
-    s.push_str(&plain_table(&rows));
-    s
+    plain_table(&rows)
+}
+
+/// The layout rows as JSON: path, type, offset, size, and for fields of appendable structs
+/// the markers they have (`appendable`, `deprecated`, `alias`).
+pub fn layout_json(layout: &LayoutBuf) -> Json {
+    Json::Array(
+        render::layout_rows(layout)
+            .into_iter()
+            .map(|row| {
+                let mut j = Json::object()
+                    .with("path", row.path)
+                    .with("type", row.ty)
+                    .with("offset", row.offset)
+                    .with("size", row.size);
+                if !row.notes.is_empty() {
+                    j.push("notes", row.notes);
+                }
+                j
+            })
+            .collect(),
+    )
 }
 
 fn human(

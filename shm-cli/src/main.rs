@@ -8,6 +8,7 @@
 
 mod check;
 mod cli;
+mod expect;
 mod export;
 mod gc;
 mod inspect;

@@ -204,6 +204,9 @@ pub struct LayoutRow {
     pub offset: u64,
     /// Size in bytes.
     pub size: u64,
+    /// The field's markers in an `#[shm(appendable)]` struct: `deprecated`, `alias of
+    /// "old"`; empty otherwise.
+    pub notes: String,
 }
 
 /// Every field of `layout`, depth first: each struct field gets a row, then its own fields.
@@ -212,6 +215,22 @@ pub fn layout_rows(layout: &LayoutBuf) -> Vec<LayoutRow> {
     let mut rows = Vec::new();
     collect_layout_rows(layout, "", 0, &mut rows, 0);
     rows
+}
+
+/// A field's markers as the NOTES column shows them: `appendable` for a nested appendable
+/// struct, `deprecated`, `alias of "old"`.
+fn notes(alias: Option<&str>, deprecated: bool, field: &LayoutBuf) -> String {
+    let mut notes = Vec::new();
+    if field.is_appendable() {
+        notes.push("appendable".to_string());
+    }
+    if deprecated {
+        notes.push("deprecated".to_string());
+    }
+    if let Some(a) = alias {
+        notes.push(format!("alias of {a:?}"));
+    }
+    notes.join(", ")
 }
 
 fn collect_layout_rows(
@@ -230,7 +249,8 @@ fn collect_layout_rows(
             name,
             offset,
             layout: field,
-            ..
+            alias,
+            deprecated,
         } = f;
         let path = if path.is_empty() {
             name.clone()
@@ -243,6 +263,7 @@ fn collect_layout_rows(
             ty: field.to_string(),
             offset: at,
             size: field.size,
+            notes: notes(alias.as_deref(), *deprecated, field),
         });
         let element = match &field.kind {
             KindBuf::Struct { .. } => {
