@@ -284,6 +284,11 @@ impl WaitSet {
 
     /// The polling form of [`next`](Self::next), for hand-written futures: `Ready` with the
     /// ready keys, or `Pending` with `cx`'s waker kept for the moment one turns ready.
+    // Without a reactor feature the loop body returns on its first pass.
+    #[cfg_attr(
+        not(any(feature = "tokio", feature = "async-io")),
+        allow(clippy::never_loop)
+    )]
     pub fn poll_next_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<Vec<Key>>> {
         loop {
             #[cfg(feature = "tokio")]
