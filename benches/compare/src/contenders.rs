@@ -291,10 +291,10 @@ impl<const W: usize> ReadSide<W> for PlainReader<W> {
 /// Room for the mutex before the data: one cache line or more.
 const MUTEX_ROOM: usize = 128;
 
-struct MutexSide<const W: usize>(Mapping);
+pub(crate) struct MutexSide<const W: usize>(Mapping);
 
 impl<const W: usize> MutexSide<W> {
-    fn create(name: &str) -> Self {
+    pub(crate) fn create(name: &str) -> Self {
         let m = Mapping::create(name, MUTEX_ROOM + W * 8);
         // SAFETY: the attribute object is initialised before use and destroyed after; the
         // mutex lies at the start of the fresh mapping (page-aligned, MUTEX_ROOM >=
@@ -311,7 +311,7 @@ impl<const W: usize> MutexSide<W> {
         }
         MutexSide(m)
     }
-    fn open(name: &str) -> Self {
+    pub(crate) fn open(name: &str) -> Self {
         MutexSide(Mapping::open(name, MUTEX_ROOM + W * 8))
     }
     fn lock(&self) {
