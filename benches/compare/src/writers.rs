@@ -3,25 +3,28 @@
 //! - `turns_write`: four writer processes (two pinned to each CPU) publish back to back into
 //!   one value, each taking the lock for every write: our turn-taking writers
 //!   (`Options::shared_writers`, a robust priority-inheriting pthread mutex in the segment)
-//!   against the robust process-shared pthread mutex around a plain copy. The row gives the
-//!   writes per second of the four together and of each.
+//!   against the robust process-shared pthread mutex around a plain copy, without and with
+//!   priority inheritance. The row gives the writes per second of the four together and of
+//!   each.
 //! - `turns_read`: the same four writers, all pinned to CPU 0, and one reader pinned to CPU 1
 //!   reading and validating the value as fast as it can: ours reads without the lock, the
-//!   mutex's reader takes it. The row gives ns per validated read (median and p99 over the
+//!   mutexes' reader takes it. The row gives ns per validated read (median and p99 over the
 //!   batches during which the value changed at least twice, as the other read cases).
 //! - `mp_throughput`: four producer processes pinned to CPU 0 each send `count` numbered
 //!   messages to one consumer pinned to CPU 1, which checks every message (its producer, its
-//!   number, its other words) and counts the ones a lossy contender dropped. Contenders: our
-//!   lane stream (lossy: a producer never waits) and lane queue (backpressure), iceoryx2's
-//!   publish-subscribe with four publishers (lossy, its default), and a Unix datagram socket
-//!   with four senders (backpressure; the baseline of the ratios). The row gives the
-//!   consumer's ns per message received, first to last.
+//!   number, its other words) and counts the ones a lossy contender dropped. Lossless
+//!   (backpressure): our lane queue, iceoryx2's publish-subscribe with four publishers that
+//!   retry until delivered, and a Unix datagram socket with four senders (the baseline of the
+//!   ratios). Lossy (a producer never waits, the oldest unread message goes): our lane stream
+//!   and iceoryx2 with its default delivery. The row gives the consumer's ns per message
+//!   received, first to last.
 //!
 //! The tables go to the end of `summary.md` (see [`summary`]).
 
 use crate::contenders::{Kind, MutexSide, ReadSide, WithReader, WriteSide};
 use crate::measure::now_ns;
 use crate::{pin, tell, Budget, Row, STOP};
+use iceoryx2::prelude::BackpressureStrategy;
 use serde_json::json;
 use shm_core::{Error, Options, SharedState};
 use std::fmt::Write as _;
@@ -39,12 +42,13 @@ const CAPACITY: usize = 1024;
 /// Longest a consumer waits for the last messages.
 const CONSUMER_DEADLINE: Duration = Duration::from_secs(60);
 
-const TURN_CONTENDERS: [&str; 2] = ["ours-turns", "robust-mutex"];
-const MP_CONTENDERS: [&str; 4] = [
-    "ours-lane-stream",
+const TURN_CONTENDERS: [&str; 3] = ["ours-turns", "robust-mutex", "robust-pi-mutex"];
+const MP_CONTENDERS: [&str; 5] = [
     "ours-lane-queue",
     "iceoryx2-4pub",
     "unix-dgram",
+    "ours-lane-stream",
+    "iceoryx2-4pub-lossy",
 ];
 /// The multi-producer baseline.
 const MP_BASELINE: &str = "unix-dgram";
@@ -294,6 +298,11 @@ fn mp(contender: &str, name: &str, count: u64) -> Option<Row> {
             }
         }
         if ok {
+            if contender.starts_with("iceoryx2") {
+                // Its subscriber connects to a new publisher lazily, in `receive`; until then a
+                // publisher's samples go nowhere, even without overflow.
+                std::thread::sleep(Duration::from_millis(100));
+            }
             for p in &mut producers {
                 p.go();
             }
@@ -384,10 +393,12 @@ fn turn_writer(contender: &str, name: &str, id: u64) {
                 *t = *v;
             });
         }
-        "robust-mutex" => {
+        "robust-mutex" | "robust-pi-mutex" => {
             // Writer 0 starts alone and makes the mutex; the others open it.
-            let mut m = if id == 0 {
+            let mut m = if id == 0 && contender == "robust-mutex" {
                 MutexSide::<W>::create(name)
+            } else if id == 0 {
+                MutexSide::<W>::create_pi(name)
             } else {
                 MutexSide::<W>::open(name)
             };
@@ -453,7 +464,7 @@ fn turn_reader(contender: &str, name: &str, b: Budget) {
     }
     let kind = match contender {
         "ours-turns" => Kind::Ours(4),
-        "robust-mutex" => Kind::Mutex,
+        "robust-mutex" | "robust-pi-mutex" => Kind::Mutex,
         other => panic!("unknown contender {other}"),
     };
     crate::contenders::with_reader::<W>(kind, name, Measure(b));
@@ -522,10 +533,19 @@ fn producer(contender: &str, name: &str, count: u64, id: u64) {
                 Err(e) => panic!("send: {e}"),
             });
         }
-        "iceoryx2-4pub" => {
+        "iceoryx2-4pub" | "iceoryx2-4pub-lossy" => {
+            let lossy = contender.ends_with("lossy");
             let node = ice::node();
-            let service = ice::service(&node, name);
-            let publisher = service.publisher_builder().create().expect("publisher");
+            let service = ice::service(&node, name, lossy);
+            let publisher = service
+                .publisher_builder()
+                .backpressure_strategy(if lossy {
+                    BackpressureStrategy::DiscardData
+                } else {
+                    BackpressureStrategy::RetryUntilDelivered
+                })
+                .create()
+                .expect("publisher");
             run(&mut |m| {
                 let sample = publisher.loan_uninit().expect("loan");
                 sample.write_payload(*m).send().expect("send");
@@ -625,9 +645,9 @@ fn consumer(contender: &str, name: &str, count: u64) {
                 Some(true)
             });
         }
-        "iceoryx2-4pub" => {
+        "iceoryx2-4pub" | "iceoryx2-4pub-lossy" => {
             let node = ice::node();
-            let service = ice::service(&node, name);
+            let service = ice::service(&node, name, contender.ends_with("lossy"));
             let subscriber = service
                 .subscriber_builder()
                 .buffer_size(CAPACITY)
@@ -664,8 +684,8 @@ fn consumer(contender: &str, name: &str, count: u64) {
     }
 }
 
-/// iceoryx2's publish-subscribe service for four publishers, a subscriber buffer of the
-/// lanes' capacity, its default delivery (a full buffer loses its oldest sample).
+/// iceoryx2's publish-subscribe service for four publishers and a subscriber buffer of the
+/// lanes' capacity, lossless (backpressure) or with its default delivery (lossy).
 mod ice {
     use super::{CAPACITY, W, WRITERS};
     use iceoryx2::prelude::*;
@@ -681,7 +701,9 @@ mod ice {
             .expect("iceoryx2 node")
     }
 
-    pub fn service(node: &Node<ipc::Service>, name: &str) -> Factory {
+    /// `lossy`: a full subscriber buffer loses its oldest sample (iceoryx2's default);
+    /// otherwise a publisher retries until the subscriber has room.
+    pub fn service(node: &Node<ipc::Service>, name: &str, lossy: bool) -> Factory {
         let service_name: ServiceName = format!("shm-bench/{}/mp", name.trim_start_matches('/'))
             .as_str()
             .try_into()
@@ -689,6 +711,7 @@ mod ice {
         node.service_builder(&service_name)
             .publish_subscribe::<[u64; W]>()
             .max_publishers(WRITERS)
+            .enable_safe_overflow(lossy)
             .subscriber_max_buffer_size(CAPACITY)
             .open_or_create()
             .expect("publish-subscribe service")
@@ -760,17 +783,18 @@ pub fn summary(out: &str, rows: &[Row]) {
         let base = ours(&mp, MP_BASELINE);
         s.push_str(
             "### mp_throughput: 4 producer processes on CPU 0, a consumer on CPU 1, 64 B\n\n\
-             | contender | messages/s at the consumer | ns per message | x unix-dgram (messages/s) | lost | torn |\n\
-             |---|---|---|---|---|---|\n",
+             | contender | messages/s at the consumer | ns per message | x unix-dgram (messages/s) | delivered | lost | torn |\n\
+             |---|---|---|---|---|---|---|\n",
         );
         for r in &mp {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.1} | {} | {} | {} |",
+                "| {} | {} | {:.1} | {} | {:.1}% | {} | {} |",
                 r.contender,
                 rate(r.median_ns),
                 r.median_ns,
                 base.map_or("-".into(), |b| format!("{:.2}", b / r.median_ns)),
+                100.0 * r.ops as f64 / (r.ops + r.retries).max(1) as f64,
                 r.retries,
                 r.torn
             );
