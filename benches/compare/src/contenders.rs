@@ -295,10 +295,17 @@ impl<const W: usize> ReadSide<W> for PlainReader<W> {
 /// Room for the mutex before the data: one cache line or more.
 const MUTEX_ROOM: usize = 128;
 
-struct MutexSide<const W: usize>(Mapping);
+pub(crate) struct MutexSide<const W: usize>(Mapping);
 
 impl<const W: usize> MutexSide<W> {
-    fn create(name: &str) -> Self {
+    pub(crate) fn create(name: &str) -> Self {
+        Self::create_with(name, false)
+    }
+    /// The same lock, priority-inheriting (`PTHREAD_PRIO_INHERIT`) too.
+    pub(crate) fn create_pi(name: &str) -> Self {
+        Self::create_with(name, true)
+    }
+    fn create_with(name: &str, pi: bool) -> Self {
         let m = Mapping::create(name, MUTEX_ROOM + W * 8);
         // SAFETY: the attribute object is initialised before use and destroyed after; the
         // mutex lies at the start of the fresh mapping (page-aligned, MUTEX_ROOM >=
@@ -309,13 +316,16 @@ impl<const W: usize> MutexSide<W> {
             libc::pthread_mutexattr_init(&mut attr);
             libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
             libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            if pi {
+                libc::pthread_mutexattr_setprotocol(&mut attr, libc::PTHREAD_PRIO_INHERIT);
+            }
             let rc = libc::pthread_mutex_init(m.ptr as *mut libc::pthread_mutex_t, &attr);
             assert_eq!(rc, 0, "pthread_mutex_init");
             libc::pthread_mutexattr_destroy(&mut attr);
         }
         MutexSide(m)
     }
-    fn open(name: &str) -> Self {
+    pub(crate) fn open(name: &str) -> Self {
         MutexSide(Mapping::open(name, MUTEX_ROOM + W * 8))
     }
     fn lock(&self) {

@@ -16,6 +16,7 @@ mod contenders;
 mod measure;
 mod report;
 mod streams;
+mod writers;
 
 use contenders::Kind;
 use std::io::{BufRead, BufReader, Write};
@@ -66,6 +67,10 @@ fn main() {
         asyncwait::child(&args[i + 1..]);
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--writers-role") {
+        writers::child(&args[i + 1..]);
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let out = args
         .iter()
@@ -82,6 +87,7 @@ fn main() {
         .map(|i| args[i + 1].clone());
     let rows = run_all(quick, only.as_deref());
     report::write(&out, &rows, quick);
+    writers::summary(&out, &rows);
     eprintln!(
         "{} results in {:.1} s; written to {out}",
         rows.len(),
@@ -303,6 +309,7 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
             }
         }
     }
+    rows.extend(writers::run_all(quick, only, b, &prefix()));
     rows
 }
 
