@@ -141,9 +141,12 @@ impl Proc {
             let start = Instant::now();
             while !d.load(Ordering::Relaxed) {
                 if start.elapsed() > BOUND {
-                    eprintln!("{what}: hung past {BOUND:?}, killed");
-                    // `Child::kill` signals only a child that was not reaped yet.
-                    let _ = c.lock().unwrap().kill();
+                    let mut c = c.lock().unwrap();
+                    // A reaped child is left alone (its pid may name another process now).
+                    if let Ok(None) = c.try_wait() {
+                        eprintln!("{what}: hung past {BOUND:?}, killed");
+                        let _ = c.kill();
+                    }
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -626,9 +629,10 @@ fn asyncio_cancellation_storm_leaves_no_waiter_counted() {
                     std::thread::sleep(Duration::from_micros(300));
                 }
             });
-            let line = lines.next();
+            // The publisher stops whatever happens (a Python failure ends the scope too).
+            let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lines.next()));
             stop.store(true, Ordering::Relaxed);
-            line
+            line.unwrap_or_else(|e| std::panic::resume_unwind(e))
         });
         eprintln!("[{b}] {stormed}");
         assert!(stormed.starts_with("stormed "), "{stormed}");
