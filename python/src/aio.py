@@ -9,7 +9,8 @@ descriptor's callback resolves when the set reports the reader, and detaches in 
 (result, error, timeout or cancellation), which cancels the armed wait; the segment's waiter
 count goes back down once the kernel has let go of it, which the set's next `ready()` (run by
 the callback the cancellation itself triggers) collects. No thread per segment (none at all
-with the io_uring backend), and no polling.
+with the io_uring backend), and no polling: the loop wakes when the kernel ends a wait (a
+change, a writer's death, or the runtime's safety slice, after which the wait is re-armed).
 """
 
 import asyncio
@@ -48,7 +49,7 @@ class _Dispatch:
         """The descriptor is readable (or a coroutine asks to arm): collect the ready keys."""
         try:
             keys = self.set.ready()
-        except BaseException as e:  # the set could not arm a wait: every waiter hears it
+        except Exception as e:  # the set could not arm a wait: every waiter hears it
             for f in self.waiting.values():
                 if not f.done():
                     f.set_exception(e)

@@ -667,6 +667,11 @@ state, stream = sys.argv[1], sys.argv[2]
 async def main():
     r = shm_state.Reader(state)
     streams = [shm_state.StreamReader(stream) for _ in range(4)]
+    try:  # the writer publishes nothing
+        await r.changed(r.version(), timeout=0.01)
+        raise SystemExit("no timeout")
+    except shm_state.ShmTimeoutError as e:
+        assert str(e) == "timed out", e
     tasks = [asyncio.create_task(r.changed(r.version())) for _ in range(4)]
     tasks += [asyncio.create_task(rx.recv_async()) for rx in streams]
     await asyncio.sleep(0)  # every task ran to its first await: attached and armed
