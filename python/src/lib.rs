@@ -14,6 +14,7 @@ mod convert;
 mod info;
 mod reader;
 mod stream;
+mod waitset;
 mod writer;
 
 use pyo3::create_exception;
@@ -155,6 +156,7 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::StreamReader>()?;
     m.add_class::<info::SegmentInfo>()?;
     m.add_class::<info::WriterInfo>()?;
+    m.add_class::<waitset::WaitSet>()?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(lanes, m)?)?;
     m.add_function(wrap_pyfunction!(layout_hash, m)?)?;
@@ -168,5 +170,6 @@ fn shm_state(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidFieldError", py.get_type::<InvalidFieldError>())?;
     m.add("LaggedError", py.get_type::<LaggedError>())?;
     m.add("FORMAT_VERSION", shm_core::FORMAT_VERSION)?;
+    waitset::add_aio(m)?;
     Ok(())
 }

@@ -125,7 +125,7 @@ impl Reader {
         self.version.as_ref().map_or(r.payload_size(), |v| v.size)
     }
 
-    fn raw(&self) -> PyResult<&RawReader> {
+    pub(crate) fn raw(&self) -> PyResult<&RawReader> {
         self.inner
             .as_ref()
             .ok_or_else(|| ShmError::new_err("the reader is closed"))
@@ -264,6 +264,42 @@ impl Reader {
         let r = self.raw()?;
         let t = self::timeout(timeout)?;
         py.detach(|| r.wait_for_update(since, t)).map_err(to_py)
+    }
+
+    /// A coroutine: waits, in an asyncio event loop, until the version exceeds `since`, and
+    /// returns it (`v = await r.changed(v)`). Raises `WriterDiedError` when no writer holds
+    /// the segment (at the start, or once its process ends while waiting), unless a newer
+    /// version is there; `ShmTimeoutError` after `timeout` seconds (`None`: waits forever).
+    /// Cancelling it (`asyncio.wait_for`, `Task.cancel`) cancels its wait. Waits through the
+    /// loop's one `WaitSet`: no thread per segment.
+    #[pyo3(signature = (since, timeout = None))]
+    fn changed<'py>(
+        slf: &Bound<'py, Self>,
+        since: u64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::waitset::aio_call(slf.py(), "changed", (slf, since, timeout))
+    }
+
+    /// For `changed`: the version if it exceeds `since`; `None` if not and a writer holds the
+    /// segment; else raises (`WriterDiedError`, or the truncation error).
+    fn _changed_state(&self, since: u64) -> PyResult<Option<u64>> {
+        let r = self.raw()?;
+        let v = r.version();
+        if r.is_truncated() {
+            // Fails at once with the truncation error (checked before any waiting).
+            return r
+                .wait_for_update(since, Duration::ZERO)
+                .map(Some)
+                .map_err(to_py);
+        }
+        if v > since {
+            return Ok(Some(v));
+        }
+        if !r.info().writer().alive() {
+            return Err(to_py(shm_core::Error::WriterDied));
+        }
+        Ok(None)
     }
 
     /// What the segment is and who writes it: a `SegmentInfo` (`name`, `kind`, `layout_hash`,

@@ -25,8 +25,9 @@ use std::time::Duration;
 /// message not taken yet.
 ///
 /// Receiving copies each message out of shared memory in native code, with the GIL released
-/// while it waits. Iterating (`for message in reader`) receives with no time limit. Usable as
-/// a context manager; `close()` releases it.
+/// while it waits. Iterating (`for message in reader`) receives with no time limit; so does
+/// `async for message in reader` in an asyncio event loop (`recv_async`). Usable as a context
+/// manager; `close()` releases it.
 #[pyclass(module = "shm_state")]
 pub struct StreamReader {
     inner: Option<RawStreamReader>,
@@ -36,10 +37,14 @@ pub struct StreamReader {
     version: Option<crate::reader::Version>,
     /// How the stored layout relates to the one given, if one was.
     compat: Option<shm_core::Compat>,
+    /// The epoch of the writer `recv_async` last saw alive, and of the last one whose end it
+    /// reported (each writer's end is reported once: a stream goes on when another takes over).
+    alive_epoch: Option<u64>,
+    reported_epoch: Option<u64>,
 }
 
 impl StreamReader {
-    fn raw(&self) -> PyResult<&RawStreamReader> {
+    pub(crate) fn raw(&self) -> PyResult<&RawStreamReader> {
         self.inner
             .as_ref()
             .ok_or_else(|| ShmError::new_err("the stream reader is closed"))
@@ -173,6 +178,8 @@ impl StreamReader {
             plan,
             version,
             compat,
+            alive_epoch: None,
+            reported_epoch: None,
         })
     }
 
@@ -243,6 +250,38 @@ impl StreamReader {
         Ok(self.decoded(py, None)?.map(|(_, value)| value))
     }
 
+    /// A coroutine: receives the next message in an asyncio event loop (`m = await
+    /// rx.recv_async()`), decoded as `recv` decodes it; raises `LaggedError` after a gap as
+    /// `recv` does, `ShmTimeoutError` after `timeout` seconds (`None`: waits as long as it
+    /// takes), and `WriterDiedError` once when the process of a writer it saw alive ends
+    /// (the next call waits on, for a writer that takes over). Cancelling it loses no
+    /// message. Waits through the loop's one `WaitSet`: no thread per stream.
+    #[pyo3(signature = (timeout = None))]
+    fn recv_async<'py>(
+        slf: &Bound<'py, Self>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::waitset::aio_call(slf.py(), "recv", (slf, timeout))
+    }
+
+    /// For `recv_async`: the next message, decoded, if one was sent; else `None`, or raises
+    /// `WriterDiedError` if the writer last seen alive is gone and that was not reported yet.
+    fn _try_recv_async<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if let Some((_, value)) = self.decoded(py, None)? {
+            return Ok(Some(value));
+        }
+        let writer = self.raw()?.info().writer();
+        if writer.alive() {
+            self.alive_epoch = Some(writer.epoch());
+        } else if self.alive_epoch == Some(writer.epoch())
+            && self.reported_epoch != Some(writer.epoch())
+        {
+            self.reported_epoch = Some(writer.epoch());
+            return Err(to_py(Error::WriterDied));
+        }
+        Ok(None)
+    }
+
     /// The number of the next message this reader receives.
     #[getter]
     fn position(&self) -> PyResult<u64> {
@@ -298,6 +337,15 @@ impl StreamReader {
 
     fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.recv(py, None)
+    }
+
+    fn __aiter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// `async for message in reader`: `recv_async()` with no time limit.
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::waitset::aio_call(slf.py(), "recv", (slf, None::<f64>))
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

@@ -214,7 +214,8 @@ impl WaitSet {
 
     /// The attached handles that are ready now, without blocking; arms a wait for each of the
     /// others, so that the descriptor ([`AsFd`]) turns readable when one of them is. Each is
-    /// reported once per change: the set remembers the published number it reported.
+    /// reported once per change: the set remembers the published number it reported. When it
+    /// reports any, the descriptor is left readable: the next call arms their waits.
     pub fn ready(&mut self) -> Result<Vec<Key>> {
         self.collect(None)
     }
@@ -251,6 +252,12 @@ impl WaitSet {
                 e.seen = protocol::load_acquire(e.published());
                 ready.push(Key(key));
             }
+        }
+        if !ready.is_empty() {
+            // A reported handle has no armed wait until the next call arms it: the descriptor
+            // stays readable, so that a loop that polls it before calling again is not left
+            // waiting on a handle nothing watches.
+            crate::sys::eventfd_signal(self.engine.fd());
         }
         Ok(ready)
     }
