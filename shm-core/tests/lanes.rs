@@ -769,3 +769,102 @@ fn readers_rotate_over_lanes_and_a_fifth_producer_waits_for_a_free_lane() {
     let tx = Stamped::join_stream(&stream).unwrap();
     assert_eq!((tx.lane(), tx.sent()), (lane, 10));
 }
+
+/// The waiter count in the header of segment `name` (offset 196, docs/segment-format.md),
+/// read through its file as a tool would.
+fn waiters_of(name: &str) -> u32 {
+    let bytes = std::fs::read(format!("/dev/shm{name}")).expect("read the segment's file");
+    u32::from_ne_bytes(bytes[196..200].try_into().unwrap())
+}
+
+/// Waits (bounded) until every lane of `stream` counts one waiter at the same moment: a
+/// receive that sleeps on all lanes at once, not on one lane after another.
+fn wait_until_every_lane_is_waited_on(stream: &str, round: u64) {
+    let start = Instant::now();
+    while !(0..LANES).all(|k| waiters_of(&lane_name(stream, k)) == 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "round {round}: the receive never waited on every lane at once (waiters {:?})",
+            (0..LANES)
+                .map(|k| waiters_of(&lane_name(stream, k)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `ROUNDS` rounds against a receive loop on another thread (`got` counts what it
+/// received): each round waits until every lane of `name` counts the receive as a waiter at
+/// once, sends on one lane, and waits until the receive has it.
+fn lock_step(name: &str, got: &std::sync::atomic::AtomicU64, mut send: impl FnMut(usize, u64)) {
+    use std::sync::atomic::Ordering;
+    for round in 0..ROUNDS {
+        wait_until_every_lane_is_waited_on(name, round);
+        // Each round on another lane: whichever lane the message comes on ends the sleep.
+        send(((round * 7 + 3) % LANES as u64) as usize, round);
+        let start = Instant::now();
+        while got.load(Ordering::SeqCst) <= round {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "round {round}: never woken"
+            );
+            std::thread::yield_now();
+        }
+    }
+}
+
+const ROUNDS: u64 = 200;
+
+#[test]
+fn a_waiting_reader_and_consumer_sleep_on_every_lane_at_once() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    if role().is_some() {
+        return;
+    }
+    let stream = LanesName::new("lanes-w");
+    let mut producers = vec![Stamped::create_lanes(&stream, LANES, 64).unwrap()];
+    for _ in 1..LANES {
+        producers.push(Stamped::join_stream(&stream).unwrap());
+    }
+    let mut rx = Stamped::subscribe_lanes(&stream).unwrap();
+    let got = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&got);
+    let reader = std::thread::spawn(move || {
+        (0..ROUNDS)
+            .map(|_| {
+                let seq = rx.recv_timeout(Duration::from_secs(120)).unwrap().seq;
+                count.fetch_add(1, Ordering::SeqCst);
+                seq
+            })
+            .collect::<Vec<_>>()
+    });
+    lock_step(&stream, &got, |lane, seq| {
+        let tx = producers.iter_mut().find(|p| p.lane() == lane).unwrap();
+        tx.send(&Stamped { stamp: 0, seq });
+    });
+    assert_eq!(reader.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
+
+    let queue = LanesName::new("lanes-wq");
+    let mut producers = vec![Stamped::create_lane_queue(&queue, LANES, 64).unwrap()];
+    for _ in 1..LANES {
+        producers.push(Stamped::join_queue(&queue).unwrap());
+    }
+    let mut rx = Stamped::open_lane_consumer(&queue).unwrap();
+    let got = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&got);
+    let consumer = std::thread::spawn(move || {
+        (0..ROUNDS)
+            .map(|_| {
+                let seq = rx.recv_timeout(Duration::from_secs(120)).unwrap().seq;
+                count.fetch_add(1, Ordering::SeqCst);
+                seq
+            })
+            .collect::<Vec<_>>()
+    });
+    lock_step(&queue, &got, |lane, seq| {
+        let tx = producers.iter_mut().find(|p| p.lane() == lane).unwrap();
+        tx.send(&Stamped { stamp: 0, seq });
+    });
+    assert_eq!(consumer.join().unwrap(), (0..ROUNDS).collect::<Vec<_>>());
+}

@@ -271,6 +271,17 @@ impl<T: SharedState> QueueConsumer<T> {
         super::receive_until(self, deadline, Self::try_recv, Self::wait_until)
     }
 
+    /// The target of a wait on several queues (see `wait::wait_any`): the next message.
+    pub(crate) fn any_target(&self) -> wait::AnyTarget<'_> {
+        let h = self.seg.header();
+        wait::AnyTarget {
+            futex: &h.futex,
+            waiters: &h.waiters,
+            counter: &h.published,
+            at_least: self.taken + 1,
+        }
+    }
+
     /// Waits until the next message is sent, or `deadline` (`false`): for consumers of several
     /// queues, which wait on one at a time.
     pub(crate) fn wait_until(&self, deadline: Deadline) -> bool {

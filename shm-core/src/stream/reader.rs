@@ -94,6 +94,19 @@ impl Cursor {
         Some(core::mem::take(&mut self.unreported)).filter(|&n| n > 0)
     }
 
+    /// What [`wait`](Self::wait) waits for, as one target of a wait on several segments;
+    /// `None` for a read-only mapping, which cannot count itself as a waiter.
+    pub fn any_target<'a>(&self, raw: &'a RawReader) -> Option<wait::AnyTarget<'a>> {
+        let seg = raw.segment();
+        let h = seg.header();
+        seg.is_writable().then_some(wait::AnyTarget {
+            futex: &h.futex,
+            waiters: &h.waiters,
+            counter: &h.published,
+            at_least: self.next,
+        })
+    }
+
     /// Waits until the message this reader wants is published, or `deadline` (`false`).
     pub fn wait(&self, raw: &RawReader, deadline: Deadline) -> bool {
         let h = raw.segment().header();
@@ -220,6 +233,17 @@ impl<T: SharedState> StreamReader<T> {
     /// for readers of several streams, which wait on one at a time.
     pub(crate) fn wait_until(&self, deadline: Deadline) -> bool {
         self.pending.is_some() || self.cursor.wait(&self.raw, deadline)
+    }
+
+    /// The target of a wait on several streams (see `wait::wait_any`), one that holds at once
+    /// when a message is pending; `None` for a read-only mapping.
+    pub(crate) fn any_target(&self) -> Option<wait::AnyTarget<'_>> {
+        let mut target = self.cursor.any_target(&self.raw)?;
+        if self.pending.is_some() {
+            // Nothing to wait for: a target that holds already.
+            target.at_least = 0;
+        }
+        Some(target)
     }
 
     /// Receives as many messages as are available, up to `buf.len()`, into `buf` without

@@ -40,7 +40,10 @@
 //! - `future.rs`: [`Changed`] (`Reader::changed`) and the waiting half of the stream and
 //!   queue futures.
 //! - `set.rs`: [`WaitSet`].
+//! - `any.rs`: [`wait_any`], one blocking wait on several segments (a multi-producer
+//!   stream's or queue's lanes) with `futex_waitv`.
 
+mod any;
 mod armed;
 mod deadline;
 mod engine;
@@ -51,6 +54,7 @@ mod set;
 mod threads;
 mod uring;
 
+pub(crate) use any::{wait_any, AnyTarget};
 pub(crate) use armed::Target;
 pub(crate) use deadline::Deadline;
 pub use engine::WaitBackend;

@@ -6,7 +6,7 @@ use super::{directory_of, lane_name};
 use crate::error::{Error, Result};
 use crate::format::SegmentKind;
 use crate::stream::{QueueConsumer, QueueProducer, Sender};
-use crate::wait::Deadline;
+use crate::wait::{self, Deadline};
 use crate::{Options, SharedState};
 use std::time::Duration;
 
@@ -144,6 +144,15 @@ impl<T: SharedState> LaneConsumer<T> {
         loop {
             if let Some(v) = self.try_recv()? {
                 return Ok(v);
+            }
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+            // One sleep on every lane's futex word; where that is not possible, one lane at a
+            // time, briefly.
+            let targets: Vec<_> = self.lanes.iter().map(QueueConsumer::any_target).collect();
+            if wait::wait_any(&targets, deadline).is_some() {
+                continue;
             }
             let Some(slice) = deadline.next_slice(WAIT_SLICE) else {
                 return Err(Error::Timeout);

@@ -6,11 +6,12 @@ use crate::format::SegmentKind;
 use crate::raw_reader::RawReader;
 use crate::stream::reader::Start;
 use crate::stream::{expect_ring, Sender, StreamReader, StreamWriter};
-use crate::wait::Deadline;
+use crate::wait::{self, Deadline};
 use crate::{Options, SharedState};
 use std::time::Duration;
 
-/// How long a receive that waits sleeps on one lane before it looks at all of them again.
+/// How long a receive that waits sleeps on one lane before it looks at all of them again,
+/// where it cannot sleep on all of them at once.
 pub(super) const WAIT_SLICE: Duration = Duration::from_millis(1);
 
 /// Sends messages of `T` to one lane of a multi-producer stream: a [`StreamWriter`] of its
@@ -206,6 +207,12 @@ impl<T: SharedState> LaneReader<T> {
             if let Some(v) = self.try_recv_ordered(&mut key)? {
                 return Ok(v);
             }
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+            if self.wait_all(deadline) {
+                continue;
+            }
             let Some(slice) = deadline.next_slice(WAIT_SLICE) else {
                 return Err(Error::Timeout);
             };
@@ -221,11 +228,17 @@ impl<T: SharedState> LaneReader<T> {
     }
 
     fn recv_until(&mut self, deadline: Deadline) -> Result<T> {
-        // Waits on one lane at a time, briefly, so that a message on any lane ends the wait
-        // within that slice: every lane has its own futex word.
+        // Waits on every lane at once (`wait_all`); where that is not possible, on one lane at
+        // a time, briefly, so that a message on any lane ends the wait within that slice.
         loop {
             if let Some(v) = self.try_recv()? {
                 return Ok(v);
+            }
+            if deadline.passed() {
+                return Err(Error::Timeout);
+            }
+            if self.wait_all(deadline) {
+                continue;
             }
             let Some(slice) = deadline.next_slice(WAIT_SLICE) else {
                 return Err(Error::Timeout);
@@ -234,6 +247,18 @@ impl<T: SharedState> LaneReader<T> {
             let _ = self.lanes[lane].wait_until(Deadline::after(slice));
             self.next = (lane + 1) % self.lanes.len();
         }
+    }
+
+    /// Waits until a message is published on any lane (or one is already held), or
+    /// `deadline`, in one sleep on every lane's futex word (`wait::wait_any`). `false`,
+    /// without waiting, where that is not possible (a kernel before 5.16, more lanes than one
+    /// call takes, a read-only mapping): the caller then waits on one lane at a time.
+    fn wait_all(&self, deadline: Deadline) -> bool {
+        if self.heads.iter().any(Option::is_some) {
+            return true;
+        }
+        let targets: Option<Vec<_>> = self.lanes.iter().map(StreamReader::any_target).collect();
+        targets.is_some_and(|t| wait::wait_any(&t, deadline).is_some())
     }
 
     /// The lane of the last message or gap returned.
