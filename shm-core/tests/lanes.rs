@@ -815,10 +815,31 @@ fn lock_step(name: &str, got: &std::sync::atomic::AtomicU64, mut send: impl FnMu
 
 const ROUNDS: u64 = 200;
 
+/// Receives `ROUNDS` messages with `recv` on a thread of its own, counting them in the
+/// returned counter; the thread returns their `seq` numbers.
+fn receive_rounds(
+    mut recv: impl FnMut() -> shm_core::Result<Stamped> + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    std::thread::JoinHandle<Vec<u64>>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let got = std::sync::Arc::new(AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&got);
+    let thread = std::thread::spawn(move || {
+        (0..ROUNDS)
+            .map(|_| {
+                let seq = recv().unwrap().seq;
+                count.fetch_add(1, Ordering::SeqCst);
+                seq
+            })
+            .collect()
+    });
+    (got, thread)
+}
+
 #[test]
 fn a_waiting_reader_and_consumer_sleep_on_every_lane_at_once() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
     if role().is_some() {
         return;
     }
@@ -828,17 +849,7 @@ fn a_waiting_reader_and_consumer_sleep_on_every_lane_at_once() {
         producers.push(Stamped::join_stream(&stream).unwrap());
     }
     let mut rx = Stamped::subscribe_lanes(&stream).unwrap();
-    let got = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&got);
-    let reader = std::thread::spawn(move || {
-        (0..ROUNDS)
-            .map(|_| {
-                let seq = rx.recv_timeout(Duration::from_secs(120)).unwrap().seq;
-                count.fetch_add(1, Ordering::SeqCst);
-                seq
-            })
-            .collect::<Vec<_>>()
-    });
+    let (got, reader) = receive_rounds(move || rx.recv_timeout(Duration::from_secs(120)));
     lock_step(&stream, &got, |lane, seq| {
         let tx = producers.iter_mut().find(|p| p.lane() == lane).unwrap();
         tx.send(&Stamped { stamp: 0, seq });
@@ -851,17 +862,7 @@ fn a_waiting_reader_and_consumer_sleep_on_every_lane_at_once() {
         producers.push(Stamped::join_queue(&queue).unwrap());
     }
     let mut rx = Stamped::open_lane_consumer(&queue).unwrap();
-    let got = Arc::new(AtomicU64::new(0));
-    let count = Arc::clone(&got);
-    let consumer = std::thread::spawn(move || {
-        (0..ROUNDS)
-            .map(|_| {
-                let seq = rx.recv_timeout(Duration::from_secs(120)).unwrap().seq;
-                count.fetch_add(1, Ordering::SeqCst);
-                seq
-            })
-            .collect::<Vec<_>>()
-    });
+    let (got, consumer) = receive_rounds(move || rx.recv_timeout(Duration::from_secs(120)));
     lock_step(&queue, &got, |lane, seq| {
         let tx = producers.iter_mut().find(|p| p.lane() == lane).unwrap();
         tx.send(&Stamped { stamp: 0, seq });
