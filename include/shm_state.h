@@ -1543,8 +1543,8 @@ static inline shm_compat shm_stream_compat(const shm_stream *s) { return s->read
  * is unchanged, on the shared futex, for at most SHM_WAIT_SLICE_MS at a time), with one of
  * three backends:
  *   - "io_uring" (Linux 6.7 or later; the default where it works): no thread. The set counts
- *     as a waiter of each segment from attach to detach, and keeps one IORING_OP_FUTEX_WAIT
- *     per segment and a slice timeout submitted; every completion writes the eventfd
+ *     as a waiter of a segment only while its IORING_OP_FUTEX_WAIT is submitted (from the
+ *     attach or a shm_waitset_ready until it completes), and keeps a slice timeout submitted; every completion writes the eventfd
  *     (IORING_REGISTER_EVENTFD), and shm_waitset_ready reaps them and submits again. The
  *     descriptor is also readable once a slice (shm_waitset_ready then re-checks and probes
  *     the leases, and may return 0).
@@ -1975,7 +1975,13 @@ static inline void shm__ws_uring_reap(shm_waitset *ws) {
                 ws->timeout_in_flight = 0;
                 ws->probe_due = 1;
             } else if (tag != SHM__URING_CANCEL_TAG) {
-                ((shm__ws_entry *)(uintptr_t)tag)->in_flight = 0;
+                shm__ws_entry *e = (shm__ws_entry *)(uintptr_t)tag;
+                e->in_flight = 0;
+                /* Counted as a waiter only while its FUTEX_WAIT is submitted. */
+                if (e->registered) {
+                    shm__unregister_waiter(e->waiters);
+                    e->registered = 0;
+                }
             }
         }
         __atomic_store_n(u->cq_head, head, __ATOMIC_RELEASE);
@@ -1986,12 +1992,28 @@ static inline void shm__ws_uring_reap(shm_waitset *ws) {
     }
 }
 
-/* Submits a FUTEX_WAIT for every entry without one, after the re-check (the entry counted as
- * a waiter since it was attached, with the barrier made then), and the slice timeout; writes
- * the eventfd for an entry that changed meanwhile. */
+/* Submits a FUTEX_WAIT for every entry without one, with the protocol of "Waiting for an
+ * update": counts it as a waiter (the barrier once for all), reads its word, re-checks; and
+ * the slice timeout. Writes the eventfd for an entry that changed meanwhile (no longer counted
+ * then). An entry whose waiter count is at its maximum is polled. */
 static inline void shm__ws_uring_arm(shm_waitset *ws) {
     shm__uring_sqe sqe;
-    int k, polling = 0, changed = 0;
+    int k, polling = 0, changed = 0, counted = 0;
+    for (k = 0; k < ws->cap; k++) {
+        shm__ws_entry *e = ws->entries[k];
+        if (!e || e->in_flight || e->polls || e->registered) continue;
+        if (shm__register_waiter(e->waiters)) {
+            e->registered = 1;
+            counted = 1;
+        } else {
+            e->polls = 1;
+        }
+    }
+#ifndef SHM_WAITSET_NO_BARRIER_FOR_TESTS
+    if (counted) syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
+#else
+    (void)counted;
+#endif
     for (k = 0; k < ws->cap; k++) {
         shm__ws_entry *e = ws->entries[k];
         uint32_t word;
@@ -2001,6 +2023,8 @@ static inline void shm__ws_uring_arm(shm_waitset *ws) {
         word = __atomic_load_n(e->futex, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(e->published, __ATOMIC_SEQ_CST) > e->armed_at) {
             changed = 1;
+            shm__unregister_waiter(e->waiters);
+            e->registered = 0;
             continue;
         }
         memset(&sqe, 0, sizeof sqe);
@@ -2159,15 +2183,8 @@ static inline int shm__ws_attach(shm_waitset *ws, const shm_reader *r, const shm
         ws->cap = cap;
     }
     if (ws->backend == SHM__WS_URING) {
-        /* Counted as a waiter from now until detached; the barrier once, after counting. */
-        if (r->writable && shm__register_waiter(e->waiters)) {
-            e->registered = 1;
-#ifndef SHM_WAITSET_NO_BARRIER_FOR_TESTS
-            syscall(SYS_membarrier, SHM__MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0);
-#endif
-        } else {
-            e->polls = 1;
-        }
+        /* Counted as a waiter only while its wait is submitted (shm__ws_uring_arm). */
+        if (!r->writable) e->polls = 1;
         ws->entries[key] = e;
         shm__ws_uring_arm(ws);
         pthread_mutex_unlock(&ws->lock);
