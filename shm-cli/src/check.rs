@@ -180,12 +180,16 @@ fn check(file: &SegmentFile, r: &mut Report, expected: Option<&LayoutBuf>) -> u8
     r.add("state", h.state == STATE_READY, state);
     let kind_ok = r.add(
         "kind",
-        h.kind <= 2,
+        h.kind <= 3,
         match h.kind {
             0 => "shared state".to_string(),
             1 => "broadcast stream".to_string(),
             2 => "queue".to_string(),
-            k => format!("{k}: not a kind this tool knows (0 state, 1 stream, 2 queue)"),
+            3 => "multi-producer lanes directory (each lane is a segment of its own: check it by name)"
+                .to_string(),
+            k => format!(
+                "{k}: not a kind this tool knows (0 state, 1 stream, 2 queue, 3 lanes directory)"
+            ),
         },
     );
     let geometry_ok = kind_ok && check_geometry(file, &h, r);

@@ -72,6 +72,16 @@ fn ls_shows_which_lanes_belong_to_which_stream() {
         "{text}"
     );
 
+    // `check` knows a directory (kind 3) and finds it healthy, as it does each lane.
+    let out = shm(&["check", &name]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("multi-producer lanes directory"), "{text}");
+    assert_code(
+        &shm(&["check", &shm_core::stream::lanes::lane_name(&name, 0)]),
+        0,
+    );
+
     // The directory's creator handle is gone (it is not a writer), but lane 0 has a producer:
     // gc keeps the directory.
     let out = shm(&["gc", "--prefix", &name]);
