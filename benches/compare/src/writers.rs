@@ -252,6 +252,8 @@ fn turns(
             distinct: writes,
             used: WRITERS as u64,
             samples: Vec::new(),
+            cpu_ns: f64::NAN,
+            threads: 0,
         }
     };
     row.samples = rates;
