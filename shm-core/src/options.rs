@@ -141,6 +141,10 @@ impl Options {
     /// rollback) writes its own fields and zeros for the rest, and either zeroes the fields
     /// it marks `#[shm(deprecated)]`. Its `get` returns its own type, missing fields zero. See
     /// [`Compat`](crate::Compat).
+    ///
+    /// A queue producer never adopts: its consumer takes every message as written, so a
+    /// producer of another version is refused with or without this option (drain the queue,
+    /// then re-create it).
     pub fn adopt_stored_layout(mut self, adopt: bool) -> Self {
         self.adopt_stored_layout = adopt;
         self

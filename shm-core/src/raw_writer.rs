@@ -246,7 +246,7 @@ impl RawWriter {
         // Before anything is recorded: a refused writer leaves no trace in the header.
         if let (false, Some((program, hash))) = (adopt, expect.typed()) {
             if seg.compat() != Compat::Exact {
-                return Err(not_adopted(&seg, program, hash));
+                return Err(not_adopted(&seg, program, hash, true));
             }
         }
         let previous_epoch = seg.writer_epoch();
@@ -570,19 +570,26 @@ fn wake_all(seg: &Segment) {
 const MAX_LATEST_TRIES: u32 = 100_000;
 
 /// The refusal of a writer to take over a segment holding another version of its appendable
-/// type without [`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout).
-pub(crate) fn not_adopted(seg: &Segment, program: &LayoutBuf, hash: u64) -> Error {
+/// type without [`Options::adopt_stored_layout`](crate::Options::adopt_stored_layout), or of
+/// a queue producer, which cannot adopt (`adoptable` false: the message says so instead of
+/// suggesting the option).
+pub(crate) fn not_adopted(seg: &Segment, program: &LayoutBuf, hash: u64, adoptable: bool) -> Error {
     let stored = seg.layout();
     let which = if seg.compat() == Compat::SegmentOlder {
         "an older"
     } else {
         "a newer"
     };
+    let remedy = if adoptable {
+        "remove and re-create the segment, or allow adoption of its layout with `Options::adopt_stored_layout(true)`"
+    } else {
+        "a queue producer writes only its segment's exact layout (adoption is for state writers and broadcast streams): let the consumer drain the queue, then remove and re-create it"
+    };
     Error::LayoutMismatch {
         expected: hash,
         found: stored.layout_hash(),
         first_difference: format!(
-            "segment {:?} holds {which} version of `{stored}` ({} bytes); this program writes `{program}` of {} bytes: remove and re-create the segment, or allow adoption of its layout with `Options::adopt_stored_layout(true)`",
+            "segment {:?} holds {which} version of `{stored}` ({} bytes); this program writes `{program}` of {} bytes: {remedy}",
             seg.name(),
             stored.size,
             program.size

@@ -81,7 +81,7 @@ fn child_process_entry_point() {
         // helper thread registering as a waiter, and is the last one until it is seen.
         Some("lockstep-publisher") => {
             if env("LOCKED") == "1" {
-                forbid_membarrier();
+                common::seccomp::refuse_membarrier();
             }
             let mut w = Tick::open_writer(&env("SHM_NAME")).unwrap();
             let acks = std::fs::File::open(env("ACK_PATH")).unwrap();
@@ -129,62 +129,6 @@ fn seed() -> u64 {
         .unwrap()
         .as_nanos() as u64
         | 1
-}
-
-/// Makes `membarrier` fail with EPERM in this process (a seccomp filter), as a sandbox would:
-/// the process cannot register as a barrier target, so its writers publish with the locked
-/// swap instead of relying on the waiters' barrier.
-fn forbid_membarrier() {
-    // Classic BPF, as in <linux/filter.h> and <linux/seccomp.h>: load `nr`; if `membarrier`,
-    // return EPERM; else allow.
-    const BPF_LD_W_ABS: u16 = 0x20;
-    const BPF_JMP_JEQ_K: u16 = 0x15;
-    const BPF_RET_K: u16 = 0x06;
-    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-    let filter = [
-        libc::sock_filter {
-            code: BPF_LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        libc::sock_filter {
-            code: BPF_JMP_JEQ_K,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_membarrier as u32,
-        },
-        libc::sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        },
-        libc::sock_filter {
-            code: BPF_RET_K,
-            jt: 0,
-            jf: 0,
-            k: SECCOMP_RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers; PR_SET_SECCOMP gets a valid program
-    // that outlives the call (the kernel copies it).
-    unsafe {
-        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
-        assert_eq!(
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog
-            ),
-            0
-        );
-    }
 }
 
 /// Writes the generated `tick.h` and `msg.h` into `dir`.

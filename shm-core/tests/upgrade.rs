@@ -660,6 +660,31 @@ fn a_stream_producer_is_upgraded_while_old_subscribers_keep_receiving() {
     assert_eq!(rx1.try_recv().unwrap(), None);
 }
 
+/// A queue producer writes only its queue's exact layout: another version is refused even
+/// when adoption is allowed, and the refusal says what to do instead of suggesting the option.
+#[test]
+fn a_queue_producer_of_another_version_is_refused_even_when_allowed_to_adopt() {
+    let name = Name::new("up-queue");
+    let tx1 = PoseV1::create_queue(&name, 16).unwrap();
+    drop(tx1);
+    for adopt in [false, true] {
+        match Options::new()
+            .adopt_stored_layout(adopt)
+            .open_queue_producer::<PoseV2>(&name)
+        {
+            Err(Error::LayoutMismatch {
+                first_difference, ..
+            }) => assert_eq!(
+                first_difference,
+                format!("segment {:?} holds an older version of `Pose` (40 bytes); this program writes `Pose` of 48 bytes: a queue producer writes only its segment's exact layout (adoption is for state writers and broadcast streams): let the consumer drain the queue, then remove and re-create it", &*name)
+            ),
+            Err(other) => panic!("expected a layout refusal, got {other}"),
+            Ok(_) => panic!("a queue producer of another version was accepted"),
+        }
+    }
+    shm_core::remove(&name).unwrap();
+}
+
 /// The markers of a kind-7 descriptor are decoded with the codec's limits: an alias is a name
 /// (at most 1,024 bytes of UTF-8), a descriptor cut inside a marker is malformed, and a field
 /// count is bounded by the 30 bytes a kind-7 field takes at least.

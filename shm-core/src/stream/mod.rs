@@ -153,7 +153,14 @@ impl Sender {
         // anything is recorded, so that a refused writer leaves no trace).
         if let (false, Some((program, hash))) = (adopt, expect.typed()) {
             if seg.compat() != crate::Compat::Exact {
-                return Err(crate::raw_writer::not_adopted(&seg, program, hash));
+                let queue = matches!(
+                    expect,
+                    Expect::Ring {
+                        kind: SegmentKind::Queue,
+                        ..
+                    }
+                );
+                return Err(crate::raw_writer::not_adopted(&seg, program, hash, !queue));
             }
         }
         // We hold the lease: nobody else writes. Record the takeover (refused at the maximal
