@@ -218,8 +218,8 @@ fn copy_cases(c: &mut Criterion) {
         let map = shared_mapping(bytes + 64);
         // SAFETY: offset 64 of a mapping of `bytes + 64` bytes.
         let src = unsafe { map.as_ptr().add(64) };
-        let mut dst = Aligned::new(bytes);
-        let dst = dst.as_mut_ptr();
+        let mut buf = Aligned::new(bytes);
+        let dst = buf.as_mut_ptr();
         g.bench_function("memcpy", |b| {
             b.iter(|| {
                 // SAFETY: `src` and `dst` are `bytes` bytes of two distinct live buffers.

@@ -354,6 +354,9 @@ pub mod hooks {
         .is_some()
     }
 
+    /// A bulk copy routine: `(src, dst, n)` (see [`copy_routines`]).
+    pub type CopyRoutine = unsafe fn(*const u8, *mut u8, usize);
+
     /// Every bulk copy routine this CPU can run: name, routine `(src, dst, n)` and the
     /// smallest `n` it takes; "chosen" is the one reads and writes use, which picks per size.
     /// For the copy benchmark, which measures them against `memcpy`.
@@ -361,7 +364,7 @@ pub mod hooks {
     /// Calling a routine is unsafe: `src` must be valid for reads and `dst` for writes of `n`
     /// bytes (at least the routine's smallest), the ranges must not overlap, and nothing else
     /// may write either range during the call.
-    pub fn copy_routines() -> Vec<(&'static str, unsafe fn(*const u8, *mut u8, usize), usize)> {
+    pub fn copy_routines() -> Vec<(&'static str, CopyRoutine, usize)> {
         crate::protocol::copy::routines()
     }
 
