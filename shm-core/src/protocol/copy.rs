@@ -294,19 +294,20 @@ mod arch {
     }
 
     /// Smallest and largest byte counts [`copy_small`] takes.
-    pub(super) const SMALL: (usize, usize) = (16, 64);
+    pub(super) const SMALL: (usize, usize) = (16, 128);
 
-    /// Copies `n` bytes, `16 <= n <= 64`, with two or four 16-byte moves (the last ones may
-    /// overlap the first): what the word loop's eight loads and stores of 64 bytes take in
-    /// four of each. SSE2 is baseline, so this needs no feature check and inlines.
+    /// Copies `n` bytes, `16 <= n <= 128`, with two, four or eight 16-byte moves (the last
+    /// ones may overlap the first): what the word loop's eight loads and stores of 64 bytes
+    /// take in four of each. SSE2 is baseline, so this needs no feature check and inlines.
     ///
-    /// Measured on a Zen 4 EPYC, a whole 64-byte typed read (against 1.54 ns for a plain
-    /// inlined copy): 2.75 ns with this, 3.25 ns with two 32-byte AVX2 moves (a call to a
-    /// function compiled for AVX2 after the feature check, and `vzeroupper`), 3.5 ns word by
-    /// word.
+    /// Measured on a Zen 4 EPYC, a whole typed read (against a plain inlined copy: 1.54 ns
+    /// for 64 bytes, 1.64 ns for 96, 2.17 ns for 128): 64 bytes in 2.75 ns with this, 3.25 ns
+    /// with two 32-byte AVX2 moves (a call to a function compiled for AVX2 after the feature
+    /// check, and `vzeroupper`), 3.5 ns word by word; 96 bytes in 3.7 ns against 4.5 ns word
+    /// by word, 128 bytes in 3.7 ns against 5.3 ns.
     ///
     /// # Safety
-    /// As [`copy`], with `16 <= n <= 64`.
+    /// As [`copy`], with `16 <= n <= 128`.
     #[inline(always)]
     pub(super) unsafe fn copy_small(src: *const u8, dst: *mut u8, n: usize) {
         if n <= 32 {
@@ -328,7 +329,7 @@ mod arch {
                     options(nostack, preserves_flags)
                 );
             }
-        } else {
+        } else if n <= 64 {
             // SAFETY: as above with bytes `0..32` and `n - 32..n`, `32 < n <= 64`.
             unsafe {
                 asm!(
@@ -347,6 +348,40 @@ mod arch {
                     b = out(xmm_reg) _,
                     c = out(xmm_reg) _,
                     d = out(xmm_reg) _,
+                    options(nostack, preserves_flags)
+                );
+            }
+        } else {
+            // SAFETY: as above with bytes `0..64` and `n - 64..n`, `64 < n <= 128`.
+            unsafe {
+                asm!(
+                    "movdqu {a}, [{src}]",
+                    "movdqu {b}, [{src} + 16]",
+                    "movdqu {c}, [{src} + 32]",
+                    "movdqu {d}, [{src} + 48]",
+                    "movdqu {e}, [{src} + {n} - 64]",
+                    "movdqu {f}, [{src} + {n} - 48]",
+                    "movdqu {g}, [{src} + {n} - 32]",
+                    "movdqu {h}, [{src} + {n} - 16]",
+                    "movdqu [{dst}], {a}",
+                    "movdqu [{dst} + 16], {b}",
+                    "movdqu [{dst} + 32], {c}",
+                    "movdqu [{dst} + 48], {d}",
+                    "movdqu [{dst} + {n} - 64], {e}",
+                    "movdqu [{dst} + {n} - 48], {f}",
+                    "movdqu [{dst} + {n} - 32], {g}",
+                    "movdqu [{dst} + {n} - 16], {h}",
+                    src = in(reg) src,
+                    dst = in(reg) dst,
+                    n = in(reg) n,
+                    a = out(xmm_reg) _,
+                    b = out(xmm_reg) _,
+                    c = out(xmm_reg) _,
+                    d = out(xmm_reg) _,
+                    e = out(xmm_reg) _,
+                    f = out(xmm_reg) _,
+                    g = out(xmm_reg) _,
+                    h = out(xmm_reg) _,
                     options(nostack, preserves_flags)
                 );
             }
