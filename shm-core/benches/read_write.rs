@@ -9,8 +9,16 @@
 //! bulk copy gains, in the same run); `w1` reads while another thread writes the same segment
 //! continuously.
 //!
+//!
+//! The `copy_*` groups measure the bulk copy alone, from a shared mapping into private memory
+//! as a read does: `memcpy` (glibc's, through `libc::memcpy`) against `chosen`, the routine
+//! reads and writes use at that size on this CPU, and every routine the CPU can run side by
+//! side (`rep_movsb`, `sse2`, `avx2`, `avx512`), which is how the thresholds in
+//! `protocol/copy.rs` were picked. The plan `chosen` follows is printed first.
+//!
 //! ```text
 //! cargo bench -p shm-core --bench read_write
+//! cargo bench -p shm-core --bench read_write -- copy
 //! ```
 
 use criterion::measurement::WallTime;
@@ -173,7 +181,69 @@ fn size<const WORDS: usize>(c: &mut Criterion, label: &str) {
     write_cases(c, label, &mut writer);
 }
 
+/// A private buffer of `len` bytes starting on a cache line, as a slot's payload does (the
+/// typical destination, a heap allocation of a few KiB, is 16-byte aligned at least).
+struct Aligned {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Aligned {
+        let buf = vec![0u8; len + 64];
+        let start = buf.as_ptr().align_offset(64);
+        Aligned { buf, start }
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf[self.start..].as_mut_ptr()
+    }
+}
+
+/// One group per size: `memcpy` and every bulk copy routine, from a shared mapping (at a cache
+/// line, as a slot's payload is) into a private buffer.
+fn copy_cases(c: &mut Criterion) {
+    eprintln!(
+        "copy plan of this CPU: {}",
+        shm_core::__private::hooks::copy_plan()
+    );
+    let routines = shm_core::__private::hooks::copy_routines();
+    for bytes in [256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536] {
+        let label = if bytes >= 1024 {
+            format!("{}KiB", bytes / 1024)
+        } else {
+            format!("{bytes}B")
+        };
+        let mut g = group(c, format!("copy_{label}"), bytes);
+        let map = shared_mapping(bytes + 64);
+        // SAFETY: offset 64 of a mapping of `bytes + 64` bytes.
+        let src = unsafe { map.as_ptr().add(64) };
+        let mut buf = Aligned::new(bytes);
+        let dst = buf.as_mut_ptr();
+        g.bench_function("memcpy", |b| {
+            b.iter(|| {
+                // SAFETY: `src` and `dst` are `bytes` bytes of two distinct live buffers.
+                unsafe { libc::memcpy(black_box(dst).cast(), black_box(src).cast(), bytes) };
+            })
+        });
+        for &(name, routine, min) in &routines {
+            if bytes < min {
+                continue;
+            }
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    // SAFETY: as for `memcpy`; `bytes` is at least the routine's minimum, and
+                    // the routine is one this CPU runs.
+                    unsafe { routine(black_box(src), black_box(dst), bytes) };
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    copy_cases(c);
     size::<1>(c, "8B");
     size::<8>(c, "64B");
     size::<512>(c, "4KiB");

@@ -354,6 +354,25 @@ pub mod hooks {
         .is_some()
     }
 
+    /// A bulk copy routine: `(src, dst, n)` (see [`copy_routines`]).
+    pub type CopyRoutine = unsafe fn(*const u8, *mut u8, usize);
+
+    /// Every bulk copy routine this CPU can run: name, routine `(src, dst, n)` and the
+    /// smallest `n` it takes; "chosen" is the one reads and writes use, which picks per size.
+    /// For the copy benchmark, which measures them against `memcpy`.
+    ///
+    /// Calling a routine is unsafe: `src` must be valid for reads and `dst` for writes of `n`
+    /// bytes (at least the routine's smallest), the ranges must not overlap, and nothing else
+    /// may write either range during the call.
+    pub fn copy_routines() -> Vec<(&'static str, CopyRoutine, usize)> {
+        crate::protocol::copy::routines()
+    }
+
+    /// Which routine "chosen" (see [`copy_routines`]) uses at which size on this CPU, in words.
+    pub fn copy_plan() -> String {
+        crate::protocol::copy::describe()
+    }
+
     /// Publishes `value` as [`Writer::write`] does, but copying word by word with relaxed
     /// atomic stores (the portable path): for benchmarks that measure the bulk copy.
     ///

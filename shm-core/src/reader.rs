@@ -58,6 +58,23 @@ impl<T: SharedState> Reader<T> {
     /// consistent (then all of `out` is written).
     #[inline(always)]
     pub(crate) fn attempt(&self, out: &mut MaybeUninit<T>) -> bool {
+        if size_of::<T>() <= self.stored {
+            // The segment holds a whole `T` (always, but for an earlier version of an
+            // appendable `T`): this branch's length is a compile-time constant, so a small
+            // copy is straight-line moves. Through `sink_for` the length was a runtime value
+            // on every read, and a 64-byte read took a third longer.
+            self.raw
+                .attempt(Self::WORDS, payload::sink_into(out))
+                .is_some()
+        } else {
+            self.attempt_prefix(out)
+        }
+    }
+
+    /// [`attempt`](Self::attempt) on a segment of an earlier, shorter version of an
+    /// appendable `T`: copies the prefix it holds and zeroes the rest.
+    #[inline(never)]
+    fn attempt_prefix(&self, out: &mut MaybeUninit<T>) -> bool {
         let (words, sink) = payload::sink_for(out, self.stored);
         self.raw.attempt(words, sink).is_some()
     }
