@@ -194,6 +194,9 @@ impl<T: SharedState> QueueConsumer<T> {
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
         let taken = protocol::load_acquire(&control(&seg).consumed);
+        // Commits are made as `raw_writer::announce_mode` says: without a locked instruction
+        // once this process is a target of the barrier a producer waiting for room makes.
+        sys::register_as_barrier_target();
         // A consumer that died between its last commit and the wake that commit owed left the
         // producer asleep although there is room: wake it (it re-checks, and sleeps again if
         // there is none), as a writer that takes over wakes readers.
@@ -232,8 +235,8 @@ impl<T: SharedState> QueueConsumer<T> {
     /// Takes every message up to `number`.
     #[inline]
     fn take(&mut self, number: u64) {
-        self.taken = number;
-        if stream::commit(&self.seg, number) {
+        let taken = core::mem::replace(&mut self.taken, number);
+        if stream::commit(&self.seg, taken, number, announce_mode()) {
             super::killed_between_commit_and_wake();
             wake_all(&control(&self.seg).space_futex);
         }
