@@ -260,6 +260,29 @@ impl<T: SharedState> QueueConsumer<T> {
         Ok(Some(unsafe { out.assume_init() }))
     }
 
+    /// Takes the next message into `out` if there is one, without waiting: `Ok(true)` if it
+    /// took one, `Ok(false)` if none.
+    ///
+    /// [`try_recv`](Self::try_recv) without the moves of the returned value: the message is
+    /// copied from the queue straight into `out`, which a program that handles large messages
+    /// in one buffer keeps from one receive to the next. Unless it returns `Ok(true)`, what
+    /// `out` holds afterwards is unspecified (a valid `T` still).
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[inline]
+    pub fn recv_into(&mut self, out: &mut T) -> Result<bool> {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the copy only writes bytes into it,
+        // and every byte pattern is a valid `T` (`T: SharedState`), so `*out` stays a valid
+        // `T` whatever is written.
+        let out = unsafe { &mut *(out as *mut T as *mut MaybeUninit<T>) };
+        if !self.copy(0, out)? {
+            return Ok(false);
+        }
+        self.take(self.taken + 1);
+        Ok(true)
+    }
+
     /// Takes the next message, waiting for it as long as it takes.
     pub fn recv(&mut self) -> Result<T> {
         self.recv_until(Deadline::never())
