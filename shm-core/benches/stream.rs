@@ -1,7 +1,8 @@
 //! Streams against the transports users would otherwise pick, between two threads, at 64 B and
 //! 4 KiB messages, all in the same run.
 //!
-//! Transports: `queue` (QueueProducer/QueueConsumer, lossless with backpressure), `broadcast`
+//! Transports: `queue` (QueueProducer/QueueConsumer, lossless with backpressure; the consumer
+//! takes with `try_recv`, and with `recv_into` in `queue_recv_into`), `broadcast`
 //! (StreamWriter/StreamReader: the writer never waits, so in `throughput` the reader loses
 //! messages whenever it falls behind by the capacity; lost ones count as passed, so that
 //! figure is the writer's rate, not a lossless delivery rate), `spsc_ring` (the tutorials' ring buffer in shared memory: head and tail
@@ -92,6 +93,18 @@ impl<const W: usize> Rx<W> for QueueConsumer<[u64; W]> {
                 *m = v;
                 return;
             }
+            pause(&mut spins);
+        }
+    }
+}
+
+/// A queue consumer that receives with `recv_into` instead of `try_recv`.
+struct RecvInto<const W: usize>(QueueConsumer<[u64; W]>);
+
+impl<const W: usize> Rx<W> for RecvInto<W> {
+    fn recv(&mut self, m: &mut [u64; W]) {
+        let mut spins = 0;
+        while !self.0.recv_into(m).expect("queue receive") {
             pause(&mut spins);
         }
     }
@@ -261,6 +274,12 @@ fn channel<const W: usize>(kind: &str) -> Pair<W> {
             let rx = <[u64; W]>::open_consumer(&name.0).expect("open consumer");
             (Box::new(tx), Box::new(rx), Some(name))
         }
+        "queue_recv_into" => {
+            let name = segment_name("qi");
+            let tx = <[u64; W]>::create_queue(&name.0, CAPACITY).expect("create queue");
+            let rx = <[u64; W]>::open_consumer(&name.0).expect("open consumer");
+            (Box::new(tx), Box::new(RecvInto(rx)), Some(name))
+        }
         "broadcast" => {
             let name = segment_name("b");
             let tx = <[u64; W]>::create_stream(&name.0, CAPACITY).expect("create stream");
@@ -290,7 +309,14 @@ fn channel<const W: usize>(kind: &str) -> Pair<W> {
     }
 }
 
-const KINDS: [&str; 5] = ["queue", "broadcast", "spsc_ring", "unix_socket", "pipe"];
+const KINDS: [&str; 6] = [
+    "queue",
+    "queue_recv_into",
+    "broadcast",
+    "spsc_ring",
+    "unix_socket",
+    "pipe",
+];
 
 /// Messages per second from a producer thread to the bench thread.
 fn throughput<const W: usize>(c: &mut Criterion, label: &str) {

@@ -277,12 +277,15 @@ fn queue_consumer() {
     let total = total();
     let mut batch = [msg(0); BATCH];
     while next <= total {
-        // Alternate single receives and batches: both store the position.
-        let got = if next % 3 == 0 {
-            rx.recv_batch(&mut batch).unwrap()
-        } else {
-            batch[0] = rx.recv_timeout(WAIT).expect("receive");
-            1
+        // Alternate batches, receives into a buffer (waiting with a receive when there is
+        // nothing yet) and single receives: each stores the position.
+        let got = match next % 3 {
+            0 => rx.recv_batch(&mut batch).unwrap(),
+            1 if rx.recv_into(&mut batch[0]).unwrap() => 1,
+            _ => {
+                batch[0] = rx.recv_timeout(WAIT).expect("receive");
+                1
+            }
         };
         for m in &batch[..got] {
             let n = check(m);
@@ -513,6 +516,17 @@ fn queue_in_one_process() {
         .map(|_| check(&rx.try_recv().unwrap().unwrap()))
         .collect();
     assert_eq!(got, [8, 9, 10, 11]);
+
+    // `recv_into` takes the next message into a buffer, or reports none.
+    let mut into = msg(0);
+    assert!(!rx.recv_into(&mut into).unwrap());
+    tx.try_send(&msg(12)).unwrap();
+    tx.try_send(&msg(13)).unwrap();
+    assert!(rx.recv_into(&mut into).unwrap());
+    assert_eq!((check(&into), rx.taken()), (12, 12));
+    assert_eq!(check(&rx.try_recv().unwrap().unwrap()), 13);
+    assert!(!rx.recv_into(&mut into).unwrap());
+    assert_eq!(tx.backlog(), 0);
 }
 
 #[test]
@@ -617,6 +631,9 @@ fn send_and_receive_without_syscalls() {
         ok &= matches!(rx.try_recv(), Ok(Some(r)) if r == *m);
         ok &= qtx.try_send(m).is_ok();
         ok &= matches!(qrx.try_recv(), Ok(Some(r)) if r == *m);
+        let mut into = msg(0);
+        ok &= qtx.try_send(m).is_ok();
+        ok &= matches!(qrx.recv_into(&mut into), Ok(true)) && into == *m;
     }
     // SAFETY: exit_group ends the process at once; nothing after it runs.
     unsafe { libc::syscall(libc::SYS_exit_group, if ok { 0 } else { 1 }) };

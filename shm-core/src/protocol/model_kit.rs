@@ -83,8 +83,11 @@ pub(crate) fn seq_cst_rmw<T>(rmw: impl FnOnce() -> T) -> T {
 ///   come before its exit fence.
 ///
 /// A model whose writer is not a target (a `Locked` writer, whose process could not register;
-/// the consumer of a queue, whose process need not be registered) makes a call that is the
-/// caller's two fences only.
+/// a queue's consumer that commits with a locked instruction) makes a call that is the
+/// caller's two fences only. A queue's consumer that commits without one is the target of the
+/// producer's calls, as the writer is of its waiters': its points are before its commit,
+/// between the commit's store and its loads ([`QueueWords::consumer_light_barrier`]), and its
+/// retirement.
 pub(crate) struct Membarrier {
     /// Whether the writer is a target: then [`point`](Self::point) serves requests.
     target: bool,
@@ -116,14 +119,21 @@ impl Membarrier {
         }
     }
 
-    /// The waiter's system call.
-    pub(crate) fn call(&self) {
+    /// The waiter's system call. A caller that is itself the target of another barrier
+    /// (`own`: a queue's producer waiting for room, whose consumer may be waiting for a
+    /// message at the same time) is at a point of `own` while its call waits for its target,
+    /// as a thread in a system call is where the kernel's barrier reaches it, so that two
+    /// calls that wait for each other's target are both served.
+    pub(crate) fn call(&self, own: Option<&Membarrier>) {
         // The kernel's full barrier on entry to the call.
         fence(SeqCst);
         if self.target {
             let ticket = self.requested.fetch_add(1, Release) + 1;
             // Bounded: the writer reaches a point or retires.
             while self.served.load(Acquire) < ticket && !self.retired.load(Acquire) {
+                if let Some(own) = own {
+                    own.point();
+                }
                 thread::yield_now();
             }
         }
@@ -176,8 +186,19 @@ pub(crate) fn wait_round<T>(
     futex: &AtomicU32,
     ready: impl FnOnce() -> Option<T>,
 ) -> Waited<T> {
+    wait_round_serving(waiters, (barrier, None), futex, ready)
+}
+
+/// [`wait_round`] by a waiter that is the target of `barriers.1` (see
+/// [`Membarrier::call`]).
+pub(crate) fn wait_round_serving<T>(
+    waiters: &AtomicU32,
+    barriers: (&Membarrier, Option<&Membarrier>),
+    futex: &AtomicU32,
+    ready: impl FnOnce() -> Option<T>,
+) -> Waited<T> {
     seq_cst_rmw(|| waiters.fetch_add(1, SeqCst));
-    barrier.call();
+    barriers.0.call(barriers.1);
     let word = futex.load(SeqCst);
     match ready() {
         Some(value) => Waited::Ready(value),
@@ -228,7 +249,8 @@ pub(crate) struct Segment<const N: usize> {
     slots: [Slot; N],
     /// The `membarrier` of the writer's (the producer's) waiters: the writer is its target.
     pub(crate) barrier: Membarrier,
-    /// The `membarrier` of a producer waiting for room: the consumer need not be a target.
+    /// The `membarrier` of a producer waiting for room: the consumer is its target when it
+    /// commits without a locked instruction (`Announce::Asymmetric`).
     pub(crate) space_barrier: Membarrier,
 }
 
@@ -290,11 +312,14 @@ impl<const N: usize> QueueWords for Segment<N> {
     fn consumed(&self) -> &AtomicU64 {
         &self.consumed
     }
-    fn space_waiters_registered(&self) -> bool {
-        self.space_waiters.load(Ordering::SeqCst) != 0
+    fn space_waiters_registered(&self, order: Ordering) -> bool {
+        self.space_waiters.load(order) != 0
     }
     fn space_wanted(&self) -> &AtomicU64 {
         &self.space_wanted
+    }
+    fn consumer_light_barrier(&self) {
+        self.space_barrier.point();
     }
 }
 

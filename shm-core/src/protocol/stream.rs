@@ -34,10 +34,20 @@ pub(crate) trait QueueWords: Slots {
     /// The number of the last message the consumer took (0: none). Written by the consumer
     /// only.
     fn consumed(&self) -> &Self::Word;
-    /// Whether a producer waits for space, loaded with SeqCst ordering (see [`commit`]).
-    fn space_waiters_registered(&self) -> bool;
+    /// Whether a producer waits for space, loaded with `order` (see [`commit`]).
+    fn space_waiters_registered(&self, order: Ordering) -> bool;
     /// The `consumed` value a waiting producer needs (see [`wait_for_room`]).
     fn space_wanted(&self) -> &Self::Word;
+
+    /// The consumer's half of the asymmetric barrier, between its store of `consumed` and its
+    /// load of the producer's registration (see [`commit`]): a compiler fence, as the
+    /// writer's [`Slots::light_barrier`] is, which a producer's `membarrier` turns into a full
+    /// barrier when it matters (and, under the model checker, one of the points where the
+    /// producer's modelled `membarrier` lands).
+    #[inline(always)]
+    fn consumer_light_barrier(&self) {
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
 }
 
 /// Sends message `number` (the one after the last sent) of a broadcast stream: writes it into
@@ -201,24 +211,48 @@ pub(crate) fn receive_queued<S: QueueWords>(
 }
 
 /// Takes every message up to `number` (copied by [`receive_queued`]): stores it as
-/// `consumed`, which frees their slots for the producer. Returns whether a waiting producer
-/// needs waking: one is registered and this commit is the one that makes the room it waits
-/// for (earlier commits made too little, later ones find it woken already), so a consumer
-/// that keeps up makes one syscall per wait of the producer, not one per message.
+/// `consumed`, which frees their slots for the producer. `taken` is the consumer's previous
+/// `consumed` (only the consumer stores it, holding the consumer lease, so its own copy is
+/// the stored value: a consumer that takes over loaded it when it took the lease). Returns
+/// whether a waiting producer needs waking: one is registered and this commit is the one that
+/// makes the room it waits for (earlier commits made too little, later ones find it woken
+/// already), so a consumer that keeps up makes one syscall per wait of the producer, not one
+/// per message.
 ///
-/// The SeqCst swap is a Release store (the copies are complete before the producer can
-/// overwrite the slots) and orders the store before the waiter check, pairing with a waiting
-/// producer's SeqCst `space_wanted` store ([`wait_for_room`]), registration and re-check
-/// ([`has_room`]), as [`announce`] does in its `Locked` form: the first commit after the
-/// producer's re-check that reaches the wanted value sees its registration and wanted value.
-/// (Commits keep the locked swap: the consumer's process is not registered for the asymmetric
-/// barrier.)
+/// The store is a Release store (the copies are complete before the producer can overwrite
+/// the slots), ordered before the check of the producer's registration as `how` says, the
+/// store-buffering pairing [`announce`] makes with a reader, here with a waiting producer's
+/// SeqCst `space_wanted` store ([`wait_for_room`]), registration, barrier and re-check
+/// ([`has_room`]):
+///
+/// - `Locked`: a SeqCst swap of `consumed`, then SeqCst loads of the registration and the
+///   wanted value. The swap is the consumer's full barrier: the first commit after the
+///   producer's re-check that reaches the wanted value sees its registration and wanted
+///   value, with or without the producer's `membarrier`.
+/// - `Asymmetric`: a Release store, a compiler fence ([`QueueWords::consumer_light_barrier`]),
+///   then relaxed loads: no locked instruction, for a consumer whose process is registered as
+///   a `membarrier` target. The waiting producer's `membarrier`, made after it registered and
+///   before its re-check, lands either before the store (then the loads after it see the
+///   registration and the wanted value the producer stored before its call) or after it (then
+///   the store is visible to the re-check).
 #[inline(always)]
-pub(crate) fn commit<S: QueueWords>(s: &S, number: u64) -> bool {
-    let before = s.consumed().swap(number, Ordering::SeqCst);
-    if !s.space_waiters_registered() {
-        return false;
-    }
-    let wanted = s.space_wanted().load(Ordering::SeqCst);
-    before < wanted && number >= wanted
+pub(crate) fn commit<S: QueueWords>(s: &S, taken: u64, number: u64, how: Announce) -> bool {
+    let wanted = match how {
+        Announce::Locked => {
+            s.consumed().swap(number, Ordering::SeqCst);
+            if !s.space_waiters_registered(Ordering::SeqCst) {
+                return false;
+            }
+            s.space_wanted().load(Ordering::SeqCst)
+        }
+        Announce::Asymmetric => {
+            s.consumed().store(number, Ordering::Release);
+            s.consumer_light_barrier();
+            if !s.space_waiters_registered(Ordering::Relaxed) {
+                return false;
+            }
+            s.space_wanted().load(Ordering::Relaxed)
+        }
+    };
+    taken < wanted && number >= wanted
 }

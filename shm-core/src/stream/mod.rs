@@ -247,11 +247,11 @@ impl QueueWords for Segment {
     }
 
     #[inline(always)]
-    fn space_waiters_registered(&self) -> bool {
+    fn space_waiters_registered(&self, order: Ordering) -> bool {
         self.control()
             .expect("a queue segment")
             .space_waiters
-            .load(Ordering::SeqCst)
+            .load(order)
             != 0
     }
 }

@@ -194,6 +194,9 @@ impl<T: SharedState> QueueConsumer<T> {
         }
         // The previous consumer's last store: we hold the lease now, nobody else stores it.
         let taken = protocol::load_acquire(&control(&seg).consumed);
+        // Commits are made as `raw_writer::announce_mode` says: without a locked instruction
+        // once this process is a target of the barrier a producer waiting for room makes.
+        sys::register_as_barrier_target();
         // A consumer that died between its last commit and the wake that commit owed left the
         // producer asleep although there is room: wake it (it re-checks, and sleeps again if
         // there is none), as a writer that takes over wakes readers.
@@ -232,8 +235,8 @@ impl<T: SharedState> QueueConsumer<T> {
     /// Takes every message up to `number`.
     #[inline]
     fn take(&mut self, number: u64) {
-        self.taken = number;
-        if stream::commit(&self.seg, number) {
+        let taken = core::mem::replace(&mut self.taken, number);
+        if stream::commit(&self.seg, taken, number, announce_mode()) {
             super::killed_between_commit_and_wake();
             wake_all(&control(&self.seg).space_futex);
         }
@@ -255,6 +258,29 @@ impl<T: SharedState> QueueConsumer<T> {
         // SAFETY: `copy` returned true: one consistent copy of the message wrote every byte of
         // `out`; every bit pattern is a valid `T` (`T: SharedState`).
         Ok(Some(unsafe { out.assume_init() }))
+    }
+
+    /// Takes the next message into `out` if there is one, without waiting: `Ok(true)` if it
+    /// took one, `Ok(false)` if none.
+    ///
+    /// [`try_recv`](Self::try_recv) without the moves of the returned value: the message is
+    /// copied from the queue straight into `out`, which a program that handles large messages
+    /// in one buffer keeps from one receive to the next. Unless it returns `Ok(true)`, what
+    /// `out` holds afterwards is unspecified (a valid `T` still).
+    ///
+    /// # Panics
+    /// As [`try_recv`](Self::try_recv).
+    #[inline]
+    pub fn recv_into(&mut self, out: &mut T) -> Result<bool> {
+        // SAFETY: `MaybeUninit<T>` has the layout of `T`; the copy only writes bytes into it,
+        // and every byte pattern is a valid `T` (`T: SharedState`), so `*out` stays a valid
+        // `T` whatever is written.
+        let out = unsafe { &mut *(out as *mut T as *mut MaybeUninit<T>) };
+        if !self.copy(0, out)? {
+            return Ok(false);
+        }
+        self.take(self.taken + 1);
+        Ok(true)
     }
 
     /// Takes the next message, waiting for it as long as it takes.

@@ -85,9 +85,8 @@ pub(crate) fn wait_until(
         }
     }
     // The waiter's half of the barrier a writer that publishes without a locked instruction
-    // relies on (see `protocol::Announce`). A producer waiting for room pairs with the
-    // consumer's commit, a SeqCst swap, which needs no help; the barrier costs it one system
-    // call on a path that sleeps anyway.
+    // relies on (see `protocol::Announce`), and a consumer that commits without one, for a
+    // producer waiting for room (see `protocol::stream::commit`).
     barrier_after_registering();
     let slice = pace.slice();
     let done = loop {

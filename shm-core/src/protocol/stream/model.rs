@@ -23,7 +23,7 @@ use super::{
     commit, has_room, receive, receive_queued, send, try_send_queued, wait_for_room, Queued,
 };
 use crate::protocol::model_kit::{
-    assert_woken, builder, wait_round, wake, Membarrier, Segment, Waited, WORDS,
+    assert_woken, builder, wait_round, wait_round_serving, wake, Membarrier, Segment, Waited, WORDS,
 };
 use crate::protocol::Announce;
 use core::sync::atomic::Ordering::SeqCst;
@@ -180,8 +180,9 @@ fn queue<const N: usize>(sends: u64) {
                         Queued::Message(number) => {
                             assert_eq!(number, taken + 1);
                             assert!(copy.iter().all(|&w| w == number), "torn: {copy:?}");
+                            let woke = commit(&*ring, taken, number, Announce::Asymmetric);
                             taken = number;
-                            assert!(!commit(&*ring, number), "nobody waits in this model");
+                            assert!(!woke, "nobody waits in this model");
                         }
                     }
                 }
@@ -288,18 +289,23 @@ fn broadcast_waiting_for_messages() {
 /// waiting for room (as `QueueProducer::send` does: `wait_for_room`, then one round of the
 /// registration protocol on `space_futex`/`space_waiters` re-checking with [`has_room`]). The
 /// consumer waits for message 1 (on `futex`/`waiters`, as `QueueConsumer::recv` does), takes and
-/// commits it, waking the producer if its commit says so.
+/// commits it as `commits` says, waking the producer if its commit says so.
 ///
 /// Neither may be left asleep: a consumer asleep waiting for message 1 must be woken by its
 /// send (the producer publishes without a locked instruction: the consumer's `membarrier` is
-/// its barrier); a producer asleep waiting for room must be woken by the commit of message 1
-/// (a SeqCst swap, pairing with the producer's SeqCst registration and re-check, with no help
-/// from `membarrier`: the consumer's process need not be registered). A producer that finds
-/// room after the wait sends message 2.
-#[test]
-fn queue_waiting_both_ways() {
-    builder().check(|| {
-        let ring = Arc::new(Ring::<1>::zeroed(Membarrier::with_target()));
+/// its barrier); a producer asleep waiting for room must be woken by the commit of message 1.
+/// A `Locked` commit is a SeqCst swap, pairing with the producer's SeqCst registration and
+/// re-check with no help from `membarrier` (the consumer is not its target); an `Asymmetric`
+/// commit is a Release store and relaxed loads, and the producer's `membarrier`, which has the
+/// consumer as its target, is its barrier. A producer that finds room after the wait sends
+/// message 2.
+fn queue_waiting_both_ways(commits: Announce) {
+    builder().check(move || {
+        let mut segment = Ring::<1>::zeroed(Membarrier::with_target());
+        if commits == Announce::Asymmetric {
+            segment.space_barrier = Membarrier::with_target();
+        }
+        let ring = Arc::new(segment);
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -309,9 +315,18 @@ fn queue_waiting_both_ways() {
                     || receive_queued(&*ring, 1, &mut published_seen, WORDS, |i, w| copy[i] = w);
                 let mut taken = take();
                 if taken == Queued::Empty {
-                    match ring.wait_for_message(1) {
+                    let waited = wait_round_serving(
+                        &ring.waiters,
+                        (&ring.barrier, Some(&ring.space_barrier)),
+                        &ring.futex,
+                        || (ring.published.load(SeqCst) >= 1).then_some(()),
+                    );
+                    match waited {
                         Waited::Ready(()) => taken = take(),
-                        Waited::Sleeps(word) => return Err(word),
+                        Waited::Sleeps(word) => {
+                            ring.space_barrier.retire();
+                            return Err(word);
+                        }
                     }
                 }
                 assert_eq!(
@@ -320,7 +335,10 @@ fn queue_waiting_both_ways() {
                     "message 1 published, but not taken"
                 );
                 assert!(copy.iter().all(|&w| w == 1), "torn: {copy:?}");
-                Ok(commit(&*ring, 1).then(|| wake(&ring.space_futex)))
+                ring.space_barrier.point();
+                let woke = commit(&*ring, 0, 1, commits);
+                ring.space_barrier.retire();
+                Ok(woke.then(|| wake(&ring.space_futex)))
             })
         };
 
@@ -334,9 +352,9 @@ fn queue_waiting_both_ways() {
             Some(_) => None,
             None => {
                 wait_for_room(&*ring, 2);
-                match wait_round(
+                match wait_round_serving(
                     &ring.space_waiters,
-                    &ring.space_barrier,
+                    (&ring.space_barrier, Some(&ring.barrier)),
                     &ring.space_futex,
                     || has_room(&*ring, 2).then_some(()),
                 ) {
@@ -364,4 +382,16 @@ fn queue_waiting_both_ways() {
             }
         }
     });
+}
+
+/// Commits with a locked instruction (a consumer whose process could not register).
+#[test]
+fn queue_waiting_both_ways_locked() {
+    queue_waiting_both_ways(Announce::Locked);
+}
+
+/// Commits without a locked instruction: the producer's `membarrier` is the consumer's barrier.
+#[test]
+fn queue_waiting_both_ways_asymmetric() {
+    queue_waiting_both_ways(Announce::Asymmetric);
 }

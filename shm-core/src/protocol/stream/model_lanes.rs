@@ -156,8 +156,8 @@ fn queue_lane_taken_over_after_a_death_mid_send() {
                 Queued::Broken => panic!("a slot does not hold message {}", *taken + 1),
                 Queued::Message(number) => {
                     assert_eq!(checked(number, &copy), *taken + 1, "out of order or lost");
+                    commit(&lane.ring, *taken, number, Announce::Asymmetric);
                     *taken = number;
-                    commit(&lane.ring, number);
                     true
                 }
             }
