@@ -1000,3 +1000,81 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     importer.terminate();
     assert!(!exists(&good_mirror) && !exists(&badval_mirror) && !exists(&jump_mirror));
 }
+
+/// The threads of process `pid` now (`/proc/PID/task`), and how many are named `export …`.
+fn threads(pid: u32) -> (usize, usize) {
+    let (mut all, mut export) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        all += 1;
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("export") {
+            export += 1;
+        }
+    }
+    (all, export)
+}
+
+#[test]
+fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
+    const SEGMENTS: u64 = 50;
+    let (a, b) = (host("a"), host("b"));
+    let prefix = format!("/shmtest-{}", unique("br-many"));
+    let names: Vec<Name> = (0..SEGMENTS)
+        .map(|i| Name(format!("{prefix}-{i}")))
+        .collect();
+    let mirrors: Vec<Name> = names.iter().map(|n| n.mirror(&a)).collect();
+    let mut writers = vec![Pose::create(&names[0], &Pose::of(1)).unwrap()];
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &format!("{prefix}-*")]));
+    exporter.wait_log(&format!("exporting state {}", &*names[0]));
+    let one = threads(exporter.child.id());
+    for n in &names[1..] {
+        writers.push(Pose::create(n, &Pose::of(1)).unwrap());
+    }
+    wait_until("all the states exported", || {
+        exporter.count("exporting state") == SEGMENTS as usize
+    });
+    let fifty = threads(exporter.child.id());
+    // Every one of them is served: its current value, then a new one, reach its mirror.
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &format!("{a}/{}-*", prefix.trim_start_matches('/')),
+        ]),
+    );
+    let readers: Vec<_> = mirrors.iter().map(|m| open_mirror(m)).collect();
+    for (i, w) in writers.iter_mut().enumerate() {
+        w.write(&Pose::of(1000 + i as u64));
+    }
+    for (i, r) in readers.iter().enumerate() {
+        wait_until(&format!("the new value of {}", &*mirrors[i]), || {
+            r.read() == Pose::of(1000 + i as u64)
+        });
+    }
+    let serving = threads(exporter.child.id());
+    eprintln!(
+        "exporter threads (all, named export …): one segment {one:?}, {SEGMENTS} segments \
+         {fifty:?}, {SEGMENTS} segments after their updates went through {serving:?}"
+    );
+    // No thread per segment: the same threads export one segment or fifty.
+    assert!(
+        fifty.1 <= one.1 && serving.1 <= one.1,
+        "export threads grew with the segments: {one:?} -> {fifty:?} -> {serving:?}"
+    );
+    assert!(
+        fifty.0 < one.0 + 10 && serving.0 < SEGMENTS as usize,
+        "threads grew with the segments: {one:?} -> {fifty:?} -> {serving:?}"
+    );
+    drop(readers);
+    importer.terminate();
+    exporter.terminate();
+    drop(writers);
+    for m in &mirrors {
+        assert!(!exists(m), "{} left behind", &**m);
+    }
+}
