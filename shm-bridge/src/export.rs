@@ -35,6 +35,8 @@ pub const SCAN_EVERY: Duration = Duration::from_millis(250);
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// Longest sleep of an export thread between two looks at its new exports and stop flags.
 const IDLE_POLL: Duration = Duration::from_millis(25);
+/// Longest wait for a consistent read of a state whose writer keeps its slots busy.
+const READ_WAIT: Duration = Duration::from_millis(1);
 /// Largest batch of stream messages published at once, in bytes (one message at least).
 const BATCH_BYTES: usize = 64 * 1024;
 /// Batches a stream publishes in one turn before the other streams get theirs.
@@ -244,7 +246,7 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
         Err(e) => return log.error(format_args!("cannot wait on exported segments: {e}")),
     };
     let mut exports: BTreeMap<Key, Job> = BTreeMap::new();
-    // Exports with more to do at once (a stream beyond one turn, a read that met a writer).
+    // Exports with more to do at once (a stream beyond one turn, a new export, a tick).
     let mut busy: Vec<Key> = Vec::new();
     let mut next_tick = Instant::now() + WAIT_SLICE;
     let spin = shared.config.spin;
@@ -295,12 +297,24 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
             let timeout = next_tick
                 .saturating_duration_since(Instant::now())
                 .min(IDLE_POLL);
-            match set.wait(timeout) {
-                Ok(keys) => ready = keys,
-                Err(Error::Timeout) => {}
-                Err(e) => {
-                    log.error(format_args!("waiting on exported segments: {e}"));
-                    std::thread::sleep(IDLE_POLL);
+            if let Some((key, e)) = alone(&exports) {
+                // One state alone: waited on directly on its futex (woken by the writer's
+                // `FUTEX_WAKE`, one system call per wake-up, as a thread of its own would be),
+                // which is quicker than the set's way round (the kernel's wait ends, the set's
+                // descriptor turns readable, the thread wakes, the wait is armed again).
+                match e.reader.wait_for_update(e.seen, timeout) {
+                    Err(Error::Timeout) => {}
+                    // New, or an error its turn reports.
+                    _ => ready.push(key),
+                }
+            } else {
+                match set.wait(timeout) {
+                    Ok(keys) => ready = keys,
+                    Err(Error::Timeout) => {}
+                    Err(e) => {
+                        log.error(format_args!("waiting on exported segments: {e}"));
+                        std::thread::sleep(IDLE_POLL);
+                    }
                 }
             }
         }
@@ -348,13 +362,30 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
     }
 }
 
+/// The one export of a thread, if it is a state.
+fn alone(exports: &BTreeMap<Key, Job>) -> Option<(Key, &StateExport)> {
+    if exports.len() != 1 {
+        return None;
+    }
+    match exports.iter().next() {
+        Some((
+            key,
+            Job {
+                export: Export::State(e),
+                ..
+            },
+        )) => Some((*key, e)),
+        _ => None,
+    }
+}
+
 /// What one turn of an export did.
 enum Turn {
     /// Nothing new.
     Idle,
     /// Published.
     Published,
-    /// Published, and has more to do at once.
+    /// Published, and has more to do at once (a stream beyond one turn).
     More,
 }
 
@@ -594,7 +625,13 @@ impl StateExport {
                 self.seen = version;
                 return Ok(turn);
             }
-            match self.reader.try_read(&mut self.buf) {
+            // Without waiting, or (the writer kept the slots busy) waiting briefly: the
+            // thread serves the other states too.
+            let read = match self.reader.try_read(&mut self.buf) {
+                Err(Error::Timeout) => self.reader.read_timeout(&mut self.buf, READ_WAIT),
+                other => other,
+            };
+            match read {
                 Ok(version) => {
                     self.seen = version;
                     if self.last != Some((self.epoch, version)) {
@@ -616,8 +653,8 @@ impl StateExport {
                         turn = Turn::Published;
                     }
                 }
-                // The writer kept the slot busy: again at once.
-                Err(Error::Timeout) => return Ok(Turn::More),
+                // Still busy: again at the next tick, or the next version's wake-up.
+                Err(Error::Timeout) => return Ok(turn),
                 Err(e) => return Err(format!("{name}: reading: {e}")),
             }
             if !self.writer_unchanged(shared, name)? {
