@@ -325,7 +325,8 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
             match job.export.service(shared, &job.name) {
                 Ok(Turn::Idle) => {}
                 Ok(Turn::Published) => {
-                    if !spin.is_zero() {
+                    // Spinning is for states (a stream's messages are taken in batches).
+                    if !spin.is_zero() && matches!(job.export, Export::State(_)) {
                         spin_until = Some(Instant::now() + spin);
                     }
                 }

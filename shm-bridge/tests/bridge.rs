@@ -127,22 +127,26 @@ fn stream_writer(seg: &str) {
     let cap: usize = std::env::var("CAP").unwrap().parse().unwrap();
     let mut tx = Msg::create_stream(seg, cap).unwrap();
     tell("ready");
-    let mut mirror = None;
+    let mut progress = None;
     while let Some(line) = instruction() {
         let (what, n) = line.split_once(' ').unwrap();
         let n: u64 = n.parse().unwrap();
-        // `paced`: never more than half the capacity ahead of the mirror on the far side
-        // (flow control, so that nothing is overwritten before the exporter reads it).
+        // `paced`: never more than half the capacity ahead of the far reader, which writes
+        // the last number it received into the state `PROGRESS` (flow control, so that
+        // nothing is overwritten before the exporter, the mirror or the far reader reads it).
         let paced = what == "paced";
-        if paced && mirror.is_none() {
-            mirror = Some(RawStreamReader::subscribe(&std::env::var("MIRROR").unwrap()).unwrap());
+        if paced && progress.is_none() {
+            progress = Some(u64::open(&std::env::var("PROGRESS").unwrap()).unwrap());
         }
         let start = Instant::now();
         for _ in 0..n {
             let next = tx.sent() + 1;
-            if let Some(m) = mirror.as_ref().filter(|_| paced) {
-                while next - m.sent() > cap as u64 / 2 {
-                    assert!(start.elapsed() < PATIENCE, "the mirror stopped following");
+            if let Some(p) = progress.as_ref().filter(|_| paced) {
+                while next - p.read() > cap as u64 / 2 {
+                    assert!(
+                        start.elapsed() < PATIENCE,
+                        "the far reader stopped following"
+                    );
                     std::thread::yield_now();
                 }
             }
@@ -398,8 +402,12 @@ fn subscribe_mirror(name: &str) -> RawStreamReader {
 }
 
 /// Receives from `rx` until message `total`; returns (received, lost), checking order,
-/// numbers and contents.
-fn receive_all(rx: &mut RawStreamReader, total: u64) -> (u64, u64) {
+/// numbers and contents. Writes the last number received into `progress`, if given.
+fn receive_all(
+    rx: &mut RawStreamReader,
+    total: u64,
+    mut progress: Option<&mut shm_core::Writer<u64>>,
+) -> (u64, u64) {
     let mut buf = vec![0u8; rx.payload_size()];
     let (mut received, mut lost, mut last) = (0u64, 0u64, 0u64);
     while last < total {
@@ -409,6 +417,9 @@ fn receive_all(rx: &mut RawStreamReader, total: u64) -> (u64, u64) {
                 assert_eq!(Msg::from_bytes(&buf), Msg::of(number), "corrupt");
                 received += 1;
                 last = number;
+                if let Some(p) = progress.as_mut() {
+                    p.write(&number);
+                }
             }
             Err(Error::Lagged { missed }) => lost += missed,
             Err(e) => panic!("after {received} received and {lost} lost: {e}"),
@@ -427,6 +438,9 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
     let (a, b) = (host("a"), host("b"));
     let (paced, lossy) = (Name::new("br-paced"), Name::new("br-lossy"));
     let (paced_mirror, lossy_mirror) = (paced.mirror(&a), lossy.mirror(&a));
+    // The far reader's progress, which the paced writer follows.
+    let progress = Name::new("br-progress");
+    let mut progress_writer = u64::create(&progress, &0).unwrap();
     let (importer, endpoint) = Bridge::listening(
         &b,
         &args(&[
@@ -441,7 +455,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
         &[
             ("SEG", paced.0.clone()),
             ("CAP", CAP.into()),
-            ("MIRROR", paced_mirror.0.clone()),
+            ("PROGRESS", progress.0.clone()),
         ],
     );
     let mut lossy_writer = Role::spawn(
@@ -475,7 +489,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
 
     let start = Instant::now();
     paced_writer.say(&format!("paced {TOTAL}"));
-    let (received, lost) = receive_all(&mut rx, TOTAL);
+    let (received, lost) = receive_all(&mut rx, TOTAL, Some(&mut progress_writer));
     let took = start.elapsed();
     println!(
         "paced: {TOTAL} messages, {received} received, {lost} lost, in {took:?} ({:.0} messages/s \
@@ -487,7 +501,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
     let mut rx = subscribe_mirror(&lossy_mirror);
     let start = Instant::now();
     lossy_writer.say(&format!("send {TOTAL}"));
-    let (received, lost) = receive_all(&mut rx, TOTAL);
+    let (received, lost) = receive_all(&mut rx, TOTAL, None);
     println!(
         "back to back: {TOTAL} messages, {received} received, {lost} lost (counted exactly), \
          in {:?}",
