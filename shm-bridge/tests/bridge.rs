@@ -1092,3 +1092,58 @@ fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
         assert!(!exists(m), "{} left behind", &**m);
     }
 }
+
+#[test]
+fn a_spinning_exporter_carries_every_value_and_stops_on_sigterm() {
+    let (a, b) = (host("a"), host("b"));
+    let names = [Name::new("br-spin"), Name::new("br-spin")];
+    let mirrors: Vec<Name> = names.iter().map(|n| n.mirror(&a)).collect();
+    let mut writers: Vec<_> = names
+        .iter()
+        .map(|n| Pose::create(n, &Pose::of(1)).unwrap())
+        .collect();
+    // Longer than the pauses between writes below: the exporter spins through most of them.
+    let (exporter, endpoint) = Bridge::listening(
+        &a,
+        &args(&[
+            "--spin-us",
+            "20000",
+            "--export",
+            &names[0],
+            "--export",
+            &names[1],
+        ]),
+    );
+    let imports: Vec<String> = names.iter().map(|n| format!("{a}/{}", n.bare())).collect();
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &imports[0],
+            "--import",
+            &imports[1],
+        ]),
+    );
+    let readers: Vec<_> = mirrors.iter().map(|m| open_mirror(m)).collect();
+    // Each value, to one state then the other, reaches its mirror before the next is written.
+    for n in 2..=100u64 {
+        for (w, r) in writers.iter_mut().zip(&readers) {
+            w.write(&Pose::of(n));
+            wait_until(&format!("value {n} on the mirror"), || {
+                let v = r.read();
+                assert!(v.intact() && v.seq <= n, "{v:?}");
+                v.seq == n
+            });
+        }
+    }
+    drop(readers);
+    importer.terminate();
+    // Stopped while spinning or sleeping, it exits 0.
+    exporter.terminate();
+    drop(writers);
+    for m in &mirrors {
+        assert!(!exists(m), "{} left behind", &**m);
+    }
+}
