@@ -3,7 +3,8 @@
 //! A scanner lists `/dev/shm` every [`SCAN_EVERY`] and hands each matching segment (a
 //! re-created one again) to one of two threads: one serves every exported state, the other
 //! every exported stream, each waiting on all of its segments at once through one
-//! [`WaitSet`] (no polling, and no thread per segment). A state is published at each new
+//! [`WaitSet`] (no polling, and no thread per segment; a state exported alone is waited on
+//! directly on its futex, which wakes quicker). A state is published at each new
 //! version read, dropping under congestion so that remote readers get the latest value; a
 //! stream's messages are published in batches, blocking under congestion so that nothing is
 //! lost while the network keeps up (a stream that blocks does not hold up the states). Each
@@ -279,8 +280,11 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
         if ready.is_empty() {
             // Spinning: the version words of the states, until one moves or the budget is
             // spent (the writers' wake-ups are not waited for then).
+            // Broken off at each tick, so that a long spin delays neither the looks at the
+            // writers nor the new exports and stop flags.
             if let Some(until) = spin_until {
-                while ready.is_empty() && Instant::now() < until {
+                let stop_at = until.min(next_tick);
+                while ready.is_empty() && Instant::now() < stop_at {
                     for (key, job) in &exports {
                         if job.export.moved() {
                             ready.push(*key);
@@ -288,7 +292,7 @@ fn serve(shared: &Shared, jobs: Receiver<Job>) {
                     }
                     std::hint::spin_loop();
                 }
-                if ready.is_empty() {
+                if ready.is_empty() && Instant::now() >= until {
                     spin_until = None;
                 }
             }
