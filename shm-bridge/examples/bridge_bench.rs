@@ -20,6 +20,16 @@
 //! - `tcp`: the same bytes written to a TCP socket on loopback (`TCP_NODELAY`) and read by
 //!   another thread.
 //!
+//! `--spin-us N` passes `--spin-us N` to the exporting bridge. `--also PATH` (with
+//! `--also-spin-us N`) runs a second bridge path through the build `PATH` in the same rounds,
+//! so that two builds or settings are compared side by side, each against the Zenoh figures of
+//! the same rounds:
+//!
+//! ```sh
+//! target/release/examples/bridge_bench --samples 2000 --rounds 5 \
+//!     --also target/release/shm-bridge --also-spin-us 2000
+//! ```
+//!
 //! The Zenoh and bridge paths run one after the other in each of `--rounds` rounds (the
 //! machine's load changes between rounds); the summary gives each path's median over the
 //! rounds and the bridge's ratio to Zenoh's. Also: updates per second reaching the far reader
@@ -66,6 +76,12 @@ struct Args {
     samples: usize,
     interval: Duration,
     rounds: usize,
+    /// `--spin-us N`: passed to the exporting bridge.
+    spin_us: Option<String>,
+    /// `--also PATH [--also-spin-us N]`: a second bridge path, through the build `PATH`, run
+    /// in the same rounds (to compare two builds or settings side by side).
+    also: Option<std::path::PathBuf>,
+    also_spin_us: Option<String>,
 }
 
 fn args() -> Args {
@@ -73,6 +89,9 @@ fn args() -> Args {
         samples: 3000,
         interval: Duration::from_micros(1000),
         rounds: 5,
+        spin_us: None,
+        also: None,
+        also_spin_us: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -82,7 +101,13 @@ fn args() -> Args {
                 a.interval = Duration::from_micros(n.parse().expect("--interval-us N"))
             }
             ("--rounds", Some(n)) => a.rounds = n.parse().expect("--rounds N"),
-            _ => panic!("usage: bridge_bench [--samples N] [--interval-us N] [--rounds N]"),
+            ("--spin-us", Some(n)) => a.spin_us = Some(n.clone()),
+            ("--also", Some(p)) => a.also = Some(p.into()),
+            ("--also-spin-us", Some(n)) => a.also_spin_us = Some(n.clone()),
+            _ => panic!(
+                "usage: bridge_bench [--samples N] [--interval-us N] [--rounds N] [--spin-us N] \
+                 [--also PATH_TO_SHM_BRIDGE] [--also-spin-us N]"
+            ),
         }
     }
     a
@@ -115,7 +140,7 @@ fn free_endpoint() -> String {
     format!("tcp/127.0.0.1:{port}")
 }
 
-/// `target/release/shm-bridge`, or the binary `SHM_BRIDGE` names (to compare two builds).
+/// `target/release/shm-bridge`, or the binary `SHM_BRIDGE` names.
 fn bridge_binary() -> std::path::PathBuf {
     if let Some(path) = std::env::var_os("SHM_BRIDGE") {
         return path.into();
@@ -124,8 +149,8 @@ fn bridge_binary() -> std::path::PathBuf {
     exe.parent().unwrap().parent().unwrap().join("shm-bridge")
 }
 
-fn start_bridge(args: &[&str]) -> Child {
-    let mut child = Command::new(bridge_binary())
+fn start_bridge(binary: &std::path::Path, args: &[&str]) -> Child {
+    let mut child = Command::new(binary)
         .args(args)
         .arg("--quiet")
         .stderr(Stdio::null())
@@ -163,9 +188,12 @@ struct BridgePath {
 }
 
 impl BridgePath {
-    fn start() -> BridgePath {
-        let name = format!("/shm-bench-bridge-{}", std::process::id());
-        let mirror = format!("{name}@benchA");
+    /// Through the bridges `binary` runs, the exporting one with `extra` arguments; `tag`
+    /// tells this path's names and host ids from another's.
+    fn start(binary: &std::path::Path, extra: &[String], tag: &str) -> BridgePath {
+        let name = format!("/shm-bench-bridge-{tag}-{}", std::process::id());
+        let (a, b) = (format!("bench{tag}A"), format!("bench{tag}B"));
+        let mirror = format!("{name}@{a}");
         let w = Sample::create(
             &name,
             &Sample {
@@ -176,10 +204,14 @@ impl BridgePath {
         )
         .unwrap();
         let endpoint = free_endpoint();
-        let import = format!("benchA/{}", name.trim_start_matches('/'));
-        let importer =
-            start_bridge(&["--id", "benchB", "--listen", &endpoint, "--import", &import]);
-        let exporter = start_bridge(&["--id", "benchA", "--connect", &endpoint, "--export", &name]);
+        let import = format!("{a}/{}", name.trim_start_matches('/'));
+        let importer = start_bridge(
+            binary,
+            &["--id", &b, "--listen", &endpoint, "--import", &import],
+        );
+        let mut args = vec!["--id", &a, "--connect", &endpoint, "--export", &name];
+        args.extend(extra.iter().map(String::as_str));
+        let exporter = start_bridge(binary, &args);
         let deadline = Instant::now() + Duration::from_secs(30);
         let r = loop {
             if let Ok(r) = Sample::open(&mirror) {
@@ -531,8 +563,18 @@ fn main() {
     );
     bench_local(&a);
     bench_tcp(&a);
-    let mut bridge = BridgePath::start();
-    let (mut fifo, mut callback, mut via) = (Vec::new(), Vec::new(), Vec::new());
+    let spin = |n: &Option<String>| {
+        n.iter()
+            .flat_map(|n| ["--spin-us".to_string(), n.clone()])
+            .collect::<Vec<_>>()
+    };
+    let mut bridge = BridgePath::start(&bridge_binary(), &spin(&a.spin_us), "");
+    let mut also = a
+        .also
+        .as_ref()
+        .map(|path| BridgePath::start(path, &spin(&a.also_spin_us), "also"));
+    let (mut fifo, mut callback, mut via, mut via_also) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=a.rounds {
         let f = bench_zenoh(&a, "fifo");
         println!(
@@ -559,6 +601,19 @@ fn main() {
         fifo.push((f.0, f.1));
         callback.push((c.0, c.1));
         via.push((b.0, b.1));
+        if let Some(also) = also.as_mut() {
+            let b = also.round(&a);
+            println!(
+                "round {round}: bridge (--also) writer -> bridge -> bridge -> far reader (futex): \
+                 p50 {:.1} us, p99 {:.1} us ({} of {} seen); both bridges' CPU {:.1} us per update",
+                b.0,
+                b.1,
+                b.2,
+                a.samples,
+                b.3.as_secs_f64() * 1e6
+            );
+            via_also.push((b.0, b.1));
+        }
     }
     let p50 = |v: &[(f64, f64)]| median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
     let p99 = |v: &[(f64, f64)]| median(&v.iter().map(|x| x.1).collect::<Vec<_>>());
@@ -570,13 +625,30 @@ fn main() {
     ] {
         println!("  {what}: p50 {:.1} us, p99 {:.1} us", p50(v), p99(v));
     }
+    if also.is_some() {
+        println!(
+            "  bridge (--also), far reader on the futex: p50 {:.1} us, p99 {:.1} us",
+            p50(&via_also),
+            p99(&via_also)
+        );
+    }
     for (what, v) in [("the channel", &fifo), ("the callback", &callback)] {
         println!(
             "  bridge / zenoh ({what}): p50 {:.2}x, p99 {:.2}x",
             p50(&via) / p50(v),
             p99(&via) / p99(v)
         );
+        if also.is_some() {
+            println!(
+                "  bridge (--also) / zenoh ({what}): p50 {:.2}x, p99 {:.2}x",
+                p50(&via_also) / p50(v),
+                p99(&via_also) / p99(v)
+            );
+        }
     }
     bridge.back_to_back();
     bridge.stop();
+    if let Some(also) = also {
+        also.stop();
+    }
 }

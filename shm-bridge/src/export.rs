@@ -1,22 +1,29 @@
 //! Exporting: local segments whose names match an `--export` pattern, served to other hosts.
 //!
-//! A scanner lists `/dev/shm` every [`SCAN_EVERY`] and starts one worker thread per matching
-//! segment (re-created segments get a new worker). A state worker waits on the segment's
-//! futex (no polling) and publishes each new version it reads, dropping under congestion so
-//! that remote readers get the latest value; a stream worker receives every message and
-//! publishes them in batches, blocking under congestion so that nothing is lost while the
-//! network keeps up. Each worker holds the liveliness token `…/alive/EPOCH` while the segment
-//! has a live writer, checked at least every [`WAIT_SLICE`].
+//! A scanner lists `/dev/shm` every [`SCAN_EVERY`] and hands each matching segment (a
+//! re-created one again) to one of two threads: one serves every exported state, the other
+//! every exported stream, each waiting on all of its segments at once through one
+//! [`WaitSet`] (no polling, and no thread per segment; a state exported alone is waited on
+//! directly on its futex, which wakes quicker). A state is published at each new
+//! version read, dropping under congestion so that remote readers get the latest value; a
+//! stream's messages are published in batches, blocking under congestion so that nothing is
+//! lost while the network keeps up (a stream that blocks does not hold up the states). Each
+//! export holds the liveliness token `…/alive/EPOCH` while its segment has a live writer,
+//! checked at least every [`WAIT_SLICE`]. With [`Config::spin`](crate::Config::spin), the
+//! states' thread looks at its segments' version words for that long after each
+//! publication before it sleeps, so that a writer publishing again within that time is seen
+//! without a wake-up.
 
 use crate::wire::{self, Announcement, Batch, StateUpdate};
 use crate::{glob, Shared};
-use shm_core::{Error, Options, RawReader, RawStreamReader, SegmentKind};
-use std::collections::HashMap;
+use shm_core::{Error, Key, Options, RawReader, RawStreamReader, SegmentKind, WaitSet};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zenoh::bytes::ZBytes;
 use zenoh::qos::CongestionControl;
 use zenoh::Wait;
@@ -24,51 +31,124 @@ use zenoh::Wait;
 /// How often the scanner lists `/dev/shm`: a segment created after start is exported within
 /// this time, plus the importer's discovery period.
 pub const SCAN_EVERY: Duration = Duration::from_millis(250);
-/// Longest wait of a worker between two looks at the writer's lease: a local writer's death
+/// Longest wait of an export between two looks at the writer's lease: a local writer's death
 /// is announced (its liveliness token withdrawn) within about this time.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
+/// Longest sleep of an export thread between two looks at its new exports and stop flags.
+const IDLE_POLL: Duration = Duration::from_millis(25);
+/// Longest wait for a consistent read of a state whose writer keeps its slots busy.
+const READ_WAIT: Duration = Duration::from_millis(1);
 /// Largest batch of stream messages published at once, in bytes (one message at least).
 const BATCH_BYTES: usize = 64 * 1024;
+/// Batches a stream publishes in one turn before the other streams get theirs.
+const BATCHES_PER_TURN: usize = 8;
 /// How many idle periods ([`WAIT_SLICE`]) the last state update, or a lossy stream's last
 /// message, is sent again for (it may have been dropped under congestion).
 const TAIL_RESENDS: u32 = 10;
 
-/// One running export.
-struct Worker {
+/// One running export, as the scanner sees it.
+struct Running {
     inode: u64,
+    /// Set by the scanner: stop exporting (the segment was removed or created again).
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    /// Set by the export thread once the export ended (on an error), so that it is retried.
+    done: Arc<AtomicBool>,
 }
 
-/// Runs the exporter until `shared.stop`: scans, starts and stops workers.
+/// An export handed to its thread.
+struct Job {
+    name: String,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    export: Export,
+}
+
+/// A thread serving exports of one kind, and the way to hand it more.
+struct Pool {
+    jobs: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pool {
+    fn start(shared: &Arc<Shared>, what: &str) -> Pool {
+        let (tx, rx) = channel();
+        let s = shared.clone();
+        match std::thread::Builder::new()
+            .name(format!("export {what}"))
+            .spawn(move || serve(&s, rx))
+        {
+            Ok(thread) => Pool {
+                jobs: Some(tx),
+                thread: Some(thread),
+            },
+            Err(e) => {
+                shared
+                    .log
+                    .error(format_args!("cannot start the {what} exports' thread: {e}"));
+                Pool {
+                    jobs: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Hands `job` over; `false` if the thread is gone.
+    fn give(&self, job: Job) -> bool {
+        self.jobs.as_ref().is_some_and(|tx| tx.send(job).is_ok())
+    }
+
+    fn join(mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs the exporter until `shared.stop`: scans, hands new exports to the states' or the
+/// streams' thread, and stops those whose segment went.
 pub fn run(shared: Arc<Shared>) {
-    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let states = Pool::start(&shared, "states");
+    let streams = Pool::start(&shared, "streams");
+    let mut running: HashMap<String, Running> = HashMap::new();
     let mut refused: HashMap<String, u64> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
         let found = scan(&shared);
-        // Segments removed or re-created: stop their workers.
-        workers.retain(|name, w| {
-            let keep = found.get(name) == Some(&w.inode) && !w.thread.is_finished();
+        // Segments removed or re-created, or exports that ended: stop them.
+        running.retain(|name, r| {
+            let keep = found.get(name) == Some(&r.inode) && !r.done.load(Ordering::Relaxed);
             if !keep {
-                w.stop.store(true, Ordering::Relaxed);
+                r.stop.store(true, Ordering::Relaxed);
             }
             keep
         });
         refused.retain(|name, inode| found.get(name) == Some(inode));
         for (name, inode) in found {
-            if workers.contains_key(&name) || refused.get(&name) == Some(&inode) {
+            if running.contains_key(&name) || refused.get(&name) == Some(&inode) {
                 continue;
             }
             match start(&shared, &name, inode) {
-                Ok(Some((stop, thread))) => {
-                    workers.insert(
-                        name,
-                        Worker {
-                            inode,
-                            stop,
-                            thread,
-                        },
-                    );
+                Ok(Some(export)) => {
+                    let (stop, done) = Default::default();
+                    let r = Running {
+                        inode,
+                        stop: Arc::clone(&stop),
+                        done: Arc::clone(&done),
+                    };
+                    let pool = match export {
+                        Export::State(_) => &states,
+                        Export::Stream(_) => &streams,
+                    };
+                    let job = Job {
+                        name: name.clone(),
+                        stop,
+                        done,
+                        export,
+                    };
+                    if pool.give(job) {
+                        running.insert(name, r);
+                    }
                 }
                 // Not ready yet: try again at the next scan.
                 Ok(None) => {}
@@ -82,12 +162,11 @@ pub fn run(shared: Arc<Shared>) {
         }
         sleep_unless_stopped(&shared.stop, SCAN_EVERY);
     }
-    for w in workers.values() {
-        w.stop.store(true, Ordering::Relaxed);
+    for r in running.values() {
+        r.stop.store(true, Ordering::Relaxed);
     }
-    for (_, w) in workers {
-        let _ = w.thread.join();
-    }
+    states.join();
+    streams.join();
 }
 
 /// Sleeps `d`, waking early once `stop` is set.
@@ -125,11 +204,9 @@ fn scan(shared: &Shared) -> HashMap<String, u64> {
     found
 }
 
-/// Starts exporting `name`: `Ok(None)` if it is not ready yet, an error if it cannot be
+/// Opens `name` for exporting: `Ok(None)` if it is not ready yet, an error if it cannot be
 /// exported.
-type Started = Option<(Arc<AtomicBool>, JoinHandle<()>)>;
-
-fn start(shared: &Arc<Shared>, name: &str, inode: u64) -> Result<Started, String> {
+fn start(shared: &Shared, name: &str, inode: u64) -> Result<Option<Export>, String> {
     let chunk = name.trim_start_matches('/');
     if !wire::is_key_chunk(chunk) {
         return Err(
@@ -138,28 +215,14 @@ fn start(shared: &Arc<Shared>, name: &str, inode: u64) -> Result<Started, String
         );
     }
     let options = Options::new().ready_wait(Duration::from_millis(50));
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread_stop = stop.clone();
-    let thread_shared = shared.clone();
-    let owned = name.to_owned();
     match options.open_raw(name) {
-        Ok(reader) => {
-            let thread = std::thread::Builder::new()
-                .name(format!("export {name}"))
-                .spawn(move || export_state(&thread_shared, &owned, inode, reader, &thread_stop))
-                .map_err(|e| e.to_string())?;
-            Ok(Some((stop, thread)))
-        }
+        Ok(reader) => StateExport::new(shared, name, inode, reader).map(|e| Some(Export::State(e))),
         Err(Error::WrongKind {
             found: SegmentKind::Stream,
             ..
         }) => {
             let rx = options.subscribe_raw(name).map_err(|e| e.to_string())?;
-            let thread = std::thread::Builder::new()
-                .name(format!("export {name}"))
-                .spawn(move || export_stream(&thread_shared, &owned, inode, rx, &thread_stop))
-                .map_err(|e| e.to_string())?;
-            Ok(Some((stop, thread)))
+            StreamExport::new(shared, name, inode, rx).map(|e| Some(Export::Stream(e)))
         }
         Err(Error::WrongKind {
             found: SegmentKind::Queue,
@@ -175,16 +238,235 @@ fn start(shared: &Arc<Shared>, name: &str, inode: u64) -> Result<Started, String
     }
 }
 
+/// Serves the exports handed over on `jobs` until `shared.stop`: waits on all of them at once,
+/// publishes what changed, and every [`WAIT_SLICE`] looks at each one's writer and stop flag.
+fn serve(shared: &Shared, jobs: Receiver<Job>) {
+    let log = &shared.log;
+    let mut set = match WaitSet::new() {
+        Ok(set) => set,
+        Err(e) => return log.error(format_args!("cannot wait on exported segments: {e}")),
+    };
+    let mut exports: BTreeMap<Key, Job> = BTreeMap::new();
+    // Exports with more to do at once (a stream beyond one turn, a new export, a tick).
+    let mut busy: Vec<Key> = Vec::new();
+    let mut next_tick = Instant::now() + WAIT_SLICE;
+    let spin = shared.config.spin;
+    let mut spin_until: Option<Instant> = None;
+    let end = |job: Job, set: &mut WaitSet, key: Key, why: Option<String>| {
+        if let Some(why) = why {
+            log.error(format_args!("{why}; export stopped"));
+        }
+        set.detach(key);
+        job.export.finish(shared, &job.name);
+        job.done.store(true, Ordering::Relaxed);
+    };
+    while !shared.stop.load(Ordering::Relaxed) {
+        while let Ok(job) = jobs.try_recv() {
+            match job.export.attach(&mut set) {
+                Ok(key) => {
+                    job.export.started(log, &job.name);
+                    exports.insert(key, job);
+                    busy.push(key);
+                }
+                Err(e) => {
+                    let why = format!("{}: waiting: {e}", job.name);
+                    log.error(format_args!("{why}; export stopped"));
+                    job.export.finish(shared, &job.name);
+                    job.done.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let mut ready = std::mem::take(&mut busy);
+        if ready.is_empty() {
+            // Spinning: the version words of the states, until one moves or the budget is
+            // spent (the writers' wake-ups are not waited for then).
+            // Broken off at each tick, so that a long spin delays neither the looks at the
+            // writers nor the new exports and stop flags.
+            if let Some(until) = spin_until {
+                let stop_at = until.min(next_tick);
+                while ready.is_empty() && Instant::now() < stop_at {
+                    for (key, job) in &exports {
+                        if job.export.moved() {
+                            ready.push(*key);
+                        }
+                    }
+                    std::hint::spin_loop();
+                }
+                if ready.is_empty() && Instant::now() >= until {
+                    spin_until = None;
+                }
+            }
+        }
+        if ready.is_empty() {
+            let timeout = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(IDLE_POLL);
+            if let Some((key, e)) = alone(&exports) {
+                // One state alone: waited on directly on its futex (woken by the writer's
+                // `FUTEX_WAKE`, one system call per wake-up, as a thread of its own would be),
+                // which is quicker than the set's way round (the kernel's wait ends, the set's
+                // descriptor turns readable, the thread wakes, the wait is armed again).
+                match e.reader.wait_for_update(e.seen, timeout) {
+                    Err(Error::Timeout) => {}
+                    // New, or an error its turn reports.
+                    _ => ready.push(key),
+                }
+            } else {
+                match set.wait(timeout) {
+                    Ok(keys) => ready = keys,
+                    Err(Error::Timeout) => {}
+                    Err(e) => {
+                        log.error(format_args!("waiting on exported segments: {e}"));
+                        std::thread::sleep(IDLE_POLL);
+                    }
+                }
+            }
+        }
+        for key in ready {
+            let Some(job) = exports.get_mut(&key) else {
+                continue;
+            };
+            match job.export.service(shared, &job.name) {
+                Ok(Turn::Idle) => {}
+                Ok(Turn::Published) => {
+                    // Spinning is for states (a stream's messages are taken in batches).
+                    if !spin.is_zero() && matches!(job.export, Export::State(_)) {
+                        spin_until = Some(Instant::now() + spin);
+                    }
+                }
+                Ok(Turn::More) => busy.push(key),
+                Err(why) => {
+                    let job = exports.remove(&key).expect("present");
+                    end(job, &mut set, key, Some(why));
+                }
+            }
+        }
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + WAIT_SLICE;
+            let keys: Vec<Key> = exports.keys().copied().collect();
+            for key in keys {
+                let job = exports.get_mut(&key).expect("present");
+                let result = if job.stop.load(Ordering::Relaxed) {
+                    Err(None)
+                } else {
+                    job.export.tick(shared, &job.name).map_err(Some)
+                };
+                match result {
+                    Ok(true) => busy.push(key),
+                    Ok(false) => {}
+                    Err(why) => {
+                        let job = exports.remove(&key).expect("present");
+                        end(job, &mut set, key, why);
+                    }
+                }
+            }
+        }
+    }
+    for (key, job) in std::mem::take(&mut exports) {
+        end(job, &mut set, key, None);
+    }
+}
+
+/// The one export of a thread, if it is a state.
+fn alone(exports: &BTreeMap<Key, Job>) -> Option<(Key, &StateExport)> {
+    if exports.len() != 1 {
+        return None;
+    }
+    match exports.iter().next() {
+        Some((
+            key,
+            Job {
+                export: Export::State(e),
+                ..
+            },
+        )) => Some((*key, e)),
+        _ => None,
+    }
+}
+
+/// What one turn of an export did.
+enum Turn {
+    /// Nothing new.
+    Idle,
+    /// Published.
+    Published,
+    /// Published, and has more to do at once (a stream beyond one turn).
+    More,
+}
+
+/// An exported segment.
+enum Export {
+    State(StateExport),
+    Stream(StreamExport),
+}
+
+impl Export {
+    fn attach(&self, set: &mut WaitSet) -> shm_core::Result<Key> {
+        match self {
+            Export::State(e) => set.attach(&e.reader),
+            Export::Stream(e) => set.attach(&e.rx),
+        }
+    }
+
+    fn started(&self, log: &crate::Log, name: &str) {
+        match self {
+            Export::State(_) => log.info(format_args!("exporting state {name}")),
+            Export::Stream(e) => log.info(format_args!(
+                "exporting stream {name} ({})",
+                if e.lossy { "lossy" } else { "lossless" }
+            )),
+        }
+    }
+
+    /// Whether a state's version word moved past what was read (streams: never; they are not
+    /// spun on).
+    fn moved(&self) -> bool {
+        match self {
+            Export::State(e) => e.reader.version() != e.seen,
+            Export::Stream(_) => false,
+        }
+    }
+
+    /// Publishes what is new; an error (what and why) ends the export.
+    fn service(&mut self, shared: &Shared, name: &str) -> Result<Turn, String> {
+        match self {
+            Export::State(e) => e.service(shared, name),
+            Export::Stream(e) => e.service(shared, name),
+        }
+    }
+
+    /// Every [`WAIT_SLICE`]: the writer's lease, the resends; `Ok(true)` if it has something
+    /// to publish at once.
+    fn tick(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+        match self {
+            Export::State(e) => e.tick(shared, name),
+            Export::Stream(e) => e.tick(shared, name),
+        }
+    }
+
+    fn finish(self, shared: &Shared, name: &str) {
+        match self {
+            Export::State(mut e) => {
+                e.live.set(shared, name, false, 0);
+                drop(e.queryables.take());
+            }
+            Export::Stream(mut e) => {
+                e.live.set(shared, name, false, 0);
+            }
+        }
+        shared.log.info(format_args!("stopped exporting {name}"));
+    }
+}
+
 /// The liveliness token of a segment, held while it has a live writer.
-struct Liveliness<'a> {
-    shared: &'a Shared,
-    name: &'a str,
+#[derive(Default)]
+struct Liveliness {
     token: Option<(u64, zenoh::liveliness::LivelinessToken)>,
 }
 
-impl Liveliness<'_> {
-    /// Holds the token `…/alive/EPOCH` if `alive`, none otherwise.
-    fn set(&mut self, alive: bool, epoch: u64) {
+impl Liveliness {
+    /// Holds the token `…/alive/EPOCH` of `name` if `alive`, none otherwise.
+    fn set(&mut self, shared: &Shared, name: &str, alive: bool, epoch: u64) {
         let held = self.token.as_ref().map(|(e, _)| *e);
         if alive && held == Some(epoch) || !alive && held.is_none() {
             return;
@@ -193,13 +475,12 @@ impl Liveliness<'_> {
             let _ = token.undeclare().wait();
         }
         if alive {
-            let key = format!("{}/{epoch}", self.shared.key(self.name, "alive"));
-            match self.shared.session.liveliness().declare_token(key).wait() {
+            let key = format!("{}/{epoch}", shared.key(name, "alive"));
+            match shared.session.liveliness().declare_token(key).wait() {
                 Ok(token) => self.token = Some((epoch, token)),
-                Err(e) => self
-                    .shared
+                Err(e) => shared
                     .log
-                    .error(format_args!("{}: liveliness token: {e}", self.name)),
+                    .error(format_args!("{name}: liveliness token: {e}")),
             }
         }
     }
@@ -275,218 +556,293 @@ fn queryables(
     Ok(out)
 }
 
-fn export_state(shared: &Shared, name: &str, inode: u64, reader: RawReader, stop: &AtomicBool) {
-    let log = &shared.log;
-    let mut buf = vec![0u8; reader.payload_size()];
-    let info = reader.info();
-    let served = Arc::new(Mutex::new(Served {
-        announcement: announcement(
-            inode,
-            SegmentKind::State,
-            reader.layout(),
-            info.layout_hash(),
-            info.slots(),
-            info.writer().epoch(),
-            0,
-        ),
-        latest: None,
-    }));
-    let publisher = match shared
-        .session
-        .declare_publisher(shared.key(name, "data"))
-        .congestion_control(CongestionControl::Drop)
-        // Each value on its way at once, not batched with later ones: they would replace it.
-        .express(true)
-        .wait()
-    {
-        Ok(p) => p,
-        Err(e) => return log.error(format_args!("{name}: publisher: {e}")),
-    };
-    let mut queryables_declared = None;
-    let mut live = Liveliness {
-        shared,
-        name,
-        token: None,
-    };
-    let mut last: Option<(u64, u64)> = None;
-    let mut seen = 0u64;
-    let mut resends = 0;
-    // The writer's epoch as last looked at. The look (a lock query, a system call) is made
-    // after publishing, not between the wake-up and the publication: a value published under
-    // the previous epoch by a writer that just took over is published again under its own.
-    let mut epoch = info.writer().epoch();
-    log.info(format_args!("exporting state {name}"));
-    while !stop.load(Ordering::Relaxed) {
-        // Read the current value when it changed (or the writer changed).
-        if last.is_none_or(|(e, v)| e != epoch || v != seen) {
-            match reader.read_timeout(&mut buf, WAIT_SLICE) {
-                Ok(version) => {
-                    seen = version;
-                    if last != Some((epoch, version)) {
-                        last = Some((epoch, version));
-                        // Encoded once: the publication and the queryable's copy share the
-                        // bytes (a `ZBytes` clone is a reference count).
-                        let update = ZBytes::from(StateUpdate::encode(epoch, version, &buf));
-                        if let Err(e) = publisher.put(update.clone()).wait() {
-                            log.error(format_args!("{name}: publishing: {e}"));
-                        }
-                        let mut s = served.lock().expect("not poisoned");
-                        s.latest = Some(update);
-                        s.announcement.epoch = epoch;
-                        s.announcement.position = version;
-                        drop(s);
-                        resends = TAIL_RESENDS;
-                    }
-                }
-                Err(Error::Timeout) => {}
-                Err(e) => {
-                    log.error(format_args!("{name}: reading: {e}; export stopped"));
-                    break;
-                }
-            }
-        }
-        let writer = reader.info().writer();
-        if writer.epoch() != epoch {
-            // Another writer: read and publish again under its epoch before waiting.
-            epoch = writer.epoch();
-            continue;
-        }
-        // Serve only once a value is there, so that importers never get a value-less segment.
-        if queryables_declared.is_none() && last.is_some() {
-            match queryables(shared, name, &served, true) {
-                Ok(q) => queryables_declared = Some(q),
-                Err(e) => return log.error(format_args!("{name}: queryable: {e}")),
-            }
-        }
-        live.set(writer.alive(), epoch);
-        match reader.wait_for_update(seen, WAIT_SLICE) {
-            Ok(v) => seen = v,
-            Err(Error::Timeout) if resends > 0 => {
-                // Idle: the last update may have been dropped under congestion, and no later
-                // one would replace it. Send it again (importers ignore what they have).
-                resends -= 1;
-                let latest = served.lock().expect("not poisoned").latest.clone();
-                if let Some(update) = latest {
-                    let _ = publisher.put(update).wait();
-                }
-            }
-            Err(Error::Timeout) => {}
-            Err(e) => {
-                log.error(format_args!("{name}: waiting: {e}; export stopped"));
-                break;
-            }
-        }
-    }
-    live.set(false, 0);
-    drop(queryables_declared);
-    log.info(format_args!("stopped exporting {name}"));
+/// An exported state.
+struct StateExport {
+    reader: RawReader,
+    buf: Vec<u8>,
+    served: Arc<Mutex<Served>>,
+    publisher: zenoh::pubsub::Publisher<'static>,
+    queryables: Option<Vec<zenoh::query::Queryable<()>>>,
+    live: Liveliness,
+    /// The newest (epoch, version) published.
+    last: Option<(u64, u64)>,
+    /// The version last read (or seen to be there).
+    seen: u64,
+    /// Idle periods the last update is still sent again for.
+    resends: u32,
+    /// Whether an update was published since the last tick.
+    published: bool,
+    /// The writer's epoch as last looked at. The look (a lock query, a system call) is made
+    /// after publishing, not between the wake-up and the publication: a value published under
+    /// the previous epoch by a writer that just took over is published again under its own.
+    epoch: u64,
 }
 
-fn export_stream(
-    shared: &Shared,
-    name: &str,
-    inode: u64,
-    mut rx: RawStreamReader,
-    stop: &AtomicBool,
-) {
-    let log = &shared.log;
-    let size = rx.payload_size();
-    let mut message = vec![0u8; size];
-    let served = Arc::new(Mutex::new(Served {
-        announcement: announcement(
-            inode,
-            SegmentKind::Stream,
-            rx.layout(),
-            rx.info().layout_hash(),
-            rx.info().slots(),
-            rx.info().writer().epoch(),
-            rx.position().saturating_sub(1),
-        ),
-        latest: None,
-    }));
-    let lossy = shared.config.lossy.iter().any(|g| glob::matches(g, name));
-    let congestion = if lossy {
-        CongestionControl::Drop
-    } else {
-        CongestionControl::Block
-    };
-    let publisher = match shared
-        .session
-        .declare_publisher(shared.key(name, "data"))
-        .congestion_control(congestion)
-        .wait()
-    {
-        Ok(p) => p,
-        Err(e) => return log.error(format_args!("{name}: publisher: {e}")),
-    };
-    let _queryables = match queryables(shared, name, &served, false) {
-        Ok(q) => q,
-        Err(e) => return log.error(format_args!("{name}: queryable: {e}")),
-    };
-    let mut live = Liveliness {
-        shared,
-        name,
-        token: None,
-    };
-    let mut batch = Vec::with_capacity(BATCH_BYTES + size + 16);
-    let most = (BATCH_BYTES / (size + 8)).max(1);
-    let (mut tail, mut tail_resends) = (Vec::with_capacity(size + 16), 0);
-    log.info(format_args!(
-        "exporting stream {name} ({})",
-        if lossy { "lossy" } else { "lossless" }
-    ));
-    while !stop.load(Ordering::Relaxed) {
-        let writer = rx.info().writer();
-        let epoch = writer.epoch();
-        live.set(writer.alive(), epoch);
-        Batch::start(&mut batch, epoch);
-        let mut count = 0;
-        let mut last = 0;
-        let mut timeout = WAIT_SLICE;
-        while count < most {
-            match rx.recv_timeout(&mut message, timeout) {
-                Ok(number) => {
-                    Batch::push(&mut batch, number, &message);
-                    count += 1;
-                    last = number;
-                    // The rest of the batch is what is there now.
-                    timeout = Duration::ZERO;
+impl StateExport {
+    fn new(
+        shared: &Shared,
+        name: &str,
+        inode: u64,
+        reader: RawReader,
+    ) -> Result<StateExport, String> {
+        let info = reader.info();
+        let served = Arc::new(Mutex::new(Served {
+            announcement: announcement(
+                inode,
+                SegmentKind::State,
+                reader.layout(),
+                info.layout_hash(),
+                info.slots(),
+                info.writer().epoch(),
+                0,
+            ),
+            latest: None,
+        }));
+        let publisher = shared
+            .session
+            .declare_publisher(shared.key(name, "data"))
+            .congestion_control(CongestionControl::Drop)
+            // Each value on its way at once, not batched with later ones: they would replace it.
+            .express(true)
+            .wait()
+            .map_err(|e| format!("publisher: {e}"))?;
+        Ok(StateExport {
+            buf: vec![0u8; reader.payload_size()],
+            served,
+            publisher,
+            queryables: None,
+            live: Liveliness::default(),
+            last: None,
+            seen: 0,
+            resends: 0,
+            published: false,
+            epoch: info.writer().epoch(),
+            reader,
+        })
+    }
+
+    fn service(&mut self, shared: &Shared, name: &str) -> Result<Turn, String> {
+        let mut turn = Turn::Idle;
+        // At most twice: once more if the writer changed meanwhile.
+        for _ in 0..2 {
+            let version = self.reader.version();
+            if self.last == Some((self.epoch, version)) {
+                self.seen = version;
+                return Ok(turn);
+            }
+            // Without waiting, or (the writer kept the slots busy) waiting briefly: the
+            // thread serves the other states too.
+            let read = match self.reader.try_read(&mut self.buf) {
+                Err(Error::Timeout) => self.reader.read_timeout(&mut self.buf, READ_WAIT),
+                other => other,
+            };
+            match read {
+                Ok(version) => {
+                    self.seen = version;
+                    if self.last != Some((self.epoch, version)) {
+                        self.last = Some((self.epoch, version));
+                        // Encoded once: the publication and the queryable's copy share the
+                        // bytes (a `ZBytes` clone is a reference count).
+                        let update =
+                            ZBytes::from(StateUpdate::encode(self.epoch, version, &self.buf));
+                        if let Err(e) = self.publisher.put(update.clone()).wait() {
+                            shared.log.error(format_args!("{name}: publishing: {e}"));
+                        }
+                        let mut s = self.served.lock().expect("not poisoned");
+                        s.latest = Some(update);
+                        s.announcement.epoch = self.epoch;
+                        s.announcement.position = version;
+                        drop(s);
+                        self.resends = TAIL_RESENDS;
+                        self.published = true;
+                        turn = Turn::Published;
+                    }
                 }
-                // Lost here (the network is slower than the writer): the gap in the numbers
-                // tells remote readers exactly how many.
-                Err(Error::Lagged { .. }) => {}
-                Err(Error::Timeout) => break,
-                Err(e) => {
-                    log.error(format_args!("{name}: receiving: {e}; export stopped"));
-                    live.set(false, 0);
-                    return;
-                }
+                // Still busy: again at the next tick, or the next version's wake-up.
+                Err(Error::Timeout) => return Ok(turn),
+                Err(e) => return Err(format!("{name}: reading: {e}")),
+            }
+            if !self.writer_unchanged(shared, name)? {
+                continue;
+            }
+            break;
+        }
+        Ok(turn)
+    }
+
+    /// Looks at the writer: `false` if its epoch changed (then the value is published again
+    /// under the new one); declares the queryables once a value is there, and holds the
+    /// liveliness token while the writer lives.
+    fn writer_unchanged(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+        let writer = self.reader.info().writer();
+        if writer.epoch() != self.epoch {
+            self.epoch = writer.epoch();
+            return Ok(false);
+        }
+        // Serve only once a value is there, so that importers never get a value-less segment.
+        if self.queryables.is_none() && self.last.is_some() {
+            self.queryables = Some(
+                queryables(shared, name, &self.served, true)
+                    .map_err(|e| format!("{name}: queryable: {e}"))?,
+            );
+        }
+        self.live.set(shared, name, writer.alive(), self.epoch);
+        Ok(true)
+    }
+
+    fn tick(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+        if !self.writer_unchanged(shared, name)?
+            || self.last.is_none_or(|(_, v)| v != self.reader.version())
+        {
+            return Ok(true);
+        }
+        if !std::mem::take(&mut self.published) && self.resends > 0 {
+            // Idle: the last update may have been dropped under congestion, and no later one
+            // would replace it. Send it again (importers ignore what they have).
+            self.resends -= 1;
+            let latest = self.served.lock().expect("not poisoned").latest.clone();
+            if let Some(update) = latest {
+                let _ = self.publisher.put(update).wait();
             }
         }
-        if count > 0 {
-            if let Err(e) = publisher.put(batch.as_slice()).wait() {
-                log.error(format_args!("{name}: publishing: {e}"));
+        Ok(false)
+    }
+}
+
+/// An exported stream.
+struct StreamExport {
+    rx: RawStreamReader,
+    size: usize,
+    message: Vec<u8>,
+    served: Arc<Mutex<Served>>,
+    publisher: zenoh::pubsub::Publisher<'static>,
+    _queryables: Vec<zenoh::query::Queryable<()>>,
+    live: Liveliness,
+    lossy: bool,
+    batch: Vec<u8>,
+    /// Messages in a batch at most.
+    most: usize,
+    /// A lossy stream's last message (as a batch of one), and the idle periods it is still
+    /// sent again for.
+    tail: Vec<u8>,
+    tail_resends: u32,
+    /// Whether a batch was published since the last tick.
+    published: bool,
+}
+
+impl StreamExport {
+    fn new(
+        shared: &Shared,
+        name: &str,
+        inode: u64,
+        rx: RawStreamReader,
+    ) -> Result<StreamExport, String> {
+        let size = rx.payload_size();
+        let served = Arc::new(Mutex::new(Served {
+            announcement: announcement(
+                inode,
+                SegmentKind::Stream,
+                rx.layout(),
+                rx.info().layout_hash(),
+                rx.info().slots(),
+                rx.info().writer().epoch(),
+                rx.position().saturating_sub(1),
+            ),
+            latest: None,
+        }));
+        let lossy = shared.config.lossy.iter().any(|g| glob::matches(g, name));
+        let congestion = if lossy {
+            CongestionControl::Drop
+        } else {
+            CongestionControl::Block
+        };
+        let publisher = shared
+            .session
+            .declare_publisher(shared.key(name, "data"))
+            .congestion_control(congestion)
+            .wait()
+            .map_err(|e| format!("publisher: {e}"))?;
+        let queryables =
+            queryables(shared, name, &served, false).map_err(|e| format!("queryable: {e}"))?;
+        Ok(StreamExport {
+            rx,
+            size,
+            message: vec![0u8; size],
+            served,
+            publisher,
+            _queryables: queryables,
+            live: Liveliness::default(),
+            lossy,
+            batch: Vec::with_capacity(BATCH_BYTES + size + 16),
+            most: (BATCH_BYTES / (size + 8)).max(1),
+            tail: Vec::with_capacity(size + 16),
+            tail_resends: 0,
+            published: false,
+        })
+    }
+
+    fn service(&mut self, shared: &Shared, name: &str) -> Result<Turn, String> {
+        let writer = self.rx.info().writer();
+        let epoch = writer.epoch();
+        self.live.set(shared, name, writer.alive(), epoch);
+        let mut turn = Turn::Idle;
+        for _ in 0..BATCHES_PER_TURN {
+            Batch::start(&mut self.batch, epoch);
+            let mut count = 0;
+            let mut last = 0;
+            while count < self.most {
+                match self.rx.try_recv(&mut self.message) {
+                    Ok(Some(number)) => {
+                        Batch::push(&mut self.batch, number, &self.message);
+                        count += 1;
+                        last = number;
+                    }
+                    Ok(None) => break,
+                    // Lost here (the network is slower than the writer): the gap in the
+                    // numbers tells remote readers exactly how many.
+                    Err(Error::Lagged { .. }) => {}
+                    Err(e) => return Err(format!("{name}: receiving: {e}")),
+                }
             }
-            let mut s = served.lock().expect("not poisoned");
+            if count == 0 {
+                return Ok(turn);
+            }
+            if let Err(e) = self.publisher.put(self.batch.as_slice()).wait() {
+                shared.log.error(format_args!("{name}: publishing: {e}"));
+            }
+            let mut s = self.served.lock().expect("not poisoned");
             s.announcement.position = last;
             s.announcement.epoch = epoch;
             drop(s);
-            if lossy {
+            self.published = true;
+            if self.lossy {
                 // The last message, kept to send again once the stream is idle.
-                let record = size + 8;
-                tail.clear();
-                tail.extend_from_slice(&batch[..8]);
-                tail.extend_from_slice(&batch[batch.len() - record..]);
-                tail_resends = TAIL_RESENDS;
+                let record = self.size + 8;
+                self.tail.clear();
+                self.tail.extend_from_slice(&self.batch[..8]);
+                self.tail
+                    .extend_from_slice(&self.batch[self.batch.len() - record..]);
+                self.tail_resends = TAIL_RESENDS;
             }
-        } else if tail_resends > 0 {
+            if count < self.most {
+                return Ok(Turn::Published);
+            }
+            turn = Turn::More;
+        }
+        Ok(turn)
+    }
+
+    fn tick(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+        let writer = self.rx.info().writer();
+        self.live.set(shared, name, writer.alive(), writer.epoch());
+        if !std::mem::take(&mut self.published) && self.tail_resends > 0 {
             // Idle: a lossy stream's last batch may have been dropped, and a far reader learns
             // of a loss only from a later message. Sending the last message again (the
             // importer skips numbers it has) makes the tail arrive, and with it the count.
-            tail_resends -= 1;
-            let _ = publisher.put(tail.as_slice()).wait();
+            self.tail_resends -= 1;
+            let _ = self.publisher.put(self.tail.as_slice()).wait();
         }
+        // Messages the set may not report again (sent while a turn was under way).
+        Ok(true)
     }
-    live.set(false, 0);
-    log.info(format_args!("stopped exporting {name}"));
 }

@@ -67,6 +67,11 @@ pub struct Config {
     /// The largest mirror this bridge creates, in bytes (default 256 MiB): a remote peer
     /// cannot make it allocate more.
     pub max_mirror_bytes: u64,
+    /// How long the exporter keeps looking at its states' version words after publishing
+    /// one, before it sleeps on their futexes (default zero: it sleeps at once). A writer that
+    /// publishes again within this time is seen without a wake-up, at the cost of a core kept
+    /// busy meanwhile; see `docs/bridge.md` ("Latency").
+    pub spin: std::time::Duration,
     /// Log errors only.
     pub quiet: bool,
 }
@@ -84,6 +89,7 @@ impl Default for Config {
             prefix: "shm".into(),
             mirror_name: DEFAULT_MIRROR_NAME.into(),
             max_mirror_bytes: 256 << 20,
+            spin: std::time::Duration::ZERO,
             quiet: false,
         }
     }

@@ -47,6 +47,12 @@ struct Args {
     /// more for one segment.
     #[arg(long, default_value_t = 256 << 20)]
     max_mirror_bytes: u64,
+    /// After publishing a state, keep looking at the exported states' version words for this
+    /// many microseconds before sleeping on their futexes: a writer publishing again within
+    /// that time is seen without a wake-up, at the cost of a busy core meanwhile. 0 (the
+    /// default) sleeps at once.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0)]
+    spin_us: u64,
     /// Log errors only.
     #[arg(long, short)]
     quiet: bool,
@@ -70,6 +76,7 @@ fn main() {
         prefix: args.prefix,
         mirror_name: args.mirror_name,
         max_mirror_bytes: args.max_mirror_bytes,
+        spin: std::time::Duration::from_micros(args.spin_us),
         quiet: args.quiet,
     };
     if let Err(e) = shm_bridge::run(config, stop) {

@@ -127,22 +127,26 @@ fn stream_writer(seg: &str) {
     let cap: usize = std::env::var("CAP").unwrap().parse().unwrap();
     let mut tx = Msg::create_stream(seg, cap).unwrap();
     tell("ready");
-    let mut mirror = None;
+    let mut progress = None;
     while let Some(line) = instruction() {
         let (what, n) = line.split_once(' ').unwrap();
         let n: u64 = n.parse().unwrap();
-        // `paced`: never more than half the capacity ahead of the mirror on the far side
-        // (flow control, so that nothing is overwritten before the exporter reads it).
+        // `paced`: never more than half the capacity ahead of the far reader, which writes
+        // the last number it received into the state `PROGRESS` (flow control, so that
+        // nothing is overwritten before the exporter, the mirror or the far reader reads it).
         let paced = what == "paced";
-        if paced && mirror.is_none() {
-            mirror = Some(RawStreamReader::subscribe(&std::env::var("MIRROR").unwrap()).unwrap());
+        if paced && progress.is_none() {
+            progress = Some(u64::open(&std::env::var("PROGRESS").unwrap()).unwrap());
         }
         let start = Instant::now();
         for _ in 0..n {
             let next = tx.sent() + 1;
-            if let Some(m) = mirror.as_ref().filter(|_| paced) {
-                while next - m.sent() > cap as u64 / 2 {
-                    assert!(start.elapsed() < PATIENCE, "the mirror stopped following");
+            if let Some(p) = progress.as_ref().filter(|_| paced) {
+                while next - p.read() > cap as u64 / 2 {
+                    assert!(
+                        start.elapsed() < PATIENCE,
+                        "the far reader stopped following"
+                    );
                     std::thread::yield_now();
                 }
             }
@@ -398,8 +402,12 @@ fn subscribe_mirror(name: &str) -> RawStreamReader {
 }
 
 /// Receives from `rx` until message `total`; returns (received, lost), checking order,
-/// numbers and contents.
-fn receive_all(rx: &mut RawStreamReader, total: u64) -> (u64, u64) {
+/// numbers and contents. Writes the last number received into `progress`, if given.
+fn receive_all(
+    rx: &mut RawStreamReader,
+    total: u64,
+    mut progress: Option<&mut shm_core::Writer<u64>>,
+) -> (u64, u64) {
     let mut buf = vec![0u8; rx.payload_size()];
     let (mut received, mut lost, mut last) = (0u64, 0u64, 0u64);
     while last < total {
@@ -409,6 +417,9 @@ fn receive_all(rx: &mut RawStreamReader, total: u64) -> (u64, u64) {
                 assert_eq!(Msg::from_bytes(&buf), Msg::of(number), "corrupt");
                 received += 1;
                 last = number;
+                if let Some(p) = progress.as_mut() {
+                    p.write(&number);
+                }
             }
             Err(Error::Lagged { missed }) => lost += missed,
             Err(e) => panic!("after {received} received and {lost} lost: {e}"),
@@ -427,6 +438,9 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
     let (a, b) = (host("a"), host("b"));
     let (paced, lossy) = (Name::new("br-paced"), Name::new("br-lossy"));
     let (paced_mirror, lossy_mirror) = (paced.mirror(&a), lossy.mirror(&a));
+    // The far reader's progress, which the paced writer follows.
+    let progress = Name::new("br-progress");
+    let mut progress_writer = u64::create(&progress, &0).unwrap();
     let (importer, endpoint) = Bridge::listening(
         &b,
         &args(&[
@@ -441,7 +455,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
         &[
             ("SEG", paced.0.clone()),
             ("CAP", CAP.into()),
-            ("MIRROR", paced_mirror.0.clone()),
+            ("PROGRESS", progress.0.clone()),
         ],
     );
     let mut lossy_writer = Role::spawn(
@@ -475,7 +489,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
 
     let start = Instant::now();
     paced_writer.say(&format!("paced {TOTAL}"));
-    let (received, lost) = receive_all(&mut rx, TOTAL);
+    let (received, lost) = receive_all(&mut rx, TOTAL, Some(&mut progress_writer));
     let took = start.elapsed();
     println!(
         "paced: {TOTAL} messages, {received} received, {lost} lost, in {took:?} ({:.0} messages/s \
@@ -487,7 +501,7 @@ fn a_million_messages_arrive_in_order_with_exact_losses_and_their_numbers() {
     let mut rx = subscribe_mirror(&lossy_mirror);
     let start = Instant::now();
     lossy_writer.say(&format!("send {TOTAL}"));
-    let (received, lost) = receive_all(&mut rx, TOTAL);
+    let (received, lost) = receive_all(&mut rx, TOTAL, None);
     println!(
         "back to back: {TOTAL} messages, {received} received, {lost} lost (counted exactly), \
          in {:?}",
@@ -999,4 +1013,137 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     exporter.terminate();
     importer.terminate();
     assert!(!exists(&good_mirror) && !exists(&badval_mirror) && !exists(&jump_mirror));
+}
+
+/// The threads of process `pid` now (`/proc/PID/task`), and how many are named `export …`.
+fn threads(pid: u32) -> (usize, usize) {
+    let (mut all, mut export) = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        all += 1;
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("export") {
+            export += 1;
+        }
+    }
+    (all, export)
+}
+
+#[test]
+fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
+    const SEGMENTS: u64 = 50;
+    let (a, b) = (host("a"), host("b"));
+    let prefix = format!("/shmtest-{}", unique("br-many"));
+    let names: Vec<Name> = (0..SEGMENTS)
+        .map(|i| Name(format!("{prefix}-{i}")))
+        .collect();
+    let mirrors: Vec<Name> = names.iter().map(|n| n.mirror(&a)).collect();
+    let mut writers = vec![Pose::create(&names[0], &Pose::of(1)).unwrap()];
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &format!("{prefix}-*")]));
+    exporter.wait_log(&format!("exporting state {}", &*names[0]));
+    let one = threads(exporter.child.id());
+    for n in &names[1..] {
+        writers.push(Pose::create(n, &Pose::of(1)).unwrap());
+    }
+    wait_until("all the states exported", || {
+        exporter.count("exporting state") == SEGMENTS as usize
+    });
+    let fifty = threads(exporter.child.id());
+    // Every one of them is served: its current value, then a new one, reach its mirror.
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &format!("{a}/{}-*", prefix.trim_start_matches('/')),
+        ]),
+    );
+    let readers: Vec<_> = mirrors.iter().map(|m| open_mirror(m)).collect();
+    for (i, w) in writers.iter_mut().enumerate() {
+        w.write(&Pose::of(1000 + i as u64));
+    }
+    for (i, r) in readers.iter().enumerate() {
+        wait_until(&format!("the new value of {}", &*mirrors[i]), || {
+            r.read() == Pose::of(1000 + i as u64)
+        });
+    }
+    let serving = threads(exporter.child.id());
+    eprintln!(
+        "exporter threads (all, named export …): one segment {one:?}, {SEGMENTS} segments \
+         {fifty:?}, {SEGMENTS} segments after their updates went through {serving:?}"
+    );
+    // No thread per segment: the same threads export one segment or fifty.
+    assert!(
+        fifty.1 <= one.1 && serving.1 <= one.1,
+        "export threads grew with the segments: {one:?} -> {fifty:?} -> {serving:?}"
+    );
+    assert!(
+        fifty.0 < one.0 + 10 && serving.0 < SEGMENTS as usize,
+        "threads grew with the segments: {one:?} -> {fifty:?} -> {serving:?}"
+    );
+    drop(readers);
+    importer.terminate();
+    exporter.terminate();
+    drop(writers);
+    for m in &mirrors {
+        assert!(!exists(m), "{} left behind", &**m);
+    }
+}
+
+#[test]
+fn a_spinning_exporter_carries_every_value_and_stops_on_sigterm() {
+    let (a, b) = (host("a"), host("b"));
+    let names = [Name::new("br-spin"), Name::new("br-spin")];
+    let mirrors: Vec<Name> = names.iter().map(|n| n.mirror(&a)).collect();
+    let mut writers: Vec<_> = names
+        .iter()
+        .map(|n| Pose::create(n, &Pose::of(1)).unwrap())
+        .collect();
+    // Longer than the pauses between writes below: the exporter spins through most of them.
+    let (exporter, endpoint) = Bridge::listening(
+        &a,
+        &args(&[
+            "--spin-us",
+            "20000",
+            "--export",
+            &names[0],
+            "--export",
+            &names[1],
+        ]),
+    );
+    let imports: Vec<String> = names.iter().map(|n| format!("{a}/{}", n.bare())).collect();
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &imports[0],
+            "--import",
+            &imports[1],
+        ]),
+    );
+    let readers: Vec<_> = mirrors.iter().map(|m| open_mirror(m)).collect();
+    // Each value, to one state then the other, reaches its mirror before the next is written.
+    for n in 2..=100u64 {
+        for (w, r) in writers.iter_mut().zip(&readers) {
+            w.write(&Pose::of(n));
+            wait_until(&format!("value {n} on the mirror"), || {
+                let v = r.read();
+                assert!(v.intact() && v.seq <= n, "{v:?}");
+                v.seq == n
+            });
+        }
+    }
+    drop(readers);
+    importer.terminate();
+    // Stopped while spinning or sleeping, it exits 0.
+    exporter.terminate();
+    drop(writers);
+    for m in &mirrors {
+        assert!(!exists(m), "{} left behind", &**m);
+    }
 }
