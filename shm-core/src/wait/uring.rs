@@ -27,9 +27,13 @@ const TIMEOUT: u64 = 2;
 const CANCEL: u64 = 3;
 /// `FUTEX_BITSET_MATCH_ANY`: the mask every `FUTEX_WAKE` matches.
 const MATCH_ANY: u64 = u32::MAX as u64;
-/// Submission queue entries (the completion queue has twice as many; the kernel keeps any
-/// overflow, `IORING_FEAT_NODROP`).
+/// Submission queue entries.
 const ENTRIES: u32 = 256;
+/// Completion queue entries: room for the completions of hundreds of waits ending at once
+/// (a wait posts up to five: its futex wait, linked timeout and pidfd poll, two
+/// cancellations), 64 KiB. The kernel keeps an overflow (`IORING_FEAT_NODROP`) until it is
+/// asked for completions again, which [`Ring::reap`] does when the ring says it overflowed.
+const CQ_ENTRIES: u32 = 4096;
 
 /// Whether io_uring futex waits work here (a ring can be made, and it knows the opcode).
 pub(crate) fn supported() -> bool {
@@ -73,7 +77,7 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring that signals `eventfd` at every completion.
     pub fn new(eventfd: &OwnedFd) -> io::Result<Ring> {
-        let ring = IoUring::new(ENTRIES)?;
+        let ring = IoUring::builder().setup_cqsize(CQ_ENTRIES).build(ENTRIES)?;
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         Ok(Ring {
             state: Mutex::new(State {
@@ -261,6 +265,16 @@ impl Sleeper for Ring {
     fn reap(&self, out: &mut Vec<(u64, Outcome)>) {
         let mut s = self.lock();
         s.collect();
+        // Completions the kernel kept aside because the queue was full: a submission call
+        // with the ring's overflow flag set asks for them (`IORING_ENTER_GETEVENTS`). Bounded:
+        // each turn empties the queue first.
+        for _ in 0..64 {
+            if !s.ring.submission().cq_overflow() {
+                break;
+            }
+            let _ = s.submit();
+            s.collect();
+        }
         // Cancellations queued while collecting (no system call when there are none).
         if !s.ring.submission().is_empty() {
             let _ = s.submit();
@@ -270,6 +284,6 @@ impl Sleeper for Ring {
 
     fn has_outcomes(&self) -> bool {
         let mut s = self.lock();
-        !s.done.is_empty() || !s.ring.completion().is_empty()
+        !s.done.is_empty() || !s.ring.completion().is_empty() || s.ring.submission().cq_overflow()
     }
 }
