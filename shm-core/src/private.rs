@@ -436,6 +436,13 @@ pub mod hooks {
         set.reaps()
     }
 
+    /// System calls `set`'s backend made to start its waits sleeping (io_uring submissions,
+    /// interruptions of a `futex_waitv` thread): one per `ready()` pass, however many waits it
+    /// arms.
+    pub fn wait_set_arm_syscalls(set: &crate::WaitSet) -> u64 {
+        set.arm_syscalls()
+    }
+
     /// Makes every waiter in this process (blocking or asynchronous) register without the
     /// waiter's `membarrier` barrier, so that a test can show the wake-ups it then misses.
     pub fn skip_waiter_barrier() {

@@ -51,7 +51,9 @@ fn ping_pong(backend: WaitBackend, run: impl Fn(&mut WaitSet) -> Vec<shm_core::K
     let name = Name::new("reactor");
     let ack_name = Name::new("reactor-ack");
     let mut w = u64::create(&name, &0).unwrap();
-    let mut ack = u64::create(&ack_name, &0).unwrap();
+    // Not 0 to begin with: the writer must not publish 1 before the reader acknowledged 0 (a
+    // first `ready()` that registered the waiter could then see it, and fail its check).
+    let mut ack = u64::create(&ack_name, &u64::MAX).unwrap();
     let r = u64::open(&name).unwrap();
     let acked = u64::open(&ack_name).unwrap();
     let mut set = WaitSet::with_backend(backend).unwrap();

@@ -12,7 +12,9 @@
 //! - Cancellation storm: 10^5 armed futures dropped, then every waiter count is 0 and a
 //!   publish makes no system call (a seccomp filter kills the writer at its first).
 //! - Writer death: 64 futures and a set waiting on a writer that is SIGKILLed all end with
-//!   `Error::WriterDied`.
+//!   `Error::WriterDied`; the figures break the time down (SIGKILL to the writer's pidfd turning
+//!   readable, for a minimal process, this binary idle, and a writer; then the pidfd event to
+//!   the first and the last future resolved).
 //!
 //! No test asserts on elapsed time; the bounds only turn a hang into a failure.
 
@@ -171,7 +173,14 @@ fn child_process_entry_point() {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        "idle" => {
+            println!("holding");
+            for _ in 0..600 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         "death-waiters" => death_waiters(),
+        "death-first-ready" => death_first_ready(),
         other => panic!("unknown role {other}"),
     }
 }
@@ -618,7 +627,7 @@ fn death_waiters() {
     let holder: libc::pid_t = env("HOLDER").parse().unwrap();
     let state = Arc::new(u64::open(&names[0]).unwrap());
     let rt = runtime();
-    let (latencies, set_died) = rt.block_on(async {
+    let latencies = rt.block_on(async {
         let mut tasks = Vec::new();
         for k in 0..64 {
             let state = Arc::clone(&state);
@@ -649,6 +658,19 @@ fn death_waiters() {
             assert!(start.elapsed() < BOUND, "the futures never armed");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // A thread of its own blocked in `poll` on the holder's pidfd: when the kernel
+        // signals the exit, to split the time below into the kernel's part and ours.
+        let pidfd = pidfd_open(holder);
+        let (armed_tx, armed_rx) = std::sync::mpsc::channel();
+        let watcher = std::thread::spawn(move || {
+            armed_tx.send(()).unwrap();
+            assert!(
+                poll_in(&pidfd, BOUND),
+                "the holder's pidfd never turned readable"
+            );
+            Instant::now()
+        });
+        armed_rx.recv().unwrap();
         let killed = Instant::now();
         // SAFETY: `kill` of the holder process our parent spawned and has not reaped.
         unsafe { libc::kill(holder, libc::SIGKILL) };
@@ -665,19 +687,189 @@ fn death_waiters() {
             vec![key],
             "the set reports the segment whose writer died"
         );
-        (latencies, set_at)
+        let pidfd_at = watcher.join().unwrap().saturating_duration_since(killed);
+        (latencies, set_at, pidfd_at)
     });
+    let (latencies, set_died, pidfd_at) = (latencies.0, latencies.1, latencies.2);
     let max = latencies.iter().max().unwrap();
+    let min = latencies.iter().min().unwrap();
     let mean = latencies.iter().sum::<Duration>() / latencies.len() as u32;
     // A sanity bound only (the slice is off: without the pidfd nothing would end the waits).
     assert!(*max < Duration::from_secs(60));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
         "RESULT backend={backend:?} 64 futures ended with WriterDied: mean {:.3} ms, max {:.3} \
          ms after SIGKILL; wait set by {:.3} ms",
-        mean.as_secs_f64() * 1e3,
-        max.as_secs_f64() * 1e3,
-        set_died.as_secs_f64() * 1e3
+        ms(mean),
+        ms(*max),
+        ms(set_died)
     );
+    println!(
+        "RESULT backend={backend:?} breakdown: SIGKILL to pidfd readable {:.3} ms; pidfd to \
+         first future {:+.3} ms, to last {:+.3} ms, to the set {:+.3} ms",
+        ms(pidfd_at),
+        ms(*min) - ms(pidfd_at),
+        ms(*max) - ms(pidfd_at),
+        ms(set_died) - ms(pidfd_at)
+    );
+}
+
+/// A wait set on the segment a `holder` process (`HOLDER`) writes, its waits armed; once this
+/// process SIGKILLs the holder and the set's descriptor turns readable, the very next `ready()`
+/// reports the segment (the safety slice is off: nothing else ends the wait). Readable means
+/// "call `ready()`": the death is reported as soon as it is known, not after the cancellation
+/// of the futex wait it ended has come back from the kernel too.
+fn death_first_ready() {
+    hooks::disable_async_wait_slice();
+    let backend = forced();
+    let names = names_of(&env("NAMES"));
+    let holder: libc::pid_t = env("HOLDER").parse().unwrap();
+    let state = u64::open(&names[0]).unwrap();
+    let mut set = WaitSet::with_backend(backend).unwrap();
+    let key = set.attach(&state).unwrap();
+    assert!(set.ready().unwrap().is_empty(), "nothing was published");
+    // Drain what arming signalled: from here on, readable means an armed wait ended.
+    let fd = std::os::fd::AsFd::as_fd(&set).try_clone_to_owned().unwrap();
+    let mut drained = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a live buffer from a descriptor we own.
+    let _ = unsafe {
+        libc::read(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            drained.as_mut_ptr().cast(),
+            8,
+        )
+    };
+    // SAFETY: `kill` of the holder process our parent spawned and has not reaped.
+    unsafe { libc::kill(holder, libc::SIGKILL) };
+    assert!(
+        poll_in(&fd, BOUND),
+        "the set's descriptor never turned readable"
+    );
+    let first = set.ready().unwrap();
+    println!("RESULT backend={backend:?} first ready() after readable: {first:?}");
+    assert_eq!(
+        first,
+        vec![key],
+        "{backend:?}: the first ready() after the descriptor turned readable reports the \
+         writer's death"
+    );
+}
+
+#[test]
+fn a_set_reports_its_writers_death_at_the_first_ready() {
+    if role().is_some() {
+        return;
+    }
+    for b in backends() {
+        let state = Name::new("async-first");
+        let stream = Name::new("async-first-s");
+        drop(u64::create(&state, &0).unwrap());
+        drop(u64::create_stream(&stream, 16).unwrap());
+        let list = format!("{},{}", state.0, stream.0);
+        let mut holder = spawn_role(ENTRY, "holder", &[("NAMES", list.clone())]);
+        line_starting(&mut holder, "holding");
+        let env = [
+            ("NAMES", list),
+            ("HOLDER", holder.id().to_string()),
+            ("SHM_WAIT_BACKEND", b.to_string()),
+        ];
+        let (lines, ok) = finish(spawn_role(ENTRY, "death-first-ready", &env), "first ready");
+        kill(&mut holder);
+        assert!(ok, "first ready under {b}: {lines:?}");
+    }
+}
+
+/// A pidfd for `pid`.
+fn pidfd_open(pid: libc::pid_t) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `pidfd_open` takes a pid and flags; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: a new descriptor nobody else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Whether `fd` turned readable within `bound` (`poll`, retried on `EINTR`).
+fn poll_in(fd: &std::os::fd::OwnedFd, bound: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let start = Instant::now();
+    while start.elapsed() < bound {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one live pollfd.
+        if unsafe { libc::poll(&mut p, 1, 1000) } > 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// The kernel's part of writer death, per kind of victim: SIGKILL to the pidfd turning
+/// readable (this thread blocked in `poll` on it right after `kill`), for a minimal process
+/// (`sleep`), this test binary idle (no segment), and this binary holding the writer leases
+/// of two segments (the `holder` of the test above). Figures only (`--nocapture`); each
+/// victim must end, and its pidfd turn readable.
+#[test]
+fn writer_death_breakdown_kernel_exit() {
+    if role().is_some() {
+        return;
+    }
+    const ROUNDS: usize = 15;
+    let state = Name::new("async-exit");
+    let stream = Name::new("async-exit-s");
+    drop(u64::create(&state, &0).unwrap());
+    drop(u64::create_stream(&stream, 16).unwrap());
+    let list = format!("{},{}", state.0, stream.0);
+    for victim in ["sleep", "idle", "holder"] {
+        let mut took = Vec::new();
+        for _ in 0..ROUNDS {
+            let mut child = if victim == "sleep" {
+                std::process::Command::new("sleep")
+                    .arg("600")
+                    .spawn()
+                    .expect("spawn sleep")
+            } else {
+                let mut c = spawn_role(ENTRY, victim, &[("NAMES", list.clone())]);
+                line_starting(&mut c, "holding");
+                c
+            };
+            let pid = child.id() as libc::pid_t;
+            if victim == "sleep" {
+                // Until it runs `sleep` (exec done) and sleeps in it.
+                let start = Instant::now();
+                loop {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                    if stat.contains("(sleep) S") {
+                        break;
+                    }
+                    assert!(start.elapsed() < BOUND, "sleep never started");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            let fd = pidfd_open(pid);
+            let t0 = Instant::now();
+            // SAFETY: `kill` of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            assert!(
+                poll_in(&fd, BOUND),
+                "{victim}: the pidfd never turned readable"
+            );
+            took.push(t0.elapsed());
+            let _ = child.wait();
+        }
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        eprintln!(
+            "RESULT SIGKILL to pidfd readable, {victim}: median {:.3} ms, min {:.3}, max {:.3} \
+             ({ROUNDS} rounds)",
+            ms(took[ROUNDS / 2]),
+            ms(took[0]),
+            ms(took[ROUNDS - 1])
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A `WaitSet` with many handles attached finds the ready ones with one collection of its
 //! backend's outcomes per call (a few system calls), not one per attached handle: with 256
-//! segments attached, one per handle made every wake-up cost hundreds of microseconds. And
-//! with that one collection, a publish into any attached segment is still reported.
+//! segments attached, one per handle made every wake-up cost hundreds of microseconds. The
+//! waits one call arms start sleeping with one system call, not one each. And with that one
+//! collection, a publish into any attached segment is still reported.
 
 mod common;
 
@@ -38,8 +39,16 @@ fn ready_collects_once_however_many_are_attached() {
             .iter()
             .map(|r| set.attach(r).expect("attach"))
             .collect();
-        // Arms every wait; nothing was published since the readers opened.
+        // Arms every wait; nothing was published since the readers opened. The waits start
+        // sleeping together: one system call (an io_uring submission, an interruption of the
+        // one `futex_waitv` thread), not one per wait.
+        let armed_before = hooks::wait_set_arm_syscalls(&set);
         assert!(set.ready().expect("ready").is_empty(), "{backend:?}");
+        let arm_syscalls = hooks::wait_set_arm_syscalls(&set) - armed_before;
+        assert!(
+            arm_syscalls <= 1,
+            "{backend:?}: arming {SEGMENTS} waits in one ready() made {arm_syscalls} system calls"
+        );
         let before = hooks::wait_set_reaps(&set);
         for _ in 0..3 {
             assert!(set.ready().expect("ready").is_empty(), "{backend:?}");

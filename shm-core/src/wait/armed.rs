@@ -161,7 +161,20 @@ impl Armed {
         target: &Target,
         pidfd: Option<Arc<OwnedFd>>,
         waker: Option<Waker>,
+        ready: impl FnMut(bool) -> bool,
+    ) -> io::Result<bool> {
+        self.arm_deferred(target, pidfd, waker, ready, false)
+    }
+
+    /// [`arm`](Self::arm), whose sleep may start only at the engine's next
+    /// [`flush`](Engine::flush) if `defer`.
+    pub fn arm_deferred(
+        &mut self,
+        target: &Target,
+        pidfd: Option<Arc<OwnedFd>>,
+        waker: Option<Waker>,
         mut ready: impl FnMut(bool) -> bool,
+        defer: bool,
     ) -> io::Result<bool> {
         debug_assert!(self.id.is_none());
         let registered = if target.can_register {
@@ -191,7 +204,7 @@ impl Armed {
             pidfd,
             slice: engine::slice(registered.is_none()),
         };
-        self.id = Some(self.engine.arm(watch, registered, waker)?);
+        self.id = Some(self.engine.arm(watch, registered, waker, defer)?);
         Ok(true)
     }
 }

@@ -5,10 +5,12 @@
 //! caller registered in the segment's waiter count ([`Registered`]), made the barrier, read
 //! the futex word and re-checked. The engine then asks the backend to sleep on that word with
 //! that expected value (a stale value ends the wait at once), and, if the writer is watched,
-//! on the writer's pidfd. Each armed wait ends with exactly one final [`Outcome`], after which
-//! neither the kernel nor a thread of ours refers to it; only then does its entry leave the
-//! table, dropping its registration (the waiter count goes down) and its pin of the mapping.
-//! A wait dropped before its outcome is cancelled, and leaves the table the same way.
+//! on the writer's pidfd. Each armed wait ends with exactly one [`Outcome`], reported as soon
+//! as it is decided (the futex or the pidfd fired); its entry then leaves the table, dropping
+//! its registration (the waiter count goes down) and its pin of the mapping. The backend keeps
+//! a pin of its own ([`Watch`]) until neither the kernel nor a thread of ours refers to the
+//! words any more (the other half of the wait may still be being cancelled). A wait dropped
+//! before its outcome is cancelled, and leaves the table when its outcome arrives.
 
 use super::{threads, uring};
 use crate::segment::Pinned;
@@ -116,7 +118,7 @@ impl Drop for Registered {
 
 /// What a backend sleeps on for one armed wait.
 pub(crate) struct Watch {
-    /// Keeps the words mapped until the wait's final outcome.
+    /// Keeps the words mapped until the backend is done with them.
     pub pin: Pinned,
     /// Byte offset of the futex word in the mapping.
     pub futex: usize,
@@ -137,12 +139,20 @@ impl Watch {
 
 /// What every backend does.
 pub(crate) trait Sleeper: Send + Sync {
-    /// Starts sleeping on `watch` as wait `id`; signals the eventfd once it has ended.
-    fn arm(&self, id: u64, watch: Arc<Watch>) -> io::Result<()>;
+    /// Starts sleeping on `watch` as wait `id`; signals the eventfd once it has ended. With
+    /// `defer`, the sleep may start only at the next [`flush`](Self::flush) (a stale expected
+    /// value still ends it at once then): a caller arming many waits makes one system call.
+    fn arm(&self, id: u64, watch: Arc<Watch>, defer: bool) -> io::Result<()>;
+    /// Starts the sleeps deferred by [`arm`](Self::arm).
+    fn flush(&self) -> io::Result<()>;
     /// Asks the sleep of wait `id` to end soon (its final outcome still comes).
     fn cancel(&self, id: u64);
-    /// Moves the final outcomes of ended waits into `out`.
+    /// Moves the outcomes of ended waits into `out`.
     fn reap(&self, out: &mut Vec<(u64, Outcome)>);
+    /// Whether [`reap`](Self::reap) would find an outcome now (no system call).
+    fn has_outcomes(&self) -> bool;
+    /// System calls made so far to start sleeps (for a test hook).
+    fn arm_syscalls(&self) -> u64;
     /// Threads this backend runs now (for its report in tests).
     fn threads(&self) -> usize {
         0
@@ -220,12 +230,14 @@ impl Engine {
     }
 
     /// Arms a wait on `watch` holding `registered` (`None`: a polling wait); `waker` is woken
-    /// at its outcome.
+    /// at its outcome. With `defer`, its sleep may start only at the next
+    /// [`flush`](Self::flush): for a caller that arms many waits in one pass.
     pub fn arm(
         &self,
         watch: Watch,
         registered: Option<Registered>,
         waker: Option<Waker>,
+        defer: bool,
     ) -> io::Result<u64> {
         let watch = Arc::new(watch);
         let mut t = self.table();
@@ -242,7 +254,7 @@ impl Engine {
             },
         );
         drop(t);
-        if let Err(e) = self.inner.sleeper.arm(id, watch) {
+        if let Err(e) = self.inner.sleeper.arm(id, watch, defer) {
             self.table().ops.remove(&id);
             return Err(e);
         }
@@ -253,7 +265,10 @@ impl Engine {
     /// keeps `waker` (if any) for it. A wait the table does not hold (none can be missing:
     /// only this and [`cancel`](Self::cancel) remove one) counts as woken.
     pub fn take(&self, id: u64, waker: Option<&Waker>) -> Poll<Outcome> {
-        if self.inner.eager {
+        // Only when there is something to reap: the engine's thread reaps at every signal
+        // anyway, and a reap costs system calls (a future polled at its wake-up would pay
+        // them for nothing).
+        if self.inner.eager && self.inner.sleeper.has_outcomes() {
             self.reap();
         }
         self.take_reaped(id, waker)
@@ -278,6 +293,11 @@ impl Engine {
         Poll::Pending
     }
 
+    /// Starts the sleeps of the waits armed with `defer` since the last flush.
+    pub fn flush(&self) -> io::Result<()> {
+        self.inner.sleeper.flush()
+    }
+
     /// Gives up wait `id`: forgotten now if it has ended, else cancelled (forgotten when its
     /// final outcome arrives).
     pub fn cancel(&self, id: u64) {
@@ -291,7 +311,7 @@ impl Engine {
         op.waker = None;
         drop(t);
         self.inner.sleeper.cancel(id);
-        if self.inner.eager {
+        if self.inner.eager && self.inner.sleeper.has_outcomes() {
             // The outcome may have come meanwhile.
             self.reap();
         }
@@ -330,6 +350,11 @@ impl Engine {
     /// Times [`reap`](Self::reap) ran (two system calls or more each), for a test hook.
     pub fn reaps(&self) -> u64 {
         self.inner.reaps.load(Ordering::Relaxed)
+    }
+
+    /// System calls the backend made to start sleeps, for a test hook.
+    pub fn arm_syscalls(&self) -> u64 {
+        self.inner.sleeper.arm_syscalls()
     }
 
     /// Threads the backend runs now.

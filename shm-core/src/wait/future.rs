@@ -67,16 +67,22 @@ impl AsyncWait {
         if ready(false) {
             return Poll::Ready(Ok(()));
         }
-        if core::mem::take(&mut self.died) && seg.writer_alive() {
-            // Another process holds the lease (it inherited it, or the pid was another's).
-            self.writer.unwatch();
-        }
+        let died = core::mem::take(&mut self.died);
         let pidfd = match writer {
             None => None,
             Some(once) => {
                 let epoch = seg.header().writer_epoch.load(Ordering::Acquire);
                 let reported = once && self.reported == Some(epoch);
-                match self.writer.check(seg) {
+                // One look at the lease (a system call) tells both whether the writer is gone
+                // and, after its pidfd fired, whether another process holds the lease.
+                let mut now = self.writer.check(seg);
+                if died && !matches!(now, Writer::Dead) {
+                    // Another process holds the lease (it inherited it, or the pid was
+                    // another's): stop watching that pidfd.
+                    self.writer.unwatch();
+                    now = self.writer.check(seg);
+                }
+                match now {
                     // With `once`, only a writer this wait saw alive is reported (a reader may
                     // start before its writer does), and only once.
                     Writer::Dead if !once || (self.alive == Some(epoch) && !reported) => {

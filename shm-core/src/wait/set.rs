@@ -225,6 +225,24 @@ impl WaitSet {
         // again, and the next call takes it.
         self.engine.reap();
         let waker = cx.map(|c| c.waker());
+        // The waits armed in this pass start sleeping together, at the flush below (one
+        // system call for all of them, not one each).
+        let pass = self.arm_pass(waker);
+        let flushed = self.engine.flush();
+        let ready = pass?;
+        flushed.map_err(Error::io("arming waits for", "a wait set"))?;
+        if !ready.is_empty() {
+            // A reported handle has no armed wait until the next call arms it: the descriptor
+            // stays readable, so that a loop that polls it before calling again is not left
+            // waiting on a handle nothing watches.
+            crate::sys::eventfd_signal(self.engine.fd());
+        }
+        Ok(ready)
+    }
+
+    /// The pass of [`collect`](Self::collect) over the entries: the ready keys; arms (deferred)
+    /// a wait for each of the others.
+    fn arm_pass(&mut self, waker: Option<&std::task::Waker>) -> Result<Vec<Key>> {
         let mut ready = Vec::new();
         for (&key, e) in &mut self.entries {
             match e.armed.poll_reaped(waker) {
@@ -243,21 +261,19 @@ impl WaitSet {
                 let pin = e.target.pin.clone();
                 let word = pin.u64_at(core::mem::offset_of!(crate::format::Header, published));
                 !e.armed
-                    .arm(&e.target, e.pidfd.clone(), waker.cloned(), |registered| {
-                        super::load_for_wait(word, registered) > seen
-                    })
+                    .arm_deferred(
+                        &e.target,
+                        e.pidfd.clone(),
+                        waker.cloned(),
+                        |registered| super::load_for_wait(word, registered) > seen,
+                        true,
+                    )
                     .map_err(Error::io("arming a wait for", "a wait set"))?
             };
             if fresh {
                 e.seen = protocol::load_acquire(e.published());
                 ready.push(Key(key));
             }
-        }
-        if !ready.is_empty() {
-            // A reported handle has no armed wait until the next call arms it: the descriptor
-            // stays readable, so that a loop that polls it before calling again is not left
-            // waiting on a handle nothing watches.
-            crate::sys::eventfd_signal(self.engine.fd());
         }
         Ok(ready)
     }
@@ -389,6 +405,11 @@ impl WaitSet {
     /// Times the set collected its backend's outcomes (for a test hook).
     pub(crate) fn reaps(&self) -> u64 {
         self.engine.reaps()
+    }
+
+    /// System calls its backend made to start sleeps (for a test hook).
+    pub(crate) fn arm_syscalls(&self) -> u64 {
+        self.engine.arm_syscalls()
     }
 }
 

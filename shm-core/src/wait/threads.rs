@@ -62,6 +62,10 @@ struct Common {
     shards: Mutex<Vec<Arc<Shard>>>,
     /// Which shard holds each wait.
     placed: Mutex<HashMap<u64, Arc<Shard>>>,
+    /// Shards given waits with `defer`, to interrupt at the next flush.
+    unkicked: Mutex<Vec<Arc<Shard>>>,
+    /// Interruptions made by `arm` and `flush` (for a test hook).
+    arm_kicks: std::sync::atomic::AtomicU64,
     /// The pidfd thread's control eventfd, once it runs.
     pid_control: Mutex<Option<Arc<OwnedFd>>>,
     /// Set when the backend is dropped: every thread ends its waits and stops.
@@ -83,6 +87,8 @@ impl Threads {
                 waitv,
                 shards: Mutex::new(Vec::new()),
                 placed: Mutex::new(HashMap::new()),
+                unkicked: Mutex::new(Vec::new()),
+                arm_kicks: std::sync::atomic::AtomicU64::new(0),
                 pid_control: Mutex::new(None),
                 shutdown: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -113,13 +119,31 @@ impl Common {
 
     /// Ends the wait `id` at its thread's next turn with `outcome` (if it has none yet).
     fn end(&self, id: u64, outcome: Outcome) {
-        let Some(shard) = lock(&self.placed).get(&id).cloned() else {
-            return;
-        };
-        for e in shard.lock().iter_mut().filter(|e| e.id == id) {
-            e.end.get_or_insert(outcome);
+        self.end_all(&[id], outcome);
+    }
+
+    /// Ends the waits `ids` as [`end`](Self::end) does, interrupting each thread once (not once
+    /// per wait: a writer's death ends every wait on it at once).
+    fn end_all(&self, ids: &[u64], outcome: Outcome) {
+        let mut shards: Vec<(Arc<Shard>, Vec<u64>)> = Vec::new();
+        {
+            let placed = lock(&self.placed);
+            for id in ids {
+                let Some(shard) = placed.get(id) else {
+                    continue;
+                };
+                match shards.iter_mut().find(|(s, _)| Arc::ptr_eq(s, shard)) {
+                    Some((_, of)) => of.push(*id),
+                    None => shards.push((Arc::clone(shard), vec![*id])),
+                }
+            }
         }
-        shard.kick(self.waitv);
+        for (shard, of) in shards {
+            for e in shard.lock().iter_mut().filter(|e| of.contains(&e.id)) {
+                e.end.get_or_insert(outcome);
+            }
+            shard.kick(self.waitv);
+        }
     }
 
     /// Starts the pidfd thread if it does not run yet, or tells it the pidfds changed.
@@ -165,14 +189,14 @@ fn pid_thread(common: &Arc<Common>, control: &OwnedFd) {
         if common.shutdown.load(Ordering::SeqCst) {
             return;
         }
+        let mut died = Vec::new();
         for i in readable {
             if i == 0 {
                 sys::eventfd_drain(control.as_fd());
             }
-            for &id in &owners[i] {
-                common.end(id, Outcome::WriterDied);
-            }
+            died.extend_from_slice(&owners[i]);
         }
+        common.end_all(&died, Outcome::WriterDied);
         drop(keep);
     }
 }
@@ -270,7 +294,7 @@ impl Drop for Threads {
 }
 
 impl Sleeper for Threads {
-    fn arm(&self, id: u64, watch: Arc<Watch>) -> io::Result<()> {
+    fn arm(&self, id: u64, watch: Arc<Watch>, defer: bool) -> io::Result<()> {
         let c = &self.common;
         let watched = watch.pidfd.is_some();
         let entry = Entry {
@@ -307,11 +331,32 @@ impl Sleeper for Threads {
         shard.lock().push(entry);
         lock(&c.placed).insert(id, Arc::clone(&shard));
         drop(shards);
-        shard.kick(true);
+        if defer {
+            let mut unkicked = lock(&c.unkicked);
+            if !unkicked.iter().any(|s| Arc::ptr_eq(s, &shard)) {
+                unkicked.push(shard);
+            }
+        } else {
+            c.arm_kicks.fetch_add(1, Ordering::Relaxed);
+            shard.kick(true);
+        }
         if watched {
             c.watch_pids()?;
         }
         Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let unkicked = core::mem::take(&mut *lock(&self.common.unkicked));
+        for shard in unkicked {
+            self.common.arm_kicks.fetch_add(1, Ordering::Relaxed);
+            shard.kick(true);
+        }
+        Ok(())
+    }
+
+    fn arm_syscalls(&self) -> u64 {
+        self.common.arm_kicks.load(Ordering::Relaxed)
     }
 
     fn cancel(&self, id: u64) {
@@ -320,6 +365,10 @@ impl Sleeper for Threads {
 
     fn reap(&self, out: &mut Vec<(u64, Outcome)>) {
         out.append(&mut lock(&self.common.done));
+    }
+
+    fn has_outcomes(&self) -> bool {
+        !lock(&self.common.done).is_empty()
     }
 
     fn threads(&self) -> usize {

@@ -5,9 +5,12 @@
 //! If the writer is watched, a `POLL_ADD` on its pidfd ends the wait when the writer's process
 //! does. Completions signal the engine's eventfd (`IORING_REGISTER_EVENTFD`).
 //!
-//! Every operation carries `id << 2 | tag` as its user data; a wait's final outcome is known
-//! once every operation submitted for it has completed (the kernel then holds nothing of it).
-//! The first of the futex and pidfd operations to complete cancels the other.
+//! Every operation carries `id << 2 | tag` as its user data. A wait's outcome is decided by the
+//! first of its futex and pidfd operations to complete, and reported at once; that completion
+//! cancels the other operation. The ring itself keeps the words mapped and the pidfd open (the
+//! wait's [`Watch`]) until every operation submitted for the wait has completed (the kernel
+//! then holds nothing of it): reporting does not wait for the cancellation's round trip (its
+//! completion runs on the thread that submitted the operation, and signals the eventfd again).
 
 use super::engine::{Outcome, Sleeper, Watch};
 use crate::sys;
@@ -24,9 +27,13 @@ const TIMEOUT: u64 = 2;
 const CANCEL: u64 = 3;
 /// `FUTEX_BITSET_MATCH_ANY`: the mask every `FUTEX_WAKE` matches.
 const MATCH_ANY: u64 = u32::MAX as u64;
-/// Submission queue entries (the completion queue has twice as many; the kernel keeps any
-/// overflow, `IORING_FEAT_NODROP`).
+/// Submission queue entries.
 const ENTRIES: u32 = 256;
+/// Completion queue entries: room for the completions of hundreds of waits ending at once
+/// (a wait posts up to five: its futex wait, linked timeout and pidfd poll, two
+/// cancellations), 64 KiB. The kernel keeps an overflow (`IORING_FEAT_NODROP`) until it is
+/// asked for completions again, which [`Ring::reap`] does when the ring says it overflowed.
+const CQ_ENTRIES: u32 = 4096;
 
 /// Whether io_uring futex waits work here (a ring can be made, and it knows the opcode).
 pub(crate) fn supported() -> bool {
@@ -45,15 +52,19 @@ struct InFlight {
     left: u8,
     /// Whether the pidfd poll is among them (and may need cancelling).
     polled: bool,
-    /// Whether the first of the futex and the poll completed already.
+    /// Whether the first of the futex and the poll completed already (the outcome is then
+    /// reported).
     first_done: bool,
-    died: bool,
     /// The words and the pidfd, kept until the kernel is done with them.
     _watch: Arc<Watch>,
+    /// The linked timeout's duration, read by the kernel at the submission.
+    _timespec: Option<Box<types::Timespec>>,
 }
 
 struct State {
     ring: IoUring,
+    /// Submissions made by `arm` and `flush` (for a test hook).
+    arm_submits: u64,
     waits: HashMap<u64, InFlight>,
     done: Vec<(u64, Outcome)>,
 }
@@ -66,11 +77,12 @@ pub(crate) struct Ring {
 impl Ring {
     /// A ring that signals `eventfd` at every completion.
     pub fn new(eventfd: &OwnedFd) -> io::Result<Ring> {
-        let ring = IoUring::new(ENTRIES)?;
+        let ring = IoUring::builder().setup_cqsize(CQ_ENTRIES).build(ENTRIES)?;
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         Ok(Ring {
             state: Mutex::new(State {
                 ring,
+                arm_submits: 0,
                 waits: HashMap::new(),
                 done: Vec::new(),
             }),
@@ -88,7 +100,7 @@ impl State {
     ///
     /// # Safety
     /// Every address the entries carry must stay valid until the kernel is done with it (the
-    /// timespec of a linked timeout: until this call has submitted it).
+    /// timespec of a linked timeout: until the entries are submitted, here or later).
     unsafe fn push(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
         for _ in 0..2 {
             // SAFETY: the caller's contract on the entries' addresses.
@@ -136,18 +148,14 @@ impl State {
                 continue;
             };
             w.left -= 1;
-            if tag == POLL && res > 0 {
-                w.died = true;
-            }
             if (tag == FUTEX || tag == POLL) && !w.first_done {
                 w.first_done = true;
                 if w.polled {
                     cancels.push(id << 2 | if tag == FUTEX { POLL } else { FUTEX });
                 }
-            }
-            if w.left == 0 {
-                let died = w.died;
-                self.waits.remove(&id);
+                // The outcome is decided: report it now (the wait's words stay pinned here
+                // until its last operation completes).
+                let died = tag == POLL && res > 0;
                 self.done.push((
                     id,
                     if died {
@@ -157,6 +165,11 @@ impl State {
                     },
                 ));
             }
+            if w.left == 0 {
+                // Every wait has a futex operation, whose completion reported the outcome.
+                debug_assert!(w.first_done);
+                self.waits.remove(&id);
+            }
         }
         for target in cancels {
             self.cancel_op(target);
@@ -165,12 +178,16 @@ impl State {
 }
 
 impl Sleeper for Ring {
-    fn arm(&self, id: u64, watch: Arc<Watch>) -> io::Result<()> {
+    fn arm(&self, id: u64, watch: Arc<Watch>, defer: bool) -> io::Result<()> {
         let mut s = self.lock();
+        // Boxed, and kept with the wait: the kernel reads it at the submission, which may
+        // come later (`defer`).
         let ts = watch.slice.map(|d| {
-            types::Timespec::new()
-                .sec(d.as_secs())
-                .nsec(d.subsec_nanos())
+            Box::new(
+                types::Timespec::new()
+                    .sec(d.as_secs())
+                    .nsec(d.subsec_nanos()),
+            )
         });
         let mut futex = opcode::FutexWait::new(
             watch.futex_addr(),
@@ -185,7 +202,7 @@ impl Sleeper for Ring {
             futex = futex.flags(squeue::Flags::IO_LINK);
             entries.push(futex);
             entries.push(
-                opcode::LinkTimeout::new(ts)
+                opcode::LinkTimeout::new(&**ts)
                     .build()
                     .user_data(id << 2 | TIMEOUT),
             );
@@ -200,8 +217,9 @@ impl Sleeper for Ring {
             );
         }
         // SAFETY: the futex word stays mapped while `watch` (in `waits` below, until every
-        // completion of this wait arrived) pins its mapping; the pidfd stays open as long;
-        // the timespec lives until the submission below, and the kernel copies it then.
+        // completion of this wait arrived) pins its mapping; the pidfd stays open as long; the
+        // boxed timespec lives as long too (the kernel copies it at the submission, before any
+        // completion).
         unsafe { s.push(&entries) }?;
         s.waits.insert(
             id,
@@ -209,14 +227,28 @@ impl Sleeper for Ring {
                 left: entries.len() as u8,
                 polled: watch.pidfd.is_some(),
                 first_done: false,
-                died: false,
                 _watch: Arc::clone(&watch),
+                _timespec: ts,
             },
         );
-        // `ts` lives until here, past the submission.
-        let submitted = s.submit();
-        let _ = &ts;
-        submitted
+        if defer {
+            return Ok(());
+        }
+        s.arm_submits += 1;
+        s.submit()
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let mut s = self.lock();
+        if s.ring.submission().is_empty() {
+            return Ok(());
+        }
+        s.arm_submits += 1;
+        s.submit()
+    }
+
+    fn arm_syscalls(&self) -> u64 {
+        self.lock().arm_submits
     }
 
     fn cancel(&self, id: u64) {
@@ -233,8 +265,25 @@ impl Sleeper for Ring {
     fn reap(&self, out: &mut Vec<(u64, Outcome)>) {
         let mut s = self.lock();
         s.collect();
-        // Cancellations queued while collecting.
-        let _ = s.submit();
+        // Completions the kernel kept aside because the queue was full: a submission call
+        // with the ring's overflow flag set asks for them (`IORING_ENTER_GETEVENTS`). Bounded:
+        // each turn empties the queue first.
+        for _ in 0..64 {
+            if !s.ring.submission().cq_overflow() {
+                break;
+            }
+            let _ = s.submit();
+            s.collect();
+        }
+        // Cancellations queued while collecting (no system call when there are none).
+        if !s.ring.submission().is_empty() {
+            let _ = s.submit();
+        }
         out.append(&mut s.done);
+    }
+
+    fn has_outcomes(&self) -> bool {
+        let mut s = self.lock();
+        !s.done.is_empty() || !s.ring.completion().is_empty() || s.ring.submission().cq_overflow()
     }
 }
