@@ -393,13 +393,11 @@ mod ours {
     impl<const W: usize> Rx<W> for QueueConsumer<[u64; W]> {
         #[inline(always)]
         fn recv(&mut self, m: &mut [u64; W]) -> Result<(), u64> {
-            loop {
-                if let Some(v) = self.try_recv().expect("receive") {
-                    *m = v;
-                    return Ok(());
-                }
+            // Straight into the caller's buffer, as the ring's consumer copies (`recv_into`).
+            while !self.recv_into(m).expect("receive") {
                 core::hint::spin_loop();
             }
+            Ok(())
         }
     }
 
