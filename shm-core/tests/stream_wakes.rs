@@ -189,8 +189,14 @@ fn a_stream_reader_is_woken_for_every_message() {
     let (f, mut woken) = (file_of(&name), 0);
     for m in 1..=ROUNDS {
         let word = u32_at(&f, FUTEX);
+        let start = Instant::now();
         let got = rx.recv_timeout(BOUND);
         woken += u64::from(u32_at(&f, FUTEX) != word);
+        // A wait that reached its bound was not woken, even if its last look found the message.
+        if start.elapsed() >= BOUND {
+            kill(&mut writer);
+            panic!("message {m} (seed {seed}): the wait reached {BOUND:?}: the wake-up was missed");
+        }
         match got {
             Ok(got) => assert_eq!(got, m),
             Err(e) => {
@@ -221,8 +227,14 @@ fn a_queue_consumer_is_woken_for_every_message() {
     let (f, mut woken) = (file_of(&name), 0);
     for m in 1..=ROUNDS {
         let word = u32_at(&f, FUTEX);
+        let start = Instant::now();
         let got = rx.recv_timeout(BOUND);
         woken += u64::from(u32_at(&f, FUTEX) != word);
+        // A wait that reached its bound was not woken, even if its last look found the message.
+        if start.elapsed() >= BOUND {
+            kill(&mut producer);
+            panic!("message {m} (seed {seed}): the wait reached {BOUND:?}: the wake-up was missed");
+        }
         match got {
             Ok(got) => assert_eq!(got, m),
             Err(e) => {
@@ -256,8 +268,13 @@ fn a_producer_waiting_for_room_is_woken_by_the_commit_that_makes_it() {
     for m in 2..=ROUNDS + 1 {
         // Full until the consumer takes m - 1, which it does after this acknowledgement.
         let word = u32_at(&f, SPACE_FUTEX);
+        let start = Instant::now();
         let sent = tx.send_timeout(&m, BOUND);
         woken += u64::from(u32_at(&f, SPACE_FUTEX) != word);
+        if start.elapsed() >= BOUND {
+            kill(&mut consumer);
+            panic!("message {m} (seed {seed}): the wait reached {BOUND:?}: the wake-up was missed");
+        }
         if let Err(e) = sent {
             kill(&mut consumer);
             panic!("message {m} (seed {seed}): {e}: the wake-up was missed");
