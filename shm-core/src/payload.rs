@@ -110,6 +110,16 @@ impl<W: Word> Source<W> for FromBytes<'_> {
             w.store(0, Ordering::Relaxed);
         }
     }
+
+    #[inline(always)]
+    fn one_word(&mut self) -> u64 {
+        let mut bytes = [0u8; 8];
+        let n = self.len.min(8);
+        // SAFETY: the first `n <= len` bytes from `src` are readable and initialized (`new`'s
+        // caller); the destination is a local array of 8 >= n bytes.
+        unsafe { core::ptr::copy_nonoverlapping(self.src, bytes.as_mut_ptr(), n) };
+        u64::from_ne_bytes(bytes)
+    }
 }
 
 /// A source that gives what `inner` gives, then zeroes the byte ranges `zero` (start, end) of
@@ -120,6 +130,17 @@ pub(crate) struct ZeroRanges<'a, S> {
 }
 
 impl<W: Word, S: Source<W>> Source<W> for ZeroRanges<'_, S> {
+    fn one_word(&mut self) -> u64 {
+        let mut bytes = self.inner.one_word().to_ne_bytes();
+        for &(start, end) in self.zero {
+            let (start, end) = (start.min(8), end.min(8));
+            if start < end {
+                bytes[start..end].fill(0);
+            }
+        }
+        u64::from_ne_bytes(bytes)
+    }
+
     fn give(&mut self, words: &[W]) {
         self.inner.give(words);
         for &(start, end) in self.zero {

@@ -41,10 +41,11 @@ pub(crate) struct Make {
 /// are, and readers validate helper types when they decode them.
 pub struct RawWriter {
     seg: Segment,
-    /// Where this writer is: the last version it used (published, or after a takeover
-    /// possibly written but never published by the previous writer), and the newest version
-    /// whose slot holds a complete value, if any.
-    at: Resume,
+    /// The last version this writer used: published, or after a takeover possibly written
+    /// but never published by the previous writer.
+    version: u64,
+    /// The newest version whose slot holds a complete value, if any (see [`Complete`]).
+    complete: Complete,
     created: bool,
     /// The least epoch [`set_epoch`](Self::set_epoch) may record: the epoch of the writer
     /// before this one (1 for a creator), then the last one recorded.
@@ -64,10 +65,8 @@ impl RawWriter {
         RawWriter {
             turns: seg.writers_take_turns(),
             seg,
-            at: Resume {
-                version: 0,
-                complete: Some(0),
-            },
+            version: 0,
+            complete: Complete::Latest,
             created: true,
             epoch_floor: 1,
             in_turn: false,
@@ -227,8 +226,10 @@ impl RawWriter {
         // Informative: the last writer that attached.
         seg.header().writer_pid.store(sys::pid(), Ordering::Relaxed);
         seg.check_intact()?;
+        let at = protocol::resume(&seg);
         Ok(RawWriter {
-            at: protocol::resume(&seg),
+            version: at.version,
+            complete: Complete::of(at),
             epoch_floor: seg.writer_epoch().max(1),
             seg,
             created: false,
@@ -263,7 +264,8 @@ impl RawWriter {
         }
         seg.check_intact()?;
         let writer = RawWriter {
-            at,
+            version: at.version,
+            complete: Complete::of(at),
             seg,
             created: false,
             epoch_floor: previous_epoch.max(1),
@@ -279,12 +281,13 @@ impl RawWriter {
     #[inline(always)]
     pub(crate) fn publish(&mut self, words: usize, source: impl protocol::Source<AtomicU64>) {
         self.seg.assert_not_inherited();
-        let next = self.at.version.wrapping_add(1);
+        let next = self.version.wrapping_add(1);
         let wake = protocol::publish(&self.seg, next, words, source, announce_mode());
-        self.at = Resume {
-            version: next,
-            complete: Some(next),
-        };
+        self.version = next;
+        // Only the first publication after a takeover changes it: no store on later ones.
+        if self.complete != Complete::Latest {
+            self.complete = Complete::Latest;
+        }
         if wake {
             self.wake_waiters();
         }
@@ -343,10 +346,8 @@ impl RawWriter {
         }
         match start {
             Ok(published) => {
-                self.at = Resume {
-                    version: published,
-                    complete: Some(published),
-                };
+                self.version = published;
+                self.complete = Complete::Latest;
                 Ok(recovered)
             }
             Err(refused) => {
@@ -383,7 +384,7 @@ impl RawWriter {
         if self.turns && !self.in_turn {
             return self.latest(words, sink);
         }
-        let v = self.at.complete.ok_or_else(|| {
+        let v = self.complete.of_version(self.version).ok_or_else(|| {
             if self.seg.geometry().slot_count > 1 {
                 Error::Corrupt {
                     what: "the published slot does not hold the published version",
@@ -483,7 +484,7 @@ impl RawWriter {
 
     /// The version this writer last wrote; see [`Writer::version`](crate::Writer::version).
     pub fn version(&self) -> u64 {
-        self.at.version
+        self.version
     }
 
     /// Whether this handle created the segment (as opposed to taking over an existing one).
@@ -545,7 +546,7 @@ impl core::fmt::Debug for RawWriter {
         f.debug_struct("RawWriter")
             .field("name", &self.seg.name())
             .field("layout", &format_args!("{}", self.layout()))
-            .field("version", &self.at.version)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -555,6 +556,38 @@ impl Drop for RawWriter {
         if self.in_turn {
             // A leaked turn: its thread still holds the turn lock (see `begin_turn`).
             self.seg.leak_mapping();
+        }
+    }
+}
+
+/// The newest version whose slot holds a complete value, as a writer knows it: kept so that
+/// publishing, which makes its own version the newest complete one, stores nothing but the
+/// version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Complete {
+    /// The writer's last version: it published it (or created the segment with it, or found
+    /// it published when its turn began).
+    Latest,
+    /// What a takeover found before this writer published: the newest complete version, if
+    /// any (see [`Resume`]).
+    Found(Option<u64>),
+}
+
+impl Complete {
+    /// What a takeover found, as `resume` (and the check of the published slot) says.
+    fn of(at: Resume) -> Complete {
+        if at.complete == Some(at.version) {
+            Complete::Latest
+        } else {
+            Complete::Found(at.complete)
+        }
+    }
+
+    /// The newest complete version, for a writer whose last version is `version`.
+    fn of_version(self, version: u64) -> Option<u64> {
+        match self {
+            Complete::Latest => Some(version),
+            Complete::Found(v) => v,
         }
     }
 }

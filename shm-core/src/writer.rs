@@ -224,15 +224,24 @@ impl<T: SharedState> Writer<T> {
     /// and panics if the turn cannot start (a damaged segment).
     #[inline]
     pub fn write(&mut self, value: &T) {
+        // One test for the uncommon writers, and nothing stored in the handle on the common
+        // path but the version.
+        if self.raw.turns | self.adopted.is_some() {
+            return self.write_uncommon(value);
+        }
+        self.raw.publish(Self::WORDS, payload::source_of(value));
+    }
+
+    /// [`write`](Self::write) for a writer that takes turns or adopted another version's
+    /// layout.
+    #[cold]
+    fn write_uncommon(&mut self, value: &T) {
         if self.raw.turns {
             return self.write_in_turn(value);
         }
-        match self.adopted.take() {
-            None => self.raw.publish(Self::WORDS, payload::source_of(value)),
-            Some(adopted) => {
-                self.write_adopted(value, &adopted);
-                self.adopted = Some(adopted);
-            }
+        if let Some(adopted) = self.adopted.take() {
+            self.write_adopted(value, &adopted);
+            self.adopted = Some(adopted);
         }
     }
 

@@ -584,6 +584,46 @@ fn an_adopting_writer_zeroes_deprecated_fields() {
     assert_eq!((got.tick, got.status, got.flags), (2, 0, v1(1).flags));
 }
 
+/// A writer that adopted a one-word segment's layout stores the same value, deprecated fields
+/// zeroed, in the slot and in the segment's inline copy of one-word values (which a typed
+/// reader of a one-word payload reads; an untyped reader reads the slot).
+#[test]
+fn an_adopting_writer_of_a_one_word_segment_zeroes_deprecated_fields_in_both_copies() {
+    #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    #[shm(name = "Word", appendable)]
+    struct Word1 {
+        a: u16,
+        b: u16,
+    }
+    #[derive(SharedState, Clone, Copy, Debug, PartialEq)]
+    #[repr(C)]
+    #[shm(name = "Word", appendable)]
+    struct Word2 {
+        a: u16,
+        #[deprecated = "read `c` instead"]
+        #[shm(deprecated)]
+        b: u16,
+        c: u32,
+    }
+    let name = Name::new("up-word-deprecated");
+    let _ = Word1::create(&name, &Word1 { a: 1, b: 2 }).unwrap();
+    let mut w = Options::new()
+        .adopt_stored_layout(true)
+        .open_writer::<Word2>(&name)
+        .unwrap();
+    #[allow(deprecated)]
+    w.write(&Word2 { a: 3, b: 7, c: 9 });
+    let r = Word1::open(&name).unwrap();
+    assert_eq!(r.read(), Word1 { a: 3, b: 0 }, "the inline copy");
+    let raw = shm_core::RawReader::open(&name).unwrap();
+    let mut bytes = [0xffu8; 4];
+    assert_eq!(raw.try_read(&mut bytes).unwrap(), 1);
+    let mut expected = [0u8; 4];
+    expected[..2].copy_from_slice(&3u16.to_ne_bytes());
+    assert_eq!(bytes, expected, "the slot");
+}
+
 /// The descriptor of an appendable type: tag 7 and field markers, decoded back equal; the
 /// descriptor of every other type is unchanged (tag 3, no markers).
 #[test]

@@ -27,6 +27,10 @@ pub enum Kind {
     Iceoryx2,
     /// Cloudflare's mmap-sync.
     MmapSync,
+    /// A plain copy and a futex word beside it: the writer copies, bumps the word and
+    /// `FUTEX_WAKE`s; the reader `FUTEX_WAIT`s on the word and copies. The floor of a blocked
+    /// reader's wake-up (`latency_wake` only: no consistency of its own).
+    Futex,
 }
 
 impl Kind {
@@ -38,6 +42,7 @@ impl Kind {
             Kind::Socket => "unix-socket".into(),
             Kind::Iceoryx2 => "iceoryx2".into(),
             Kind::MmapSync => "mmap-sync".into(),
+            Kind::Futex => "futex-raw".into(),
         }
     }
 
@@ -48,6 +53,7 @@ impl Kind {
             "unix-socket" => Kind::Socket,
             "iceoryx2" => Kind::Iceoryx2,
             "mmap-sync" => Kind::MmapSync,
+            "futex-raw" => Kind::Futex,
             _ => Kind::Ours(
                 s.strip_prefix("ours-")?
                     .strip_suffix("slot")?
@@ -85,7 +91,7 @@ pub trait ReadSide<const W: usize> {
 pub fn leftovers(kind: Kind, name: &str) -> Vec<PathBuf> {
     let base = name.trim_start_matches('/');
     match kind {
-        Kind::Limit | Kind::Mutex | Kind::Ours(_) => {
+        Kind::Limit | Kind::Mutex | Kind::Ours(_) | Kind::Futex => {
             vec![PathBuf::from(format!("/dev/shm/{base}"))]
         }
         Kind::Socket => vec![PathBuf::from(format!("/tmp/{base}.sock"))],
@@ -124,6 +130,7 @@ pub fn with_writer<const W: usize>(kind: Kind, name: &str, job: impl WithWriter<
         Kind::Socket => unreachable!("the socket writer is a server (see `serve`)"),
         Kind::Iceoryx2 => job.run(ice::Writer::<W>::create(name)),
         Kind::MmapSync => job.run(msync::Writer::<W>::create(name)),
+        Kind::Futex => job.run(FutexSide::<W>(Mapping::create(name, FUTEX_ROOM + W * 8))),
     }
 }
 
@@ -138,6 +145,7 @@ pub fn with_reader<const W: usize>(kind: Kind, name: &str, job: impl WithReader<
         )),
         Kind::Iceoryx2 => job.run(ice::Reader::<W>::open(name)),
         Kind::MmapSync => job.run(msync::Reader::<W>::open(name)),
+        Kind::Futex => job.run(FutexSide::<W>(Mapping::open(name, FUTEX_ROOM + W * 8))),
     }
 }
 
@@ -286,6 +294,77 @@ impl<const W: usize> ReadSide<W> for PlainReader<W> {
             )
         };
         0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A raw futex word beside a plain copy
+
+/// Room for the futex word before the data: one cache line.
+const FUTEX_ROOM: usize = 64;
+
+/// The futex word at the start of the mapping, then the value.
+pub(crate) struct FutexSide<const W: usize>(Mapping);
+
+impl<const W: usize> FutexSide<W> {
+    fn word(&self) -> &core::sync::atomic::AtomicU32 {
+        // SAFETY: the mapping starts with `FUTEX_ROOM >= 4` bytes, page-aligned; any bytes are
+        // a valid `AtomicU32`, and the other process changing them is what atomics are for.
+        unsafe { &*(self.0.ptr as *const core::sync::atomic::AtomicU32) }
+    }
+    fn data(&self) -> *mut u8 {
+        // SAFETY: `FUTEX_ROOM + W * 8` bytes are mapped.
+        unsafe { self.0.ptr.add(FUTEX_ROOM) }
+    }
+    fn futex(&self, op: libc::c_int, val: u32, timeout: Option<&libc::timespec>) {
+        // SAFETY: the word is a 4-aligned `u32` in a shared mapping that outlives the call;
+        // `timeout` is null or a valid timespec. A shared (not private) futex: the peer is
+        // another process.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.word().as_ptr(),
+                op,
+                val,
+                timeout.map_or(core::ptr::null(), |t| t as *const libc::timespec),
+            )
+        };
+    }
+}
+
+impl<const W: usize> WriteSide<W> for FutexSide<W> {
+    #[inline(always)]
+    fn publish(&mut self, value: &[u64; W]) {
+        // SAFETY: the data is `W * 8` mapped bytes, `value` too; unsynchronised, as the limit
+        // (the reader copies only after it was woken, 30-70 us before the next publish).
+        unsafe { core::ptr::copy_nonoverlapping(value.as_ptr() as *const u8, self.data(), W * 8) };
+        self.word().fetch_add(1, Ordering::Release);
+    }
+    fn notify(&mut self) {
+        self.futex(libc::FUTEX_WAKE, i32::MAX as u32, None);
+    }
+}
+
+impl<const W: usize> ReadSide<W> for FutexSide<W> {
+    #[inline(always)]
+    fn read(&mut self, out: &mut [u64; W]) -> u32 {
+        // SAFETY: as in `publish`.
+        unsafe { core::ptr::copy_nonoverlapping(self.data(), out.as_mut_ptr() as *mut u8, W * 8) };
+        0
+    }
+    fn token(&self) -> u64 {
+        self.word().load(Ordering::Acquire).into()
+    }
+    fn wait(&mut self, token: u64) -> bool {
+        let timeout = libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        // One sleep: the caller goes round again after a spurious wake-up or a timeout.
+        if u64::from(self.word().load(Ordering::Acquire)) == token {
+            self.futex(libc::FUTEX_WAIT, token as u32, Some(&timeout));
+        }
+        u64::from(self.word().load(Ordering::Acquire)) != token
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Row {
     pub cpu_ns: f64,
     /// Threads the receiving process ran (async cases only).
     pub threads: u64,
+    /// Values the writer published per second while the reader measured (contended read
+    /// cases; NaN elsewhere): which rows were really contended.
+    pub writer_per_s: f64,
 }
 
 /// Payload sizes in 8-byte words for the latency cases, and for throughput.
@@ -186,7 +189,7 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
         if only.is_some_and(|o| !case.contains(o)) {
             return;
         }
-        let rounds = if case.starts_with("read") || case == "write" {
+        let rounds = if case.starts_with("read") || case == "write" || case == "latency_wake" {
             rounds
         } else {
             1
@@ -247,10 +250,13 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
         &[64],
         "latency-spin",
     );
+    // The raw futex is the floor of a blocked reader's wake-up (store, `FUTEX_WAKE`; the
+    // reader `FUTEX_WAIT`s and loads): run in the same rounds as ours, so that noise falls
+    // on both alike.
     go(
         "latency_wake",
-        &[Kind::Ours(4), Kind::Iceoryx2],
-        &[64],
+        &[Kind::Ours(4), Kind::Futex, Kind::Iceoryx2],
+        &[8, 64, 4096],
         "latency-wake",
     );
     go(
@@ -337,6 +343,7 @@ fn combine(mut runs: Vec<Row>) -> Option<Row> {
     row.torn = runs.iter().map(|r| r.torn).sum();
     row.distinct = runs.iter().map(|r| r.distinct).sum();
     row.used = runs.iter().map(|r| r.used).sum();
+    row.writer_per_s = median(runs.iter().map(|r| r.writer_per_s).collect());
     row.retries = if runs.iter().any(|r| r.retries == u64::MAX) {
         u64::MAX
     } else {

@@ -194,6 +194,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     sorted: &[f64],
     ops: u64,
@@ -202,6 +203,7 @@ fn report(
     distinct: u64,
     samples: bool,
     used: u64,
+    writer_per_s: Option<f64>,
 ) {
     let mut v = json!({
         "used": used,
@@ -214,6 +216,9 @@ fn report(
     });
     if samples {
         v["samples"] = json!(sorted);
+    }
+    if let Some(rate) = writer_per_s {
+        v["writer_per_s"] = json!(rate);
     }
     tell(&v.to_string());
 }
@@ -262,7 +267,7 @@ fn measure_reads<const W: usize, R: ReadSide<W>>(job: &Job, mut side: R) {
             }
             lat.sort_by(f64::total_cmp);
             let n = lat.len() as u64;
-            report(&lat, n, torn, retries, distinct, true, n);
+            report(&lat, n, torn, retries, distinct, true, n, None);
         }
         "attach" => {
             drop(side);
@@ -281,10 +286,16 @@ fn measure_reads<const W: usize, R: ReadSide<W>>(job: &Job, mut side: R) {
                 0,
                 false,
                 times.len() as u64,
+                None,
             );
         }
         _ => {
             let mut starved = false;
+            // The writer's rate while we measure: its values are its publish count (every
+            // word of the `c`-th value is `c`), so the first and last values read span the
+            // values it published meanwhile.
+            let mut first = None;
+            let start = Instant::now();
             let (per_op, ops) = batches(b, || {
                 let r = side.read(&mut buf);
                 if r >= STARVED_AFTER {
@@ -292,14 +303,15 @@ fn measure_reads<const W: usize, R: ReadSide<W>>(job: &Job, mut side: R) {
                     return Op::Stop;
                 }
                 retries += r as u64;
-                let first = buf[0];
-                if buf.iter().any(|&x| x != first) {
+                let word = buf[0];
+                first.get_or_insert(word);
+                if buf.iter().any(|&x| x != word) {
                     torn += 1;
                 }
                 black_box(&buf);
-                if first != last {
+                if word != last {
                     distinct += 1;
-                    last = first;
+                    last = word;
                     Op::Changed
                 } else {
                     Op::Same
@@ -309,8 +321,20 @@ fn measure_reads<const W: usize, R: ReadSide<W>>(job: &Job, mut side: R) {
                 // One read gave up after STARVED_AFTER retries: report it as such.
                 retries = u64::MAX;
             }
+            let seconds = start.elapsed().as_secs_f64();
+            let published = last.saturating_sub(first.unwrap_or(last));
+            let writer_per_s = (job.mode != "idle").then(|| published as f64 / seconds);
             let (sorted, used) = contended(&per_op, job.mode != "idle");
-            report(&sorted, ops, torn, retries, distinct, false, used);
+            report(
+                &sorted,
+                ops,
+                torn,
+                retries,
+                distinct,
+                false,
+                used,
+                writer_per_s,
+            );
         }
     }
 }
@@ -341,7 +365,7 @@ fn measure_writes<const W: usize, S: WriteSide<W>>(job: &Job, mut side: S) {
     });
     drop(side);
     let (sorted, used) = contended(&per_op, false);
-    report(&sorted, ops, 0, 0, 0, false, used);
+    report(&sorted, ops, 0, 0, 0, false, used, None);
 }
 
 /// Parses a child's result line.
@@ -366,5 +390,6 @@ pub fn parse(line: &str) -> Option<Row> {
             .unwrap_or_default(),
         cpu_ns: f("cpu_ns"),
         threads: u("threads"),
+        writer_per_s: f("writer_per_s"),
     })
 }

@@ -12,10 +12,14 @@ const OURS: &str = "ours-4slot";
 /// What the stream cases compare against: our queue, and the plain SPSC ring as the limit.
 const OURS_STREAMS: &str = "ours-queue";
 const LIMIT_STREAMS: &str = "spsc-ring";
+/// The targets for our queue against the plain ring in `stream_throughput`: at most this
+/// ratio of ns per message, by message size.
+const QUEUE_TARGETS: [(usize, f64); 2] = [(64, 1.3), (4096, 1.2)];
 
 pub fn write(out: &str, rows: &[Row], quick: bool) {
-    let mut csv =
-        String::from("case,contender,bytes,median_ns,p99_ns,ops,torn,retries,distinct,used\n");
+    let mut csv = String::from(
+        "case,contender,bytes,median_ns,p99_ns,ops,torn,retries,distinct,used,writer_per_s\n",
+    );
     for r in rows {
         let retries = if r.retries == u64::MAX {
             "starved".to_string()
@@ -24,7 +28,7 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
         };
         let _ = writeln!(
             csv,
-            "{},{},{},{:.2},{:.2},{},{},{},{},{}",
+            "{},{},{},{:.2},{:.2},{},{},{},{},{},{}",
             r.case,
             r.contender,
             r.bytes,
@@ -34,7 +38,12 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
             r.torn,
             retries,
             r.distinct,
-            r.used
+            r.used,
+            if r.writer_per_s.is_finite() {
+                format!("{:.0}", r.writer_per_s)
+            } else {
+                String::new()
+            }
         );
     }
     std::fs::write(format!("{out}/results.csv"), csv).expect("write results.csv");
@@ -46,6 +55,7 @@ pub fn write(out: &str, rows: &[Row], quick: bool) {
                 "median_ns": r.median_ns, "p99_ns": r.p99_ns, "ops": r.ops, "torn": r.torn,
                 "retries": r.retries, "starved": r.retries == u64::MAX, "distinct": r.distinct,
                 "batches_used": r.used, "cpu_ns_per_wake": r.cpu_ns, "threads": r.threads,
+                "writer_values_per_s": r.writer_per_s.is_finite().then_some(r.writer_per_s),
             })
         })
         .collect();
@@ -184,6 +194,9 @@ fn summary(rows: &[Row], quick: bool) -> String {
                 }
             }
             s.push('\n');
+            if case == "latency_wake" {
+                ours_against_futex(&mut s, &cell, &sizes);
+            }
             continue;
         }
         let _ = write!(s, "| contender |");
@@ -229,6 +242,15 @@ fn summary(rows: &[Row], quick: bool) -> String {
                         fmt_ns(r.median_ns),
                         ratio(l)
                     );
+                } else if r.writer_per_s.is_finite() {
+                    let _ = write!(
+                        s,
+                        " {} L{} O{} @{} |",
+                        fmt_ns(r.median_ns),
+                        ratio(l),
+                        ratio(o),
+                        fmt_rate(r.writer_per_s)
+                    );
                 } else {
                     let _ = write!(s, " {} L{} O{} |", fmt_ns(r.median_ns), ratio(l), ratio(o));
                 }
@@ -241,13 +263,18 @@ fn summary(rows: &[Row], quick: bool) -> String {
             let _ = writeln!(s, " {torn} | {retries} |");
         }
         s.push('\n');
+        if case == "stream_throughput" {
+            queue_against_ring(&mut s, &cell);
+        }
     }
     s.push_str(
         "Cells: median ns per operation, `L` = ratio to the limit (plain unsynchronised copy), \
          `O` = ratio to ours with the default slot count (4). With a writer running, the median \
          is over the batches during which it published at least twice (`used` in \
          results.csv), so that reads during which another tenant held the writer's CPU do not \
-         count as contended. `starved`: a read gave up after 200,000 retries. In the stream cases \
+         count as contended; `@` is the writer's rate during the case, values it published per \
+         second (`writer_per_s` in results.csv): a row whose writer published rarely measured \
+         uncontended reads. `starved`: a read gave up after 200,000 retries. In the stream cases \
          the median is ns per message received, `L` is the ratio to the plain SPSC ring, `O` \
          to our queue, and `retries` counts the messages a lossy contender dropped. In the async \
          cases, `x blocking` and `x futex` are ratios to `ours-blocking` (`wait_for_update`) and \
@@ -255,6 +282,66 @@ fn summary(rows: &[Row], quick: bool) -> String {
          thread) per value observed, and threads are the receiving process's.\n",
     );
     s
+}
+
+/// Values per second, short: `38.2M/s`, `912k/s`, `15/s`.
+fn fmt_rate(per_s: f64) -> String {
+    if per_s >= 1e6 {
+        format!("{:.1}M/s", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.0}k/s", per_s / 1e3)
+    } else {
+        format!("{per_s:.0}/s")
+    }
+}
+
+/// The line under `stream_throughput`: our queue's ns per message against the plain ring's,
+/// beside the target ratio at each size.
+fn queue_against_ring(s: &mut String, cell: &BTreeMap<(&str, usize), &Row>) {
+    let parts: Vec<String> = QUEUE_TARGETS
+        .iter()
+        .filter_map(|&(bytes, target)| {
+            let q = cell.get(&(OURS_STREAMS, bytes))?;
+            let l = cell.get(&(LIMIT_STREAMS, bytes))?;
+            let x = q.median_ns / l.median_ns;
+            let verdict = if x <= target { "met" } else { "not met" };
+            Some(format!(
+                "{:.2}x at {} (target <= {target}x: {verdict})",
+                x,
+                size_label(bytes)
+            ))
+        })
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(
+            s,
+            "{OURS_STREAMS} against {LIMIT_STREAMS} (ns per message): {}.\n",
+            parts.join(", ")
+        );
+    }
+}
+
+/// The line under `latency_wake`: our p50 against the raw futex's (the floor), per size.
+fn ours_against_futex(s: &mut String, cell: &BTreeMap<(&str, usize), &Row>, sizes: &[usize]) {
+    let parts: Vec<String> = sizes
+        .iter()
+        .filter_map(|&b| {
+            let o = cell.get(&(OURS, b))?;
+            let f = cell.get(&("futex-raw", b))?;
+            Some(format!(
+                "{:.2}x at {}",
+                o.median_ns / f.median_ns,
+                size_label(b)
+            ))
+        })
+        .collect();
+    if !parts.is_empty() {
+        let _ = writeln!(
+            s,
+            "{OURS} against futex-raw (p50): {} (target <= 1.1x).\n",
+            parts.join(", ")
+        );
+    }
 }
 
 /// The async waiting cases: wake-up latency with ratios to the blocking wait and the raw futex

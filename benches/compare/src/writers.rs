@@ -254,6 +254,7 @@ fn turns(
             samples: Vec::new(),
             cpu_ns: f64::NAN,
             threads: 0,
+            writer_per_s: f64::NAN,
         }
     };
     row.samples = rates;

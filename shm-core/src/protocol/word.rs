@@ -111,6 +111,11 @@ impl<W: Word, F: FnMut(usize, u64)> Sink<W> for F {
 pub(crate) trait Source<W: Word> {
     /// Stores every word of `words`.
     fn give(&mut self, words: &[W]);
+
+    /// The value of a one-word payload: what `give` would store into one word. Read before
+    /// the writer stores anything, so that the publish path stores a value it holds rather
+    /// than loading it between its stores.
+    fn one_word(&mut self) -> u64;
 }
 
 impl<W: Word, F: FnMut(usize) -> u64> Source<W> for F {
@@ -119,6 +124,10 @@ impl<W: Word, F: FnMut(usize) -> u64> Source<W> for F {
         for (i, w) in words.iter().enumerate() {
             w.store(self(i), Ordering::Relaxed);
         }
+    }
+    #[inline(always)]
+    fn one_word(&mut self) -> u64 {
+        self(0)
     }
 }
 

@@ -189,6 +189,7 @@ impl Segment {
         }
         let map = map(&file, geometry.total_size, Access::ReadWrite, name).map_err(fail)?;
         let mut seg = Segment {
+            base: super::Base::of(&map),
             map: Arc::new(map),
             file,
             geometry,

@@ -138,6 +138,31 @@ impl Mapping {
     }
 }
 
+/// The start of a segment's mapping, a copy of [`Mapping::as_ptr`] kept in the handle: the
+/// publish and read paths reach the header and the slots with one load, without following the
+/// reference count to the mapping and checking its length again on every access.
+#[derive(Clone, Copy)]
+struct Base(core::ptr::NonNull<u8>);
+
+// SAFETY: `Base` is only an address; it is dereferenced only through `Segment`, which owns
+// (through its `Arc`) the mapping the address points into, and everything reached through it
+// is atomics, which any thread may access.
+unsafe impl Send for Base {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Base {}
+
+impl Base {
+    /// The start of `map`.
+    ///
+    /// # Panics
+    /// If `map` is shorter than a header: a `Segment` whose base this is can then hand out its
+    /// header without checking again.
+    fn of(map: &Mapping) -> Base {
+        assert!(map.len() >= HEADER_SIZE);
+        Base(core::ptr::NonNull::new(map.as_ptr()).expect("a mapping is never at address 0"))
+    }
+}
+
 /// A strong reference to a segment's mapping: keeps its words mapped (and guarded) while an
 /// asynchronous wait that the kernel (or a waiting thread) still holds refers to them, even
 /// after the handle that started the wait is gone.
@@ -182,6 +207,8 @@ pub(crate) struct Segment {
     /// Shared with every [`Pinned`] of this segment (an asynchronous wait the kernel still
     /// holds), so that its words stay mapped until the last of them ends.
     map: Arc<Mapping>,
+    /// The start of `map` (at least a header long: checked by [`Base::of`]).
+    base: Base,
     file: File,
     geometry: Geometry,
     index: SlotIndex,
@@ -293,7 +320,11 @@ impl Segment {
     /// The header.
     #[inline(always)]
     pub fn header(&self) -> &Header {
-        header_of(&self.map)
+        // SAFETY: `base` is the start of the mapping `self` owns, which is at least HEADER_SIZE
+        // bytes (checked when `base` was made) and page-aligned, so it holds an aligned
+        // `Header`; `Header` is all atomics, valid for any bytes, and other processes changing
+        // them concurrently is what atomics are for; the borrow is tied to `self`.
+        unsafe { &*(self.base.0.as_ptr() as *const Header) }
     }
 
     /// A strong reference to the mapping, for a wait that may outlive this handle.
@@ -480,7 +511,7 @@ impl Slots for Segment {
         // word and the payload words (from `off + 64`) are 8-aligned; atomics are valid for any
         // bytes; the borrows are tied to `self`, which owns the mapping.
         unsafe {
-            let base = self.map.as_ptr().cast_const().add(off);
+            let base = self.base.0.as_ptr().cast_const().add(off);
             (
                 &*(base as *const AtomicU64),
                 core::slice::from_raw_parts(

@@ -109,6 +109,7 @@ impl Segment {
             }
         }
         let seg = Segment {
+            base: super::Base::of(&map),
             map: Arc::new(map),
             file,
             geometry,
