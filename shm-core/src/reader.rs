@@ -141,8 +141,13 @@ impl<T: SharedState> Reader<T> {
             // One word, in the segment too (only then does the writer keep `inline`): every
             // byte of `out` comes from the one load, or is zeroed past a shorter payload (see
             // `payload::sink_for`).
-            let (_, sink) = payload::sink_for(out, self.stored);
-            protocol::read_inline(self.raw.segment(), sink);
+            if size_of::<T>() <= self.stored {
+                // A compile-time length (as in `attempt`): one load and one store.
+                protocol::read_inline(self.raw.segment(), payload::sink_into(out));
+            } else {
+                let (_, sink) = payload::sink_for(out, self.stored);
+                protocol::read_inline(self.raw.segment(), sink);
+            }
             true
         } else {
             self.attempt(out)

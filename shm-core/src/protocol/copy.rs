@@ -49,7 +49,7 @@ const HAS_BULK: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64")
 /// # Safety
 /// `dst` must be valid for writes of `src.len() * 8` bytes, and must not overlap `src` or be
 /// accessed by anyone else during the call.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn load_words(src: &[AtomicU64], dst: *mut u8) {
     let bytes = src.len() * 8;
     if (arch::SMALL.0..=arch::SMALL.1).contains(&bytes) {
