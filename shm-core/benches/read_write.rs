@@ -13,7 +13,7 @@
 //! The `copy_*` groups measure the bulk copy alone, from a shared mapping into private memory
 //! as a read does: `memcpy` (glibc's, through `libc::memcpy`) against `chosen`, the routine
 //! reads and writes use at that size on this CPU, and every routine the CPU can run side by
-//! side (`rep_movsb`, `sse2`, `avx2`, `avx512`), which is how the thresholds in
+//! side (`rep_movsb`, `sse2`, `avx2`), which is how the thresholds in
 //! `protocol/copy.rs` were picked. The plan `chosen` follows is printed first.
 //!
 //! ```text

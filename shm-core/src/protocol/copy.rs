@@ -119,7 +119,6 @@ mod arch {
     pub(super) enum Vector {
         Sse2 = 1,
         Avx2 = 2,
-        Avx512 = 3,
     }
 
     /// Which routine copies how much on this CPU: `rep movsb` from `rep_min` bytes, `vector`
@@ -144,7 +143,6 @@ mod arch {
             packed = choose_plan();
         }
         let vector = match packed & 3 {
-            3 => Vector::Avx512,
             2 => Vector::Avx2,
             _ => Vector::Sse2,
         };
@@ -174,7 +172,6 @@ mod arch {
             is_amd(),
             std::is_x86_feature_detected!("ermsb"),
             std::is_x86_feature_detected!("avx2"),
-            std::is_x86_feature_detected!("avx512f"),
         );
         let packed = plan.rep_min << 2 | plan.vector as usize;
         PLAN.store(packed, Ordering::Relaxed);
@@ -196,29 +193,18 @@ mod arch {
     ///   to it) from 3 KiB. From 32 KiB, the L1 data cache, which routine won depended on the
     ///   destination's alignment (10% either way), and the comparison harness's 64 KiB read
     ///   was 2% slower with the AVX2 loop than with `rep movsb`: there `rep movsb`, the CPU's
-    ///   own copy, is used. The AVX-512 loop was never faster than the AVX2 one (Zen 4
-    ///   executes 512-bit moves as two halves) and up to 8% slower with an unaligned
-    ///   destination, so AMD CPUs do not use it.
+    ///   own copy, is used. An AVX-512 loop (four 64-byte moves in `zmm16`-`zmm19`, measured
+    ///   the same way) was never faster than the AVX2 one (Zen 4 executes 512-bit moves as
+    ///   two halves) and up to 8% slower with an unaligned destination, so there is none here
+    ///   (it would also need Rust 1.89 for the `avx512f` target feature, above this crate's
+    ///   minimum).
     /// - Intel (and other vendors): not measured here. `rep movsb` from 2 KiB, where glibc's
     ///   `memcpy` switches to it on CPUs with ERMSB, and the AVX2 loop below.
-    pub(super) fn plan_for(amd: bool, ermsb: bool, avx2: bool, avx512f: bool) -> Plan {
+    pub(super) fn plan_for(amd: bool, ermsb: bool, avx2: bool) -> Plan {
         let rep_min = |min| if ermsb { min } else { NEVER };
-        if amd {
-            Plan {
-                rep_min: rep_min(AMD_REP_MIN),
-                vector: if avx512f && AMD_AVX512 {
-                    Vector::Avx512
-                } else if avx2 {
-                    Vector::Avx2
-                } else {
-                    Vector::Sse2
-                },
-            }
-        } else {
-            Plan {
-                rep_min: rep_min(REP_MIN),
-                vector: if avx2 { Vector::Avx2 } else { Vector::Sse2 },
-            }
+        Plan {
+            rep_min: rep_min(if amd { AMD_REP_MIN } else { REP_MIN }),
+            vector: if avx2 { Vector::Avx2 } else { Vector::Sse2 },
         }
     }
 
@@ -230,10 +216,6 @@ mod arch {
     /// The same threshold on AMD CPUs: the aligned AVX2 loop is as fast or faster below here
     /// (see [`plan_for`]).
     pub(super) const AMD_REP_MIN: usize = 32 * 1024;
-
-    /// Whether AMD CPUs with AVX-512F use the AVX-512 loop: no, it was never faster on Zen 4
-    /// (see [`plan_for`]).
-    const AMD_AVX512: bool = false;
 
     /// Copies `n` bytes from `src` to `dst` with vector moves or `rep movsb`, as this CPU's
     /// plan says.
@@ -249,9 +231,6 @@ mod arch {
             unsafe { rep_movsb(src, dst, n) }
         } else {
             match plan.vector {
-                // SAFETY: the plan picks AVX-512 only where it is detected; the ranges as the
-                // caller guarantees, `n >= 256`.
-                Vector::Avx512 => unsafe { vector_avx512(src, dst, n) },
                 // SAFETY: the plan picks AVX2 only where it is detected; the ranges as the
                 // caller guarantees, `n >= 256 >= 128`.
                 Vector::Avx2 => unsafe { vector_avx2(src, dst, n) },
@@ -272,9 +251,6 @@ mod arch {
         ];
         if std::is_x86_feature_detected!("avx2") {
             all.push(("avx2", vector_avx2, 128));
-        }
-        if std::is_x86_feature_detected!("avx512f") {
-            all.push(("avx512", vector_avx512, 256));
         }
         all
     }
@@ -540,69 +516,19 @@ mod arch {
                 out("ymm1") _,
                 out("ymm2") _,
                 out("ymm3") _,
-                options(nostack)
-            );
-        }
-    }
-
-    /// As [`vector_avx2`] with four 64-byte moves per 256 bytes, in `zmm16`-`zmm19`: registers
-    /// that only EVEX instructions reach, so no `vzeroupper` is needed afterwards.
-    ///
-    /// # Safety
-    /// As [`copy`], with `n >= 256`, on a CPU with AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    #[inline(never)]
-    pub(crate) unsafe fn vector_avx512(src: *const u8, dst: *mut u8, n: usize) {
-        // SAFETY: (and why this is not a data race) as in `vector_avx2`, with 256-byte steps
-        // and a last, possibly overlapping, 256 bytes: never outside the `n >= 256` valid,
-        // disjoint bytes, and no gap. `vmovdqu64` takes any alignment and `vmovdqa64` is only
-        // used on `dst` moved to a cache line; AVX-512F is enabled for this function and
-        // checked by the caller. Every 64-byte move is a set of single-copy-atomic accesses
-        // of at least one byte (module documentation).
-        unsafe {
-            asm!(
-                "vmovdqu64 zmm16, [{src}]",
-                "vmovdqu64 [{dst}], zmm16",
-                "lea {end}, [{src} + {n} - 256]",
-                "mov {skip}, {dst}",
-                "neg {skip}",
-                "and {skip}, 63",
-                "add {src}, {skip}",
-                "add {dst}, {skip}",
-                "2:",
-                "cmp {src}, {end}",
-                "jae 3f",
-                "vmovdqu64 zmm16, [{src}]",
-                "vmovdqu64 zmm17, [{src} + 64]",
-                "vmovdqu64 zmm18, [{src} + 128]",
-                "vmovdqu64 zmm19, [{src} + 192]",
-                "vmovdqa64 [{dst}], zmm16",
-                "vmovdqa64 [{dst} + 64], zmm17",
-                "vmovdqa64 [{dst} + 128], zmm18",
-                "vmovdqa64 [{dst} + 192], zmm19",
-                "add {src}, 256",
-                "add {dst}, 256",
-                "jmp 2b",
-                "3:",
-                "sub {dst}, {src}",
-                "add {dst}, {end}",
-                "vmovdqu64 zmm16, [{end}]",
-                "vmovdqu64 zmm17, [{end} + 64]",
-                "vmovdqu64 zmm18, [{end} + 128]",
-                "vmovdqu64 zmm19, [{end} + 192]",
-                "vmovdqu64 [{dst}], zmm16",
-                "vmovdqu64 [{dst} + 64], zmm17",
-                "vmovdqu64 [{dst} + 128], zmm18",
-                "vmovdqu64 [{dst} + 192], zmm19",
-                src = inout(reg) src => _,
-                dst = inout(reg) dst => _,
-                n = in(reg) n,
-                end = out(reg) _,
-                skip = out(reg) _,
-                out("zmm16") _,
-                out("zmm17") _,
-                out("zmm18") _,
-                out("zmm19") _,
+                // `vzeroupper` clears the upper halves of every other vector register too.
+                out("ymm4") _,
+                out("ymm5") _,
+                out("ymm6") _,
+                out("ymm7") _,
+                out("ymm8") _,
+                out("ymm9") _,
+                out("ymm10") _,
+                out("ymm11") _,
+                out("ymm12") _,
+                out("ymm13") _,
+                out("ymm14") _,
+                out("ymm15") _,
                 options(nostack)
             );
         }
@@ -803,20 +729,20 @@ mod tests {
     }
 
     /// The per-vendor plans: Intel (and other vendors) keep `rep movsb` from 2 KiB and the
-    /// AVX2 loop; AMD uses the AVX2 loop up to its own measured threshold, even with AVX-512;
+    /// AVX2 loop; AMD uses the AVX2 loop up to its own measured threshold;
     /// no CPU without ERMSB uses `rep movsb`, and no loop is picked that the CPU lacks.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn plans_follow_vendor_and_features() {
         use arch::{plan_for, Vector, NEVER};
-        let intel = plan_for(false, true, true, true);
+        let intel = plan_for(false, true, true);
         assert_eq!((intel.rep_min, intel.vector), (2048, Vector::Avx2));
-        let amd = plan_for(true, true, true, true);
+        let amd = plan_for(true, true, true);
         assert_eq!((amd.rep_min, amd.vector), (arch::AMD_REP_MIN, Vector::Avx2));
         for amd in [false, true] {
-            assert_eq!(plan_for(amd, false, true, false).rep_min, NEVER);
-            assert_eq!(plan_for(amd, true, false, false).vector, Vector::Sse2);
-            assert_eq!(plan_for(amd, true, true, false).vector, Vector::Avx2);
+            assert_eq!(plan_for(amd, false, true).rep_min, NEVER);
+            assert_eq!(plan_for(amd, true, false).vector, Vector::Sse2);
+            assert_eq!(plan_for(amd, true, true).vector, Vector::Avx2);
         }
     }
 }
