@@ -572,9 +572,10 @@ struct StateExport {
     resends: u32,
     /// Whether an update was published since the last tick.
     published: bool,
-    /// The writer's epoch as last looked at. The look (a lock query, a system call) is made
-    /// after publishing, not between the wake-up and the publication: a value published under
-    /// the previous epoch by a writer that just took over is published again under its own.
+    /// The writer's epoch as last looked at. The header's epoch is loaded after publishing,
+    /// not between the wake-up and the publication: a value published under the previous
+    /// epoch by a writer that just took over is published again under its own. Whether the
+    /// writer lives (a lock query, a system call) is asked at each tick.
     epoch: u64,
 }
 
@@ -662,7 +663,12 @@ impl StateExport {
                 Err(Error::Timeout) => return Ok(turn),
                 Err(e) => return Err(format!("{name}: reading: {e}")),
             }
-            if !self.writer_unchanged(shared, name)? {
+            // The writer's epoch from the header (a load); the lock query that tells whether
+            // it lives waits for the next tick, off the path of the value just published
+            // (made here, it took the CPU from Zenoh's thread sending the value).
+            if (self.reader.writer_epoch() != self.epoch || self.queryables.is_none())
+                && !self.writer_unchanged(shared, name)?
+            {
                 continue;
             }
             break;
@@ -728,6 +734,8 @@ struct StreamExport {
     tail_resends: u32,
     /// Whether a batch was published since the last tick.
     published: bool,
+    /// The writer's epoch when its liveliness was last asked (`None` before the first turn).
+    looked: Option<u64>,
 }
 
 impl StreamExport {
@@ -778,13 +786,17 @@ impl StreamExport {
             tail: Vec::with_capacity(size + 16),
             tail_resends: 0,
             published: false,
+            looked: None,
         })
     }
 
     fn service(&mut self, shared: &Shared, name: &str) -> Result<Turn, String> {
-        let writer = self.rx.info().writer();
-        let epoch = writer.epoch();
-        self.live.set(shared, name, writer.alive(), epoch);
+        // The epoch from the header (a load); whether the writer lives (a lock query, a
+        // system call) only for a new epoch here, else at each tick: off the messages' path.
+        let epoch = self.rx.writer_epoch();
+        if self.looked != Some(epoch) {
+            self.look(shared, name);
+        }
         let mut turn = Turn::Idle;
         for _ in 0..BATCHES_PER_TURN {
             Batch::start(&mut self.batch, epoch);
@@ -832,9 +844,15 @@ impl StreamExport {
         Ok(turn)
     }
 
-    fn tick(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+    /// Holds the liveliness token while the writer lives.
+    fn look(&mut self, shared: &Shared, name: &str) {
         let writer = self.rx.info().writer();
+        self.looked = Some(writer.epoch());
         self.live.set(shared, name, writer.alive(), writer.epoch());
+    }
+
+    fn tick(&mut self, shared: &Shared, name: &str) -> Result<bool, String> {
+        self.look(shared, name);
         if !std::mem::take(&mut self.published) && self.tail_resends > 0 {
             // Idle: a lossy stream's last batch may have been dropped, and a far reader learns
             // of a loss only from a later message. Sending the last message again (the

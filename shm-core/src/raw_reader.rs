@@ -236,6 +236,14 @@ impl RawReader {
         protocol::load_acquire(&self.seg.header().published)
     }
 
+    /// The writer epoch the header holds now: one more at each takeover of the writer lease.
+    /// A load, unlike [`info`](Self::info), which also asks the kernel whether a writer holds
+    /// the lease; a hostile peer may have stored anything there.
+    #[inline]
+    pub fn writer_epoch(&self) -> u64 {
+        self.seg.writer_epoch()
+    }
+
     /// Whether another process shrank the segment's file under this reader and an access
     /// faulted on the lost part. The process survives such a fault: the lost pages read as
     /// zeros from then on, the bounded calls ([`try_read`](Self::try_read),

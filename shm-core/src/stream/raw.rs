@@ -237,6 +237,13 @@ impl RawStreamReader {
     pub fn info(&self) -> SegmentInfo {
         self.raw.info()
     }
+
+    /// The writer epoch the header holds now; see [`RawReader::writer_epoch`] (a load, where
+    /// [`info`](Self::info) also asks the kernel whether the writer lives).
+    #[inline]
+    pub fn writer_epoch(&self) -> u64 {
+        self.raw.writer_epoch()
+    }
 }
 
 /// The messages, in order, each as its number and its bytes; never ends. Errors as
