@@ -2,21 +2,31 @@
 //! local segments `/NAME@ID`.
 //!
 //! A discovery loop asks every [`DISCOVER_EVERY`] for the `layout` of the segments of the
-//! hosts the patterns name, checks each new announcement as hostile input
-//! ([`Announcement::checked_layout`]) and starts one worker thread per segment. A worker
-//! subscribes to the segment's data and liveliness, creates the mirror once the first value
-//! (a stream: the layout) is there, writes every update into it, and holds the mirror's writer
-//! lease exactly while the remote writer's liveliness token is present.
+//! hosts the patterns name and checks each new announcement as hostile input
+//! ([`Announcement::checked_layout`]). Each new import is set up on a short-lived thread of
+//! its own (`import ID/NAME`), which subscribes to the segment's data and liveliness, asks
+//! for the tokens present and for the current value (a stream: its position), hands the live
+//! import back to the loop and ends: those queries wait for answers (up to a timeout), and
+//! must not hold up the discovery of other segments. From then on every update is written
+//! into the mirror in Zenoh's callbacks, with no thread of the import's own: the mirror is
+//! created once the first value (a stream: the layout) is there, and the import holds the
+//! mirror's writer lease exactly while the remote writer's liveliness token is present. The
+//! discovery loop ends an import (it failed, its remote segment was created again, or the
+//! bridge stops) by undeclaring its subscriptions and removing its mirror.
+//!
+//! So the importer runs one thread (`import`, the discovery loop) whatever it imports, plus
+//! one per import being set up, besides Zenoh's own.
 
-use crate::export::sleep_unless_stopped;
 use crate::wire::{Announcement, Batch, StateUpdate};
 use crate::{glob, Shared};
 use shm_core::{Error, LayoutBuf, Options, RawStreamWriter, RawWriter, SegmentKind};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use zenoh::pubsub::Subscriber;
 use zenoh::query::ConsolidationMode;
 use zenoh::sample::SampleKind;
 use zenoh::Wait;
@@ -35,6 +45,8 @@ const MAX_JUMP: u64 = 1 << 40;
 const MAX_REFUSED: usize = 4096;
 /// A stream's batches kept while its mirror is being created.
 const QUEUE: usize = 1024;
+/// Longest sleep of the discovery loop between two looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// The default rule for naming mirrors: `/NAME@ID`.
 pub const DEFAULT_MIRROR_NAME: &str = "/{name}@{id}";
@@ -47,7 +59,7 @@ pub fn mirror_name(template: &str, id: &str, name: &str) -> String {
         .replace("{id}", id)
 }
 
-/// What a worker hears from the network.
+/// What an import hears from the network.
 enum Event<'a> {
     /// A publication (or a query's answer) on `data`, borrowed from Zenoh's buffer.
     Data(&'a [u8]),
@@ -55,21 +67,94 @@ enum Event<'a> {
     Alive(String, bool),
 }
 
-/// The running imports by `ID/NAME`: the segment's incarnation and layout hash, the stop flag
-/// and the thread.
-type Workers = HashMap<String, Import>;
+/// The imports by `ID/NAME`.
+type Imports = HashMap<String, Import>;
 
-/// One running import.
+/// One import: the segment's incarnation and layout hash, and where its setup is.
 struct Import {
+    /// Tells this import's notes from those of an earlier import of the same segment.
+    serial: u64,
     instance: u64,
     layout_hash: u64,
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    phase: Phase,
+}
+
+/// Where an import is.
+enum Phase {
+    /// Being set up on its thread, which returns the live import (none if it could not
+    /// subscribe).
+    Setup(JoinHandle<Option<Live>>),
+    /// Running in Zenoh's callbacks.
+    Live(Live),
+}
+
+/// A running import: the subscriptions whose callbacks write the mirror.
+struct Live {
+    mirror: Arc<Mutex<Mirror>>,
+    data: Subscriber<()>,
+    alive: Subscriber<()>,
+}
+
+/// What an import tells the discovery loop, with its `ID/NAME` and serial.
+#[derive(Clone)]
+enum Note {
+    /// Its setup is done: the thread is returning the live import.
+    SetUp(String, u64),
+    /// It failed (during its setup: it is ended when handed back).
+    Failed(String, u64),
+}
+
+impl Live {
+    /// Ends the import: no callback runs once the subscriptions are undeclared, then the
+    /// writer lease is released and the mirror removed (if this import made or took it).
+    fn end(self, shared: &Shared) {
+        let Live {
+            mirror,
+            data,
+            alive,
+        } = self;
+        drop(data);
+        drop(alive);
+        let mut m = lock(&mirror);
+        // A query's answer that arrives later finds the import closed.
+        m.closed = true;
+        if let Some(e) = m.failed.take() {
+            shared.log.error(format_args!("{e}"));
+        }
+        m.writer = None;
+        if m.exists {
+            let _ = shm_core::remove(&m.remote.mirror);
+            shared
+                .log
+                .info(format_args!("removed the mirror {}", m.remote.mirror));
+        }
+    }
+
+    /// Whether the import failed (it is then ended).
+    fn failed(&self) -> bool {
+        lock(&self.mirror).failed.is_some()
+    }
+}
+
+impl Import {
+    /// Ends the import, waiting for its setup first if it is not done.
+    fn end(self, shared: &Shared) {
+        match self.phase {
+            Phase::Live(live) => live.end(shared),
+            Phase::Setup(thread) => {
+                if let Ok(Some(live)) = thread.join() {
+                    live.end(shared);
+                }
+            }
+        }
+    }
 }
 
 /// Runs the importer until `shared.stop`.
 pub fn run(shared: Arc<Shared>) {
-    let mut workers: Workers = HashMap::new();
+    let mut imports: Imports = HashMap::new();
+    let (notes, noted) = channel::<Note>();
+    let mut serial = 0u64;
     // Announcements refused (key and bytes), logged once each.
     let mut refused: HashSet<(String, Vec<u8>)> = HashSet::new();
     let selectors: BTreeSet<String> = shared
@@ -85,13 +170,6 @@ pub fn run(shared: Arc<Shared>) {
     // Imports that ended (refused, or the mirror is another bridge's), retried after a pause.
     let mut ended: HashMap<String, Instant> = HashMap::new();
     while !shared.stop.load(Ordering::Relaxed) {
-        workers.retain(|key, w| {
-            let done = w.thread.is_finished();
-            if done {
-                ended.insert(key.clone(), Instant::now());
-            }
-            !done
-        });
         ended.retain(|_, at| at.elapsed() < RETRY_AFTER);
         for selector in &selectors {
             let replies = match shared
@@ -115,29 +193,104 @@ pub fn run(shared: Arc<Shared>) {
                     .keys()
                     .any(|k| key == format!("{}/{k}/layout", shared.config.prefix));
                 if !paused {
-                    consider(&shared, &key, bytes, &mut workers, &mut refused);
+                    let new = Start {
+                        imports: &mut imports,
+                        refused: &mut refused,
+                        notes: &notes,
+                        serial: &mut serial,
+                    };
+                    consider(&shared, &key, bytes, new);
                 }
             }
         }
-        sleep_unless_stopped(&shared.stop, DISCOVER_EVERY);
+        tend(&shared, &mut imports, &mut ended, &noted, DISCOVER_EVERY);
     }
-    for w in workers.values() {
-        w.stop.store(true, Ordering::Relaxed);
+    for (_, import) in imports.drain() {
+        import.end(&shared);
     }
-    for (_, w) in workers {
-        let _ = w.thread.join();
+}
+
+/// Sleeps `d`, waking early once `shared.stop` is set; meanwhile takes over the imports whose
+/// setup is done and ends those that failed (to be retried after [`RETRY_AFTER`]).
+fn tend(
+    shared: &Shared,
+    imports: &mut Imports,
+    ended: &mut HashMap<String, Instant>,
+    noted: &Receiver<Note>,
+    d: Duration,
+) {
+    let until = Instant::now() + d;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let note = match noted.recv_timeout(left.min(STOP_POLL)) {
+            Ok(note) => note,
+            Err(RecvTimeoutError::Timeout) => continue,
+            // The loop holds a sender: never.
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let (key, serial, set_up) = match note {
+            Note::SetUp(key, serial) => (key, serial, true),
+            Note::Failed(key, serial) => (key, serial, false),
+        };
+        let Some(import) = imports.remove(&key) else {
+            // A note from an import already ended.
+            continue;
+        };
+        let live = match import.phase {
+            _ if import.serial != serial => {
+                // A note from an earlier import of the same segment.
+                imports.insert(key, import);
+                continue;
+            }
+            Phase::Setup(thread) if set_up => thread.join().ok().flatten(),
+            Phase::Setup(thread) => {
+                // A failure during setup: looked at when the setup hands the import back.
+                imports.insert(
+                    key,
+                    Import {
+                        phase: Phase::Setup(thread),
+                        ..import
+                    },
+                );
+                continue;
+            }
+            Phase::Live(live) => Some(live),
+        };
+        match live {
+            Some(live) if !live.failed() => {
+                imports.insert(
+                    key,
+                    Import {
+                        phase: Phase::Live(live),
+                        ..import
+                    },
+                );
+            }
+            live => {
+                if let Some(live) = live {
+                    live.end(shared);
+                }
+                ended.insert(key, Instant::now());
+            }
+        }
     }
+}
+
+/// What starting an import needs besides the announcement: the running imports, the refusals
+/// already logged, the discovery loop's notes and the last serial given.
+struct Start<'a> {
+    imports: &'a mut Imports,
+    refused: &'a mut HashSet<(String, Vec<u8>)>,
+    notes: &'a Sender<Note>,
+    serial: &'a mut u64,
 }
 
 /// Starts importing the segment announced under `key` if a pattern matches it and its
 /// announcement passes the checks; logs a refusal once.
-fn consider(
-    shared: &Arc<Shared>,
-    key: &str,
-    bytes: Vec<u8>,
-    workers: &mut Workers,
-    refused: &mut HashSet<(String, Vec<u8>)>,
-) {
+fn consider(shared: &Arc<Shared>, key: &str, bytes: Vec<u8>, new: Start<'_>) {
     let prefix = format!("{}/", shared.config.prefix);
     let Some(rest) = key
         .strip_prefix(&prefix)
@@ -154,19 +307,18 @@ fn consider(
     {
         return;
     }
-    if let Some(w) = workers.get(rest) {
+    if let Some(i) = new.imports.get(rest) {
         // The remote segment was removed and created again (its numbering starts over, its
         // layout may differ): stop mirroring the old one, which removes the mirror, and
         // mirror the new one from the next round on.
         let changed = Announcement::decode(&bytes)
-            .is_ok_and(|a| (a.instance, a.layout_hash) != (w.instance, w.layout_hash));
+            .is_ok_and(|a| (a.instance, a.layout_hash) != (i.instance, i.layout_hash));
         if changed {
             shared
                 .log
                 .info(format_args!("{rest} was created again on its host"));
-            w.stop.store(true, Ordering::Relaxed);
-            if let Some(w) = workers.remove(rest) {
-                let _ = w.thread.join();
+            if let Some(i) = new.imports.remove(rest) {
+                i.end(shared);
             }
         }
         return;
@@ -180,10 +332,10 @@ fn consider(
         Err(why) => {
             // Bounded: a peer that keeps announcing new bytes cannot make the set grow for
             // ever (its refusals are then logged again).
-            if refused.len() >= MAX_REFUSED {
-                refused.clear();
+            if new.refused.len() >= MAX_REFUSED {
+                new.refused.clear();
             }
-            if refused.insert((key.to_owned(), bytes)) {
+            if new.refused.insert((key.to_owned(), bytes)) {
                 shared
                     .log
                     .error(format_args!("refusing to import {rest}: {why}"));
@@ -191,28 +343,33 @@ fn consider(
             return;
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
+    *new.serial += 1;
+    let serial = *new.serial;
     let (instance, layout_hash) = (announcement.instance, announcement.layout_hash);
     let remote = Remote {
+        key: rest.to_owned(),
         id: id.to_owned(),
         name: format!("/{name}"),
         mirror: mirror_name(&shared.config.mirror_name, id, name),
         announcement,
         layout,
     };
-    let (s, st) = (shared.clone(), stop.clone());
+    let (s, notes) = (shared.clone(), new.notes.clone());
     match std::thread::Builder::new()
         .name(format!("import {rest}"))
-        .spawn(move || import(&s, Arc::new(remote), &st))
-    {
+        .spawn(move || {
+            // Tells the discovery loop to take the import, also if the setup panicked.
+            let _hand_back = HandBack(notes.clone(), Note::SetUp(remote.key.clone(), serial));
+            set_up(&s, Arc::new(remote), serial, notes)
+        }) {
         Ok(thread) => {
-            workers.insert(
+            new.imports.insert(
                 rest.to_owned(),
                 Import {
+                    serial,
                     instance,
                     layout_hash,
-                    stop,
-                    thread,
+                    phase: Phase::Setup(thread),
                 },
             );
         }
@@ -220,8 +377,19 @@ fn consider(
     }
 }
 
+/// Sends its note when dropped: a setup thread's last act, also if the setup panics.
+struct HandBack(Sender<Note>, Note);
+
+impl Drop for HandBack {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1.clone());
+    }
+}
+
 /// A remote segment being imported.
 struct Remote {
+    /// `ID/NAME`.
+    key: String,
     id: String,
     name: String,
     mirror: String,
@@ -235,10 +403,15 @@ enum MirrorWriter {
     Stream(RawStreamWriter),
 }
 
-/// A worker's view of the mirror, updated from Zenoh's callbacks.
+/// An import's view of the mirror, updated from Zenoh's callbacks.
 struct Mirror {
     shared: Arc<Shared>,
     remote: Arc<Remote>,
+    /// The import's serial, and where its failure is told.
+    serial: u64,
+    notes: Sender<Note>,
+    /// Set when the import ended: an answer to its query that arrives later is dropped.
+    closed: bool,
     /// A stream's batches that arrived before its mirror was created (at most [`QUEUE`]).
     pending: Vec<Vec<u8>>,
     /// Why the import ended, once it did.
@@ -367,10 +540,21 @@ impl Mirror {
         }
     }
 
+    /// Ends the import with the reason `why` (the discovery loop is told; the first reason
+    /// is kept).
+    fn fail(&mut self, why: String) {
+        if self.failed.is_none() {
+            self.failed = Some(why);
+            let _ = self
+                .notes
+                .send(Note::Failed(self.remote.key.clone(), self.serial));
+        }
+    }
+
     /// Handles what the network delivered; an error ends the import (a malformed update is
     /// only logged).
     fn handle(&mut self, event: Event<'_>) {
-        if self.failed.is_some() {
+        if self.failed.is_some() || self.closed {
             return;
         }
         let result = match event {
@@ -393,7 +577,7 @@ impl Mirror {
             }),
         };
         if let Err(e) = result {
-            self.failed = Some(e);
+            self.fail(e);
         }
     }
 
@@ -505,7 +689,15 @@ fn busy_or(e: Error, name: &str) -> String {
     }
 }
 
-fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
+/// Sets up the import of `remote`: subscribes to its data and liveliness, asks for the tokens
+/// present and for the current value (a stream: creates the mirror at the exporter's
+/// position); `None` if it could not subscribe (logged).
+fn set_up(
+    shared: &Arc<Shared>,
+    remote: Arc<Remote>,
+    serial: u64,
+    notes: Sender<Note>,
+) -> Option<Live> {
     let log = &shared.log;
     let data_key = shared.remote_key(&remote.id, &remote.name, "data");
     let alive_key = format!("{}/*", shared.remote_key(&remote.id, &remote.name, "alive"));
@@ -514,6 +706,9 @@ fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
     let mirror = Arc::new(Mutex::new(Mirror {
         shared: shared.clone(),
         remote: remote.clone(),
+        serial,
+        notes,
+        closed: false,
         pending: Vec::new(),
         failed: None,
         exists: false,
@@ -546,7 +741,8 @@ fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
     let (data, alive) = match (data, alive) {
         (Ok(d), Ok(a)) => (d, a),
         (Err(e), _) | (_, Err(e)) => {
-            return log.error(format_args!("subscribing to {}: {e}", remote.name));
+            log.error(format_args!("subscribing to {}: {e}", remote.name));
+            return None;
         }
     };
     // The tokens present now, so that the mirror is created with the right lease state.
@@ -582,29 +778,19 @@ fn import(shared: &Arc<Shared>, remote: Arc<Remote>, stop: &AtomicBool) {
                         m.handle(Event::Data(&batch));
                     }
                 }
-                Err(e) => m.failed = Some(e),
+                Err(e) => m.fail(e),
             }
             Ok(())
         }
     };
     if let Err(e) = started {
-        lock(&mirror).failed = Some(e);
+        lock(&mirror).fail(e);
     }
-    while !stop.load(Ordering::Relaxed) && lock(&mirror).failed.is_none() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // No callback runs once the subscribers are undeclared.
-    drop(data);
-    drop(alive);
-    let mut m = lock(&mirror);
-    if let Some(e) = m.failed.take() {
-        log.error(format_args!("{e}"));
-    }
-    m.writer = None;
-    if m.exists {
-        let _ = shm_core::remove(&remote.mirror);
-        log.info(format_args!("removed the mirror {}", remote.mirror));
-    }
+    Some(Live {
+        mirror,
+        data,
+        alive,
+    })
 }
 
 /// Locks the mirror (one that a panicking callback left poisoned is still consistent: every
@@ -613,25 +799,22 @@ fn lock(m: &Mutex<Mirror>) -> std::sync::MutexGuard<'_, Mirror> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Asks the `data` queryable for the current value, written into the mirror as it arrives.
+/// Asks the `data` queryable for the current value, written into the mirror as it arrives
+/// (in Zenoh's callback, as the subscription's updates are).
 fn query_into(shared: &Shared, key: &str, mirror: &Arc<Mutex<Mirror>>) -> Result<(), String> {
-    let replies = shared
+    let m = mirror.clone();
+    shared
         .session
         .get(key)
         .consolidation(ConsolidationMode::None)
         .timeout(QUERY_TIMEOUT)
-        .wait()
-        .map_err(|e| format!("asking {key}: {e}"))?;
-    let mirror = mirror.clone();
-    // Answers arrive on their own thread, so that this worker can go on.
-    std::thread::spawn(move || {
-        while let Ok(reply) = replies.recv() {
+        .callback(move |reply| {
             if let Ok(sample) = reply.result() {
-                lock(&mirror).handle(Event::Data(&sample.payload().to_bytes()));
+                lock(&m).handle(Event::Data(&sample.payload().to_bytes()));
             }
-        }
-    });
-    Ok(())
+        })
+        .wait()
+        .map_err(|e| format!("asking {key}: {e}"))
 }
 
 /// The position a fresh `layout` answer reports.

@@ -235,7 +235,18 @@ pub fn run(config: Config, stop: Arc<AtomicBool>) -> Result<(), BridgeError> {
     });
     let importer = (!shared.config.import.is_empty()).then(|| {
         let s = shared.clone();
-        std::thread::spawn(move || import::run(s))
+        std::thread::Builder::new()
+            .name("import".into())
+            .spawn(move || import::run(s))
+    });
+    let importer = importer.and_then(|spawned| {
+        spawned
+            .map_err(|e| {
+                shared
+                    .log
+                    .error(format_args!("cannot start the importer's thread: {e}"))
+            })
+            .ok()
     });
     // A bridge that neither exports nor imports still serves as a Zenoh peer until stopped.
     while !shared.stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -1015,20 +1015,21 @@ fn hostile_announcements_are_refused_and_other_segments_still_served() {
     assert!(!exists(&good_mirror) && !exists(&badval_mirror) && !exists(&jump_mirror));
 }
 
-/// The threads of process `pid` now (`/proc/PID/task`), and how many are named `export …`.
-fn threads(pid: u32) -> (usize, usize) {
-    let (mut all, mut export) = (0, 0);
+/// The threads of process `pid` now (`/proc/PID/task`), and how many have a name starting
+/// with `named` (`export`, `import`).
+fn threads(pid: u32, named: &str) -> (usize, usize) {
+    let (mut all, mut matching) = (0, 0);
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .flatten()
     {
         all += 1;
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("export") {
-            export += 1;
+        if comm.starts_with(named) {
+            matching += 1;
         }
     }
-    (all, export)
+    (all, matching)
 }
 
 #[test]
@@ -1043,14 +1044,14 @@ fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
     let mut writers = vec![Pose::create(&names[0], &Pose::of(1)).unwrap()];
     let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &format!("{prefix}-*")]));
     exporter.wait_log(&format!("exporting state {}", &*names[0]));
-    let one = threads(exporter.child.id());
+    let one = threads(exporter.child.id(), "export");
     for n in &names[1..] {
         writers.push(Pose::create(n, &Pose::of(1)).unwrap());
     }
     wait_until("all the states exported", || {
         exporter.count("exporting state") == SEGMENTS as usize
     });
-    let fifty = threads(exporter.child.id());
+    let fifty = threads(exporter.child.id(), "export");
     // Every one of them is served: its current value, then a new one, reach its mirror.
     let importer = Bridge::start(
         &b,
@@ -1070,7 +1071,7 @@ fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
             r.read() == Pose::of(1000 + i as u64)
         });
     }
-    let serving = threads(exporter.child.id());
+    let serving = threads(exporter.child.id(), "export");
     eprintln!(
         "exporter threads (all, named export …): one segment {one:?}, {SEGMENTS} segments \
          {fifty:?}, {SEGMENTS} segments after their updates went through {serving:?}"
@@ -1083,6 +1084,84 @@ fn fifty_exported_states_are_served_by_a_bounded_number_of_threads() {
     assert!(
         fifty.0 < one.0 + 10 && serving.0 < SEGMENTS as usize,
         "threads grew with the segments: {one:?} -> {fifty:?} -> {serving:?}"
+    );
+    drop(readers);
+    importer.terminate();
+    exporter.terminate();
+    drop(writers);
+    for m in &mirrors {
+        assert!(!exists(m), "{} left behind", &**m);
+    }
+}
+
+/// The threads of the importing bridge `pid` once its named `import …` threads are at most
+/// `at_most` (a new import's setup thread ends once its subscriptions are in place), or when
+/// they never got there within [`PATIENCE`].
+fn import_threads_settled(pid: u32, at_most: usize) -> (usize, usize) {
+    let start = Instant::now();
+    loop {
+        let now = threads(pid, "import");
+        if now.1 <= at_most || start.elapsed() > PATIENCE {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn fifty_imported_states_are_mirrored_by_a_bounded_number_of_threads() {
+    const SEGMENTS: u64 = 50;
+    let (a, b) = (host("a"), host("b"));
+    let prefix = format!("/shmtest-{}", unique("br-imports"));
+    let names: Vec<Name> = (0..SEGMENTS)
+        .map(|i| Name(format!("{prefix}-{i}")))
+        .collect();
+    let mirrors: Vec<Name> = names.iter().map(|n| n.mirror(&a)).collect();
+    let mut writers = vec![Pose::create(&names[0], &Pose::of(1)).unwrap()];
+    let (exporter, endpoint) = Bridge::listening(&a, &args(&["--export", &format!("{prefix}-*")]));
+    let importer = Bridge::start(
+        &b,
+        &args(&[
+            "--connect",
+            &endpoint,
+            "--import",
+            &format!("{a}/{}-*", prefix.trim_start_matches('/')),
+        ]),
+    );
+    let pid = importer.child.id();
+    // Every mirror gets the current value, then a new one: its import is running.
+    let mut readers = vec![open_mirror(&mirrors[0])];
+    writers[0].write(&Pose::of(1000));
+    wait_until(&format!("the new value of {}", &*mirrors[0]), || {
+        readers[0].read() == Pose::of(1000)
+    });
+    // One import: the discovery loop's thread, once the import's setup is done.
+    let one = import_threads_settled(pid, 1);
+    for n in &names[1..] {
+        writers.push(Pose::create(n, &Pose::of(1)).unwrap());
+    }
+    readers.extend(mirrors[1..].iter().map(|m| open_mirror(m)));
+    for (i, w) in writers.iter_mut().enumerate() {
+        w.write(&Pose::of(2000 + i as u64));
+    }
+    for (i, r) in readers.iter().enumerate() {
+        wait_until(&format!("the new value of {}", &*mirrors[i]), || {
+            r.read() == Pose::of(2000 + i as u64)
+        });
+    }
+    let fifty = import_threads_settled(pid, one.1);
+    eprintln!(
+        "importer threads (all, named import …): one segment {one:?}, {SEGMENTS} segments \
+         after their updates went through {fifty:?}"
+    );
+    // No thread per segment: the same threads import one segment or fifty.
+    assert!(
+        fifty.1 <= one.1,
+        "import threads grew with the segments: {one:?} -> {fifty:?}"
+    );
+    assert!(
+        fifty.0 < one.0 + 10 && fifty.0 < SEGMENTS as usize,
+        "threads grew with the segments: {one:?} -> {fifty:?}"
     );
     drop(readers);
     importer.terminate();
