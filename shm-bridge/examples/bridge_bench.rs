@@ -92,6 +92,9 @@ fn received(b: &[u8]) -> (u64, u64) {
     (seq, now_ns().saturating_sub(sent))
 }
 
+/// What a receiver recorded: `(seq, latency ns)` of each value.
+type Records = Vec<(u64, u64)>;
+
 /// The `seq` that tells a receiving child to report and exit.
 const LAST: u64 = u64::MAX;
 
@@ -254,7 +257,7 @@ trait Path {
 /// A reader thread in this process waiting on a state's futex, recording what it reads.
 struct FutexReader {
     done: Arc<AtomicU64>,
-    thread: std::thread::JoinHandle<(shm_core::Reader<Sample>, Vec<(u64, u64)>)>,
+    thread: std::thread::JoinHandle<(shm_core::Reader<Sample>, Records)>,
 }
 
 impl FutexReader {
@@ -815,7 +818,7 @@ fn main() {
     }
     eprintln!();
     let bridge_cpu = bridge.cpu_per_value();
-    let mut all: Vec<(Vec<(u64, u64)>, Option<Duration>)> = paths
+    let mut all: Vec<(Records, Option<Duration>)> = paths
         .into_iter()
         .map(|p| {
             let cpu = p.cpu_per_value();
