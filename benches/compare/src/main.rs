@@ -2,16 +2,26 @@
 //! on one host, each contender in separate processes pinned to different CPUs.
 //!
 //! ```text
-//! cargo run --release --manifest-path benches/compare/Cargo.toml -- [--quick] [--out DIR]
+//! cargo run --release --manifest-path benches/compare/Cargo.toml -- [--quick] [--out DIR] [--only CASE]
 //! ```
 //!
 //! The parent process runs every case as a writer child (pinned to CPU 0) and a reader child
 //! (pinned to CPU 1), both this binary in a role; children report one JSON line each (the
 //! stream cases, `streams.rs`, and the async waiting cases, `asyncwait.rs`, a sender and a
 //! receiver the same way). Results
-//! go to `DIR/results.csv`, `DIR/results.json`, `DIR/summary.md` and SVG plots.
+//! go to `DIR/results.csv`, `DIR/results.json`, `DIR/summary.md` and SVG plots. `--only CASE`
+//! runs the cases whose name contains `CASE`.
+//!
+//! The bridge group (`bridge.rs`: `bridge_latency`, `bridge_ratio`, `bridge_updates`) measures
+//! `shm-bridge`, which mirrors a segment to another host over Zenoh, on loopback beside Zenoh's
+//! own pub/sub, TCP and local shared memory. This crate does not depend on Zenoh: the group
+//! builds the main workspace's binaries (`cargo build --locked --release --workspace --bins
+//! --examples`, which compiles nothing after the README's `cargo test --workspace --release`)
+//! and runs its example `bridge_bench --json`. If that build or run fails, the harness says so
+//! (on stderr, at the end of the run and in `summary.md`) and the other cases go on.
 
 mod asyncwait;
+mod bridge;
 mod contenders;
 mod measure;
 mod report;
@@ -96,6 +106,9 @@ fn main() {
         rows.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(why) = bridge::failure() {
+        eprintln!("error: bridge rows left out: {why}");
+    }
 }
 
 /// Removes every `/dev/shm/shm-bench-<pid>-*` and `/tmp/shm-bench-<pid>-*` this run made,
@@ -126,6 +139,7 @@ fn remove_leftovers() {
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
+    bridge::on_signal();
     remove_leftovers();
     // SAFETY: restoring the default action and re-raising ends the process as the signal would.
     unsafe {
@@ -316,6 +330,7 @@ fn run_all(quick: bool, only: Option<&str>) -> Vec<Row> {
         }
     }
     rows.extend(writers::run_all(quick, only, b, &prefix()));
+    rows.extend(bridge::run_all(quick, only));
     rows
 }
 
