@@ -5,14 +5,19 @@
 //! hosts the patterns name and checks each new announcement as hostile input
 //! ([`Announcement::checked_layout`]). Each new import is set up on a short-lived thread of
 //! its own (`import ID/NAME`), which subscribes to the segment's data and liveliness, asks
-//! for the tokens present and for the current value (a stream: its position), hands the live
-//! import back to the loop and ends: those queries wait for answers (up to a timeout), and
-//! must not hold up the discovery of other segments. From then on every update is written
+//! for the tokens present and for the current value (a stream: its position; a state's
+//! current value is written in the query's callback, as updates are), hands the live import
+//! back to the loop and ends: those queries wait for answers (up to a timeout), and must not
+//! hold up the discovery of other segments (only a segment created again on its host while
+//! its import is still being set up makes the loop wait for that setup, at most the queries'
+//! timeouts; a bridge that is stopping asks nothing more). From then on every update is written
 //! into the mirror in Zenoh's callbacks, with no thread of the import's own: the mirror is
 //! created once the first value (a stream: the layout) is there, and the import holds the
 //! mirror's writer lease exactly while the remote writer's liveliness token is present. The
 //! discovery loop ends an import (it failed, its remote segment was created again, or the
-//! bridge stops) by undeclaring its subscriptions and removing its mirror.
+//! bridge stops) by undeclaring its subscriptions and closing the mirror: a callback under way
+//! or a late answer finds it closed, and the mirror is removed. A setup that fails closes its
+//! mirror the same way (a value may have arrived by the subscription declared first).
 //!
 //! So the importer runs one thread (`import`, the discovery loop) whatever it imports, plus
 //! one per import being set up, besides Zenoh's own.
@@ -105,8 +110,8 @@ enum Note {
 }
 
 impl Live {
-    /// Ends the import: no callback runs once the subscriptions are undeclared, then the
-    /// writer lease is released and the mirror removed (if this import made or took it).
+    /// Ends the import: its subscriptions are undeclared (no new callback starts), then the
+    /// mirror is closed ([`Mirror::close`]).
     fn end(self, shared: &Shared) {
         let Live {
             mirror,
@@ -115,19 +120,7 @@ impl Live {
         } = self;
         drop(data);
         drop(alive);
-        let mut m = lock(&mirror);
-        // A query's answer that arrives later finds the import closed.
-        m.closed = true;
-        if let Some(e) = m.failed.take() {
-            shared.log.error(format_args!("{e}"));
-        }
-        m.writer = None;
-        if m.exists {
-            let _ = shm_core::remove(&m.remote.mirror);
-            shared
-                .log
-                .info(format_args!("removed the mirror {}", m.remote.mirror));
-        }
+        lock(&mirror).close(shared);
     }
 
     /// Whether the import failed (it is then ended).
@@ -172,6 +165,11 @@ pub fn run(shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Relaxed) {
         ended.retain(|_, at| at.elapsed() < RETRY_AFTER);
         for selector in &selectors {
+            // Imports that failed or finished their setup meanwhile, at once rather than
+            // after the round (a round waits for its answers).
+            while let Ok(note) = noted.try_recv() {
+                take_note(&shared, &mut imports, &mut ended, note);
+            }
             let replies = match shared
                 .session
                 .get(selector.as_str())
@@ -225,56 +223,65 @@ fn tend(
         if left.is_zero() {
             return;
         }
-        let note = match noted.recv_timeout(left.min(STOP_POLL)) {
-            Ok(note) => note,
-            Err(RecvTimeoutError::Timeout) => continue,
+        match noted.recv_timeout(left.min(STOP_POLL)) {
+            Ok(note) => take_note(shared, imports, ended, note),
+            Err(RecvTimeoutError::Timeout) => {}
             // The loop holds a sender: never.
             Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let (key, serial, set_up) = match note {
-            Note::SetUp(key, serial) => (key, serial, true),
-            Note::Failed(key, serial) => (key, serial, false),
-        };
-        let Some(import) = imports.remove(&key) else {
-            // A note from an import already ended.
-            continue;
-        };
-        let live = match import.phase {
-            _ if import.serial != serial => {
-                // A note from an earlier import of the same segment.
-                imports.insert(key, import);
-                continue;
+        }
+    }
+}
+
+/// Takes over an import whose setup is done, or ends one that failed.
+fn take_note(
+    shared: &Shared,
+    imports: &mut Imports,
+    ended: &mut HashMap<String, Instant>,
+    note: Note,
+) {
+    let (key, serial, set_up) = match note {
+        Note::SetUp(key, serial) => (key, serial, true),
+        Note::Failed(key, serial) => (key, serial, false),
+    };
+    let Some(import) = imports.remove(&key) else {
+        // A note from an import already ended.
+        return;
+    };
+    let live = match import.phase {
+        _ if import.serial != serial => {
+            // A note from an earlier import of the same segment.
+            imports.insert(key, import);
+            return;
+        }
+        Phase::Setup(thread) if set_up => thread.join().ok().flatten(),
+        Phase::Setup(thread) => {
+            // A failure during setup: looked at when the setup hands the import back.
+            imports.insert(
+                key,
+                Import {
+                    phase: Phase::Setup(thread),
+                    ..import
+                },
+            );
+            return;
+        }
+        Phase::Live(live) => Some(live),
+    };
+    match live {
+        Some(live) if !live.failed() => {
+            imports.insert(
+                key,
+                Import {
+                    phase: Phase::Live(live),
+                    ..import
+                },
+            );
+        }
+        live => {
+            if let Some(live) = live {
+                live.end(shared);
             }
-            Phase::Setup(thread) if set_up => thread.join().ok().flatten(),
-            Phase::Setup(thread) => {
-                // A failure during setup: looked at when the setup hands the import back.
-                imports.insert(
-                    key,
-                    Import {
-                        phase: Phase::Setup(thread),
-                        ..import
-                    },
-                );
-                continue;
-            }
-            Phase::Live(live) => Some(live),
-        };
-        match live {
-            Some(live) if !live.failed() => {
-                imports.insert(
-                    key,
-                    Import {
-                        phase: Phase::Live(live),
-                        ..import
-                    },
-                );
-            }
-            live => {
-                if let Some(live) = live {
-                    live.end(shared);
-                }
-                ended.insert(key, Instant::now());
-            }
+            ended.insert(key, Instant::now());
         }
     }
 }
@@ -542,6 +549,24 @@ impl Mirror {
 
     /// Ends the import with the reason `why` (the discovery loop is told; the first reason
     /// is kept).
+    /// Closes the import: a callback already under way or still queued, and a query's answer
+    /// that arrives later, find it closed and do nothing; the reason it failed is logged, the
+    /// writer lease released and the mirror removed (if this import made or took it).
+    fn close(&mut self, shared: &Shared) {
+        self.closed = true;
+        if let Some(e) = self.failed.take() {
+            shared.log.error(format_args!("{e}"));
+        }
+        self.writer = None;
+        if self.exists {
+            self.exists = false;
+            let _ = shm_core::remove(&self.remote.mirror);
+            shared
+                .log
+                .info(format_args!("removed the mirror {}", self.remote.mirror));
+        }
+    }
+
     fn fail(&mut self, why: String) {
         if self.failed.is_none() {
             self.failed = Some(why);
@@ -740,13 +765,24 @@ fn set_up(
         .wait();
     let (data, alive) = match (data, alive) {
         (Ok(d), Ok(a)) => (d, a),
-        (Err(e), _) | (_, Err(e)) => {
+        (data, alive) => {
+            let e = (data.as_ref().err())
+                .or(alive.as_ref().err())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            // The one declared may have delivered a value, and with it made the mirror.
+            drop((data, alive));
             log.error(format_args!("subscribing to {}: {e}", remote.name));
+            lock(&mirror).close(shared);
             return None;
         }
     };
-    // The tokens present now, so that the mirror is created with the right lease state.
-    if let Ok(replies) = shared
+    // The tokens present now, so that the mirror is created with the right lease state (not
+    // asked once the bridge is stopping: the loop waits for this setup).
+    let stopping = || shared.stop.load(Ordering::Relaxed);
+    if stopping() {
+        // Nothing asked: ended at once.
+    } else if let Ok(replies) = shared
         .session
         .liveliness()
         .get(alive_key.as_str())
@@ -761,6 +797,7 @@ fn set_up(
         }
     }
     let started = match remote.announcement.kind {
+        _ if stopping() => Ok(()),
         // The current value at once, not at the next publication.
         SegmentKind::State => query_into(shared, &data_key, &mirror),
         // The layout is all a stream mirror needs: create it, numbered after the last
