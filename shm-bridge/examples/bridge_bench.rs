@@ -257,13 +257,16 @@ trait Path {
 /// A reader thread in this process waiting on a state's futex, recording what it reads.
 struct FutexReader {
     done: Arc<AtomicU64>,
+    /// The `seq` of the last value read.
+    seen: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<(shm_core::Reader<Sample>, Records)>,
 }
 
 impl FutexReader {
     fn start(r: shm_core::Reader<Sample>) -> FutexReader {
         let done = Arc::new(AtomicU64::new(0));
-        let d = done.clone();
+        let seen = Arc::new(AtomicU64::new(0));
+        let (d, seen_by_reader) = (done.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             let mut l = Vec::new();
             let mut v = r.version();
@@ -276,6 +279,7 @@ impl FutexReader {
                         if s.seq != 0 {
                             l.push(received(&encode(&s)));
                         }
+                        seen_by_reader.store(s.seq, Ordering::Relaxed);
                         if d.load(Ordering::Relaxed) != 0 && s.seq >= d.load(Ordering::Relaxed) {
                             break;
                         }
@@ -293,7 +297,7 @@ impl FutexReader {
             }
             (r, l)
         });
-        FutexReader { done, thread }
+        FutexReader { done, seen, thread }
     }
 
     fn finish(self, last: u64) -> (shm_core::Reader<Sample>, Vec<(u64, u64)>) {
@@ -453,8 +457,14 @@ impl Path for Bridge {
     }
 
     fn block_ended(&mut self) {
-        // The pace's last value is still on its way: counted once it is through.
-        std::thread::sleep(Duration::from_millis(5));
+        // The block's last value is still on its way: its CPU counted once the far reader has
+        // it (or, coalesced away by a later one that never comes, after a bound).
+        if let Some(r) = &self.reader {
+            let bound = Instant::now() + Duration::from_millis(100);
+            while r.seen.load(Ordering::Relaxed) < self.last && Instant::now() < bound {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         self.cpu += self.processes_cpu() - self.cpu_before;
     }
 

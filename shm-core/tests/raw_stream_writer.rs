@@ -100,9 +100,11 @@ fn a_mirror_stream_writer_records_the_epoch_it_repeats_never_below_its_predecess
         .create_raw_stream(&name, &layout, 4, 0)
         .unwrap();
     let mut rx = Sample::subscribe(&name).unwrap();
+    let raw = shm_core::RawStreamReader::subscribe(&name).unwrap();
     assert!(!tx.set_epoch(0));
     assert!(tx.set_epoch(3));
     assert_eq!(rx.info().writer().epoch(), 3);
+    assert_eq!(raw.writer_epoch(), 3);
     assert!(!tx.set_epoch(2));
     assert!(!tx.set_epoch(u64::MAX));
     drop(tx);
@@ -110,6 +112,7 @@ fn a_mirror_stream_writer_records_the_epoch_it_repeats_never_below_its_predecess
         .open_raw_stream_writer(&name, &layout)
         .unwrap();
     assert_eq!(rx.info().writer().epoch(), 4);
+    assert_eq!(raw.writer_epoch(), 4);
     assert!(!tx.set_epoch(2));
     assert!(tx.set_epoch(3));
     assert_eq!(rx.info().writer().epoch(), 3);

@@ -80,10 +80,13 @@ fn a_mirror_writer_records_the_epoch_it_repeats_never_below_its_predecessors() {
         .create_raw(&name, &layout, &bytes(&sample(0)))
         .unwrap();
     let r = Sample::open(&name).unwrap();
+    // The header's epoch as a load, beside `info()` (which also asks about the lease).
+    let raw = shm_core::RawReader::open(&name).unwrap();
     // A creator: 1 at least.
     assert!(!w.set_epoch(0));
     assert!(w.set_epoch(5));
     assert_eq!(r.info().writer().epoch(), 5);
+    assert_eq!(raw.writer_epoch(), 5);
     // Never below what this writer recorded, never the maximum.
     assert!(!w.set_epoch(4));
     assert!(!w.set_epoch(u64::MAX));
@@ -94,10 +97,12 @@ fn a_mirror_writer_records_the_epoch_it_repeats_never_below_its_predecessors() {
     // remote writer carried on), not a lower one.
     let mut w = Options::new().open_raw_writer(&name, &layout).unwrap();
     assert_eq!(r.info().writer().epoch(), 8);
+    assert_eq!(raw.writer_epoch(), 8);
     assert!(!w.set_epoch(6));
     assert_eq!(r.info().writer().epoch(), 8);
     assert!(w.set_epoch(7));
     assert_eq!(r.info().writer().epoch(), 7);
+    assert_eq!(raw.writer_epoch(), 7);
     w.write(&bytes(&sample(1)));
     assert_eq!(r.read(), sample(1));
     drop(w);
